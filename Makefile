@@ -1,0 +1,31 @@
+# Two commands: `make demo` opens the shop demo, `make test` runs the tests.
+# Each creates .venv and installs what it needs on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+.PHONY: demo test install train evaluate export bench
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	HNSWLIB_NO_NATIVE=1 $(PY) -m pip install -q -e ".[train,ui,dev]"
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m ui.app
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+train: $(STAMP)
+	$(PY) -m train --out runs/default
+
+evaluate: $(STAMP)
+	$(PY) -m train.evaluate --model models/fai-default.onnx
+
+bench: $(STAMP)
+	$(PY) -m bench

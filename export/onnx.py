@@ -1,0 +1,249 @@
+"""python -m export.onnx: a trained checkpoint -> the self-contained ONNX file a kiosk loads.
+
+Like optimum's exporter, every export is validated against the source model: torch and
+onnxruntime must agree within an explicit tolerance at several batch sizes, on real photos when
+given, or the command fails and writes nothing. The preprocessing spec travels in the file's
+metadata so the runtime can never prepare images differently from training.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from fai_infer.model_info import META_PREFIX, FORMAT_VERSION
+from export.synthetic import generated_squares
+from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor
+from train.checkpoint import load_checkpoint
+from train.model import EmbeddingModel
+
+FP32_TOLERANCE = 1e-4
+PARITY_BATCHES = (1, 3, 8)
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
+
+
+class ExportError(RuntimeError):
+    """An export that failed its checks: nothing was written."""
+
+
+@dataclass
+class ParityReport:
+    max_abs_diff: dict[int, float]
+    tolerance: float
+    images: str
+
+    @property
+    def worst(self) -> float:
+        return max(self.max_abs_diff.values())
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """A digest of the exported weights, independent of file layout."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def list_images(folder: str | Path, count: int) -> list[Path]:
+    """A deterministic, evenly spread sample of ``count`` photos from a folder."""
+    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if len(paths) <= count:
+        return paths
+    step = len(paths) / count
+    return [paths[int(i * step)] for i in range(count)]
+
+
+def load_squares(paths: list[Path], spec: PreprocessSpec) -> np.ndarray:
+    return np.stack([load_square(p, spec) for p in paths])
+
+
+def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, name: str,
+                   version: str, quantization: str) -> dict[str, str]:
+    tc = ckpt.get("train_config", {})
+    recipe = (f"data={tc.get('data', '?')} size={tc.get('image_size')} width={tc.get('width')} "
+              f"norm={tc.get('norm')} pooling={tc.get('pooling')} epochs={ckpt.get('epoch')} "
+              f"recon={tc.get('recon_weight')} augment={tc.get('augment')} "
+              f"labels={tc.get('label_columns')}x{tc.get('label_weight')} "
+              f"contrastive={tc.get('contrastive_weight')}")
+    meta = {
+        "format_version": str(FORMAT_VERSION),
+        "model_name": name,
+        "model_version": version,
+        "embedding_dim": str(ckpt["model_config"]["embed_dim"]),
+        "input_size": str(spec.size),
+        "preprocess": json.dumps(spec.to_dict(), sort_keys=True),
+        "model_config": json.dumps(ckpt["model_config"], sort_keys=True),
+        "training": recipe,
+        "git_commit": git_commit(),
+        "weights_sha256": weights_sha256(model),
+        "quantization": quantization,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    return {META_PREFIX + k: v for k, v in meta.items()}
+
+
+def set_metadata(proto: onnx.ModelProto, meta: dict[str, str]) -> None:
+    keep = [p for p in proto.metadata_props if p.key not in meta]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(keep)
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+
+
+def to_onnx_proto(model: torch.nn.Module, size: int, opset: int) -> onnx.ModelProto:
+    buf = io.BytesIO()
+    dummy = torch.zeros(1, 3, size, size)
+    torch.onnx.export(model, (dummy,), buf, input_names=["image"], output_names=["embedding"],
+                      dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                      opset_version=opset, dynamo=False, do_constant_folding=True)
+    proto = onnx.load_from_string(buf.getvalue())
+    onnx.checker.check_model(proto)
+    return proto
+
+
+def session(model_bytes: bytes, threads: int = 0) -> ort.InferenceSession:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
+
+
+def check_parity(model: torch.nn.Module, sess: ort.InferenceSession, batch: np.ndarray,
+                 tolerance: float, source: str) -> ParityReport:
+    """torch vs onnxruntime at batch sizes 1, 3 and 8; raises ExportError past tolerance."""
+    diffs: dict[int, float] = {}
+    for bs in PARITY_BATCHES:
+        x = batch[np.arange(bs) % len(batch)]
+        with torch.no_grad():
+            ref = model(torch.from_numpy(x)).numpy()
+        got = sess.run(None, {"image": x})[0]
+        diffs[bs] = float(np.abs(ref - got).max())
+    report = ParityReport(diffs, tolerance, source)
+    if report.worst > tolerance:
+        raise ExportError(f"torch/onnxruntime parity failed on {source}: max abs difference "
+                          f"{report.worst:.2e} > tolerance {tolerance:.0e} ({diffs})")
+    return report
+
+
+def write_atomic(data: bytes, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
+           version: str = "1", opset: int = 17, parity_images: str | Path | None = None,
+           int8: bool = False, calib: str | Path | None = None, calib_count: int = 300,
+           tolerance: float = FP32_TOLERANCE, log=print) -> dict:
+    """Export, validate and write; returns a report dict (sizes, parity, int8 figures)."""
+    t0 = time.time()
+    out = Path(out)
+    ae, spec, ckpt = load_checkpoint(checkpoint)
+    model = EmbeddingModel(ae).eval()
+    proto = to_onnx_proto(model, spec.size, opset)
+    name = name or out.name.split(".")[0]
+    set_metadata(proto, build_metadata(ckpt, model, spec, name, version, "fp32"))
+    data = proto.SerializeToString()
+    if parity_images:
+        paths = list_images(parity_images, 8)
+        if not paths:
+            raise ExportError(f"no images found in {parity_images}")
+        batch, source = to_tensor(load_squares(paths, spec), spec), f"{len(paths)} photos"
+    else:
+        batch, source = to_tensor(generated_squares(spec.size, 8), spec), "8 generated images"
+    parity = check_parity(model, session(data), batch, tolerance, source)
+    log(f"parity ok on {source}: max abs diff {parity.worst:.2e} <= {tolerance:.0e} "
+        + ", ".join(f"batch {b}: {d:.1e}" for b, d in parity.max_abs_diff.items()))
+    report: dict = {"fp32": {"path": str(out), "parity_max_abs_diff": parity.max_abs_diff,
+                             "tolerance": tolerance}}
+    if int8:
+        from export.quantize import QuantizationGateError, quantize_int8
+
+        if calib is None:
+            raise ExportError("--int8 needs --calib DIR with at least 300 photos")
+        paths = list_images(calib, calib_count)
+        if len(paths) < min(300, calib_count):
+            raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300")
+        try:
+            q_bytes, figures = quantize_int8(data, load_squares(paths, spec), spec, log=log)
+        except QuantizationGateError as exc:
+            raise ExportError(str(exc)) from None
+        q_proto = onnx.load_from_string(q_bytes)
+        meta = build_metadata(ckpt, model, spec, name, version, "int8-static-qdq-u8s8")
+        meta[META_PREFIX + "int8_quality"] = json.dumps(figures, sort_keys=True)
+        set_metadata(q_proto, meta)
+        q_path = out.with_name(out.name.replace(".onnx", "") + ".int8.onnx")
+        write_atomic(q_proto.SerializeToString(), q_path)
+        report["int8"] = {"path": str(q_path), "bytes": q_path.stat().st_size, **figures}
+    write_atomic(data, out)
+    report["fp32"]["bytes"] = out.stat().st_size
+    report["seconds"] = round(time.time() - t0, 2)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m export.onnx",
+        description="Export a trained FAI checkpoint's encoder + embedding head to one ONNX file "
+                    "(opset >= 17, dynamic batch, L2-normalised output, preprocessing in its "
+                    "metadata), validated against torch; optionally an int8 copy gated on "
+                    "quality.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--checkpoint", required=True, help="RUN/best.pt from python -m train")
+    p.add_argument("--out", required=True, help="output file, e.g. models/fai-default.onnx")
+    p.add_argument("--name", default=None, help="model name in the metadata (default: file stem)")
+    p.add_argument("--version", default="1", help="model version in the metadata")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
+    p.add_argument("--parity-images", default=None,
+                   help="folder of real photos for the parity check (default: --calib, "
+                        "else generated images)")
+    p.add_argument("--tolerance", type=float, default=FP32_TOLERANCE,
+                   help="max abs difference allowed between torch and onnxruntime")
+    p.add_argument("--int8", action="store_true",
+                   help="also write NAME.int8.onnx: static QDQ U8S8 with reduce_range")
+    p.add_argument("--calib", default=None, help="folder of >= 300 photos to calibrate int8 on")
+    p.add_argument("--calib-count", type=int, default=300, help="photos used for calibration")
+    p.add_argument("--report", default=None, help="also write the report as JSON here")
+    a = p.parse_args(argv)
+    if a.opset < 17:
+        p.error("--opset must be 17 or newer")
+    try:
+        report = export(a.checkpoint, a.out, a.name, a.version, a.opset,
+                        a.parity_images or a.calib, a.int8, a.calib, a.calib_count, a.tolerance)
+    except (ExportError, FileNotFoundError) as exc:
+        print(f"export failed: {exc}", file=sys.stderr)
+        return 1
+    text = json.dumps(report, indent=2)
+    print(text)
+    if a.report:
+        Path(a.report).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

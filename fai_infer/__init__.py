@@ -1,0 +1,14 @@
+"""FAI kiosk runtime: embed product photos and find similar catalogue items.
+
+Depends on numpy, onnxruntime, opencv-python-headless and hnswlib only (never torch or gradio).
+"""
+
+from fai_infer.catalog import Catalog, Hit, Skipped
+from fai_infer.encoder import Encoder, default_model_path
+from fai_infer.model_info import ModelInfo
+from fai_infer.preprocess import ImageError, PreprocessSpec, preprocess
+from fai_infer.storage import CatalogError
+
+__all__ = ["Catalog", "CatalogError", "Encoder", "Hit", "ImageError", "ModelInfo",
+           "PreprocessSpec", "Skipped", "default_model_path", "preprocess"]
+__version__ = "0.1.0"

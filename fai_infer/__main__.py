@@ -1,0 +1,7 @@
+"""python -m fai_infer: the same CLI as the installed ``fai`` command."""
+
+import sys
+
+from fai_infer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,377 @@
+"""A shop's catalogue: embeddings, ids, metadata and a search index, saved crash-safely.
+
+``Catalog.build(folder)`` indexes photos, ``.similar(image_or_id)`` and
+``.similar_to_basket(items)`` recommend, ``.add``/``.remove`` update it live (and persist when
+the catalogue lives on disk). Everything is guarded by one lock, so kiosk threads can query
+while another thread adds or removes items.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from fai_infer.encoder import Encoder
+from fai_infer.preprocess import ImageInput
+from fai_infer.progress import Progress
+from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
+from fai_infer.storage import CatalogError, read_generation, write_generation
+
+CATALOG_FORMAT = 1
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+Where = Mapping[str, "str | Sequence[str]"]
+MetadataSource = "str | os.PathLike | Mapping[str, Mapping[str, Any]] | None"
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    path: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
+                "metadata": self.metadata}
+
+
+@dataclass
+class Skipped:
+    path: str
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "reason": self.reason}
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Every file under ``folder`` with an image suffix (a directory named x.jpg included, so
+    that it is reported rather than silently ignored)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CatalogError(f"{folder}: not a directory of photos")
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
+    """A CSV path or a mapping id -> row -> {id: row} with string values."""
+    if source is None:
+        return {}
+    if isinstance(source, Mapping):
+        return {str(k): {str(c): str(v) for c, v in row.items()} for k, row in source.items()}
+    path = Path(source)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if not reader.fieldnames or id_column not in reader.fieldnames:
+                raise CatalogError(f"{path}: no {id_column!r} column (columns: "
+                                   f"{', '.join(reader.fieldnames or [])}); use --id-column")
+            return {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
+                    for row in reader}
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise CatalogError(f"{path}: cannot read metadata CSV ({exc})") from None
+
+
+def _ids_for(paths: list[Path], root: Path) -> list[str]:
+    """File stems as ids; where two files share a stem, their relative paths instead."""
+    stems = [p.stem for p in paths]
+    dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
+    return [str(p.relative_to(root).with_suffix("")) if p.stem in dup else p.stem for p in paths]
+
+
+class Catalog:
+    def __init__(self, encoder: Encoder, ids: list[str], paths: list[str],
+                 rows: list[dict[str, str]], embeddings: np.ndarray,
+                 labels: np.ndarray | None = None, exact_below: int = EXACT_BELOW):
+        self.encoder = encoder
+        self.ids = list(ids)
+        self.paths = list(paths)
+        self.rows = list(rows)
+        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(
+            len(self.ids), encoder.dim)
+        self.labels = (np.arange(len(self.ids), dtype=np.int64) if labels is None
+                       else np.asarray(labels, dtype=np.int64))
+        self.next_label = int(self.labels.max()) + 1 if len(self.labels) else 0
+        self.exact_below = exact_below
+        self.root: Path | None = None
+        self.skipped: list[Skipped] = []
+        self._lock = threading.RLock()
+        self._hnsw: HnswSearch | None = None
+        self._reindex()
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def build(cls, folder: str | os.PathLike, metadata: Any = None, id_column: str = "id",
+              encoder: Encoder | None = None, batch_size: int = 32, decode_threads: int = 2,
+              progress: bool = False) -> "Catalog":
+        """Index every photo under ``folder``. Files that cannot be used are skipped and listed
+        in ``.skipped`` with their reason; the rest of the catalogue is indexed."""
+        encoder = encoder or Encoder()
+        folder = Path(folder)
+        paths = list_images(folder)
+        cat = cls(encoder, [], [], [], np.zeros((0, encoder.dim), np.float32))
+        cat._add_paths(paths, _ids_for(paths, folder), read_metadata(metadata, id_column),
+                       batch_size, decode_threads, progress)
+        return cat
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> "Catalog":
+        gen, manifest = read_generation(Path(path))
+        if manifest.get("format_version") != CATALOG_FORMAT:
+            raise CatalogError(f"{path}: catalogue format {manifest.get('format_version')} is "
+                               f"not supported by this runtime ({CATALOG_FORMAT})")
+        encoder = encoder or Encoder()
+        if manifest["model_sha256"] != encoder.model_sha256:
+            raise CatalogError(
+                f"{path}: indexed with model {manifest.get('model_name')!r} "
+                f"(weights {manifest['model_sha256'][:12]}), but the loaded model is "
+                f"{encoder.info.name!r} (weights {encoder.model_sha256[:12]}); re-index with "
+                f"'fai index PHOTOS_DIR --out {path}' or load the model it was built with")
+        emb = np.load(gen / "embeddings.npy", allow_pickle=False)
+        labels = np.load(gen / "labels.npy", allow_pickle=False)
+        items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+        if len(items) != manifest["count"] or emb.shape != (manifest["count"], encoder.dim):
+            raise CatalogError(f"{path}: manifest count {manifest['count']} does not match "
+                               f"its data ({len(items)} items, embeddings {emb.shape})")
+        cat = cls.__new__(cls)
+        cat.encoder, cat.exact_below = encoder, manifest.get("exact_below", EXACT_BELOW)
+        cat.ids = [it["id"] for it in items]
+        cat.paths = [it["path"] for it in items]
+        cat.rows = [it["metadata"] for it in items]
+        cat.embeddings, cat.labels = emb.astype(np.float32), labels.astype(np.int64)
+        cat.next_label = manifest["next_label"]
+        cat.root, cat.skipped = Path(path), []
+        cat._lock = threading.RLock()
+        cat._hnsw = None
+        if (gen / "index.hnsw").is_file():
+            cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
+                                        manifest["hnsw_capacity"], manifest["hnsw_deleted"])
+            cat._columns = {}
+            cat._row_of = {int(lb): i for i, lb in enumerate(cat.labels)}
+            cat._position = {id_: i for i, id_ in enumerate(cat.ids)}
+        else:
+            cat._reindex()
+        return cat
+
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the catalogue atomically; later add/remove calls persist to the same place."""
+        with self._lock:
+            root = Path(path) if path is not None else self.root
+            if root is None:
+                raise CatalogError("save() needs a path the first time")
+            items = [{"id": i, "path": p, "metadata": r}
+                     for i, p, r in zip(self.ids, self.paths, self.rows)]
+            writers = {
+                "embeddings.npy": lambda p: np.save(p, self.embeddings, allow_pickle=False),
+                "labels.npy": lambda p: np.save(p, self.labels, allow_pickle=False),
+                "items.json": lambda p: p.write_text(json.dumps(items, ensure_ascii=False),
+                                                     encoding="utf-8"),
+            }
+            manifest = {"format_version": CATALOG_FORMAT, "count": len(self.ids),
+                        "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,
+                        "model_name": self.encoder.info.name, "next_label": self.next_label,
+                        "exact_below": self.exact_below, "engine": self.engine,
+                        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            if self._hnsw is not None:
+                writers["index.hnsw"] = self._hnsw.save
+                manifest["hnsw_capacity"] = self._hnsw.index.get_max_elements()
+                manifest["hnsw_deleted"] = self._hnsw.deleted
+            write_generation(root, writers, manifest)
+            self.root = root
+            return root
+
+    # -- live updates ------------------------------------------------------------------------
+    def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
+            id_column: str = "id", progress: bool = False) -> list[Skipped]:
+        """Encode and add photos (id = file stem; an existing id is replaced). Returns what was
+        skipped. Persists at once when the catalogue lives on disk."""
+        paths = [Path(p) for p in paths]
+        skipped = self._add_paths(paths, [p.stem for p in paths],
+                                  read_metadata(metadata, id_column), 32, 2, progress)
+        if self.root is not None:
+            self.save()
+        return skipped
+
+    def remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove items by id; returns the ids that were not in the catalogue."""
+        with self._lock:
+            ids = [str(i) for i in ids]
+            missing = [i for i in ids if i not in self._position]
+            rows = sorted({self._position[i] for i in ids if i in self._position})
+            if rows:
+                self._delete_rows(rows)
+        if rows and self.root is not None:
+            self.save()
+        return missing
+
+    def _add_paths(self, paths: list[Path], ids: list[str], meta: dict[str, dict[str, str]],
+                   batch_size: int, decode_threads: int, progress: bool) -> list[Skipped]:
+        skipped: list[Skipped] = []
+        bar = None
+        if progress and paths:
+            bar = Progress(len(paths), "indexing")
+        for positions, emb, bad in self.encoder.embed_stream(paths, batch_size, decode_threads):
+            skipped += [Skipped(str(paths[p]), reason) for p, reason in bad]
+            with self._lock:
+                replace = sorted({self._position[ids[p]] for p in positions
+                                  if ids[p] in self._position})
+                if replace:
+                    self._delete_rows(replace)
+                self._append([ids[p] for p in positions], [str(paths[p]) for p in positions],
+                             [meta.get(ids[p], {}) for p in positions], emb)
+            if bar is not None:
+                bar.update(len(positions) + len(bad))
+        if bar is not None:
+            bar.close()
+        self.skipped += skipped
+        return skipped
+
+    def _append(self, ids: list[str], paths: list[str], rows: list[dict[str, str]],
+                emb: np.ndarray) -> None:
+        labels = np.arange(self.next_label, self.next_label + len(ids), dtype=np.int64)
+        self.next_label += len(ids)
+        start = len(self.ids)
+        self.ids += ids
+        self.paths += paths
+        self.rows += rows
+        self.embeddings = np.concatenate([self.embeddings, emb.astype(np.float32)])
+        self.labels = np.concatenate([self.labels, labels])
+        for offset, (id_, label) in enumerate(zip(ids, labels)):
+            self._position[id_] = start + offset
+            self._row_of[int(label)] = start + offset
+        self._columns = {}
+        if self._hnsw is not None:
+            self._hnsw.add(labels, emb)
+        elif len(self.ids) >= self.exact_below:
+            self._reindex()
+
+    def _delete_rows(self, rows: list[int]) -> None:
+        keep = np.ones(len(self.ids), dtype=bool)
+        keep[rows] = False
+        if self._hnsw is not None:
+            self._hnsw.remove(self.labels[~keep])
+        self.ids = [x for x, k in zip(self.ids, keep) if k]
+        self.paths = [x for x, k in zip(self.paths, keep) if k]
+        self.rows = [x for x, k in zip(self.rows, keep) if k]
+        self.embeddings = self.embeddings[keep]
+        self.labels = self.labels[keep]
+        self._position = {id_: i for i, id_ in enumerate(self.ids)}
+        self._row_of = {int(lb): i for i, lb in enumerate(self.labels)}
+        self._columns = {}
+
+    def _reindex(self) -> None:
+        """Rebuild lookups, and the HNSW graph from stored embeddings (no re-encoding)."""
+        self._position = {id_: i for i, id_ in enumerate(self.ids)}
+        self._row_of = {int(lb): i for i, lb in enumerate(self.labels)}
+        self._columns = {}
+        self._hnsw = None
+        if len(self.ids) >= self.exact_below:
+            self._hnsw = HnswSearch(self.encoder.dim, int(len(self.ids) * 1.25))
+            self._hnsw.add(self.labels, self.embeddings)
+
+    # -- queries -----------------------------------------------------------------------------
+    @property
+    def engine(self) -> str:
+        return "hnsw" if self._hnsw is not None else "exact"
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._position
+
+    def get(self, item_id: str) -> Hit:
+        with self._lock:
+            i = self._position[item_id]
+            return Hit(item_id, 1.0, self.paths[i], dict(self.rows[i]))
+
+    def columns(self) -> dict[str, list[str]]:
+        """Metadata columns and their values, for filters in a UI."""
+        with self._lock:
+            names = sorted({c for r in self.rows for c in r})
+            return {c: sorted({r.get(c, "") for r in self.rows} - {""}) for c in names}
+
+    def _mask(self, where: Where | None) -> np.ndarray | None:
+        if not where:
+            return None
+        mask = np.ones(len(self.ids), dtype=bool)
+        for col, wanted in where.items():
+            if col not in self._columns:
+                values = np.array([str(r.get(col, "")).casefold() for r in self.rows],
+                                  dtype=object)
+                self._columns[col] = values
+            wanted = [wanted] if isinstance(wanted, str) else list(wanted)
+            mask &= np.isin(self._columns[col], [str(w).casefold() for w in wanted])
+        return mask
+
+    def _search(self, query: np.ndarray, k: int, where: Where | None,
+                exclude: set[str]) -> list[Hit]:
+        """Top k under an optional filter; excluded ids are over-fetched and dropped."""
+        with self._lock:
+            mask = self._mask(where)
+            candidates = len(self.ids) if mask is None else int(mask.sum())
+            fetch = min(k + len(exclude), candidates)
+            if fetch <= 0 or k <= 0:
+                return []
+            rows = np.zeros(0, np.int64)
+            scores = np.zeros(0, np.float32)
+            if self._hnsw is not None and candidates > self.exact_below:
+                allowed = None
+                if mask is not None:
+                    ok = np.zeros(self.next_label, dtype=bool)
+                    ok[self.labels[mask]] = True
+                    allowed = lambda label: bool(ok[label])  # noqa: E731
+                labels, scores = self._hnsw.query(query, fetch, allowed)
+                rows = np.array([self._row_of[int(lb)] for lb in labels], dtype=np.int64)
+            if len(rows) < fetch:  # small catalogue, selective filter, or HNSW came up short
+                rows, scores = exact_top_k(self.embeddings, query, fetch,
+                                           None if mask is None else np.flatnonzero(mask))
+            hits = [Hit(self.ids[r], float(s), self.paths[r], dict(self.rows[r]))
+                    for r, s in zip(rows, scores) if self.ids[r] not in exclude]
+            return hits[:k]
+
+    def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
+        if isinstance(item, str) and item in self._position:
+            with self._lock:
+                return self.embeddings[self._position[item]].copy(), item
+        return self.encoder.embed([item])[0], None
+
+    def similar(self, image_or_id: ImageInput | str, k: int = 10,
+                where: Where | None = None) -> list[Hit]:
+        """The k catalogue items most like a photo (path, bytes, array) or a catalogue id (which
+        is itself left out). Filters like {'gender': 'Women'} still give k hits if k match."""
+        vector, own = self._vector(image_or_id)
+        return self._search(vector, k, where, {own} if own else set())
+
+    def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
+                          where: Where | None = None) -> list[Hit]:
+        """Items that go with the whole basket: ranked by mean cosine similarity to every basket
+        item (the normalised mean embedding); basket items themselves are never returned."""
+        if len(items) == 0:
+            raise ValueError("the basket is empty")
+        vectors, own = zip(*(self._vector(it) for it in items))
+        query = np.mean(vectors, axis=0)
+        query /= max(float(np.linalg.norm(query)), 1e-12)
+        exclude = {o for o in own if o}
+        hits = self._search(query, k + len(vectors), where, exclude)
+        # A basket photo that is not a catalogue id still must not come back as its own twin.
+        photos = [v for v, o in zip(vectors, own) if not o]
+        if photos:
+            with self._lock:
+                hits = [h for h in hits if h.id in self._position and not any(
+                    float(self.embeddings[self._position[h.id]] @ v) > 0.9999 for v in photos)]
+        return hits[:k]
+
+    def info(self) -> dict:
+        return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
+                "model": self.encoder.info.summary(), "root": str(self.root or ""),
+                "columns": sorted({c for r in self.rows for c in r})}

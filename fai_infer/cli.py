@@ -1,0 +1,187 @@
+"""``fai`` / ``python -m fai_infer``: index a catalogue, query it, recommend for a basket.
+
+Errors (bad images, missing catalogues, wrong model) print one clear line and exit non-zero;
+there is never a traceback for a user mistake.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from fai_infer.catalog import Catalog, Hit, Skipped
+from fai_infer.encoder import Encoder
+from fai_infer.preprocess import ImageError
+from fai_infer.storage import CatalogError
+
+EXIT_USAGE, EXIT_ERROR = 2, 1
+
+
+def _parse_where(pairs: list[str]) -> dict[str, list[str]]:
+    where: dict[str, list[str]] = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise ValueError(f"--where {pair!r}: expected column=value")
+        col, val = pair.split("=", 1)
+        where.setdefault(col.strip(), []).append(val.strip())
+    return where
+
+
+def _print_hits(title: str, hits: list[Hit]) -> None:
+    print(title)
+    for rank, h in enumerate(hits, 1):
+        meta = ", ".join(f"{k}={v}" for k, v in h.metadata.items() if v and k != "id")
+        print(f"  {rank:>2}. {h.score:.3f}  {h.id}  {meta[:100]}")
+
+
+def _print_skipped(skipped: list[Skipped]) -> None:
+    if skipped:
+        print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
+        for s in skipped:
+            print(f"  {s.reason}", file=sys.stderr)
+
+
+def _encoder(args: argparse.Namespace) -> Encoder:
+    return Encoder(args.model, threads=args.threads)
+
+
+def cmd_index(a: argparse.Namespace) -> int:
+    t0 = time.time()
+    cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
+                        batch_size=a.batch_size, decode_threads=a.decode_threads,
+                        progress=not a.json)
+    seconds = time.time() - t0
+    cat.save(a.out)
+    report = {"catalog": str(a.out), "indexed": len(cat), "seconds": round(seconds, 2),
+              "images_per_second": round((len(cat) + len(cat.skipped)) / max(seconds, 1e-9), 1),
+              "skipped": [s.to_dict() for s in cat.skipped], "engine": cat.engine}
+    if a.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(f"indexed {len(cat)} photos into {a.out} in {seconds:.1f}s "
+              f"({report['images_per_second']} img/s, {cat.engine} search)")
+        _print_skipped(cat.skipped)
+    return 0
+
+
+def cmd_query(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    where = _parse_where(a.where)
+    results = []
+    for image in a.images:
+        t0 = time.perf_counter()
+        hits = cat.similar(image, k=a.k, where=where)
+        results.append({"query": image, "ms": round(1000 * (time.perf_counter() - t0), 2),
+                        "hits": [h.to_dict() for h in hits]})
+        if not a.json:
+            _print_hits(f"{image} ({results[-1]['ms']} ms):", hits)
+    if a.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    return 0
+
+
+def cmd_basket(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where))
+    if a.json:
+        print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
+    else:
+        _print_hits(f"goes with the basket {', '.join(a.items)}:", hits)
+    return 0
+
+
+def cmd_add(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    before = len(cat)
+    skipped = cat.add(a.images, a.metadata, a.id_column, progress=not a.json)
+    report = {"catalog": a.catalog, "count": len(cat), "added": len(cat) - before,
+              "skipped": [s.to_dict() for s in skipped]}
+    if a.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(f"{a.catalog}: {len(cat)} items ({len(a.images) - len(skipped)} added or updated)")
+        _print_skipped(skipped)
+    return 0
+
+
+def cmd_remove(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    missing = cat.remove(a.ids)
+    if a.json:
+        print(json.dumps({"catalog": a.catalog, "count": len(cat), "missing": missing}))
+    else:
+        print(f"{a.catalog}: {len(cat)} items left")
+        for m in missing:
+            print(f"  not in the catalogue: {m}", file=sys.stderr)
+    return 0
+
+
+def cmd_info(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    print(json.dumps(cat.info(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fai", description="FAI: find similar fashion items.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default=None,
+                        help="ONNX model file (default: $FAI_MODEL or the shipped model)")
+    common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
+    common.add_argument("--json", action="store_true", help="machine-readable output")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("index", parents=[common], help="index a folder of photos")
+    s.add_argument("folder", help="folder of product photos (searched recursively)")
+    s.add_argument("--metadata", default=None, help="CSV with one row per photo")
+    s.add_argument("--id-column", default="id", help="CSV column matching the file stem")
+    s.add_argument("--out", required=True, help="catalogue directory to write")
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--decode-threads", type=int, default=2)
+    s.set_defaults(func=cmd_index)
+
+    s = sub.add_parser("query", parents=[common], help="items similar to photos or ids")
+    s.add_argument("catalog")
+    s.add_argument("images", nargs="+", help="photo paths or catalogue ids")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--where", action="append", metavar="COL=VAL",
+                   help="filter on metadata (repeatable)")
+    s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("basket", parents=[common], help="items that go with a whole basket")
+    s.add_argument("catalog")
+    s.add_argument("items", nargs="+", help="catalogue ids or photo paths in the basket")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--where", action="append", metavar="COL=VAL")
+    s.set_defaults(func=cmd_basket)
+
+    s = sub.add_parser("add", parents=[common], help="add or update photos (id = file stem)")
+    s.add_argument("catalog")
+    s.add_argument("images", nargs="+")
+    s.add_argument("--metadata", default=None)
+    s.add_argument("--id-column", default="id")
+    s.set_defaults(func=cmd_add)
+
+    s = sub.add_parser("remove", parents=[common], help="remove items by id")
+    s.add_argument("catalog")
+    s.add_argument("ids", nargs="+")
+    s.set_defaults(func=cmd_remove)
+
+    s = sub.add_parser("info", parents=[common], help="describe a catalogue and its model")
+    s.add_argument("catalog")
+    s.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ImageError, CatalogError, FileNotFoundError, ValueError) as exc:
+        print(f"fai {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130

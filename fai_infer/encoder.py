@@ -1,0 +1,124 @@
+"""The ONNX encoder: images in, L2-normalised embeddings out, preprocessing read from the model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from fai_infer.model_info import ModelInfo
+from fai_infer.preprocess import ImageError, ImageInput, describe, load_square, to_tensor
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL_NAME = "fai-default.onnx"
+
+
+def default_model_path() -> Path:
+    """$FAI_MODEL, else the model shipped in the repository's models/ folder."""
+    env = os.environ.get("FAI_MODEL")
+    path = Path(env) if env else MODELS_DIR / DEFAULT_MODEL_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"default model not found at {path}; pass a model path or set "
+                                f"FAI_MODEL (models are made with python -m export.onnx)")
+    return path
+
+
+def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, window: int) -> Iterator:
+    """Like pool.map, in order, but with at most ``window`` items in flight (bounded memory)."""
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.submit(fn, item))
+        if len(pending) >= window:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class Encoder:
+    """``Encoder(None)`` loads the shipped default model; ``.embed(images)`` -> (n, dim)."""
+
+    def __init__(self, model: str | os.PathLike | None = None, threads: int = 0):
+        self.path = Path(model) if model is not None else default_model_path()
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), so,
+                                                providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({exc})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(meta, str(self.path))
+        self.spec = self.info.preprocess
+        self.dim = self.info.dim
+        self._input = self.session.get_inputs()[0].name
+
+    @property
+    def model_sha256(self) -> str:
+        """Identity of what produces the embeddings (weights + quantisation): a catalogue
+        remembers it and refuses any other model, the int8 copy of its own model included."""
+        return hashlib.sha256(
+            f"{self.info.weights_sha256}:{self.info.quantization}".encode()).hexdigest()
+
+    def prepare(self, image: ImageInput) -> np.ndarray:
+        """Decode and square one input (uint8 HxWx3); raises ImageError naming it."""
+        return load_square(image, self.spec)
+
+    def embed_squares(self, squares: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        if len(squares) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        x = to_tensor(np.asarray(squares), self.spec)
+        out = self.session.run(None, {self._input: x})[0].astype(np.float32)
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+    def embed(self, images: Sequence[ImageInput] | ImageInput, batch_size: int = 32
+              ) -> np.ndarray:
+        """List of paths, bytes or HxWx3 uint8 RGB arrays -> float32 (n, dim), unit rows.
+        Any input that cannot be decoded raises ImageError naming it."""
+        if isinstance(images, (str, bytes, bytearray, os.PathLike, np.ndarray)) and not (
+                isinstance(images, np.ndarray) and images.ndim == 4):
+            images = [images]
+        chunks = [self.embed_squares([self.prepare(im) for im in images[i : i + batch_size]])
+                  for i in range(0, len(images), batch_size)]
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
+
+    def embed_stream(self, images: Iterable[ImageInput], batch_size: int = 32,
+                     decode_threads: int = 2
+                     ) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, str]]]]:
+        """Decode on a thread pool while the encoder runs, so both cores stay busy.
+
+        Yields (positions embedded, their embeddings, [(position, reason) skipped]) per batch;
+        a bad input is skipped with its reason and never stops the rest."""
+
+        def load(item: tuple[int, ImageInput]) -> tuple[int, np.ndarray | str]:
+            pos, image = item
+            try:
+                return pos, self.prepare(image)
+            except ImageError as exc:
+                return pos, str(exc)
+            except Exception as exc:  # an unexpected decoder failure must not lose the batch
+                return pos, f"{describe(image)}: {type(exc).__name__}: {exc}"
+
+        with ThreadPoolExecutor(max(1, decode_threads)) as pool:
+            positions: list[int] = []
+            squares: list[np.ndarray] = []
+            skipped: list[tuple[int, str]] = []
+            for pos, result in _bounded_map(pool, load, enumerate(images), 2 * batch_size):
+                if isinstance(result, str):
+                    skipped.append((pos, result))
+                else:
+                    positions.append(pos)
+                    squares.append(result)
+                if len(squares) >= batch_size:
+                    yield positions, self.embed_squares(squares), skipped
+                    positions, squares, skipped = [], [], []
+            if squares or skipped:
+                yield positions, self.embed_squares(squares), skipped

@@ -1,0 +1,279 @@
+"""The one preprocessing path shared by training, export checks and the runtime.
+
+Everything that turns a photo into model input lives here, in numpy + OpenCV only, so the kiosk
+runtime, the training loop and the exporter's parity checks can never drift apart. The spec that
+parametrises it travels inside every exported ONNX file (see ``PreprocessSpec.to_dict``).
+
+Catalogue photos sit on white studio backgrounds, so images are padded to a square with white
+(never stretched, never cropped) before resizing.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+# OpenCV reads this once, at its first decode: a second line of defence behind our own header
+# check against decompression bombs in formats whose header we do not parse (TIFF, WebP, ...).
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
+import cv2  # noqa: E402
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
+
+DEFAULT_MAX_PIXELS = 100_000_000  # a 108 MP phone photo is refused; 50,000 x 50,000 bombs are too
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into model input; the message names the input and why."""
+
+    def __init__(self, source: str, reason: str):
+        super().__init__(f"{source}: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PreprocessSpec:
+    """How a photo becomes a CHW float tensor. Stored in each model file's metadata."""
+
+    size: int = 96
+    pad_value: int = 255  # white: catalogue backgrounds are white
+    resize: str = "area"  # cv2.INTER_AREA when shrinking, cubic when enlarging
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    channel_order: str = "RGB"
+    layout: str = "CHW"
+    version: int = 1
+    notes: str = field(default="pad to square with pad_value, resize, x*scale, (x-mean)/std")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PreprocessSpec":
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("mean", "std"):
+            if key in known:
+                known[key] = tuple(float(x) for x in known[key])
+        spec = cls(**known)
+        if spec.version != 1 or spec.channel_order != "RGB" or spec.layout != "CHW":
+            raise ValueError(f"unsupported preprocessing spec: {data}")
+        return spec
+
+
+def describe(source: Any) -> str:
+    """A short, printable name for an input, used in every error message."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source).encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return f"<{len(source)} bytes>"
+    if isinstance(source, np.ndarray):
+        return f"<array {source.shape} {source.dtype}>"
+    return f"<{type(source).__name__}>"
+
+
+def _read_file(path: Path, name: str, max_bytes: int) -> bytes:
+    try:
+        if path.is_dir():
+            raise ImageError(name, "is a directory, not an image file")
+        if not path.exists():
+            reason = "broken symbolic link" if path.is_symlink() else "file not found"
+            raise ImageError(name, reason)
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise ImageError(name, f"file is {size:,} bytes, over the {max_bytes:,} byte limit")
+        return path.read_bytes()
+    except PermissionError:
+        raise ImageError(name, "permission denied (file is not readable)") from None
+    except OSError as exc:
+        raise ImageError(name, f"cannot read file ({exc.strerror or exc})") from None
+
+
+def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
+    """Width and height from a JPEG's SOF marker, without decoding the image."""
+    i = 2
+    n = len(buf)
+    while i + 9 < n:
+        if buf[i] != 0xFF:
+            i += 1
+            continue
+        marker = buf[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", buf[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", buf[i + 5 : i + 9])
+            return w, h
+        i += 2 + length
+    return None
+
+
+def header_size(buf: bytes) -> tuple[str, tuple[int, int] | None]:
+    """(format, (width, height) or None) read from the first bytes of an encoded image."""
+    if buf[:3] == b"\xff\xd8\xff":
+        return "jpeg", _jpeg_size(buf)
+    if buf[:8] == b"\x89PNG\r\n\x1a\n":
+        if len(buf) >= 24:
+            w, h = struct.unpack(">II", buf[16:24])
+            return "png", (w, h)
+        return "png", None
+    if buf[:6] in (b"GIF87a", b"GIF89a") and len(buf) >= 10:
+        w, h = struct.unpack("<HH", buf[6:10])
+        return "gif", (w, h)
+    if buf[:2] == b"BM" and len(buf) >= 26:
+        w, h = struct.unpack("<ii", buf[18:26])
+        return "bmp", (abs(w), abs(h))
+    if buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
+        return "webp", None
+    if buf[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff", None
+    return "unknown", None
+
+
+def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
+    if img.dtype == np.uint8:
+        return img
+    if img.dtype == np.uint16:
+        return (img >> 8).astype(np.uint8)
+    if np.issubdtype(img.dtype, np.floating):
+        finite = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        peak = 255.0 if finite.size and float(finite.max()) > 1.0 else 1.0
+        return np.clip(finite * (255.0 / peak), 0, 255).round().astype(np.uint8)
+    if np.issubdtype(img.dtype, np.integer) or img.dtype == np.bool_:
+        return np.clip(img, 0, 255).astype(np.uint8)
+    raise ImageError(name, f"unsupported pixel type {img.dtype}")
+
+
+def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
+    alpha = rgba[..., 3:4].astype(np.float32) / 255.0
+    rgb = rgba[..., :3].astype(np.float32)
+    return (rgb * alpha + 255.0 * (1.0 - alpha)).round().astype(np.uint8)
+
+
+def _normalise_channels(img: np.ndarray, name: str, bgr: bool) -> np.ndarray:
+    """Any decoded array -> HxWx3 uint8 RGB; alpha composited on white."""
+    img = _to_uint8(img, name)
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[..., None], 3, axis=2))
+    if img.ndim != 3 or img.shape[2] not in (3, 4):
+        raise ImageError(name, f"expected an HxW, HxWx3 or HxWx4 image, got shape {img.shape}")
+    if img.shape[2] == 4:
+        order = [2, 1, 0, 3] if bgr else [0, 1, 2, 3]
+        return _composite_on_white(img[..., order])
+    return np.ascontiguousarray(img[..., ::-1] if bgr else img)
+
+
+def decode_bytes(
+    buf: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS, target: int = 0
+) -> np.ndarray:
+    """Encoded bytes -> HxWx3 uint8 RGB. ``target`` lets big JPEGs decode at 1/2..1/8 scale."""
+    if len(buf) == 0:
+        raise ImageError(name, "empty file (0 bytes)")
+    fmt, dims = header_size(buf)
+    if fmt == "unknown":
+        head = buf[:64].lstrip().lower()
+        kind = "HTML or text" if head[:1] in (b"<", b"{", b"[") or head.isascii() else "unknown"
+        raise ImageError(name, f"not an image ({kind} content, no known image signature)")
+    if dims is not None:
+        w, h = dims
+        if w <= 0 or h <= 0:
+            raise ImageError(name, f"{fmt} header declares an empty {w}x{h} image")
+        if w * h > max_pixels:
+            raise ImageError(
+                name, f"{fmt} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} pixel limit"
+            )
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    try:
+        if fmt == "jpeg":
+            # IMREAD_COLOR honours EXIF orientation and converts grayscale and CMYK to BGR.
+            flag = cv2.IMREAD_COLOR
+            if dims is not None and target > 0:
+                for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8),
+                                        (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                        (2, cv2.IMREAD_REDUCED_COLOR_2)):
+                    if min(dims) // factor >= 2 * target:
+                        flag = reduced
+                        break
+            img = cv2.imdecode(arr, flag)
+        else:
+            img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
+        raise ImageError(name, f"cannot decode {fmt}: {msg}") from None
+    if img is None or img.size == 0:
+        raise ImageError(name, f"cannot decode {fmt} data (corrupt or truncated file)")
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise ImageError(name, f"image is {img.shape[1]}x{img.shape[0]}, over the pixel limit")
+    return _normalise_channels(img, name, bgr=True)
+
+
+def load_rgb(
+    source: ImageInput,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    target: int = 0,
+) -> np.ndarray:
+    """Path, bytes or array -> HxWx3 uint8 RGB, or ImageError naming the input."""
+    name = describe(source)
+    if isinstance(source, np.ndarray):
+        if source.size == 0:
+            raise ImageError(name, "empty array")
+        if source.ndim >= 2 and source.shape[0] * source.shape[1] > max_pixels:
+            raise ImageError(name, "array is over the pixel limit")
+        return _normalise_channels(source, name, bgr=False)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        buf = bytes(source)
+        if len(buf) > max_bytes:
+            raise ImageError(name, f"{len(buf):,} bytes, over the {max_bytes:,} byte limit")
+        return decode_bytes(buf, name, max_pixels, target)
+    if isinstance(source, (str, os.PathLike)):
+        return decode_bytes(_read_file(Path(source), name, max_bytes), name, max_pixels, target)
+    raise ImageError(name, "expected a file path, encoded bytes or an HxWx3 uint8 RGB array")
+
+
+def square_resize(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """Pad to a centred square with ``pad_value``, then resize to spec.size: uint8 HxWx3."""
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    top, left = (side - h) // 2, (side - w) // 2
+    if h != w:
+        square = np.full((side, side, 3), spec.pad_value, dtype=np.uint8)
+        square[top : top + h, left : left + w] = rgb
+    else:
+        square = rgb
+    if side == spec.size:
+        return np.ascontiguousarray(square)
+    if spec.resize != "area":
+        raise ValueError(f"unsupported resize mode {spec.resize!r}")
+    interp = cv2.INTER_AREA if side > spec.size else cv2.INTER_CUBIC
+    return cv2.resize(square, (spec.size, spec.size), interpolation=interp)
+
+
+def to_tensor(square: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """uint8 HxWx3 (or a stack of them) -> float32 CHW (or NCHW) as the model expects."""
+    arr = np.asarray(square, dtype=np.float32) * np.float32(spec.scale)
+    mean = np.asarray(spec.mean, dtype=np.float32)
+    std = np.asarray(spec.std, dtype=np.float32)
+    if np.any(mean != 0) or np.any(std != 1):
+        arr = (arr - mean) / std
+    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
+
+
+def load_square(source: ImageInput, spec: PreprocessSpec, **limits: int) -> np.ndarray:
+    """Decode and pad/resize one input to a spec.size square uint8 RGB image."""
+    return square_resize(load_rgb(source, target=spec.size, **limits), spec)
+
+
+def preprocess(source: ImageInput, spec: PreprocessSpec, **limits: int) -> np.ndarray:
+    """One input -> float32 CHW tensor ready for the encoder."""
+    return to_tensor(load_square(source, spec, **limits), spec)

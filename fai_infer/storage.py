@@ -1,0 +1,123 @@
+"""Crash-safe catalogue directories: whole generations swapped in by one atomic rename.
+
+Layout: ``CATALOG/CURRENT`` names a complete generation folder ``CATALOG/gen-<n>/`` holding the
+data files and a ``manifest.json`` with each file's size and sha256. A save writes a new
+generation in a temporary folder, fsyncs it, renames it into place and only then replaces
+``CURRENT`` (write + fsync + os.replace). A process killed at any moment leaves ``CURRENT``
+pointing at either the old or the new generation, both complete; leftovers are cleaned on the
+next save. ``open`` verifies every checksum before anything parses a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable
+
+MANIFEST = "manifest.json"
+CURRENT = "CURRENT"
+
+
+class CatalogError(RuntimeError):
+    """A catalogue that cannot be opened or saved; the message says which and what to do."""
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_generation(root: Path, writers: dict[str, Callable[[Path], None]],
+                     manifest: dict) -> Path:
+    """Write files (name -> writer(path)) and a checksummed manifest as a new generation, then
+    make it current atomically. Returns the generation folder."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise CatalogError(f"{root}: exists and is not a catalogue directory")
+    if root.is_dir() and any(root.iterdir()) and not (root / CURRENT).exists():
+        raise CatalogError(f"{root}: directory is not empty and is not a catalogue; "
+                           f"choose a new --out path")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{uuid.uuid4().hex}"
+    tmp.mkdir()
+    files = {}
+    for name, write in writers.items():
+        path = tmp / name
+        write(path)
+        _fsync_path(path)
+        files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    manifest = dict(manifest, files=files)
+    (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    _fsync_path(tmp / MANIFEST)
+    _fsync_path(tmp)
+    previous = current_generation_name(root)
+    number = int(previous.split("-")[1]) + 1 if previous else 1
+    gen = root / f"gen-{number:06d}"
+    if gen.exists():  # a leftover of a crash after the rename, never made current
+        shutil.rmtree(gen)
+    os.rename(tmp, gen)
+    _fsync_path(root)
+    pointer = root / f"{CURRENT}.tmp"
+    with open(pointer, "w") as fh:
+        fh.write(gen.name + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(pointer, root / CURRENT)
+    _fsync_path(root)
+    for stale in root.iterdir():
+        if stale != gen and (stale.name.startswith(("gen-", ".tmp-"))):
+            shutil.rmtree(stale, ignore_errors=True)
+    return gen
+
+
+def current_generation_name(root: Path) -> str | None:
+    try:
+        name = (Path(root) / CURRENT).read_text().strip()
+    except FileNotFoundError:
+        return None
+    if not name.startswith("gen-") or "/" in name or ".." in name:
+        raise CatalogError(f"{root}: {CURRENT} is corrupt ({name[:40]!r})")
+    return name
+
+
+def read_generation(root: Path) -> tuple[Path, dict]:
+    """-> (generation folder, manifest), every file's size and sha256 verified first."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CatalogError(f"{root}: no catalogue here (not a directory); "
+                           f"build one with: fai index PHOTOS_DIR --out {root}")
+    name = current_generation_name(root)
+    if name is None:
+        raise CatalogError(f"{root}: not a catalogue ({CURRENT} is missing); "
+                           f"build one with: fai index PHOTOS_DIR --out {root}")
+    gen = root / name
+    try:
+        manifest = json.loads((gen / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise CatalogError(f"{root}: manifest of {name} is missing or corrupt ({exc})") from None
+    for fname, expect in manifest.get("files", {}).items():
+        path = gen / fname
+        if not path.is_file():
+            raise CatalogError(f"{root}: {name}/{fname} is missing")
+        if path.stat().st_size != expect["bytes"]:
+            raise CatalogError(f"{root}: {name}/{fname} is truncated or altered "
+                               f"({path.stat().st_size} bytes, manifest says {expect['bytes']})")
+        if sha256_file(path) != expect["sha256"]:
+            raise CatalogError(f"{root}: {name}/{fname} is corrupt (sha256 does not match the "
+                               f"manifest); restore a backup or re-index")
+    return gen, manifest

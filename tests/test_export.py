@@ -1,0 +1,88 @@
+"""Export: parity with torch, metadata in the file, the int8 quality gate, golden outputs."""
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from export.onnx import ExportError, export
+from export.quantize import QuantizationGateError, quantize_int8
+from export.synthetic import generated_squares
+from fai_infer import Encoder
+from tests.conftest import SHIPPED, write_products
+
+GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "default_model.json"
+
+
+def test_export_is_self_contained_with_metadata(tiny_onnx):
+    proto = onnx.load(str(tiny_onnx))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    for key in ("model_name", "model_version", "embedding_dim", "input_size", "preprocess",
+                "training", "git_commit", "weights_sha256"):
+        assert f"fai.{key}" in meta, key
+    assert json.loads(meta["fai.preprocess"])["size"] == 32
+    assert proto.opset_import[0].version >= 17
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    assert not list(tiny_onnx.parent.glob("*.data"))  # no external data file
+
+
+def test_runtime_parity_with_torch_at_several_batch_sizes(tiny_run, tiny_onnx):
+    import torch
+
+    from fai_infer.preprocess import to_tensor
+    from train.checkpoint import load_checkpoint
+
+    model, spec, _ = load_checkpoint(tiny_run / "best.pt")
+    enc = Encoder(tiny_onnx)
+    for n in (1, 3, 8):
+        squares = generated_squares(spec.size, n, seed=n)
+        with torch.no_grad():
+            ref = model.embed(torch.from_numpy(to_tensor(squares, spec))).numpy()
+        assert np.abs(enc.embed_squares(squares) - ref).max() < 1e-4
+
+
+def test_parity_failure_stops_the_export(tiny_run, tmp_path):
+    out = tmp_path / "never.onnx"
+    with pytest.raises(ExportError, match="parity failed"):
+        export(tiny_run / "best.pt", out, tolerance=0.0, log=lambda *a: None)
+    assert not out.exists()
+
+
+def test_int8_gate_passes_with_real_calibration():
+    enc = Encoder(SHIPPED)
+    squares = generated_squares(enc.spec.size, 300, seed=3)
+    q_bytes, figures = quantize_int8(SHIPPED.read_bytes(), squares, enc.spec,
+                                     log=lambda *a: None)
+    assert figures["mean_cosine"] >= 0.99 and figures["top10_overlap"] >= 0.95
+    assert len(q_bytes) < SHIPPED.stat().st_size / 2
+
+
+def test_int8_gate_fails_with_broken_calibration():
+    enc = Encoder(SHIPPED)
+    blank = np.full((32, enc.spec.size, enc.spec.size, 3), 255, np.uint8)  # white only
+    real = generated_squares(enc.spec.size, 64, seed=4)
+    with pytest.raises(QuantizationGateError, match="gate failed"):
+        quantize_int8(SHIPPED.read_bytes(), blank, enc.spec, eval_squares=real,
+                      log=lambda *a: None)
+
+
+def test_export_cli_int8_refuses_too_few_calibration_photos(tiny_run, tmp_path):
+    from export.onnx import main
+
+    write_products(tmp_path / "calib", 12)
+    rc = main(["--checkpoint", str(tiny_run / "best.pt"), "--out", str(tmp_path / "m.onnx"),
+               "--int8", "--calib", str(tmp_path / "calib")])
+    assert rc == 1 and not (tmp_path / "m.int8.onnx").exists()
+
+
+def test_shipped_model_matches_its_golden_embeddings():
+    """A change to preprocessing, export or the model file that moves embeddings fails here.
+    Regenerate deliberately with: python -m tests.make_golden"""
+    golden = json.loads(GOLDEN.read_text())
+    enc = Encoder(SHIPPED)
+    assert enc.info.weights_sha256 == golden["weights_sha256"]
+    from tests.make_golden import golden_inputs
+
+    got = enc.embed(golden_inputs())
+    assert np.abs(got - np.array(golden["embeddings"], np.float32)).max() < 1e-4

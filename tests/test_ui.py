@@ -1,0 +1,147 @@
+"""The shop demo: starts with no arguments, serves only what it should, API and real browser."""
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    """python -m ui.app with no catalogue arguments: the generated demo shop."""
+    cache = tmp_path_factory.mktemp("cache")
+    port = free_port()
+    env = dict(os.environ, FAI_CACHE=str(cache), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(port),
+                             "--max-upload-mb", "1"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail("ui.app exited early:\n" + proc.stdout.read())
+        try:
+            if get(url)[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("ui.app did not start within 180 s")
+    yield url, cache
+    proc.terminate()
+    proc.wait(10)
+
+
+def demo_photo(cache: Path) -> Path:
+    return sorted((cache / "demo-shop" / "images").glob("*.jpg"))[40]
+
+
+def test_demo_shop_is_generated_deterministically(tmp_path):
+    from ui.demo_catalog import generate
+
+    a, b = generate(tmp_path / "a"), generate(tmp_path / "b")
+    files = sorted(p.name for p in (a / "images").iterdir())
+    assert len(files) > 100
+    assert (a / "metadata.csv").read_text() == (b / "metadata.csv").read_text()
+    assert (a / "images" / files[7]).read_bytes() == (b / "images" / files[7]).read_bytes()
+
+
+def test_binds_loopback_and_serves_only_catalogue_images(app_url):
+    url, cache = app_url
+    assert url.startswith("http://127.0.0.1:")
+    assert get(url + "gradio_api/file=/etc/passwd")[0] in (403, 404)
+    assert get(url + f"gradio_api/file={ROOT / 'pyproject.toml'}")[0] in (403, 404)
+    assert get(url + f"gradio_api/file={demo_photo(cache)}")[0] == 200
+
+
+def test_page_references_nothing_outside_the_machine(app_url):
+    url, _ = app_url
+    status, html = get(url)
+    assert status == 200
+    external = [u for u in re.findall(rb'(?:src|href)=["\'](https?://[^"\']+)', html)
+                if not re.match(rb"https?://(127\.0\.0\.1|localhost)", u)]
+    assert external == []
+
+
+def test_api_search_with_gradio_client(app_url):
+    from gradio_client import Client, handle_file
+
+    url, cache = app_url
+    client = Client(url, verbose=False)
+    photo = demo_photo(cache)
+    hits = json.loads(client.predict(handle_file(str(photo)), 5, '{"type": "Dress"}',
+                                     api_name="/similar"))
+    assert len(hits) == 5 and all(h["metadata"]["type"] == "Dress" for h in hits)
+    assert hits[0]["score"] >= hits[-1]["score"]
+    gallery, status = client.predict(handle_file(str(photo)), 6, [], [], [], [],
+                                     api_name="/search")
+    assert len(gallery) == 6 and "ms" in status
+
+
+def test_oversized_upload_is_refused(app_url, tmp_path):
+    from gradio_client import Client, handle_file
+
+    url, _ = app_url
+    big = tmp_path / "huge.png"
+    big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2 * 1024 * 1024))
+    with pytest.raises(Exception, match="(?i)size|large|exceed|413"):
+        Client(url, verbose=False).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
+
+
+@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed "
+                    "(apt-get install chromium; .ci/run does this)")
+def test_upload_in_a_real_browser_shows_k_results(app_url, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, cache = app_url
+    outside = []
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1300, "height": 1100})
+        page.on("request", lambda r: None if r.url.startswith(
+            (url, "data:", "blob:")) else outside.append(r.url))
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#fai-header", timeout=60_000)
+        page.locator("#fai-photo input[type=file]").set_input_files(str(demo_photo(cache)))
+        page.wait_for_function(
+            "document.querySelectorAll('#fai-results img').length >= 8", timeout=60_000)
+        page.wait_for_timeout(500)
+        assert page.locator("#fai-results img").count() == 8  # the default k
+        assert "ms" in page.locator("#fai-status").inner_text()
+        shot = tmp_path / "ui.png"
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("FAI_SCREENSHOT_DIR"):
+        shutil.copy(shot, Path(os.environ["FAI_SCREENSHOT_DIR"]) / "ui-screenshot.png")
+    assert outside == [], f"the page fetched from outside the machine: {outside}"

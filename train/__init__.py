@@ -1,0 +1,1 @@
+"""Training code for FAI's autoencoder (needs the ``train`` extra: torch, tqdm, matplotlib)."""

@@ -1,0 +1,186 @@
+"""Catalogue listing, a decoded-image cache and batched augmentations for training.
+
+Photos are decoded once through ``fai_infer.preprocess`` (the same path the kiosk uses) into a
+uint8 cache of squares at the training size; augmentation then runs on whole batches in torch,
+which on a 2-core machine is far cheaper than decoding JPEGs every epoch.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fai_infer.preprocess import ImageError, PreprocessSpec, load_square
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")
+
+
+@dataclass
+class Catalogue:
+    """Photos of one shop: ids, paths, split ('train'/'val') and metadata rows."""
+
+    ids: list[str]
+    paths: list[Path]
+    splits: list[str]
+    rows: list[dict[str, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def column(self, name: str) -> list[str]:
+        return [r.get(name, "") for r in self.rows]
+
+    def subset(self, keep: list[int]) -> "Catalogue":
+        return Catalogue([self.ids[i] for i in keep], [self.paths[i] for i in keep],
+                         [self.splits[i] for i in keep], [self.rows[i] for i in keep])
+
+
+def stable_fraction(key: str, salt: str) -> float:
+    """A deterministic number in [0, 1) per id: splits that never change between runs."""
+    digest = hashlib.sha1(f"{salt}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _index_images(folder: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir():
+            found.setdefault(p.stem, p)
+    return found
+
+
+def load_catalogue(root: str | Path, csv_path: str | Path | None = None, id_column: str = "id",
+                   val_fraction: float = 0.1) -> Catalogue:
+    """``root/images/<id>.jpg`` (or any images under root) plus an optional CSV.
+
+    With a CSV, rows whose image is missing are dropped and its ``split`` column is used when
+    present. Without one, every image is used and the split is a stable hash of the id.
+    """
+    root = Path(root)
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    images = _index_images(image_dir)
+    if csv_path is None:
+        csv_path = next((root / c for c in CSV_CANDIDATES if (root / c).is_file()), None)
+    rows: list[dict[str, str]]
+    if csv_path is not None:
+        with open(csv_path, newline="", encoding="utf-8") as fh:
+            rows = [r for r in csv.DictReader(fh) if r.get(id_column, "") in images]
+        ids = [r[id_column] for r in rows]
+    else:
+        ids = sorted(images)
+        rows = [{id_column: i} for i in ids]
+    splits = []
+    for i, r in zip(ids, rows):
+        s = (r.get("split") or "").strip().lower()
+        if s not in ("train", "val"):
+            s = "val" if stable_fraction(i, "split") < val_fraction else "train"
+        splits.append(s)
+    return Catalogue(ids, [images[i] for i in ids], splits, rows)
+
+
+def holdout_mask(ids: list[str], fraction: float) -> np.ndarray:
+    """Part of *train* kept out of the gradient for early stopping and recipe choices."""
+    return np.array([stable_fraction(i, "holdout") < fraction for i in ids], dtype=bool)
+
+
+def decode_all(paths: list[Path], spec: PreprocessSpec, workers: int = 2,
+               cache_dir: str | Path | None = None, desc: str = "decode"
+               ) -> tuple[np.ndarray, list[str | None]]:
+    """Decode every photo to a spec.size square (uint8 NHWC). Bad files become white squares
+    and their reason is returned in ``errors`` so callers can drop and report them."""
+    key = hashlib.sha1(json.dumps([spec.to_dict(), [str(p) for p in paths]]).encode()).hexdigest()
+    cache = Path(cache_dir) / f"squares-{spec.size}-{key[:16]}.npz" if cache_dir else None
+    if cache is not None and cache.is_file():
+        with np.load(cache, allow_pickle=False) as z:
+            errors = [e if e else None for e in z["errors"].tolist()]
+            return z["images"], errors
+    out = np.full((len(paths), spec.size, spec.size, 3), 255, dtype=np.uint8)
+    errors: list[str | None] = [None] * len(paths)
+
+    def work(i: int) -> None:
+        try:
+            out[i] = load_square(paths[i], spec)
+        except ImageError as exc:
+            errors[i] = str(exc)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        list(tqdm(pool.map(work, range(len(paths))), total=len(paths), desc=desc, leave=False))
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, images=out, errors=np.array([e or "" for e in errors]))
+        tmp.replace(cache)
+    return out, errors
+
+
+@dataclass
+class AugmentConfig:
+    """Views a shopper's camera or another shop's studio could produce."""
+
+    crop_scale: tuple[float, float] = (0.55, 1.0)
+    max_rotation_deg: float = 15.0
+    flip: bool = True
+    brightness: float = 0.25
+    contrast: float = 0.25
+    saturation: float = 0.2
+    clutter_prob: float = 0.3
+    noise_std: float = 0.02
+
+
+def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [0, 1], the scaling of ``PreprocessSpec``."""
+    return batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _random_background(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Smooth random colour fields with some texture: a stand-in for a room or a table."""
+    coarse = torch.rand(n, 3, 4, 4, generator=gen)
+    field_ = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    fine = torch.rand(n, 1, size // 4, size // 4, generator=gen)
+    fine = F.interpolate(fine, size=(size, size), mode="nearest")
+    return (0.8 * field_ + 0.2 * fine).clamp(0, 1)
+
+
+def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """A batch of float NCHW photos in [0,1] -> randomly cropped, rotated, lit and cluttered."""
+    n, _, h, w = x.shape
+    scale = torch.empty(n).uniform_(*cfg.crop_scale, generator=gen).sqrt()
+    angle = torch.empty(n).uniform_(-1, 1, generator=gen) * math.radians(cfg.max_rotation_deg)
+    flip = (torch.rand(n, generator=gen) < 0.5).float() * 2 - 1 if cfg.flip else torch.ones(n)
+    shift = (1 - scale)
+    tx = torch.empty(n).uniform_(-1, 1, generator=gen) * shift
+    ty = torch.empty(n).uniform_(-1, 1, generator=gen) * shift
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos * flip, -sin, tx], 1),
+                         torch.stack([sin * flip, cos, ty], 1)], 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    # Sample 1-x with zero padding, so areas outside the photo come out white.
+    out = 1 - F.grid_sample(1 - x, grid, mode="bilinear", padding_mode="zeros",
+                            align_corners=False)
+    if cfg.clutter_prob > 0:
+        white = (out.min(dim=1, keepdim=True).values > 0.94).float()
+        use = (torch.rand(n, 1, 1, 1, generator=gen) < cfg.clutter_prob).float()
+        bg = _random_background(n, h, gen)
+        out = out * (1 - white * use) + bg * white * use
+    b = 1 + torch.empty(n, 1, 1, 1).uniform_(-cfg.brightness, cfg.brightness, generator=gen)
+    c = 1 + torch.empty(n, 1, 1, 1).uniform_(-cfg.contrast, cfg.contrast, generator=gen)
+    s = 1 + torch.empty(n, 1, 1, 1).uniform_(-cfg.saturation, cfg.saturation, generator=gen)
+    gray = out.mean(dim=1, keepdim=True)
+    out = gray + (out - gray) * s
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * c + mean
+    out = out * b
+    if cfg.noise_std > 0:
+        out = out + torch.randn(out.shape, generator=gen) * cfg.noise_std
+    return out.clamp_(0, 1)

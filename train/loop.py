@@ -1,0 +1,293 @@
+"""The training loop: reconstruction of augmented views + label-aware + contrastive terms.
+
+``python -m train --help`` lists every setting. A run folder gets ``best.pt`` (lowest holdout
+loss), ``last.pt`` (for ``--resume``), ``config.json``, ``metrics.json``, ``loss.png`` and
+``reconstructions.png``. The val split is never looked at here: early stopping and every recipe
+choice use a holdout carved out of train.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fai_infer.preprocess import PreprocessSpec
+from train.checkpoint import save_atomic
+from train.config import opt
+from train.data import AugmentConfig, augment, decode_all, holdout_mask, load_catalogue, to_float
+from train.metrics import label_codes, retrieval_table
+from train.model import AutoEncoder, ModelConfig
+from train.objectives import LabelHeads, supervised_contrastive
+
+
+@dataclass
+class TrainConfig:
+    data: str = opt("../shared/data/myntra", "catalogue folder: images/<id>.jpg (+ a CSV)")
+    csv: str | None = opt(None, "metadata CSV (default: styles.csv/metadata.csv in --data)")
+    id_column: str = opt("id", "CSV column holding the image id (file stem)")
+    out: str = opt("runs/fai", "run folder for checkpoints, metrics and plots")
+    image_size: int = opt(96, "input size (multiple of 32); the seed network uses 224")
+    width: float = opt(0.5, "channel multiplier of the seed network (1.0 = 64..512)")
+    norm: bool = opt(True, "BatchNorm after each conv (the seed has none)")
+    pooling: str = opt("gem", "embedding pooling: avg, gem or flatten")
+    embed_dim: int = opt(256, "embedding dimension")
+    epochs: int = opt(24, "maximum epochs")
+    patience: int = opt(5, "early stopping: epochs without holdout improvement")
+    batch_size: int = opt(64, "batch size")
+    lr: float = opt(2e-3, "AdamW peak learning rate (cosine decay after warm-up)")
+    weight_decay: float = opt(0.05, "AdamW weight decay")
+    recon_weight: float = opt(1.0, "weight of the reconstruction (MSE) term")
+    augment: bool = opt(True, "reconstruct the clean photo from an augmented view")
+    label_columns: str = opt("articleType,baseColour", "CSV columns for the label term ('' = off)")
+    label_weight: float = opt(1.0, "weight of the label (cosine classifier) term")
+    contrastive_weight: float = opt(0.5, "weight of the supervised contrastive term")
+    views: int = opt(1, "augmented views per photo (2 = SimCLR-style pairs, no labels needed)")
+    holdout: float = opt(0.1, "fraction of train held out for early stopping")
+    workers: int = opt(2, "decode threads")
+    cache_dir: str = opt(".cache", "where decoded squares are cached between runs")
+    seed: int = opt(0, "random seed")
+    device: str = opt("cpu", "cpu or cuda")
+    resume: str | None = opt(None, "continue from RUN/last.pt")
+    max_minutes: float = opt(0.0, "stop after this many minutes (0 = no limit)")
+    limit: int = opt(0, "use only the first N photos (quick experiments; 0 = all)")
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(self.image_size, self.width, self.norm, self.pooling, self.embed_dim)
+
+    def label_list(self) -> list[str]:
+        return [c.strip() for c in self.label_columns.split(",") if c.strip()]
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def encode_labels(rows: list[dict[str, str]], columns: list[str]
+                  ) -> tuple[dict[str, list[str]], dict[str, np.ndarray]]:
+    """Label columns -> vocabularies and int targets (-1 where a row has no value)."""
+    vocab, targets = {}, {}
+    for col in columns:
+        values = [r.get(col, "") or "" for r in rows]
+        vocab[col] = sorted({v for v in values if v})
+        index = {v: i for i, v in enumerate(vocab[col])}
+        targets[col] = np.array([index.get(v, -1) for v in values], dtype=np.int64)
+    return vocab, targets
+
+
+def lr_lambda(total_steps: int, warmup: int):
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total_steps - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+    return f
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.gen = seed_everything(cfg.seed)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        self.device = torch.device(cfg.device)
+        self.spec = PreprocessSpec(size=cfg.image_size)
+        self._load_data()
+        self.model = AutoEncoder(cfg.model_config()).to(self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.heads = LabelHeads(cfg.embed_dim, {k: len(v) for k, v in self.vocab.items()})
+        self.heads.to(self.device)
+        params = list(self.model.parameters()) + list(self.heads.parameters())
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, len(self.train_idx) // cfg.batch_size)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(
+            self.opt, lr_lambda(cfg.epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
+        self.epoch = 0
+        self.best = float("inf")
+        self.bad_epochs = 0
+        self.history: list[dict] = []
+        if cfg.resume:
+            self._resume(cfg.resume)
+
+    def _load_data(self) -> None:
+        cfg = self.cfg
+        cat = load_catalogue(cfg.data, cfg.csv, cfg.id_column)
+        if cfg.limit:
+            cat = cat.subset(list(range(min(cfg.limit, len(cat)))))
+        images, errors = decode_all(cat.paths, self.spec, cfg.workers, cfg.cache_dir)
+        bad = [e for e in errors if e]
+        if bad:
+            print(f"skipping {len(bad)} unreadable photos, e.g. {bad[0]}")
+        good = [i for i, e in enumerate(errors) if not e]
+        cat, images = cat.subset(good), images[good]
+        self.catalogue = cat
+        self.images = torch.from_numpy(images)
+        columns = [c for c in self.cfg.label_list() if cat.rows and c in cat.rows[0]]
+        self.vocab, targets = encode_labels(cat.rows, columns)
+        self.targets = {k: torch.from_numpy(v) for k, v in targets.items()}
+        is_train = np.array([s == "train" for s in cat.splits])
+        held = holdout_mask(cat.ids, cfg.holdout) & is_train
+        self.train_idx = np.flatnonzero(is_train & ~held)
+        self.holdout_idx = np.flatnonzero(held)
+        if len(self.holdout_idx) == 0:  # tiny catalogues: hold out one batch at least
+            self.holdout_idx = self.train_idx[-max(1, len(self.train_idx) // 10):]
+            self.train_idx = self.train_idx[: len(self.train_idx) - len(self.holdout_idx)]
+        print(f"{len(cat)} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
+              f"{int((~is_train).sum())} val (untouched); labels: {columns or 'none'}")
+
+    # -- one step -------------------------------------------------------------------------------
+    def _losses(self, idx: np.ndarray, train: bool) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        clean = to_float(self.images[idx])
+        views = max(1, cfg.views) if train else 1
+        if train and cfg.augment:
+            x = torch.cat([augment(clean, AugmentConfig(), self.gen) for _ in range(views)])
+        else:
+            x = clean.repeat(views, 1, 1, 1)
+        target = clean.repeat(views, 1, 1, 1).to(self.device)
+        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+        recon, emb = self.model(x)
+        out = {"recon": F.mse_loss(recon, target)}
+        t = {k: v[idx].repeat(views).to(self.device) for k, v in self.targets.items()}
+        out["label"] = self.heads.loss(emb, t) if t else emb.new_zeros(())
+        if train and cfg.contrastive_weight > 0:
+            if t:
+                group = next(iter(t.values()))
+            else:
+                group = torch.arange(len(idx), device=self.device).repeat(views)
+            out["contrastive"] = supervised_contrastive(emb, group)
+        else:
+            out["contrastive"] = emb.new_zeros(())
+        out["total"] = (cfg.recon_weight * out["recon"] + cfg.label_weight * out["label"]
+                        + cfg.contrastive_weight * out["contrastive"])
+        return out
+
+    def train_epoch(self, deadline: float) -> dict[str, float]:
+        cfg = self.cfg
+        self.model.train()
+        self.heads.train()
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
+        batches = [order[i : i + cfg.batch_size]
+                   for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size)]
+        sums: dict[str, float] = {}
+        bar = tqdm(batches, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", leave=False)
+        for n, idx in enumerate(bar, 1):
+            losses = self._losses(idx, train=True)
+            self.opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            self.opt.step()
+            self.sched.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            bar.set_postfix(loss=f"{sums['total'] / n:.4f}", mse=f"{sums['recon'] / n:.4f}")
+            if time.time() > deadline:
+                break
+        return {f"train_{k}": v / max(1, n) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def evaluate_holdout(self) -> dict[str, float]:
+        self.model.eval()
+        self.heads.eval()
+        sums: dict[str, float] = {}
+        embs = []
+        chunks = np.array_split(self.holdout_idx, max(1, len(self.holdout_idx) // 128))
+        for idx in chunks:
+            losses = self._losses(idx, train=False)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
+            x = to_float(self.images[idx]).to(self.device)
+            embs.append(self.model.embed(x.contiguous(memory_format=torch.channels_last)).cpu())
+        n = len(self.holdout_idx)
+        res = {f"holdout_{k}": v / n for k, v in sums.items()}
+        rows = [self.catalogue.rows[i] for i in self.holdout_idx]
+        labels = {c: label_codes([r.get(c, "") for r in rows]) for c in self.vocab}
+        if labels:
+            table = retrieval_table(torch.cat(embs).numpy(), np.arange(n), labels)
+            res.update({f"holdout_{k}": v for k, v in table.items()})
+        return res
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _state(self) -> dict:
+        return {
+            "model": self.model.state_dict(),
+            "model_config": self.cfg.model_config().to_dict(),
+            "preprocess": self.spec.to_dict(),
+            "train_config": asdict(self.cfg),
+            "label_vocab": self.vocab,
+            "heads": self.heads.state_dict(),
+            "epoch": self.epoch,
+            "history": self.history,
+        }
+
+    def _resume(self, path: str) -> None:
+        ckpt = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ckpt["model"])
+        self.heads.load_state_dict(ckpt["heads"])
+        self.opt.load_state_dict(ckpt["optimizer"])
+        self.sched.load_state_dict(ckpt["scheduler"])
+        self.gen.set_state(ckpt["generator"])
+        self.epoch, self.best, self.bad_epochs = ckpt["epoch"], ckpt["best"], ckpt["bad_epochs"]
+        self.history = ckpt["history"]
+        print(f"resumed from {path} at epoch {self.epoch}")
+
+    def fit(self) -> dict:
+        cfg = self.cfg
+        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
+        start = time.time()
+        deadline = start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+        while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
+            t0 = time.time()
+            row = self.train_epoch(deadline)
+            row.update(self.evaluate_holdout())
+            self.epoch += 1
+            row.update(epoch=self.epoch, seconds=time.time() - t0, lr=self.sched.get_last_lr()[0])
+            self.history.append(row)
+            improved = row["holdout_total"] < self.best
+            if improved:
+                self.best, self.bad_epochs = row["holdout_total"], 0
+                save_atomic(self._state(), self.out / "best.pt")
+            else:
+                self.bad_epochs += 1
+            state = self._state() | {"optimizer": self.opt.state_dict(),
+                                     "scheduler": self.sched.state_dict(),
+                                     "generator": self.gen.get_state(), "best": self.best,
+                                     "bad_epochs": self.bad_epochs}
+            save_atomic(state, self.out / "last.pt")
+            shown = {k: round(v, 4) for k, v in row.items() if k.startswith(("holdout_P@10",
+                     "holdout_recon", "holdout_total", "train_total"))}
+            print(f"epoch {self.epoch}: {row['seconds']:.0f}s {shown}{' *' if improved else ''}",
+                  flush=True)
+            self._write_reports(time.time() - start)
+            if time.time() > deadline:
+                print(f"stopping: --max-minutes {cfg.max_minutes} reached")
+                break
+        return self._write_reports(time.time() - start)
+
+    def _write_reports(self, elapsed: float) -> dict:
+        from train.plots import plot_history, plot_reconstructions
+
+        best = min(self.history, key=lambda r: r["holdout_total"]) if self.history else {}
+        metrics = {"best_epoch": best.get("epoch"), "best": best, "epochs_run": self.epoch,
+                   "train_seconds": elapsed, "history": self.history,
+                   "photos": {"train": len(self.train_idx), "holdout": len(self.holdout_idx)}}
+        (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        plot_history(self.history, self.out / "loss.png")
+        sample = to_float(self.images[self.holdout_idx[:8]])
+        self.model.eval()
+        with torch.no_grad():
+            recon, _ = self.model(sample.to(self.device))
+        plot_reconstructions(sample.numpy(), recon.cpu().numpy(), self.out / "reconstructions.png")
+        return metrics

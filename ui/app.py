@@ -1,0 +1,272 @@
+"""python -m ui.app: the FAI shop demo (Gradio), offline and closed by default.
+
+With no arguments it renders a demo catalogue of its own (garments, shoes, bags), indexes it
+with the shipped model once (cached), and serves it on 127.0.0.1:7860. ``--catalog DIR`` or
+``--index CATALOG`` point it at a real shop. Only catalogue images and uploads are served.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gradio as gr  # noqa: E402
+from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
+
+from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
+from ui.demo_catalog import generate as generate_demo  # noqa: E402
+
+CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
+MAX_FILTER_VALUES = 150
+HIDDEN_COLUMNS = {"id", "split", "name", "productDisplayName", "path"}
+BROWSE_LIMIT = 60
+
+
+@dataclass
+class AppConfig:
+    catalog: str | None = None
+    metadata: str | None = None
+    index: str | None = None
+    model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 7860
+    share: bool = False
+    k: int = 8
+    max_upload_mb: float = 10.0
+    cache_dir: str = str(CACHE)
+
+
+def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
+    """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
+    the generated demo shop."""
+    encoder = Encoder(cfg.model)
+    if cfg.index:
+        return Catalog.open(cfg.index, encoder), f"catalogue {cfg.index}"
+    if cfg.catalog:
+        folder, metadata, label = Path(cfg.catalog), cfg.metadata, f"photos in {cfg.catalog}"
+    else:
+        folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
+        metadata, label = str(folder / "metadata.csv"), "FAI demo shop (generated)"
+    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}".encode())
+    cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
+    try:
+        return Catalog.open(cached, encoder), label
+    except CatalogError:
+        pass
+    log(f"indexing {folder} (first start only) ...")
+    cat = Catalog.build(folder, metadata, encoder=encoder, progress=True)
+    cat.save(cached)
+    return cat, label
+
+
+def filter_columns(cat: Catalog) -> dict[str, list[str]]:
+    return {c: v for c, v in cat.columns().items()
+            if c not in HIDDEN_COLUMNS and 1 < len(v) <= MAX_FILTER_VALUES}
+
+
+def caption(hit: Hit, show: list[str]) -> str:
+    meta = " · ".join(hit.metadata.get(c, "") for c in show if hit.metadata.get(c))
+    return f"{hit.score:.2f} · {hit.id} · {meta}" if hit.score < 1.0 else f"{hit.id} · {meta}"
+
+
+def uploaded_path(value: dict | str, cat: Catalog) -> str:
+    """An API file argument -> a local path, only if Gradio itself stored it as an upload (a
+    client must never make the server read arbitrary files); a catalogue id passes as is."""
+    if isinstance(value, str) and value in cat:
+        return value
+    path = value.get("path") if isinstance(value, dict) else value
+    if not isinstance(path, str) or not path:
+        raise ValueError("expected an uploaded image (gradio_client.handle_file) or an item id")
+    uploads = Path(gradio_upload_folder()).resolve()
+    if not Path(path).resolve().is_relative_to(uploads):
+        raise ValueError("only uploaded files can be searched with")
+    return path
+
+
+class ShopDemo:
+    """Handlers behind the page; kept apart from layout so tests can call them directly."""
+
+    def __init__(self, cat: Catalog, label: str, default_k: int = 8):
+        self.cat = cat
+        self.label = label
+        self.default_k = default_k
+        self.filters = filter_columns(cat)
+        self.show = [c for c in self.filters][:4]
+
+    def header(self) -> str:
+        m = self.cat.encoder.info
+        return (f"**Model** {m.name} v{m.version} ({m.quantization}, {m.dim}-d, "
+                f"{m.input_size}px) · **Catalogue** {self.label}: {len(self.cat)} items, "
+                f"{self.cat.engine} search")
+
+    def where(self, values: tuple) -> dict[str, list[str]]:
+        return {col: list(v) for col, v in zip(self.filters, values) if v}
+
+    def gallery(self, hits: list[Hit]) -> list[tuple[str, str]]:
+        return [(h.path, caption(h, self.show)) for h in hits]
+
+    def browse(self, *filters) -> tuple[list, list[str]]:
+        where = self.where(filters)
+        hits = []
+        for i, item_id in enumerate(self.cat.ids):
+            h = self.cat.get(item_id)
+            if all(h.metadata.get(c, "").casefold() in {x.casefold() for x in v}
+                   for c, v in where.items()):
+                hits.append(h)
+            if len(hits) >= BROWSE_LIMIT:
+                break
+        return self.gallery(hits), [h.id for h in hits]
+
+    def search(self, image: str | None, k: float, *filters) -> tuple[list, str]:
+        if not image:
+            raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
+        t0 = time.perf_counter()
+        try:
+            hits = self.cat.similar(image, k=int(k), where=self.where(filters))
+        except ImageError as exc:
+            raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
+        ms = 1000 * (time.perf_counter() - t0)
+        return self.gallery(hits), f"Last search: {ms:.1f} ms, {len(hits)} results"
+
+    def similar_to_item(self, item_id: str, k: float, *filters) -> tuple[list, str]:
+        t0 = time.perf_counter()
+        hits = self.cat.similar(item_id, k=int(k), where=self.where(filters))
+        ms = 1000 * (time.perf_counter() - t0)
+        return self.gallery(hits), f"Similar to {item_id}: {ms:.1f} ms"
+
+    def basket_view(self, basket: list[str], k: float, *filters) -> tuple[list, list, str]:
+        if not basket:
+            return [], [], "The basket is empty: click an item, then 'Add to basket'."
+        t0 = time.perf_counter()
+        hits = self.cat.similar_to_basket(basket, k=int(k), where=self.where(filters))
+        ms = 1000 * (time.perf_counter() - t0)
+        items = [self.cat.get(i) for i in basket if i in self.cat]
+        return (self.gallery(items), self.gallery(hits),
+                f"Goes with your basket of {len(items)}: {ms:.1f} ms")
+
+    def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
+        """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
+        catalogue id: a JSON list of hits (id, score, path, metadata). ``where`` is a JSON
+        object such as {"gender": "Women"}."""
+        try:
+            filters = json.loads(where or "{}")
+            if not isinstance(filters, dict):
+                raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
+            hits = self.cat.similar(uploaded_path(image, self.cat), k=int(k), where=filters)
+        except ImageError as exc:
+            raise gr.Error(str(exc)) from None
+        except ValueError as exc:
+            raise gr.Error(f"bad request: {exc}") from None
+        return json.dumps([h.to_dict() for h in hits], ensure_ascii=False)
+
+
+def build_app(demo: ShopDemo) -> gr.Blocks:
+    with gr.Blocks(title="FAI — similar fashion items", analytics_enabled=False) as app:
+        gr.Markdown("## FAI · find similar items")
+        gr.Markdown(demo.header(), elem_id="fai-header")
+        selected = gr.State("")
+        visible_ids = gr.State([])
+        basket = gr.State([])
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(sources=["upload", "webcam"], type="filepath",
+                                 label="Photo (upload or camera)", elem_id="fai-photo")
+                k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results (k)")
+                filters = [gr.Dropdown(vals, multiselect=True, label=col, value=[])
+                           for col, vals in demo.filters.items()]
+                search_btn = gr.Button("Find similar", variant="primary", elem_id="fai-search")
+                status = gr.Markdown("", elem_id="fai-status")
+            with gr.Column(scale=2):
+                results = gr.Gallery(label="Most similar", columns=4, height="auto",
+                                     elem_id="fai-results", allow_preview=False)
+                add_btn = gr.Button("Add selected item to basket")
+                browse = gr.Gallery(label="Catalogue: click any item to search with it",
+                                    columns=6, height=360, elem_id="fai-browse",
+                                    allow_preview=False)
+        with gr.Row():
+            basket_gallery = gr.Gallery(label="Basket", columns=6, height=200,
+                                        allow_preview=False)
+            goes_with = gr.Gallery(label="Goes with the whole basket", columns=6, height=200,
+                                   allow_preview=False, elem_id="fai-basket-results")
+        clear_btn = gr.Button("Empty basket")
+
+        search_btn.click(demo.search, [photo, k, *filters], [results, status], api_name="search")
+        photo.upload(demo.search, [photo, k, *filters], [results, status], api_visibility="private")
+
+        def pick_browsed(ids: list[str], kk: float, *f, evt: gr.SelectData):
+            item = ids[evt.index]
+            return (item, *demo.similar_to_item(item, kk, *f))
+
+        def pick_result(kk: float, *f, evt: gr.SelectData):
+            caption_text = (evt.value or {}).get("caption") or ""
+            parts = [p.strip() for p in caption_text.split("·")]
+            item = next((p for p in parts if p in demo.cat), "")
+            return item
+
+        browse.select(pick_browsed, [visible_ids, k, *filters], [selected, results, status],
+                      api_visibility="private")
+        results.select(pick_result, [k, *filters], [selected], api_visibility="private")
+
+        def add_to_basket(item: str, items: list[str], kk: float, *f):
+            if item and item not in items:
+                items = items + [item]
+            return (items, *demo.basket_view(items, kk, *f))
+
+        add_btn.click(add_to_basket, [selected, basket, k, *filters],
+                      [basket, basket_gallery, goes_with, status], api_visibility="private")
+        clear_btn.click(lambda: ([], [], [], "Basket emptied."), None,
+                        [basket, basket_gallery, goes_with, status], api_visibility="private")
+        for f in filters:
+            f.change(demo.browse, filters, [browse, visible_ids], api_visibility="private")
+        app.load(demo.browse, filters, [browse, visible_ids], api_visibility="private")
+        gr.api(demo.api_similar, api_name="similar")
+    return app
+
+
+def allowed_roots(cat: Catalog) -> list[str]:
+    """Folders holding catalogue photos: the only local files the server may send."""
+    return sorted({str(Path(p).resolve().parent) for p in cat.paths})
+
+
+def parse_args(argv: list[str] | None = None) -> AppConfig:
+    p = argparse.ArgumentParser(prog="python -m ui.app", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--catalog", help="folder of product photos to index and serve")
+    p.add_argument("--metadata", help="CSV with one row per photo (id = file stem)")
+    p.add_argument("--index", help="a catalogue made with 'fai index' (overrides --catalog)")
+    p.add_argument("--model", help="ONNX model (default: the shipped model)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; 0.0.0.0 exposes the demo to your network")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true",
+                   help="ask Gradio for a public *.gradio.live link: anyone with it can search "
+                        "your catalogue and see its photos (needs internet)")
+    p.add_argument("-k", type=int, default=8, help="results shown by default")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="uploads above are refused")
+    p.add_argument("--cache-dir", default=str(CACHE), help="demo shop and index cache")
+    return AppConfig(**vars(p.parse_args(argv)))
+
+
+def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
+    cat, label = load_catalog(cfg)
+    app = build_app(ShopDemo(cat, label, cfg.k))
+    if cfg.share:
+        print("--share: a public link will expose this catalogue's photos and search to anyone "
+              "who has it.")
+    app.queue(default_concurrency_limit=8)
+    app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+               allowed_paths=allowed_roots(cat), max_file_size=int(cfg.max_upload_mb * 1024 * 1024),
+               ssr_mode=False, prevent_thread_lock=not block, show_error=True, quiet=False)
+    return app
+
+
+if __name__ == "__main__":
+    launch(parse_args())
