@@ -173,8 +173,8 @@ class Catalog:
             writers = {
                 "embeddings.npy": lambda p: np.save(p, self.embeddings, allow_pickle=False),
                 "labels.npy": lambda p: np.save(p, self.labels, allow_pickle=False),
-                "items.json": lambda p: p.write_text(json.dumps(items, ensure_ascii=False),
-                                                     encoding="utf-8"),
+                # ASCII-escaped: file names that are not valid UTF-8 round-trip exactly.
+                "items.json": lambda p: p.write_text(json.dumps(items), encoding="ascii"),
             }
             manifest = {"format_version": CATALOG_FORMAT, "count": len(self.ids),
                         "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,

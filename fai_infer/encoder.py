@@ -50,6 +50,9 @@ class Encoder:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
+        # No spin-waiting after a run: on a 2-core kiosk the search and the decoder that
+        # follow an embedding need those cores at once (spinning made search 30x slower).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), so,
                                                 providers=["CPUExecutionProvider"])

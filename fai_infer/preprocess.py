@@ -27,6 +27,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 108 MP phone photo is refused; 50,000 x 50,000 bombs are too
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+IMPLEMENTATION = 2  # bumped whenever the pixels this module produces change (keys caches)
 
 
 class ImageError(ValueError):
@@ -242,21 +243,25 @@ def load_rgb(
 
 
 def square_resize(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """Pad to a centred square with ``pad_value``, then resize to spec.size: uint8 HxWx3."""
-    h, w = rgb.shape[:2]
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    if h != w:
-        square = np.full((side, side, 3), spec.pad_value, dtype=np.uint8)
-        square[top : top + h, left : left + w] = rgb
-    else:
-        square = rgb
-    if side == spec.size:
-        return np.ascontiguousarray(square)
+    """Letterbox: resize the long side to spec.size, then centre on a ``pad_value`` square.
+
+    Resizing before padding keeps memory proportional to the photo (a 65,536 x 40 strip must
+    not become a 65,536^2 canvas) and is what makes big phone photos cheap."""
     if spec.resize != "area":
         raise ValueError(f"unsupported resize mode {spec.resize!r}")
-    interp = cv2.INTER_AREA if side > spec.size else cv2.INTER_CUBIC
-    return cv2.resize(square, (spec.size, spec.size), interpolation=interp)
+    h, w = rgb.shape[:2]
+    side = max(h, w)
+    new_h = max(1, min(spec.size, round(h * spec.size / side)))
+    new_w = max(1, min(spec.size, round(w * spec.size / side)))
+    if (new_h, new_w) != (h, w):
+        interp = cv2.INTER_AREA if side > spec.size else cv2.INTER_CUBIC
+        rgb = cv2.resize(rgb, (new_w, new_h), interpolation=interp)
+    if new_h == new_w == spec.size:
+        return np.ascontiguousarray(rgb)
+    square = np.full((spec.size, spec.size, 3), spec.pad_value, dtype=np.uint8)
+    top, left = (spec.size - new_h) // 2, (spec.size - new_w) // 2
+    square[top : top + new_h, left : left + new_w] = rgb
+    return square
 
 
 def to_tensor(square: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:

@@ -152,3 +152,10 @@ def test_wrong_python_type_is_named():
 def test_spec_round_trips_through_a_dict():
     spec = PreprocessSpec(size=64)
     assert PreprocessSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_absurd_aspect_ratio_never_allocates_a_huge_square():
+    strip = np.full((2, 60_000, 3), 10, np.uint8)
+    out = preprocess(strip, SPEC)
+    assert out.shape == (3, 32, 32)
+    assert np.allclose(out[:, 0, 0], 1.0) and out[:, 15, 16].max() < 0.1  # 1-pixel strip

@@ -145,3 +145,13 @@ def test_upload_in_a_real_browser_shows_k_results(app_url, tmp_path):
     if os.environ.get("FAI_SCREENSHOT_DIR"):
         shutil.copy(shot, Path(os.environ["FAI_SCREENSHOT_DIR"]) / "ui-screenshot.png")
     assert outside == [], f"the page fetched from outside the machine: {outside}"
+
+
+def test_concurrent_clients_get_no_errors(app_url):
+    from bench.ui_load import run_load
+
+    url, cache = app_url
+    photos = sorted((cache / "demo-shop" / "images").glob("*.jpg"))
+    result = run_load(url, photos, clients=8, searches=5)
+    assert result["errors"] == 0, result["first_errors"]
+    assert result["ok"] == 40

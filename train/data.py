@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.preprocess import ImageError, PreprocessSpec, load_square
+from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")
@@ -99,7 +99,8 @@ def decode_all(paths: list[Path], spec: PreprocessSpec, workers: int = 2,
                ) -> tuple[np.ndarray, list[str | None]]:
     """Decode every photo to a spec.size square (uint8 NHWC). Bad files become white squares
     and their reason is returned in ``errors`` so callers can drop and report them."""
-    key = hashlib.sha1(json.dumps([spec.to_dict(), [str(p) for p in paths]]).encode()).hexdigest()
+    key = hashlib.sha1(json.dumps([IMPLEMENTATION, spec.to_dict(), [str(p) for p in paths]]
+                                  ).encode()).hexdigest()
     cache = Path(cache_dir) / f"squares-{spec.size}-{key[:16]}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:

@@ -1,0 +1,1 @@
+"""Benchmarks: ``python -m bench [--quick]`` prints tables and writes JSON (not timed tests)."""

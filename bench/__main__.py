@@ -1,0 +1,131 @@
+"""python -m bench: encoder speed, query latency, search engines, indexing and footprint.
+
+Alternatives are compared in the same run (medians of repeats); this machine is shared and
+noisy, so read ratios rather than absolute figures. ``--quick`` runs everything at toy sizes in
+well under a minute (a test runs it so it never rots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench import encoder_speed, search_speed
+from bench.timing import sgemm_gflops, table
+from export.synthetic import generated_squares
+from fai_infer import Catalog, Encoder
+from fai_infer.encoder import default_model_path
+from train.model import ModelConfig
+
+MYNTRA = Path("../shared/data/myntra/images")
+
+
+def sample_photos(folder: Path, n: int, tmp: Path) -> list[Path]:
+    if folder.is_dir():
+        return sorted(folder.glob("*.jpg"))[:n]
+    tmp.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i, sq in enumerate(generated_squares(120, n, seed=5)):
+        out.append(tmp / f"g{i:05d}.jpg")
+        cv2.imwrite(str(out[-1]), sq[..., ::-1])
+    return out
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for engine in sorted({r["engine"] for r in rows if isinstance(r.get("query_ms"), float)}):
+        pts = sorted((r["n"], r["query_ms"]) for r in rows if r["engine"] == engine)
+        ax.plot(*zip(*pts), marker="o", label=engine)
+    ax.set(xscale="log", yscale="log", xlabel="catalogue size", ylabel="search ms / query",
+           title="top-10 search latency (1 query at a time)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="toy sizes, a few seconds")
+    p.add_argument("--sizes", default="10000,100000", help="catalogue sizes (1000000 works too)")
+    p.add_argument("--photos", default=str(MYNTRA), help="folder of real photos")
+    p.add_argument("--out", default="bench/results", help="where JSON and PNG go")
+    p.add_argument("--seed-model", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the 224x224 seed encoder")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="fai-bench-"))
+    sizes = [500, 2000] if a.quick else [int(s) for s in a.sizes.split(",")]
+    repeats = 2 if a.quick else 7
+    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor()
+                    or platform.machine(), "cores": __import__("os").cpu_count(),
+                    "quick": a.quick}
+    report["sgemm_gflops"] = sgemm_gflops(512 if a.quick else 2048)
+    print(f"sgemm peak: {report['sgemm_gflops']:.0f} GFLOP/s")
+
+    model_path = default_model_path()
+    enc_rows = encoder_speed.bench_model("shipped", encoder_speed.shipped_config(
+        str(model_path)), repeats)
+    if a.seed_model and not a.quick:
+        enc_rows += encoder_speed.bench_model("seed 224", ModelConfig(), repeats)
+    for r in enc_rows:
+        r["of_sgemm_peak"] = r["gflops"] / report["sgemm_gflops"]
+    report["encoder"] = enc_rows
+    print(table(enc_rows, ["model", "engine", "batch", "ms_per_image", "gflops",
+                           "of_sgemm_peak"]))
+
+    encoder = Encoder(model_path)
+    photos = sample_photos(Path(a.photos), 300 if a.quick else 3000, tmp / "photos")
+    real = encoder.embed(photos, batch_size=64)
+    search_rows, latency_rows = [], []
+    rng = np.random.default_rng(1)
+    for n in sizes:
+        emb = search_speed.scale_embeddings(real, n)
+        queries = emb[rng.integers(0, n, 50 if a.quick else 200)]
+        search_rows += search_speed.engines(emb, queries)
+        ids = [f"i{i}" for i in range(n)]
+        cat = Catalog(encoder, ids, [str(photos[i % len(photos)]) for i in range(n)],
+                      [{} for _ in range(n)], emb)
+        latency_rows.append({"n": n, "engine": cat.engine,
+                             **search_speed.query_latency(cat, photos, 30 if a.quick else 200)})
+        if n == sizes[-1]:
+            cat.save(tmp / "catalog")
+            report["footprint"] = {"n": n, **search_speed.cold_start(tmp / "catalog",
+                                                                     photos[0])}
+    report["search"] = search_rows
+    report["query"] = latency_rows
+    print(table(search_rows, ["engine", "n", "recall@10", "build_s", "query_ms", "memory_mb"]))
+    print(table(latency_rows, ["n", "engine", "total_p50_ms", "total_p99_ms", "embed_p50_ms",
+                               "search_p50_ms", "search_p99_ms"]))
+    folder = tmp / "index-photos"
+    folder.mkdir()
+    for p in photos[: 100 if a.quick else 2000]:
+        (folder / p.name).symlink_to(p.resolve())
+    report["indexing"] = search_speed.indexing_throughput(folder, encoder)
+    report["footprint"] = {**report.get("footprint", {}),
+                           "runtime_install_mb": search_speed.runtime_install_mb(),
+                           "bench_peak_rss_mb": search_speed.peak_rss_mb()}
+    print(table([report["indexing"]], list(report["indexing"])))
+    print(table([report["footprint"]], list(report["footprint"])))
+    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    plot(search_rows, out / "search_latency.png")
+    print(f"written {out / 'bench.json'} and {out / 'search_latency.png'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

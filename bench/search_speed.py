@@ -1,0 +1,130 @@
+"""Search engines, end-to-end query latency, indexing throughput and footprint."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.timing import median_ms, percentiles_ms
+from fai_infer import Catalog, Encoder
+from fai_infer.search import HnswSearch, exact_top_k
+
+
+def scale_embeddings(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Real embeddings padded to n rows with jittered copies (the catalogue stays realistic)."""
+    rng = np.random.default_rng(seed)
+    reps = [real]
+    while sum(len(r) for r in reps) < n:
+        base = real[rng.integers(0, len(real), min(len(real), n - sum(len(r) for r in reps)))]
+        jitter = base + rng.normal(0, 0.03, base.shape).astype(np.float32)
+        reps.append(jitter / np.linalg.norm(jitter, axis=1, keepdims=True))
+    return np.concatenate(reps)[:n].astype(np.float32)
+
+
+def engines(data: np.ndarray, queries: np.ndarray, efs=(16, 64, 128)) -> list[dict]:
+    truth = [set(exact_top_k(data, q, 10)[0]) for q in queries]
+    rows = [{"engine": "exact numpy", "n": len(data), "recall@10": 1.0, "build_s": 0.0,
+             "query_ms": median_ms(lambda: [exact_top_k(data, q, 10) for q in queries[:50]],
+                                   repeats=3, warmup=1) / 50,
+             "memory_mb": data.nbytes / 2**20}]
+    t0 = time.perf_counter()
+    index = HnswSearch(data.shape[1], len(data))
+    index.index.set_num_threads(2)
+    index.add(np.arange(len(data)), data)
+    index.index.set_num_threads(1)
+    build = time.perf_counter() - t0
+    hnsw_mb = len(data) * (data.shape[1] * 4 + 16 * 2 * 8 + 16) / 2**20
+    for ef in efs:
+        found = sum(len(t & set(index.query(q, 10, ef=ef)[0])) for q, t in zip(queries, truth))
+        ms = median_ms(lambda: [index.query(q, 10, ef=ef) for q in queries[:200]],
+                       repeats=3, warmup=1) / 200
+        rows.append({"engine": f"hnswlib ef={ef}", "n": len(data),
+                     "recall@10": found / (10 * len(queries)), "build_s": build,
+                     "query_ms": ms, "memory_mb": hnsw_mb})
+    try:
+        import faiss  # optional extra
+    except ImportError:
+        rows.append({"engine": "faiss", "n": len(data), "recall@10": "not installed"})
+    else:
+        flat = faiss.IndexFlatIP(data.shape[1])
+        flat.add(data)
+        ms = median_ms(lambda: [flat.search(q[None], 10) for q in queries[:200]], 3, 1) / 200
+        rows.append({"engine": "faiss flat", "n": len(data), "recall@10": 1.0, "build_s": 0.0,
+                     "query_ms": ms, "memory_mb": data.nbytes / 2**20})
+    return rows
+
+
+def query_latency(cat: Catalog, photos: list[Path], repeats: int = 100) -> dict:
+    """decode + preprocess + embed + top-10, one photo at a time, as a kiosk does."""
+    total, embed, search = [], [], []
+    for i in range(repeats):
+        p = photos[i % len(photos)]
+        t0 = time.perf_counter()
+        v = cat.encoder.embed([p])[0]
+        t1 = time.perf_counter()
+        cat._search(v, 10, None, set())
+        t2 = time.perf_counter()
+        total.append(t2 - t0)
+        embed.append(t1 - t0)
+        search.append(t2 - t1)
+    out = {f"total_{k}": v for k, v in percentiles_ms(total).items()}
+    out |= {f"embed_{k}": v for k, v in percentiles_ms(embed).items()}
+    out |= {f"search_{k}": v for k, v in percentiles_ms(search).items()}
+    return out
+
+
+def indexing_throughput(folder: Path, encoder: Encoder) -> dict:
+    paths = sorted(p for p in folder.rglob("*.jpg"))
+    t0 = time.perf_counter()
+    cat = Catalog.build(folder, encoder=encoder)
+    full = len(paths) / (time.perf_counter() - t0)
+    squares = np.stack([encoder.prepare(p) for p in paths[:512]])
+    t0 = time.perf_counter()
+    for i in range(0, len(squares), 32):
+        encoder.embed_squares(squares[i : i + 32])
+    enc_only = len(squares) / (time.perf_counter() - t0)
+    return {"photos": len(cat), "index_img_s": full, "encoder_only_img_s": enc_only,
+            "ratio": full / enc_only}
+
+
+COLD = """
+import resource, sys, time
+t0 = time.perf_counter()
+from fai_infer import Catalog
+cat = Catalog.open(sys.argv[1])
+hits = cat.similar(sys.argv[2], k=10)
+print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def cold_start(catalog: Path, photo: Path) -> dict:
+    out = subprocess.run([sys.executable, "-c", COLD, str(catalog), str(photo)],
+                         capture_output=True, text=True, check=True).stdout.split()
+    return {"cold_first_result_s": float(out[0]), "rss_mb": float(out[1])}
+
+
+def runtime_install_mb() -> float:
+    """On-disk size of the runtime's own dependencies (what a kiosk installs)."""
+    import importlib.util
+
+    total = 0
+    for mod in ("numpy", "onnxruntime", "cv2", "hnswlib", "fai_infer"):
+        spec = importlib.util.find_spec(mod)
+        loc = Path(spec.origin)
+        root = loc.parent if loc.name == "__init__.py" else loc
+        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
+        total += sum(p.stat().st_size for p in files)
+        if mod in ("numpy", "cv2"):  # bundled shared libraries live beside the package
+            for libs in root.parent.glob(f"{'numpy' if mod == 'numpy' else 'opencv_python_headless'}.libs"):
+                total += sum(p.stat().st_size for p in libs.rglob("*") if p.is_file())
+    return total / 2**20
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

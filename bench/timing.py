@@ -1,0 +1,40 @@
+"""Small timing helpers: medians of repeats, percentiles, the machine's sgemm peak."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+
+def median_ms(fn: Callable[[], object], repeats: int = 7, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
+def percentiles_ms(samples_s: list[float]) -> dict[str, float]:
+    a = 1000 * np.asarray(samples_s)
+    return {"p50_ms": float(np.percentile(a, 50)), "p99_ms": float(np.percentile(a, 99))}
+
+
+def sgemm_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's practical float32 peak: a large matrix product, both cores."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    ms = median_ms(lambda: a @ a, repeats=repeats, warmup=1)
+    return 2 * n**3 / (ms / 1000) / 1e9
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

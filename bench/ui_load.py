@@ -1,0 +1,100 @@
+"""python -m bench.ui_load: N concurrent gradio_client clients x M searches against the demo.
+
+Starts ``python -m ui.app`` on a free loopback port (or uses --url), fires the requests,
+reports errors and p50/p99 latency. Traffic never leaves 127.0.0.1 and the loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from bench.timing import percentiles_ms
+
+
+def start_app(cache: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, FAI_CACHE=str(cache))
+    proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(port)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    for _ in range(360):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return proc, url
+        except OSError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("ui.app did not start")
+
+
+def run_load(url: str, photos: list[Path], clients: int, searches: int) -> dict:
+    from gradio_client import Client, handle_file
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        client = Client(url, verbose=False)
+        for j in range(searches):
+            photo = photos[(i * searches + j) % len(photos)]
+            t0 = time.perf_counter()
+            try:
+                hits = json.loads(client.predict(handle_file(str(photo)), 10, "{}",
+                                                 api_name="/similar"))
+                assert len(hits) == 10
+            except Exception as exc:  # noqa: BLE001 - every failure is counted
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}"[:200])
+                continue
+            with lock:
+                latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    return {"clients": clients, "searches_each": searches, "ok": len(latencies),
+            "errors": len(errors), "first_errors": errors[:3],
+            "searches_per_s": len(latencies) / wall, **percentiles_ms(latencies)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.ui_load", description=__doc__)
+    p.add_argument("--clients", type=int, default=8)
+    p.add_argument("--searches", type=int, default=100)
+    p.add_argument("--url", default=None, help="a running demo (default: start one)")
+    a = p.parse_args(argv)
+    cache = Path(tempfile.mkdtemp(prefix="fai-load-"))
+    proc = None
+    url = a.url
+    if url is None:
+        proc, url = start_app(cache)
+    try:
+        photos = sorted((cache / "demo-shop" / "images").glob("*.jpg"))
+        result = run_load(url, photos, a.clients, a.searches)
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(10)
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
