@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sizes", default="10000,100000", help="catalogue sizes (1000000 works too)")
     p.add_argument("--photos", default=str(MYNTRA), help="folder of real photos")
     p.add_argument("--out", default="bench/results", help="where JSON and PNG go")
+    p.add_argument("--markdown", default=None,
+                   help="also write the tables as markdown here (e.g. docs/performance.md)")
     p.add_argument("--seed-model", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the 224x224 seed encoder")
     a = p.parse_args(argv)
@@ -124,7 +126,50 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "bench.json").write_text(json.dumps(report, indent=2))
     plot(search_rows, out / "search_latency.png")
     print(f"written {out / 'bench.json'} and {out / 'search_latency.png'}")
+    if a.markdown:
+        write_markdown(report, Path(a.markdown), out / "search_latency.png")
     return report
+
+
+def write_markdown(report: dict, path: Path, plot_png: Path) -> None:
+    """docs/performance.md: the latest tables with their date and machine."""
+    import shutil
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if plot_png.resolve() != (path.parent / "search_latency.png").resolve():
+        shutil.copy(plot_png, path.parent / "search_latency.png")
+    enc_cols = ["model", "engine", "batch", "ms_per_image", "gflops", "of_sgemm_peak"]
+    parts = [
+        "# Performance",
+        "",
+        f"Measured {report['date']} on this machine ({report['cores']} cores, "
+        f"{report['machine']}) by `python -m bench --markdown docs/performance.md`. "
+        "The machine is shared and noisy: compare rows of the same run, not across runs.",
+        "",
+        f"Peak float32 matrix throughput in the same run (sgemm): "
+        f"{report['sgemm_gflops']:.0f} GFLOP/s.",
+        "",
+        "## Encoder (ms per image, both cores)",
+        table(report["encoder"], enc_cols),
+        "",
+        "## Search engines (one query at a time, top-10)",
+        table(report["search"], ["engine", "n", "recall@10", "build_s", "query_ms",
+                                 "memory_mb"]),
+        "",
+        "![search latency against catalogue size](search_latency.png)",
+        "",
+        "## Query end to end (decode + preprocess + embed + search, one photo at a time)",
+        table(report["query"], ["n", "engine", "total_p50_ms", "total_p99_ms", "embed_p50_ms",
+                                "search_p50_ms", "search_p99_ms"]),
+        "",
+        "## Indexing (decode on a thread pool while the encoder runs)",
+        table([report["indexing"]], list(report["indexing"])),
+        "",
+        "## Footprint",
+        table([report["footprint"]], list(report["footprint"])),
+        "",
+    ]
+    path.write_text("\n".join(parts))
 
 
 if __name__ == "__main__":

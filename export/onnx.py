@@ -24,7 +24,8 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from fai_infer.model_info import META_PREFIX, FORMAT_VERSION
+from fai_infer.catalog import list_images as catalog_images
+from fai_infer.model_info import FORMAT_VERSION, META_PREFIX
 from export.synthetic import generated_squares
 from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor
 from train.checkpoint import load_checkpoint
@@ -32,7 +33,6 @@ from train.model import EmbeddingModel
 
 FP32_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 3, 8)
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 class ExportError(RuntimeError):
@@ -70,7 +70,7 @@ def git_commit() -> str:
 
 def list_images(folder: str | Path, count: int) -> list[Path]:
     """A deterministic, evenly spread sample of ``count`` photos from a folder."""
-    paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = [p for p in catalog_images(folder) if p.is_file()]
     if len(paths) <= count:
         return paths
     step = len(paths) / count

@@ -117,6 +117,22 @@ def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
     return None
 
 
+def check_png_chunks(buf: bytes, name: str) -> None:
+    """Refuse a PNG whose chunk lengths run past the end of the file before OpenCV reads it:
+    its reader allocates what a chunk claims (fuzzing found 3.5 GB and 7 s for a 3 kB file)."""
+    pos, n = 8, len(buf)
+    while pos + 8 <= n:
+        (length,) = struct.unpack(">I", buf[pos : pos + 4])
+        kind = buf[pos + 4 : pos + 8]
+        if length > n - pos - 12:
+            label = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+            raise ImageError(name, f"corrupt or truncated PNG: chunk {label} claims {length:,} "
+                                   f"bytes but only {max(0, n - pos - 12):,} remain")
+        pos += 12 + length
+        if kind == b"IEND":
+            return
+
+
 def header_size(buf: bytes) -> tuple[str, tuple[int, int] | None]:
     """(format, (width, height) or None) read from the first bytes of an encoded image."""
     if buf[:3] == b"\xff\xd8\xff":
@@ -193,6 +209,8 @@ def decode_bytes(
             raise ImageError(
                 name, f"{fmt} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} pixel limit"
             )
+    if fmt == "png":
+        check_png_chunks(buf, name)
     arr = np.frombuffer(buf, dtype=np.uint8)
     try:
         if fmt == "jpeg":

@@ -58,11 +58,12 @@ class HnswSearch:
 
     def query(self, vector: np.ndarray, k: int, allowed: Callable[[int], bool] | None = None,
               ef: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """(labels, cosine scores); may return fewer than k when a filter is very selective."""
+        """(labels, cosine scores); may return fewer than k when a filter is very selective.
+        ``ef`` sets the search breadth (default max(2k, 64))."""
         k = min(k, self.index.get_current_count() - self.deleted)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        self.index.set_ef(max(ef, 2 * k, 64))
+        self.index.set_ef(max(ef, k) if ef > 0 else max(2 * k, 64))
         try:
             labels, dist = self.index.knn_query(vector[None, :], k=k, filter=allowed)
         except RuntimeError:  # hnswlib raises when fewer than k items pass the filter

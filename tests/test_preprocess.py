@@ -159,3 +159,16 @@ def test_absurd_aspect_ratio_never_allocates_a_huge_square():
     out = preprocess(strip, SPEC)
     assert out.shape == (3, 32, 32)
     assert np.allclose(out[:, 0, 0], 1.0) and out[:, 15, 16].max() < 0.1  # 1-pixel strip
+
+
+def test_png_chunk_claiming_more_than_the_file_is_refused_fast():
+    """Found by bench.fuzz: OpenCV allocated what a corrupt chunk claimed (3.5 GB, 7 s)."""
+    import time
+
+    data = bytearray(png_bytes(np.zeros((48, 48, 3), np.uint8)))
+    idat = data.index(b"IDAT") - 4
+    data[idat : idat + 4] = (2**31 - 1).to_bytes(4, "big")
+    t0 = time.perf_counter()
+    with pytest.raises(ImageError, match="chunk IDAT claims"):
+        load_rgb(bytes(data))
+    assert time.perf_counter() - t0 < 0.5

@@ -116,17 +116,24 @@ def test_oversized_upload_is_refused(app_url, tmp_path):
         Client(url, verbose=False).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not installed "
-                    "(apt-get install chromium; .ci/run does this)")
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not "
+                                    "installed (apt-get install chromium; .ci/run does this)")
+
+
+def launch_chromium(p):
+    return p.chromium.launch(
+        executable_path=CHROMIUM, headless=True,
+        args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run"])
+
+
+@needs_chromium
 def test_upload_in_a_real_browser_shows_k_results(app_url, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     url, cache = app_url
     outside = []
     with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1300, "height": 1100})
         page.on("request", lambda r: None if r.url.startswith(
             (url, "data:", "blob:")) else outside.append(r.url))
@@ -155,3 +162,24 @@ def test_concurrent_clients_get_no_errors(app_url):
     result = run_load(url, photos, clients=8, searches=5)
     assert result["errors"] == 0, result["first_errors"]
     assert result["ok"] == 40
+
+
+@needs_chromium
+def test_basket_in_a_real_browser(app_url):
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, _ = app_url
+    with playwright.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": 1300, "height": 1200})
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#fai-browse img", timeout=60_000)
+        page.locator("#fai-browse img").nth(3).click()  # click a catalogue item
+        page.wait_for_function(
+            "document.querySelectorAll('#fai-results img').length >= 8", timeout=30_000)
+        assert "Similar to" in page.locator("#fai-status").inner_text()
+        page.get_by_role("button", name="Add selected item to basket").click()
+        page.wait_for_function(
+            "document.querySelectorAll('#fai-basket-results img').length >= 8",
+            timeout=30_000)
+        assert "basket of 1" in page.locator("#fai-status").inner_text()
+        browser.close()

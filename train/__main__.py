@@ -13,8 +13,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(
         prog="python -m train",
         description="Train the FAI convolutional autoencoder (reconstruction of augmented views "
-                    "plus label-aware and contrastive terms) on a catalogue folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                    "plus label-aware and contrastive terms) on a catalogue folder.")
     add_dataclass_args(parser, TrainConfig)
     cfg = from_args(TrainConfig, parser.parse_args(argv))
     metrics = Trainer(cfg).fit()

@@ -23,7 +23,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         text = f.metadata.get("help", "")
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=text)
+                                default=f.default, help=f"{text} (default: {f.default})")
             continue
         args = typing.get_args(kind)
         base = next((a for a in args if a is not type(None)), kind) if args else kind

@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from fai_infer.catalog import list_images
 from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")
 
 
@@ -54,8 +54,8 @@ def stable_fraction(key: str, salt: str) -> float:
 
 def _index_images(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.is_dir():
+    for p in list_images(folder):
+        if p.is_file():
             found.setdefault(p.stem, p)
     return found
 

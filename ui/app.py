@@ -192,20 +192,20 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                                     columns=6, height=360, elem_id="fai-browse",
                                     allow_preview=False)
         with gr.Row():
-            basket_gallery = gr.Gallery(label="Basket", columns=6, height=200,
-                                        allow_preview=False)
-            goes_with = gr.Gallery(label="Goes with the whole basket", columns=6, height=200,
+            basket_gallery = gr.Gallery(label="Basket", columns=8, height=220,
+                                        object_fit="contain", allow_preview=False)
+            goes_with = gr.Gallery(label="Goes with the whole basket", columns=8, height=220,
                                    allow_preview=False, elem_id="fai-basket-results")
         clear_btn = gr.Button("Empty basket")
 
         search_btn.click(demo.search, [photo, k, *filters], [results, status], api_name="search")
         photo.upload(demo.search, [photo, k, *filters], [results, status], api_visibility="private")
 
-        def pick_browsed(ids: list[str], kk: float, *f, evt: gr.SelectData):
+        def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, *f):
             item = ids[evt.index]
             return (item, *demo.similar_to_item(item, kk, *f))
 
-        def pick_result(kk: float, *f, evt: gr.SelectData):
+        def pick_result(evt: gr.SelectData, kk: float, *f):
             caption_text = (evt.value or {}).get("caption") or ""
             parts = [p.strip() for p in caption_text.split("·")]
             item = next((p for p in parts if p in demo.cat), "")
