@@ -10,7 +10,7 @@ from export.onnx import ExportError, export
 from export.quantize import QuantizationGateError, quantize_int8
 from export.synthetic import generated_squares
 from fai_infer import Encoder
-from tests.conftest import SHIPPED, write_products
+from tests.conftest import MYNTRA, SHIPPED, write_products
 
 GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "default_model.json"
 
@@ -49,9 +49,18 @@ def test_parity_failure_stops_the_export(tiny_run, tmp_path):
     assert not out.exists()
 
 
-def test_int8_gate_passes_with_real_calibration():
+def product_photos(tmp_path, n: int = 300) -> list:
+    """Real catalogue photos when the shared data is here, else the rendered demo shop."""
+    if (MYNTRA / "images").is_dir():
+        return sorted((MYNTRA / "images").glob("*.jpg"))[::30][:n]
+    from ui.demo_catalog import generate
+
+    return sorted((generate(tmp_path / "demo") / "images").glob("*.jpg"))[:n]
+
+
+def test_int8_gate_passes_with_real_calibration(tmp_path):
     enc = Encoder(SHIPPED)
-    squares = generated_squares(enc.spec.size, 300, seed=3)
+    squares = np.stack([enc.prepare(p) for p in product_photos(tmp_path)])
     q_bytes, figures = quantize_int8(SHIPPED.read_bytes(), squares, enc.spec,
                                      log=lambda *a: None)
     assert figures["mean_cosine"] >= 0.99 and figures["top10_overlap"] >= 0.95
