@@ -154,9 +154,7 @@ class Catalog:
         if (gen / "index.hnsw").is_file():
             cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
                                         manifest["hnsw_capacity"], manifest["hnsw_deleted"])
-            cat._columns = {}
-            cat._row_of = {int(lb): i for i, lb in enumerate(cat.labels)}
-            cat._position = {id_: i for i, id_ in enumerate(cat.ids)}
+            cat._rebuild_lookups()
         else:
             cat._reindex()
         return cat
@@ -264,15 +262,17 @@ class Catalog:
         self.rows = [x for x, k in zip(self.rows, keep) if k]
         self.embeddings = self.embeddings[keep]
         self.labels = self.labels[keep]
+        self._rebuild_lookups()
+
+    def _rebuild_lookups(self) -> None:
+        """id -> row, HNSW label -> row, and the per-column filter cache."""
         self._position = {id_: i for i, id_ in enumerate(self.ids)}
         self._row_of = {int(lb): i for i, lb in enumerate(self.labels)}
         self._columns = {}
 
     def _reindex(self) -> None:
         """Rebuild lookups, and the HNSW graph from stored embeddings (no re-encoding)."""
-        self._position = {id_: i for i, id_ in enumerate(self.ids)}
-        self._row_of = {int(lb): i for i, lb in enumerate(self.labels)}
-        self._columns = {}
+        self._rebuild_lookups()
         self._hnsw = None
         if len(self.ids) >= self.exact_below:
             self._hnsw = HnswSearch(self.encoder.dim, int(len(self.ids) * 1.25))
