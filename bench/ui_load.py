@@ -20,23 +20,34 @@ from pathlib import Path
 
 from bench.timing import percentiles_ms
 
+REPO = Path(__file__).resolve().parent.parent
 
-def start_app(cache: Path) -> tuple[subprocess.Popen, str]:
+
+def start_app(cache: Path, extra_args: tuple[str, ...] = (), timeout_s: float = 180
+              ) -> tuple[subprocess.Popen, str]:
+    """Start ``python -m ui.app`` on a free loopback port with its cache (and log) in
+    ``cache``; return (process, url) once it answers. Raises with the app's log if it dies."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = dict(os.environ, FAI_CACHE=str(cache))
-    proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = dict(os.environ, FAI_CACHE=str(cache), PYTHONUNBUFFERED="1")
+    log_path = cache / "ui.log"
+    with open(log_path, "w") as log:  # a file, not a pipe: a chatty server never blocks
+        proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(port),
+                                 *extra_args], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    for _ in range(360):
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("ui.app exited early:\n" + log_path.read_text())
         try:
             urllib.request.urlopen(url, timeout=2)
             return proc, url
         except OSError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("ui.app did not start")
+    raise RuntimeError(f"ui.app did not start within {timeout_s:.0f} s")
 
 
 def run_load(url: str, photos: list[Path], clients: int, searches: int) -> dict:

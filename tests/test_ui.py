@@ -4,10 +4,6 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,12 +13,6 @@ import pytest
 from tests.conftest import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -36,25 +26,13 @@ def get(url: str) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """python -m ui.app with no catalogue arguments: the generated demo shop."""
+    from bench.ui_load import start_app
+
     cache = tmp_path_factory.mktemp("cache")
-    port = free_port()
-    env = dict(os.environ, FAI_CACHE=str(cache), PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--port", str(port),
-                             "--max-upload-mb", "1"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.time() + 180
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("ui.app exited early:\n" + proc.stdout.read())
-        try:
-            if get(url)[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("ui.app did not start within 180 s")
+    try:
+        proc, url = start_app(cache, ("--max-upload-mb", "1"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     yield url, cache
     proc.terminate()
     proc.wait(10)
