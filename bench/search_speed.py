@@ -13,6 +13,7 @@ import numpy as np
 
 from bench.timing import median_ms, percentiles_ms
 from fai_infer import Catalog, Encoder
+from fai_infer.catalog import list_images
 from fai_infer.search import HnswSearch, exact_top_k
 
 
@@ -80,7 +81,7 @@ def query_latency(cat: Catalog, photos: list[Path], repeats: int = 100) -> dict:
 
 
 def indexing_throughput(folder: Path, encoder: Encoder) -> dict:
-    paths = sorted(p for p in folder.rglob("*.jpg"))
+    paths = [p for p in list_images(folder) if p.is_file()]  # what Catalog.build reads
     t0 = time.perf_counter()
     cat = Catalog.build(folder, encoder=encoder)
     full = len(paths) / (time.perf_counter() - t0)
@@ -110,20 +111,28 @@ def cold_start(catalog: Path, photo: Path) -> dict:
     return {"cold_first_result_s": float(out[0]), "rss_mb": float(out[1])}
 
 
+# Each runtime dependency and the folder of shared libraries its wheel bundles beside it.
+RUNTIME_PACKAGES = {"numpy": "numpy.libs", "onnxruntime": None,
+                    "cv2": "opencv_python_headless.libs", "hnswlib": None, "fai_infer": None}
+
+
+def _tree_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def runtime_install_mb() -> float:
     """On-disk size of the runtime's own dependencies (what a kiosk installs)."""
     import importlib.util
 
     total = 0
-    for mod in ("numpy", "onnxruntime", "cv2", "hnswlib", "fai_infer"):
-        spec = importlib.util.find_spec(mod)
-        loc = Path(spec.origin)
-        root = loc.parent if loc.name == "__init__.py" else loc
-        files = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()]
-        total += sum(p.stat().st_size for p in files)
-        if mod in ("numpy", "cv2"):  # bundled shared libraries live beside the package
-            for libs in root.parent.glob(f"{'numpy' if mod == 'numpy' else 'opencv_python_headless'}.libs"):
-                total += sum(p.stat().st_size for p in libs.rglob("*") if p.is_file())
+    for mod, bundled in RUNTIME_PACKAGES.items():
+        origin = Path(importlib.util.find_spec(mod).origin)
+        root = origin.parent if origin.name == "__init__.py" else origin
+        total += _tree_bytes(root)
+        if bundled and (root.parent / bundled).is_dir():
+            total += _tree_bytes(root.parent / bundled)
     return total / 2**20
 
 

@@ -18,7 +18,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fai_infer import Catalog, Encoder  # noqa: E402
-from fai_infer.preprocess import load_square  # noqa: E402
+from fai_infer.preprocess import PreprocessSpec, load_square  # noqa: E402
+
+THUMBNAIL = PreprocessSpec(size=128)  # display size of each cell in the grid
 
 
 def query_grid(cat: Catalog, queries: list[str], out: Path, k: int = 5) -> None:
@@ -31,7 +33,7 @@ def query_grid(cat: Catalog, queries: list[str], out: Path, k: int = 5) -> None:
              [:22]) for h in hits]
         for col, (path, title) in enumerate(cells):
             ax = axes[row][col]
-            ax.imshow(load_square(path, cat.encoder.spec.__class__(size=128)))
+            ax.imshow(load_square(path, THUMBNAIL))
             ax.set_title(title, fontsize=7)
             ax.axis("off")
     fig.tight_layout()
