@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -53,7 +54,8 @@ def bench_model(name: str, cfg: ModelConfig, repeats: int, batches=(1, 16)) -> l
     calib = generated_squares(cfg.image_size, 64, seed=1)
     int8, _ = quantize_int8(fp32, calib, spec, log=lambda *a: None, gate=False)
     rows = []
-    cl = model.to(memory_format=torch.channels_last)
+    # A copy: Module.to() converts in place, which would time channels_last weights twice.
+    cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
     for bs in batches:
         x = to_tensor(generated_squares(cfg.image_size, bs, seed=2), spec)
         xt = torch.from_numpy(x)

@@ -28,36 +28,71 @@ def scale_embeddings(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     return np.concatenate(reps)[:n].astype(np.float32)
 
 
-def engines(data: np.ndarray, queries: np.ndarray, efs=(16, 64, 200)) -> list[dict]:
+def hnsw_memory_mb(n: int, dim: int, m: int) -> float:
+    """hnswlib's resident size: vectors + level-0 links (2M) + label, plus upper levels."""
+    level0 = dim * 4 + 2 * m * 4 + 4 + 8
+    upper = (m * 4 + 4) / max(1, m - 1)
+    return n * (level0 + upper) / 2**20
+
+
+def engines(data: np.ndarray, queries: np.ndarray, efs=(16, 64, 200)
+            ) -> tuple[list[dict], HnswSearch]:
+    """Recall@10 against exact search, query time, build time and memory of each engine.
+    Returns the rows and the hnswlib graph (so a catalogue of the same size can reuse it)."""
     truth = [set(exact_top_k(data, q, 10)[0]) for q in queries]
-    rows = [{"engine": "exact numpy", "n": len(data), "recall@10": 1.0, "build_s": 0.0,
+    n, dim = data.shape
+
+    def recall(found: list) -> float:
+        return sum(len(t & set(f)) for t, f in zip(truth, found)) / (10 * len(queries))
+
+    rows = [{"engine": "exact numpy", "n": n, "recall@10": 1.0, "build_s": 0.0,
              "query_ms": median_ms(lambda: [exact_top_k(data, q, 10) for q in queries[:50]],
                                    repeats=3, warmup=1) / 50,
              "memory_mb": data.nbytes / 2**20}]
     t0 = time.perf_counter()
-    index = HnswSearch(data.shape[1], len(data))
-    index.index.set_num_threads(2)
-    index.add(np.arange(len(data)), data)
-    index.index.set_num_threads(1)
+    index = HnswSearch(dim, n)
+    index.add(np.arange(n), data)  # all cores
     build = time.perf_counter() - t0
-    hnsw_mb = len(data) * (data.shape[1] * 4 + 16 * 2 * 8 + 16) / 2**20
+    m = index.index.M
     for ef in efs:
-        found = sum(len(t & set(index.query(q, 10, ef=ef)[0])) for q, t in zip(queries, truth))
+        found = [index.query(q, 10, ef=ef)[0] for q in queries]
         ms = median_ms(lambda: [index.query(q, 10, ef=ef) for q in queries[:200]],
                        repeats=3, warmup=1) / 200
-        rows.append({"engine": f"hnswlib ef={ef}", "n": len(data),
-                     "recall@10": found / (10 * len(queries)), "build_s": build,
-                     "query_ms": ms, "memory_mb": hnsw_mb})
+        rows.append({"engine": f"hnswlib M={m} ef={ef}", "n": n, "recall@10": recall(found),
+                     "build_s": build, "query_ms": ms, "memory_mb": hnsw_memory_mb(n, dim, m)})
+    rows += faiss_engines(data, queries, recall, efs, m)
+    return rows, index
+
+
+def faiss_engines(data: np.ndarray, queries: np.ndarray, recall, efs, m: int) -> list[dict]:
+    """faiss (``pip install .[faiss]``): exact inner product and its own HNSW, same M."""
+    n, dim = data.shape
     try:
-        import faiss  # optional extra
+        import faiss
     except ImportError:
-        rows.append({"engine": "faiss", "n": len(data), "recall@10": "not installed"})
-    else:
-        flat = faiss.IndexFlatIP(data.shape[1])
-        flat.add(data)
-        ms = median_ms(lambda: [flat.search(q[None], 10) for q in queries[:200]], 3, 1) / 200
-        rows.append({"engine": "faiss flat", "n": len(data), "recall@10": 1.0, "build_s": 0.0,
-                     "query_ms": ms, "memory_mb": data.nbytes / 2**20})
+        return [{"engine": "faiss", "n": n, "recall@10": "not installed"}]
+    threads = faiss.omp_get_max_threads()
+    flat = faiss.IndexFlatIP(dim)
+    flat.add(data)
+    faiss.omp_set_num_threads(1)  # one query at a time on one thread, as for hnswlib
+    ms = median_ms(lambda: [flat.search(q[None], 10) for q in queries[:50]], 3, 1) / 50
+    rows = [{"engine": "faiss flat", "n": n, "recall@10": 1.0, "build_s": 0.0,
+             "query_ms": ms, "memory_mb": data.nbytes / 2**20}]
+    faiss.omp_set_num_threads(threads)
+    t0 = time.perf_counter()
+    hnsw = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+    hnsw.hnsw.efConstruction = 200
+    hnsw.add(data)
+    build = time.perf_counter() - t0
+    faiss.omp_set_num_threads(1)
+    for ef in efs:
+        hnsw.hnsw.efSearch = ef
+        found = [hnsw.search(q[None], 10)[1][0] for q in queries]
+        ms = median_ms(lambda: [hnsw.search(q[None], 10) for q in queries[:200]], 3, 1) / 200
+        rows.append({"engine": f"faiss HNSW M={m} ef={ef}", "n": n,
+                     "recall@10": recall(found), "build_s": build, "query_ms": ms,
+                     "memory_mb": hnsw_memory_mb(n, dim, m)})
+    faiss.omp_set_num_threads(threads)
     return rows
 
 
@@ -69,7 +104,7 @@ def query_latency(cat: Catalog, photos: list[Path], repeats: int = 100) -> dict:
         t0 = time.perf_counter()
         v = cat.encoder.embed([p])[0]
         t1 = time.perf_counter()
-        cat._search(v, 10, None, set())
+        cat.similar_to_vector(v, 10)
         t2 = time.perf_counter()
         total.append(t2 - t0)
         embed.append(t1 - t0)
@@ -120,6 +155,10 @@ def _tree_bytes(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def tree_mb(path: Path) -> float:
+    return _tree_bytes(path) / 2**20
 
 
 def runtime_install_mb() -> float:

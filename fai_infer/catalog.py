@@ -90,7 +90,10 @@ def _ids_for(paths: list[Path], root: Path) -> list[str]:
 class Catalog:
     def __init__(self, encoder: Encoder, ids: list[str], paths: list[str],
                  rows: list[dict[str, str]], embeddings: np.ndarray,
-                 labels: np.ndarray | None = None, exact_below: int = EXACT_BELOW):
+                 labels: np.ndarray | None = None, exact_below: int = EXACT_BELOW,
+                 search_index: HnswSearch | None = None):
+        """``search_index``: an HNSW graph already built over exactly these ``labels`` and
+        ``embeddings`` (skips rebuilding it, e.g. when a benchmark shares one)."""
         self.encoder = encoder
         self.ids = list(ids)
         self.paths = list(paths)
@@ -105,7 +108,13 @@ class Catalog:
         self.skipped: list[Skipped] = []
         self._lock = threading.RLock()
         self._hnsw: HnswSearch | None = None
-        self._reindex()
+        if search_index is not None and len(self.ids) >= exact_below:
+            if search_index.index.get_current_count() != len(self.ids):
+                raise ValueError("search_index does not hold exactly these embeddings")
+            self._rebuild_lookups()
+            self._hnsw = search_index
+        else:
+            self._reindex()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -351,6 +360,19 @@ class Catalog:
         is itself left out). Filters like {'gender': 'Women'} still give k hits if k match."""
         vector, own = self._vector(image_or_id)
         return self._search(vector, k, where, {own} if own else set())
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
+                          exclude: Iterable[str] = ()) -> list[Hit]:
+        """The k items nearest an embedding made elsewhere by the same model (e.g. cached by a
+        web back end); it is L2-normalised here, so any positive scale works."""
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.encoder.dim:
+            raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model "
+                             f"makes {self.encoder.dim}")
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError("vector is zero or not finite")
+        return self._search(v / norm, k, where, set(exclude))
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None) -> list[Hit]:

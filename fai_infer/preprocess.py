@@ -187,7 +187,9 @@ def _normalise_channels(img: np.ndarray, name: str, bgr: bool) -> np.ndarray:
     if img.shape[2] == 4:
         order = [2, 1, 0, 3] if bgr else [0, 1, 2, 3]
         return _composite_on_white(img[..., order])
-    return np.ascontiguousarray(img[..., ::-1] if bgr else img)
+    if bgr:  # cv2's SIMD channel swap: ~10x faster than numpy's strided copy of img[..., ::-1]
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return np.ascontiguousarray(img)
 
 
 def decode_bytes(

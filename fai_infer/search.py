@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import os
+
 import hnswlib
 import numpy as np
 
@@ -30,9 +32,13 @@ def exact_top_k(matrix: np.ndarray, query: np.ndarray, k: int,
 
 
 class HnswSearch:
-    """hnswlib over integer labels that stay stable across adds and removes."""
+    """hnswlib over integer labels that stay stable across adds and removes.
 
-    def __init__(self, dim: int, capacity: int, m: int = 16, ef_construction: int = 200,
+    M=32: catalogues are clustered (many near-copies of a product), and at M=16 the graph
+    capped recall@10 near 0.95 at 100k however wide the search; M=32 reaches 0.996 at ef=64
+    (``python -m bench``, search-engine table)."""
+
+    def __init__(self, dim: int, capacity: int, m: int = 32, ef_construction: int = 200,
                  index: hnswlib.Index | None = None):
         self.dim = dim
         if index is None:
@@ -49,7 +55,13 @@ class HnswSearch:
         needed = self.index.get_current_count() + len(labels)
         if needed > self.index.get_max_elements():
             self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
-        self.index.add_items(np.asarray(vectors, np.float32), np.asarray(labels, np.int64))
+        # Bulk inserts use every core; queries stay on one thread (a kiosk serves one shopper
+        # per thread and hnswlib's per-query threading only adds overhead).
+        self.index.set_num_threads(os.cpu_count() or 1)
+        try:
+            self.index.add_items(np.asarray(vectors, np.float32), np.asarray(labels, np.int64))
+        finally:
+            self.index.set_num_threads(1)
 
     def remove(self, labels: np.ndarray) -> None:
         for label in labels:

@@ -6,8 +6,10 @@ import json
 def test_bench_quick_runs_and_reports_every_section(tmp_path):
     from bench.__main__ import main
 
-    report = main(["--quick", "--out", str(tmp_path), "--photos", str(tmp_path / "none")])
-    assert {"encoder", "search", "query", "indexing", "footprint"} <= set(report)
+    report = main(["--quick", "--out", str(tmp_path), "--photos", str(tmp_path / "none"),
+                   "--markdown", str(tmp_path / "performance.md")])
+    assert {"encoder", "model_sizes", "search", "query", "indexing", "footprint"} <= set(report)
+    assert report["model_sizes"][0]["train_ms_per_image"] > 0
     engines = {r["engine"] for r in report["encoder"]}
     assert {"onnxruntime fp32", "onnxruntime int8", "torch eager NCHW"} <= engines
     hnsw = [r for r in report["search"] if r["engine"].startswith("hnswlib")]
@@ -15,3 +17,7 @@ def test_bench_quick_runs_and_reports_every_section(tmp_path):
     assert report["indexing"]["photos"] == 100
     assert json.loads((tmp_path / "bench.json").read_text())["quick"] is True
     assert (tmp_path / "search_latency.png").stat().st_size > 1000
+    markdown = (tmp_path / "performance.md").read_text()
+    for section in ("## Goals", "## Encoder", "## Search engines", "## Footprint"):
+        assert section in markdown, section
+    assert all(r["rss_mb"] > 0 and r["cold_first_result_s"] > 0 for r in report["footprint"])

@@ -49,3 +49,37 @@ def test_folder_without_csv_gets_a_deterministic_split(tmp_path):
     b = load_catalogue(tmp_path)
     assert len(a) == 30 and a.splits == b.splits
     assert set(a.splits) <= {"train", "val"}
+
+
+def test_joint_label_groups_pair_rows_only_when_every_column_matches():
+    from train.objectives import joint_label_groups
+
+    targets = {"type": torch.tensor([0, 0, 1, 1, 0, -1]),
+               "colour": torch.tensor([2, 2, 2, 0, 1, -1])}
+    sizes = {"type": 2, "colour": 3}
+    g = joint_label_groups(targets, ["type", "colour"], sizes).tolist()
+    assert g[0] == g[1] and len({g[0], g[2], g[3], g[4], g[5]}) == 5
+    only_type = joint_label_groups(targets, ["type"], sizes).tolist()
+    assert only_type[0] == only_type[1] == only_type[4] and only_type[2] == only_type[3]
+    assert joint_label_groups(targets, ["absent"], sizes).tolist() == only_type
+
+
+def test_ablation_sweep_trains_each_recipe_and_tabulates_it(products, tmp_path):
+    from train.ablations import main
+
+    rows = main(["--data", str(products), "--out", str(tmp_path), "--epochs", "1",
+                 "--image-size", "32", "--width", "0.125", "--batch-size", "8",
+                 "--label-columns", "colour", "--eval-columns", "colour,gender",
+                 "--recipes", "recon,full-supcon-type+colour", "--cache-dir",
+                 str(tmp_path / "cache")])
+    assert [r["recipe"] for r in rows] == ["recon", "full-supcon-type+colour"]
+    assert rows[0]["config"]["label_columns"] == "" and not rows[0]["config"]["augment"]
+    assert rows[1]["config"]["contrastive_columns"] == "colour"
+    for r in rows:
+        assert 0 <= r["val"]["P@10 colour"] <= 1 and "P@10 colour+gender" in r["holdout"]
+        assert 0 <= r["holdout_shopper"]["item@10"] <= 1 and "P@1 colour" in r["val_shopper"]
+    table = (tmp_path / "ablations.md").read_text()
+    assert table.count("\n| ") == 2 and "nan" not in table  # two recipe rows
+    again = main(["--data", str(products), "--out", str(tmp_path), "--recipes", "recon",
+                  "--epochs", "1"])  # finished runs are read back, not retrained
+    assert again[0]["train_seconds"] == rows[0]["train_seconds"]

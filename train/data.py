@@ -137,6 +137,8 @@ class AugmentConfig:
     saturation: float = 0.2
     clutter_prob: float = 0.3
     noise_std: float = 0.02
+    colour_cast: float = 0.0  # red/blue gain of a warm or cold lamp (white balance)
+    blur_prob: float = 0.0  # share of views softened, as by a phone's focus or motion
 
 
 def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
@@ -182,6 +184,16 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.
     mean = out.mean(dim=(1, 2, 3), keepdim=True)
     out = (out - mean) * c + mean
     out = out * b
+    if cfg.colour_cast > 0:
+        cast = torch.empty(n, 1, 1, 1).uniform_(-cfg.colour_cast, cfg.colour_cast, generator=gen)
+        out = out * torch.cat([1 + cast, torch.ones_like(cast), 1 - cast], dim=1)
+    if cfg.blur_prob > 0:
+        kernel = torch.tensor([1.0, 2.0, 1.0])
+        kernel = (kernel[:, None] * kernel[None, :] / 16).expand(3, 1, 3, 3).contiguous()
+        soft = F.conv2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+        amount = torch.rand(n, 1, 1, 1, generator=gen)
+        amount = amount * (torch.rand(n, 1, 1, 1, generator=gen) < cfg.blur_prob).float()
+        out = out + (soft - out) * amount
     if cfg.noise_std > 0:
         out = out + torch.randn(out.shape, generator=gen) * cfg.noise_std
     return out.clamp_(0, 1)

@@ -27,7 +27,7 @@ from train.config import opt
 from train.data import AugmentConfig, augment, decode_all, holdout_mask, load_catalogue, to_float
 from train.metrics import label_codes, retrieval_table
 from train.model import AutoEncoder, ModelConfig
-from train.objectives import LabelHeads, supervised_contrastive
+from train.objectives import LabelHeads, joint_label_groups, supervised_contrastive
 
 
 @dataclass
@@ -36,21 +36,28 @@ class TrainConfig:
     csv: str | None = opt(None, "metadata CSV (default: styles.csv/metadata.csv in --data)")
     id_column: str = opt("id", "CSV column holding the image id (file stem)")
     out: str = opt("runs/fai", "run folder for checkpoints, metrics and plots")
-    image_size: int = opt(96, "input size (multiple of 32); the seed network uses 224")
+    image_size: int = opt(64, "input size (multiple of 32); the seed network uses 224")
     width: float = opt(0.5, "channel multiplier of the seed network (1.0 = 64..512)")
     norm: bool = opt(True, "BatchNorm after each conv (the seed has none)")
     pooling: str = opt("gem", "embedding pooling: avg, gem or flatten")
     embed_dim: int = opt(256, "embedding dimension")
-    epochs: int = opt(24, "maximum epochs")
-    patience: int = opt(5, "early stopping: epochs without holdout improvement")
+    epochs: int = opt(30, "maximum epochs (30 at 64 px: ~47 min on 2 CPU cores)")
+    patience: int = opt(6, "early stopping: epochs without holdout improvement")
     batch_size: int = opt(64, "batch size")
     lr: float = opt(2e-3, "AdamW peak learning rate (cosine decay after warm-up)")
     weight_decay: float = opt(0.05, "AdamW weight decay")
     recon_weight: float = opt(1.0, "weight of the reconstruction (MSE) term")
     augment: bool = opt(True, "reconstruct the clean photo from an augmented view")
+    clutter_prob: float = opt(0.3, "augmentation: share of views put on a cluttered background")
+    colour_cast: float = opt(0.0, "augmentation: max warm/cold white-balance cast (0.1 = 10%%)")
+    blur_prob: float = opt(0.0, "augmentation: share of views softened (focus, motion)")
     label_columns: str = opt("articleType,baseColour", "CSV columns for the label term ('' = off)")
     label_weight: float = opt(1.0, "weight of the label (cosine classifier) term")
     contrastive_weight: float = opt(0.5, "weight of the supervised contrastive term")
+    contrastive_columns: str = opt("", "label columns whose joint value makes SupCon positives "
+                                   "('' = the first label column)")
+    eval_columns: str = opt("articleType,baseColour", "CSV columns the holdout retrieval "
+                            "figures count matches on (reported, not trained on)")
     views: int = opt(1, "augmented views per photo (2 = SimCLR-style pairs, no labels needed)")
     holdout: float = opt(0.1, "fraction of train held out for early stopping")
     workers: int = opt(2, "decode threads")
@@ -66,6 +73,10 @@ class TrainConfig:
 
     def label_list(self) -> list[str]:
         return [c.strip() for c in self.label_columns.split(",") if c.strip()]
+
+    def contrastive_list(self) -> list[str]:
+        chosen = [c.strip() for c in self.contrastive_columns.split(",") if c.strip()]
+        return chosen or self.label_list()[:1]
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -154,7 +165,9 @@ class Trainer:
         clean = to_float(self.images[idx])
         views = max(1, cfg.views) if train else 1
         if train and cfg.augment:
-            x = torch.cat([augment(clean, AugmentConfig(), self.gen) for _ in range(views)])
+            aug = AugmentConfig(clutter_prob=cfg.clutter_prob, colour_cast=cfg.colour_cast,
+                                blur_prob=cfg.blur_prob)
+            x = torch.cat([augment(clean, aug, self.gen) for _ in range(views)])
         else:
             x = clean.repeat(views, 1, 1, 1)
         target = clean.repeat(views, 1, 1, 1).to(self.device)
@@ -165,7 +178,8 @@ class Trainer:
         out["label"] = self.heads.loss(emb, t) if t else emb.new_zeros(())
         if train and cfg.contrastive_weight > 0:
             if t:
-                group = next(iter(t.values()))
+                group = joint_label_groups(t, self.cfg.contrastive_list(),
+                                           {k: len(v) for k, v in self.vocab.items()})
             else:
                 group = torch.arange(len(idx), device=self.device).repeat(views)
             out["contrastive"] = supervised_contrastive(emb, group)
@@ -213,7 +227,12 @@ class Trainer:
         n = len(self.holdout_idx)
         res = {f"holdout_{k}": v / n for k, v in sums.items()}
         rows = [self.catalogue.rows[i] for i in self.holdout_idx]
-        labels = {c: label_codes([r.get(c, "") for r in rows]) for c in self.vocab}
+        columns = [c.strip() for c in self.cfg.eval_columns.split(",")
+                   if c.strip() and rows and c.strip() in rows[0]] or list(self.vocab)
+        labels = {c: label_codes([r.get(c, "") for r in rows]) for c in columns}
+        if len(columns) > 1:
+            labels["+".join(columns)] = label_codes(*[[r.get(c, "") for r in rows]
+                                                      for c in columns])
         if labels:
             table = retrieval_table(torch.cat(embs).numpy(), np.arange(n), labels)
             res.update({f"holdout_{k}": v for k, v in table.items()})

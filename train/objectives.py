@@ -58,3 +58,15 @@ def supervised_contrastive(emb: torch.Tensor, group: torch.Tensor,
         return emb.new_zeros(())
     mean_pos = (log_prob.masked_fill(~pos, 0).sum(1) / pos.sum(1).clamp(min=1))[has_pos]
     return -mean_pos.mean()
+
+
+def joint_label_groups(targets: dict[str, torch.Tensor], columns: list[str],
+                       sizes: dict[str, int]) -> torch.Tensor:
+    """One integer per row for the joint value of ``columns`` (e.g. articleType+baseColour),
+    the positives of SupCon. Columns missing from ``targets`` are ignored (all missing: the
+    first target column); an unknown value (-1) counts as a value of its own."""
+    present = [c for c in columns if c in targets] or [next(iter(targets))]
+    group = torch.zeros_like(targets[present[0]])
+    for col in present:
+        group = group * (sizes[col] + 1) + targets[col] + 1
+    return group
