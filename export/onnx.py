@@ -87,6 +87,8 @@ def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, nam
     recipe = (f"data={tc.get('data', '?')} size={tc.get('image_size')} width={tc.get('width')} "
               f"norm={tc.get('norm')} pooling={tc.get('pooling')} epochs={ckpt.get('epoch')} "
               f"recon={tc.get('recon_weight')} augment={tc.get('augment')} "
+              f"clutter={tc.get('clutter_prob', 0.3)} cast={tc.get('colour_cast', 0.0)} "
+              f"blur={tc.get('blur_prob', 0.0)} "
               f"labels={tc.get('label_columns')}x{tc.get('label_weight')} "
               f"contrastive={tc.get('contrastive_weight')}")
     meta = {

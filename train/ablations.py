@@ -19,26 +19,33 @@ from train.loop import TrainConfig, Trainer
 ALL_LABELS = "<all label columns>"  # stands for the sweep's --label-columns
 
 # name -> (what it shows, TrainConfig overrides on top of the sweep's base config)
+# The first shipped model's augmentation (fai-small-64 v1); "full-*" rows change one thing on it.
+V1_AUG = {"clutter_prob": 0.3, "colour_cast": 0.0, "blur_prob": 0.0}
+
+# name -> (what it shows, TrainConfig overrides on top of the sweep's base config = the defaults)
 RECIPES: dict[str, tuple[str, dict]] = {
     "recon": ("seed objective: reconstruction only, clean input",
               {"augment": False, "label_columns": "", "contrastive_weight": 0.0}),
     "recon+aug": ("reconstruct the clean photo from an augmented view",
-                  {"label_columns": "", "contrastive_weight": 0.0}),
+                  V1_AUG | {"label_columns": "", "contrastive_weight": 0.0}),
     "recon+aug+simclr": ("+ SimCLR-style contrastive on two views, no labels",
-                         {"label_columns": "", "views": 2}),
+                         V1_AUG | {"label_columns": "", "views": 2}),
     "recon+labels": ("+ cosine classifier on articleType, baseColour; clean input",
                      {"augment": False, "contrastive_weight": 0.0}),
-    "full": ("aug + labels + SupCon on articleType (the shipped recipe)", {}),
+    "full": ("aug + labels + SupCon on articleType (fai-small-64 v1)", V1_AUG),
     "full-no-aug": ("full, but clean input (labels + SupCon)", {"augment": False}),
-    "full-no-supcon": ("full without SupCon (aug + labels)", {"contrastive_weight": 0.0}),
+    "full-no-supcon": ("full without SupCon (aug + labels)",
+                       V1_AUG | {"contrastive_weight": 0.0}),
+    "full-camera-aug": ("full with camera-like views: clutter on 60%, colour cast, blur "
+                        "(the train defaults, shipped as v2)", {}),
     "full-supcon-type+colour": ("SupCon positives share articleType and baseColour",
-                                {"contrastive_columns": ALL_LABELS}),
-    "full-camera-aug": ("full with camera-like views: clutter on 60%, colour cast, blur",
-                        {"clutter_prob": 0.6, "colour_cast": 0.1, "blur_prob": 0.5}),
-    "full-avg": ("average pooling instead of GeM", {"pooling": "avg"}),
-    "full-flatten": ("flatten + linear projection instead of GeM", {"pooling": "flatten"}),
-    "full-dim128": ("embedding size 128 instead of 256", {"embed_dim": 128}),
-    "full-96px": ("full at 96 px instead of 64 (2.25x the compute)", {"image_size": 96}),
+                                V1_AUG | {"contrastive_columns": ALL_LABELS}),
+    "full-avg": ("average pooling instead of GeM", V1_AUG | {"pooling": "avg"}),
+    "full-flatten": ("flatten + linear projection instead of GeM",
+                     V1_AUG | {"pooling": "flatten"}),
+    "full-dim128": ("embedding size 128 instead of 256", V1_AUG | {"embed_dim": 128}),
+    "full-96px": ("full at 96 px instead of 64 (2.25x the compute)",
+                  V1_AUG | {"image_size": 96}),
 }
 
 
