@@ -165,8 +165,6 @@ def goal_rows(report: dict) -> list[dict]:
 
 def write_markdown(report: dict, path: Path, plot_png: Path) -> None:
     """docs/performance.md: the latest tables with their date and machine."""
-    import shutil
-
     path.parent.mkdir(parents=True, exist_ok=True)
     if plot_png.resolve() != (path.parent / "search_latency.png").resolve():
         shutil.copy(plot_png, path.parent / "search_latency.png")

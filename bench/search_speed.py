@@ -29,7 +29,8 @@ def scale_embeddings(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
 
 
 def hnsw_memory_mb(n: int, dim: int, m: int) -> float:
-    """hnswlib's resident size: vectors + level-0 links (2M) + label, plus upper levels."""
+    """An HNSW graph's resident size as hnswlib lays it out: vectors + level-0 links (2M) +
+    label, plus upper levels (faiss's HNSW stores about the same; an estimate for it)."""
     level0 = dim * 4 + 2 * m * 4 + 4 + 8
     upper = (m * 4 + 4) / max(1, m - 1)
     return n * (level0 + upper) / 2**20

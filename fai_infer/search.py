@@ -6,10 +6,9 @@ catalogue can cross the threshold without its scores changing meaning.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
-
-import os
 
 import hnswlib
 import numpy as np

@@ -18,7 +18,6 @@ from train.loop import TrainConfig, Trainer
 
 ALL_LABELS = "<all label columns>"  # stands for the sweep's --label-columns
 
-# name -> (what it shows, TrainConfig overrides on top of the sweep's base config)
 # The first shipped model's augmentation (fai-small-64 v1); "full-*" rows change one thing on it.
 V1_AUG = {"clutter_prob": 0.3, "colour_cast": 0.0, "blur_prob": 0.0}
 
@@ -69,7 +68,7 @@ def train_recipe(name: str, base: TrainConfig, root: Path) -> dict:
 
 def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool) -> dict:
     """Train (unless done) and score one recipe: holdout and val, clean and shopper photos."""
-    from train.evaluate import evaluate
+    from train.evaluate import evaluate_splits
 
     summary = root / name / "summary.json"
     if summary.is_file():
@@ -79,10 +78,11 @@ def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool) -> 
     first, second = cfg["eval_columns"].split(",")[:2]
     row["columns"] = [first, second]
     checkpoint = str(root / name / "best.pt")
-    for split in ["holdout", "val"] if evaluate_val else ["holdout"]:
-        result = evaluate(checkpoint, cfg["data"], cfg["csv"], split=split,
-                          columns=(first, second), cache_dir=cfg["cache_dir"], shopper=True,
-                          holdout_fraction=cfg["holdout"])
+    results = evaluate_splits(checkpoint, cfg["data"], cfg["csv"],
+                              ["holdout", "val"] if evaluate_val else ["holdout"],
+                              columns=(first, second), cache_dir=cfg["cache_dir"], shopper=True,
+                              holdout_fraction=cfg["holdout"])
+    for split, result in results.items():
         row[split] = result["table"]["model"]
         row[f"{split}_shopper"] = result["shopper"]["model"]
         row[f"{split}_pixels"] = result["table"]["raw pixels 32x32"]

@@ -17,35 +17,47 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
 from fai_infer.preprocess import PreprocessSpec, square_resize
 from train.data import decode_all, holdout_mask, load_catalogue
-from train.metrics import label_codes, pixel_baseline, retrieval_table, shopper_table
+from train.metrics import (l2_normalise, label_codes, pixel_baseline, pixel_features,
+                           retrieval_table, shopper_table)
 from train.shopper_photos import shopper_photos
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
 
 
-def embed_with_checkpoint(path: str, squares: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+def checkpoint_embedder(path: str) -> tuple[PreprocessSpec, Callable[[np.ndarray], np.ndarray]]:
+    """Load a training checkpoint once -> (its preprocessing, squares -> embeddings)."""
     import torch
 
     from train.checkpoint import load_checkpoint
     from train.data import to_float
 
-    model, _, _ = load_checkpoint(path)
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(squares), 256):
-            out.append(model.embed(to_float(torch.from_numpy(squares[i : i + 256]))).numpy())
-    return np.concatenate(out)
+    model, spec, _ = load_checkpoint(path)
+
+    def embed(squares: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return np.concatenate([model.embed(to_float(torch.from_numpy(squares[i : i + 256])))
+                                   .numpy() for i in range(0, len(squares), 256)])
+
+    return spec, embed
 
 
-def checkpoint_spec(path: str) -> PreprocessSpec:
-    import torch
+def onnx_embedder(path: str) -> tuple[PreprocessSpec, Callable[[np.ndarray], np.ndarray]]:
+    """The runtime's encoder -> (its preprocessing, squares -> embeddings)."""
+    from fai_infer.encoder import Encoder
 
-    return PreprocessSpec.from_dict(torch.load(path, weights_only=True)["preprocess"])
+    encoder = Encoder(path)
+
+    def embed(squares: np.ndarray) -> np.ndarray:
+        return np.concatenate([encoder.embed_squares(squares[i : i + 256])
+                               for i in range(0, len(squares), 256)])
+
+    return encoder.spec, embed
 
 
 def query_indices(cat, split: str, holdout_fraction: float = 0.1) -> np.ndarray:
@@ -66,32 +78,17 @@ def shopper_squares(cat, queries: np.ndarray, size: int, workers: int,
     return np.stack([square_resize(s, spec) for s in shots])
 
 
-def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
-             columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
-             cache_dir: str | None = ".cache", shopper: bool = False,
-             holdout_fraction: float = 0.1) -> dict:
+def evaluate_splits(model: str, data: str, csv: str | None = None,
+                    splits: Sequence[str] = ("val",),
+                    columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
+                    cache_dir: str | None = ".cache", shopper: bool = False,
+                    holdout_fraction: float = 0.1) -> dict[str, dict]:
+    """One result per split; the catalogue is decoded and embedded once for all of them."""
     cat = load_catalogue(data, csv)
-    onnx = model.endswith(".onnx")
-    if onnx:
-        from fai_infer.encoder import Encoder
-
-        encoder = Encoder(model)
-        spec = encoder.spec
-    else:
-        spec = checkpoint_spec(model)
-
-    def embed(squares: np.ndarray) -> np.ndarray:
-        if not onnx:
-            return embed_with_checkpoint(model, squares, spec)
-        return np.concatenate([encoder.embed_squares(squares[i : i + 256])
-                               for i in range(0, len(squares), 256)])
-
+    spec, embed = onnx_embedder(model) if model.endswith(".onnx") else checkpoint_embedder(model)
     squares, errors = decode_all(cat.paths, spec, workers, cache_dir, desc="decode catalogue")
     good = [i for i, e in enumerate(errors) if not e]
     cat, squares = cat.subset(good), squares[good]
-    queries = query_indices(cat, split, holdout_fraction)
-    if len(queries) == 0:
-        raise SystemExit(f"no '{split}' photos in {data}")
     first, second = columns
     labels = {first: label_codes(cat.column(first)),
               f"{first}+{second}": label_codes(cat.column(first), cat.column(second))}
@@ -99,19 +96,35 @@ def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
     pix_spec = PreprocessSpec(size=max(32, spec.size))
     pix_squares = squares if pix_spec.size == spec.size else decode_all(
         cat.paths, pix_spec, workers, cache_dir)[0]
-    pixels = pixel_baseline(pix_squares)
-    rows = {"model": retrieval_table(emb, queries, labels),
-            "raw pixels 32x32": retrieval_table(pixels, queries, labels)}
-    result = {"model_file": model, "data": data, "split": split, "queries": int(len(queries)),
-              "gallery": int(len(cat)), "table": rows}
-    if shopper:
-        shots = shopper_squares(cat, queries, spec.size, workers, cache_dir)
-        pix_shots = pixel_baseline(np.stack([square_resize(s, pix_spec) for s in shots]),
-                                   reference_u8=pix_squares)
-        result["shopper"] = {
-            "model": shopper_table(emb, queries, embed(shots), labels),
-            "raw pixels 32x32": shopper_table(pixels, queries, pix_shots, labels)}
-    return result
+    gallery_pixels = pixel_features(pix_squares)
+    centre = gallery_pixels.mean(axis=0)
+    pixels = l2_normalise(gallery_pixels - centre)
+    results = {}
+    for split in splits:
+        queries = query_indices(cat, split, holdout_fraction)
+        if len(queries) == 0:
+            raise SystemExit(f"no '{split}' photos in {data}")
+        rows = {"model": retrieval_table(emb, queries, labels),
+                "raw pixels 32x32": retrieval_table(pixels, queries, labels)}
+        result = {"model_file": model, "data": data, "split": split,
+                  "queries": int(len(queries)), "gallery": int(len(cat)), "table": rows}
+        if shopper:
+            shots = shopper_squares(cat, queries, spec.size, workers, cache_dir)
+            pix_shots = pixel_baseline(np.stack([square_resize(s, pix_spec) for s in shots]),
+                                       centre=centre)
+            result["shopper"] = {
+                "model": shopper_table(emb, queries, embed(shots), labels),
+                "raw pixels 32x32": shopper_table(pixels, queries, pix_shots, labels)}
+        results[split] = result
+    return results
+
+
+def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
+             columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
+             cache_dir: str | None = ".cache", shopper: bool = False,
+             holdout_fraction: float = 0.1) -> dict:
+    return evaluate_splits(model, data, csv, (split,), columns, workers, cache_dir, shopper,
+                           holdout_fraction)[split]
 
 
 def format_table(result: dict, key: str = "table") -> str:

@@ -119,7 +119,11 @@ class Trainer:
         self._load_data()
         self.model = AutoEncoder(cfg.model_config()).to(self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.heads = LabelHeads(cfg.embed_dim, {k: len(v) for k, v in self.vocab.items()})
+        self.augment_cfg = AugmentConfig(clutter_prob=cfg.clutter_prob,
+                                         colour_cast=cfg.colour_cast, blur_prob=cfg.blur_prob)
+        self.label_sizes = {k: len(v) for k, v in self.vocab.items()}
+        self.contrastive_columns = cfg.contrastive_list()
+        self.heads = LabelHeads(cfg.embed_dim, self.label_sizes)
         self.heads.to(self.device)
         params = list(self.model.parameters()) + list(self.heads.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -165,9 +169,7 @@ class Trainer:
         clean = to_float(self.images[idx])
         views = max(1, cfg.views) if train else 1
         if train and cfg.augment:
-            aug = AugmentConfig(clutter_prob=cfg.clutter_prob, colour_cast=cfg.colour_cast,
-                                blur_prob=cfg.blur_prob)
-            x = torch.cat([augment(clean, aug, self.gen) for _ in range(views)])
+            x = torch.cat([augment(clean, self.augment_cfg, self.gen) for _ in range(views)])
         else:
             x = clean.repeat(views, 1, 1, 1)
         target = clean.repeat(views, 1, 1, 1).to(self.device)
@@ -178,8 +180,7 @@ class Trainer:
         out["label"] = self.heads.loss(emb, t) if t else emb.new_zeros(())
         if train and cfg.contrastive_weight > 0:
             if t:
-                group = joint_label_groups(t, self.cfg.contrastive_list(),
-                                           {k: len(v) for k, v in self.vocab.items()})
+                group = joint_label_groups(t, self.contrastive_columns, self.label_sizes)
             else:
                 group = torch.arange(len(idx), device=self.device).repeat(views)
             out["contrastive"] = supervised_contrastive(emb, group)
