@@ -1,9 +1,11 @@
 """python -m export.onnx: a trained checkpoint -> the self-contained ONNX file a kiosk loads.
 
-Like optimum's exporter, every export is validated against the source model: torch and
-onnxruntime must agree within an explicit tolerance at several batch sizes, on real photos when
-given, or the command fails and writes nothing. The preprocessing spec travels in the file's
-metadata so the runtime can never prepare images differently from training.
+Like optimum's exporter, every export is validated against the source model: image files go
+through the runtime's own ``Encoder`` (which reads the preprocessing spec from the exported
+file's metadata, decodes and normalises as a kiosk will) and through torch with the checkpoint's
+spec; the two must agree within an explicit tolerance at several batch sizes, on real photos
+when given, or the command fails and writes nothing. So a spec that drifted between training and
+the exported file would show here, not in a shop.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +87,11 @@ def load_squares(paths: list[Path], spec: PreprocessSpec) -> np.ndarray:
 def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, name: str,
                    version: str, quantization: str) -> dict[str, str]:
     tc = ckpt.get("train_config", {})
-    recipe = (f"data={tc.get('data', '?')} size={tc.get('image_size')} width={tc.get('width')} "
-              f"norm={tc.get('norm')} pooling={tc.get('pooling')} epochs={ckpt.get('epoch')} "
-              f"recon={tc.get('recon_weight')} augment={tc.get('augment')} "
-              f"clutter={tc.get('clutter_prob', 0.3)} cast={tc.get('colour_cast', 0.0)} "
-              f"blur={tc.get('blur_prob', 0.0)} "
+    recipe = (f"arch={tc.get('arch', 'seed')} data={tc.get('data', '?')} "
+              f"train_size={tc.get('image_size')} test_size={spec.size} epochs={ckpt.get('epoch')} "
               f"labels={tc.get('label_columns')}x{tc.get('label_weight')} "
-              f"contrastive={tc.get('contrastive_weight')}")
+              f"contrastive={tc.get('contrastive_weight')} distill={tc.get('distill_weight', 0)} "
+              f"instance={tc.get('instance_weight', 0)} recon={tc.get('recon_weight')}")
     meta = {
         "format_version": str(FORMAT_VERSION),
         "model_name": name,
@@ -99,6 +100,7 @@ def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, nam
         "input_size": str(spec.size),
         "preprocess": json.dumps(spec.to_dict(), sort_keys=True),
         "model_config": json.dumps(ckpt["model_config"], sort_keys=True),
+        "train_config": json.dumps(tc, sort_keys=True, default=str),
         "training": recipe,
         "git_commit": git_commit(),
         "weights_sha256": weights_sha256(model),
@@ -134,21 +136,39 @@ def session(model_bytes: bytes, threads: int = 0) -> ort.InferenceSession:
     return ort.InferenceSession(model_bytes, so, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model: torch.nn.Module, sess: ort.InferenceSession, batch: np.ndarray,
-                 tolerance: float, source: str) -> ParityReport:
-    """torch vs onnxruntime at batch sizes 1, 3 and 8; raises ExportError past tolerance."""
-    diffs: dict[int, float] = {}
-    for bs in PARITY_BATCHES:
-        x = batch[np.arange(bs) % len(batch)]
-        with torch.no_grad():
-            ref = model(torch.from_numpy(x)).numpy()
-        got = sess.run(None, {"image": x})[0]
-        diffs[bs] = float(np.abs(ref - got).max())
+def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: bytes,
+                 paths: list[Path], tolerance: float, source: str) -> ParityReport:
+    """Image files -> torch (checkpoint spec) vs the runtime ``Encoder`` (the exported file's
+    own metadata) at batch sizes 1, 3 and 8; raises ExportError past tolerance."""
+    from fai_infer.encoder import Encoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / "candidate.onnx"
+        candidate.write_bytes(model_bytes)
+        encoder = Encoder(candidate)
+        diffs: dict[int, float] = {}
+        for bs in PARITY_BATCHES:
+            files = [paths[i % len(paths)] for i in range(bs)]
+            with torch.no_grad():
+                ref = model(torch.from_numpy(to_tensor(load_squares(files, spec), spec))).numpy()
+            got = encoder.embed(files, batch_size=bs)
+            diffs[bs] = float(np.abs(ref - got).max())
     report = ParityReport(diffs, tolerance, source)
     if report.worst > tolerance:
         raise ExportError(f"torch/onnxruntime parity failed on {source}: max abs difference "
                           f"{report.worst:.2e} > tolerance {tolerance:.0e} ({diffs})")
     return report
+
+
+def generated_files(folder: Path, size: int, count: int = 8) -> list[Path]:
+    """Generated product images written as PNG files, for parity without real photos."""
+    import cv2
+
+    paths = []
+    for i, square in enumerate(generated_squares(size, count)):
+        paths.append(folder / f"generated-{i}.png")
+        cv2.imwrite(str(paths[-1]), square[..., ::-1])
+    return paths
 
 
 def write_atomic(data: bytes, path: Path) -> None:
@@ -171,30 +191,35 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
     name = name or out.name.split(".")[0]
     set_metadata(proto, build_metadata(ckpt, model, spec, name, version, "fp32"))
     data = proto.SerializeToString()
-    if parity_images:
-        paths = list_images(parity_images, 8)
-        if not paths:
-            raise ExportError(f"no images found in {parity_images}")
-        batch, source = to_tensor(load_squares(paths, spec), spec), f"{len(paths)} photos"
-    else:
-        batch, source = to_tensor(generated_squares(spec.size, 8), spec), "8 generated images"
-    parity = check_parity(model, session(data), batch, tolerance, source)
+    with tempfile.TemporaryDirectory() as tmp:
+        if parity_images:
+            paths = list_images(parity_images, 8)
+            if not paths:
+                raise ExportError(f"no images found in {parity_images}")
+            source = f"{len(paths)} photos"
+        else:
+            paths, source = generated_files(Path(tmp), spec.size), "8 generated images"
+        parity = check_parity(model, spec, data, paths, tolerance, source)
     log(f"parity ok on {source}: max abs diff {parity.worst:.2e} <= {tolerance:.0e} "
         + ", ".join(f"batch {b}: {d:.1e}" for b, d in parity.max_abs_diff.items()))
     report: dict = {"fp32": {"path": str(out), "parity_max_abs_diff": parity.max_abs_diff,
                              "tolerance": tolerance}}
+    write_atomic(data, out)
+    report["fp32"]["bytes"] = out.stat().st_size
     if int8:
         from export.quantize import QuantizationGateError, quantize_int8
 
+        keep = f"; the checked fp32 model is kept at {out}"
         if calib is None:
-            raise ExportError("--int8 needs --calib DIR with at least 300 photos")
+            raise ExportError("--int8 needs --calib DIR with at least 300 photos" + keep)
         paths = list_images(calib, calib_count)
         if len(paths) < min(300, calib_count):
-            raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300")
+            raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
+                              + keep)
         try:
             q_bytes, figures = quantize_int8(data, load_squares(paths, spec), spec, log=log)
         except QuantizationGateError as exc:
-            raise ExportError(str(exc)) from None
+            raise ExportError(f"{exc}{keep}") from None
         q_proto = onnx.load_from_string(q_bytes)
         meta = build_metadata(ckpt, model, spec, name, version, "int8-static-qdq-u8s8")
         meta[META_PREFIX + "int8_quality"] = json.dumps(figures, sort_keys=True)
@@ -202,8 +227,6 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
         q_path = out.with_name(out.name.replace(".onnx", "") + ".int8.onnx")
         write_atomic(q_proto.SerializeToString(), q_path)
         report["int8"] = {"path": str(q_path), "bytes": q_path.stat().st_size, **figures}
-    write_atomic(data, out)
-    report["fp32"]["bytes"] = out.stat().st_size
     report["seconds"] = round(time.time() - t0, 2)
     return report
 

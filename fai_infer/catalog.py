@@ -144,6 +144,15 @@ class Catalog:
                 f"(weights {manifest['model_sha256'][:12]}), but the loaded model is "
                 f"{encoder.info.name!r} (weights {encoder.model_sha256[:12]}); re-index with "
                 f"'fai index PHOTOS_DIR --out {path}' or load the model it was built with")
+        stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(
+            encoder.spec.to_dict()))  # as JSON stores it: tuples become lists
+        if stored_spec is not None and stored_spec != spec:
+            changed = sorted(k for k in set(stored_spec) | set(spec)
+                             if stored_spec.get(k) != spec.get(k))
+            raise CatalogError(
+                f"{path}: indexed with another preprocessing ({', '.join(changed)} differ) than "
+                f"model {encoder.info.name!r} uses; re-index with 'fai index PHOTOS_DIR --out "
+                f"{path}' or load the model it was built with")
         emb = np.load(gen / "embeddings.npy", allow_pickle=False)
         labels = np.load(gen / "labels.npy", allow_pickle=False)
         items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
@@ -186,6 +195,7 @@ class Catalog:
             manifest = {"format_version": CATALOG_FORMAT, "count": len(self.ids),
                         "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,
                         "model_name": self.encoder.info.name, "next_label": self.next_label,
+                        "preprocess": self.encoder.spec.to_dict(),
                         "exact_below": self.exact_below, "engine": self.engine,
                         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             if self._hnsw is not None:

@@ -66,6 +66,9 @@ class PreprocessSpec:
         spec = cls(**known)
         if spec.version != 1 or spec.channel_order != "RGB" or spec.layout != "CHW":
             raise ValueError(f"unsupported preprocessing spec: {data}")
+        if len(spec.mean) != 3 or len(spec.std) != 3 or min(spec.std) <= 0 or spec.size <= 0:
+            raise ValueError(f"invalid preprocessing spec (3 means, 3 positive stds and a "
+                             f"positive size needed): {data}")
         return spec
 
 
@@ -284,14 +287,30 @@ def square_resize(rgb: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return square
 
 
-def to_tensor(square: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    """uint8 HxWx3 (or a stack of them) -> float32 CHW (or NCHW) as the model expects."""
-    arr = np.asarray(square, dtype=np.float32) * np.float32(spec.scale)
-    mean = np.asarray(spec.mean, dtype=np.float32)
-    std = np.asarray(spec.std, dtype=np.float32)
-    if np.any(mean != 0) or np.any(std != 1):
-        arr = (arr - mean) / std
-    return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
+def scale_pixels(squares: Any, spec: PreprocessSpec) -> Any:
+    """uint8 HxWx3 (or NxHxWx3), numpy or torch -> float32 CHW (NCHW) times ``spec.scale``.
+    Training augments in this space (pixel values in [0, 1]) before :func:`normalise`."""
+    if isinstance(squares, (np.ndarray, list, tuple)):
+        arr = np.asarray(squares, dtype=np.float32) * np.float32(spec.scale)
+        return np.ascontiguousarray(np.moveaxis(arr, -1, -3))
+    return squares.movedim(-1, -3).float() * spec.scale  # a torch tensor (training)
+
+
+def normalise(x: Any, spec: PreprocessSpec) -> Any:
+    """Scaled CHW (NCHW) pixels -> model input: (x - mean) / std per channel, numpy or torch.
+    The one place mean and std are applied, for training, evaluation, export and the runtime."""
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    if not (np.any(mean != 0) or np.any(std != 1)):
+        return x
+    if isinstance(x, np.ndarray):
+        return (x - mean) / std
+    return (x - x.new_tensor(mean)) / x.new_tensor(std)  # a torch tensor (training)
+
+
+def to_tensor(square: Any, spec: PreprocessSpec) -> Any:
+    """uint8 HxWx3 (or a stack of them; numpy or torch) -> the float CHW (NCHW) model input."""
+    return normalise(scale_pixels(square, spec), spec)
 
 
 def load_square(source: ImageInput, spec: PreprocessSpec, **limits: int) -> np.ndarray:

@@ -89,6 +89,13 @@ def load_catalogue(root: str | Path, csv_path: str | Path | None = None, id_colu
     return Catalogue(ids, [images[i] for i in ids], splits, rows)
 
 
+def unseen_kinds(values: list[str], fraction: float) -> set[str]:
+    """About ``fraction`` of the distinct values of a label column (e.g. articleType), chosen by
+    a stable hash of the value: kinds that training never sees (no gradient, no choice), so
+    ``train.evaluate --unseen`` can measure how well the model generalises to new kinds."""
+    return {v for v in set(values) if v and stable_fraction(v, "unseen") < fraction}
+
+
 def holdout_mask(ids: list[str], fraction: float) -> np.ndarray:
     """Part of *train* kept out of the gradient for early stopping and recipe choices."""
     return np.array([stable_fraction(i, "holdout") < fraction for i in ids], dtype=bool)
@@ -139,11 +146,6 @@ class AugmentConfig:
     noise_std: float = 0.02
     colour_cast: float = 0.0  # red/blue gain of a warm or cold lamp (white balance)
     blur_prob: float = 0.0  # share of views softened, as by a phone's focus or motion
-
-
-def to_float(batch_u8: torch.Tensor) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [0, 1], the scaling of ``PreprocessSpec``."""
-    return batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
 
 
 def _random_background(n: int, size: int, gen: torch.Generator) -> torch.Tensor:

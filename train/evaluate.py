@@ -4,6 +4,11 @@ Queries are the val photos (or ``--split holdout``: the part of train that train
 where recipe choices are made), the gallery is the whole catalogue, the query itself left out.
 P@1 and P@10 count neighbours of the same articleType, and of the same articleType+baseColour.
 
+Every run scores, beside the model: raw pixels and the frozen ImageNet features of
+EfficientNet-Lite0 at 224 px (``--reference``), the reference a shop's engineer would try first.
+``--unseen`` adds the unseen kinds (about 20% of articleTypes that training never sees, chosen
+by a stable hash) queried only among themselves. ``--also`` scores more models in the same run.
+
 ``--shopper`` adds a second table: the same queries re-shot as synthetic shopper photos
 (``train/shopper_photos.py``: clutter, tilt, lamp, blur, JPEG) searched against the clean
 catalogue; item@k is how often the photographed item itself comes back in the top k.
@@ -16,48 +21,85 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
-from fai_infer.preprocess import PreprocessSpec, square_resize
-from train.data import decode_all, holdout_mask, load_catalogue
-from train.metrics import (l2_normalise, label_codes, pixel_baseline, pixel_features,
-                           retrieval_table, shopper_table)
+from fai_infer.preprocess import PreprocessSpec, square_resize, to_tensor
+from train.data import decode_all, holdout_mask, load_catalogue, unseen_kinds
+from train.metrics import (l2_normalise, label_codes, pixel_features, retrieval_table,
+                           shopper_table)
 from train.shopper_photos import shopper_photos
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
+PIXELS = "raw pixels 32x32"
+REFERENCE_SIZE = 224  # the frozen ImageNet reference is measured at its native resolution
+
+Embedder = tuple[PreprocessSpec, Callable[[np.ndarray], np.ndarray]]
 
 
-def checkpoint_embedder(path: str) -> tuple[PreprocessSpec, Callable[[np.ndarray], np.ndarray]]:
-    """Load a training checkpoint once -> (its preprocessing, squares -> embeddings)."""
+def _batched(fn: Callable[[np.ndarray], np.ndarray], squares: np.ndarray,
+             batch: int = 128) -> np.ndarray:
+    from tqdm import tqdm
+
+    starts = range(0, len(squares), batch)
+    return np.concatenate([fn(squares[i : i + batch]) for i in tqdm(
+        starts, desc="embed", leave=False, disable=len(squares) <= batch)])
+
+
+def checkpoint_embedder(path: str, image_size: int | None = None) -> Embedder:
+    """Load a training checkpoint once -> (its preprocessing, squares -> embeddings).
+    ``image_size`` tests at another size than training (the ImageNet family pools globally)."""
     import torch
 
     from train.checkpoint import load_checkpoint
-    from train.data import to_float
 
     model, spec, _ = load_checkpoint(path)
+    if image_size:
+        spec = replace(spec, size=image_size)
 
     def embed(squares: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return np.concatenate([model.embed(to_float(torch.from_numpy(squares[i : i + 256])))
-                                   .numpy() for i in range(0, len(squares), 256)])
+            return model.embed(torch.from_numpy(to_tensor(squares, spec))).numpy()
 
-    return spec, embed
+    return spec, lambda squares: _batched(embed, squares)
 
 
-def onnx_embedder(path: str) -> tuple[PreprocessSpec, Callable[[np.ndarray], np.ndarray]]:
+def onnx_embedder(path: str) -> Embedder:
     """The runtime's encoder -> (its preprocessing, squares -> embeddings)."""
     from fai_infer.encoder import Encoder
 
     encoder = Encoder(path)
+    return encoder.spec, lambda squares: _batched(encoder.embed_squares, squares)
+
+
+def imagenet_embedder(variant: str = "efficientnet-lite0", size: int = REFERENCE_SIZE
+                      ) -> Embedder:
+    """The frozen ImageNet backbone, globally average-pooled and L2-normalised: the first thing
+    a shop's engineer would try, and the reference every model here must beat."""
+    import torch
+
+    from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone
+
+    backbone = imagenet_backbone(variant)
+    spec = PreprocessSpec(size=size, mean=INPUT_MEAN, std=INPUT_STD)
 
     def embed(squares: np.ndarray) -> np.ndarray:
-        return np.concatenate([encoder.embed_squares(squares[i : i + 256])
-                               for i in range(0, len(squares), 256)])
+        with torch.no_grad():
+            x = torch.from_numpy(to_tensor(squares, spec))
+            return l2_normalise(backbone(x).mean(dim=(2, 3)).numpy())
 
-    return encoder.spec, embed
+    return spec, lambda squares: _batched(embed, squares, 64)
+
+
+def make_embedder(model: str, image_size: int | None = None) -> Embedder:
+    if model.startswith("imagenet:"):
+        return imagenet_embedder(model.split(":", 1)[1] or "efficientnet-lite0")
+    if model.endswith(".onnx"):
+        return onnx_embedder(model)
+    return checkpoint_embedder(model, image_size)
 
 
 def query_indices(cat, split: str, holdout_fraction: float = 0.1) -> np.ndarray:
@@ -82,49 +124,108 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                     splits: Sequence[str] = ("val",),
                     columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
                     cache_dir: str | None = ".cache", shopper: bool = False,
-                    holdout_fraction: float = 0.1) -> dict[str, dict]:
-    """One result per split; the catalogue is decoded and embedded once for all of them."""
-    cat = load_catalogue(data, csv)
-    spec, embed = onnx_embedder(model) if model.endswith(".onnx") else checkpoint_embedder(model)
-    squares, errors = decode_all(cat.paths, spec, workers, cache_dir, desc="decode catalogue")
-    good = [i for i, e in enumerate(errors) if not e]
-    cat, squares = cat.subset(good), squares[good]
+                    holdout_fraction: float = 0.1, also: Sequence[str] = (),
+                    reference: str | None = None, unseen: bool = False,
+                    unseen_fraction: float = 0.2, image_size: int | None = None,
+                    id_column: str = "id") -> dict[str, dict]:
+    """One result per split, each a table of rows (the model, ``also``'s models, the frozen
+    ImageNet ``reference`` such as 'efficientnet-lite0', raw pixels) by figures. The catalogue
+    is decoded once per input size and embedded once per model for all splits.
+
+    ``unseen``: the unseen kinds (about ``unseen_fraction`` of the first column's values, the
+    stable hash training leaves out) queried only among themselves, every photo of them a
+    query: how the model does on kinds it never saw."""
+    cat = load_catalogue(data, csv, id_column)
     first, second = columns
+    missing = [c for c in columns if not cat.rows or c not in cat.rows[0]]
+    if missing:
+        have = ", ".join(cat.rows[0]) if cat.rows else "none"
+        raise SystemExit(f"{data}: no column {', '.join(missing)} to score on (its columns: "
+                         f"{have}); choose two with --columns")
+    names = {"model": model, **{Path(m).name: m for m in also}}
+    if reference:
+        names[f"frozen ImageNet {reference} {REFERENCE_SIZE}px"] = f"imagenet:{reference}"
+    embedders = {name: make_embedder(m, image_size if name == "model" else None)
+                 for name, m in names.items()}
+    squares: dict[int, np.ndarray] = {}
+    bad: set[int] = set()
+    for spec, _ in embedders.values():
+        if spec.size not in squares:
+            squares[spec.size], errors = decode_all(cat.paths, PreprocessSpec(size=spec.size),
+                                                    workers, cache_dir, desc="decode catalogue")
+            bad |= {i for i, e in enumerate(errors) if e}
+    good = [i for i in range(len(cat)) if i not in bad]
+    cat = cat.subset(good)
+    squares = {size: sq[good] for size, sq in squares.items()}
     labels = {first: label_codes(cat.column(first)),
               f"{first}+{second}": label_codes(cat.column(first), cat.column(second))}
-    emb = embed(squares)
-    pix_spec = PreprocessSpec(size=max(32, spec.size))
-    pix_squares = squares if pix_spec.size == spec.size else decode_all(
-        cat.paths, pix_spec, workers, cache_dir)[0]
-    gallery_pixels = pixel_features(pix_squares)
+    emb = {name: embed(squares[spec.size]) for name, (spec, embed) in embedders.items()}
+    pix_size = max(32, min(squares))
+    gallery_pixels = pixel_features(squares[pix_size])
     centre = gallery_pixels.mean(axis=0)
-    pixels = l2_normalise(gallery_pixels - centre)
+    emb[PIXELS] = l2_normalise(gallery_pixels - centre)
+
     results = {}
     for split in splits:
         queries = query_indices(cat, split, holdout_fraction)
         if len(queries) == 0:
             raise SystemExit(f"no '{split}' photos in {data}")
-        rows = {"model": retrieval_table(emb, queries, labels),
-                "raw pixels 32x32": retrieval_table(pixels, queries, labels)}
         result = {"model_file": model, "data": data, "split": split,
-                  "queries": int(len(queries)), "gallery": int(len(cat)), "table": rows}
+                  "queries": int(len(queries)), "gallery": int(len(cat)),
+                  "table": {n: retrieval_table(e, queries, labels) for n, e in emb.items()}}
         if shopper:
-            shots = shopper_squares(cat, queries, spec.size, workers, cache_dir)
-            pix_shots = pixel_baseline(np.stack([square_resize(s, pix_spec) for s in shots]),
-                                       centre=centre)
-            result["shopper"] = {
-                "model": shopper_table(emb, queries, embed(shots), labels),
-                "raw pixels 32x32": shopper_table(pixels, queries, pix_shots, labels)}
+            shots = {size: shopper_squares(cat, queries, size, workers, cache_dir)
+                     for size in squares}
+            result["shopper"] = {}
+            for name, (spec, embed) in embedders.items():
+                result["shopper"][name] = shopper_table(emb[name], queries,
+                                                        embed(shots[spec.size]), labels)
+            shot_pixels = l2_normalise(pixel_features(shots[pix_size]) - centre)
+            result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
+    if unseen:
+        kinds = unseen_kinds(cat.column(first), unseen_fraction)
+        rows = np.array([i for i, v in enumerate(cat.column(first)) if v in kinds])
+        sub = {k: v[rows] for k, v in labels.items()}
+        everyone = np.arange(len(rows))
+        results["unseen"] = {
+            "model_file": model, "data": data, "split": "unseen kinds",
+            "kinds": sorted(kinds), "queries": int(len(rows)), "gallery": int(len(rows)),
+            "table": {n: retrieval_table(e[rows], everyone, sub) for n, e in emb.items()}}
     return results
 
 
 def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
              columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
              cache_dir: str | None = ".cache", shopper: bool = False,
-             holdout_fraction: float = 0.1) -> dict:
-    return evaluate_splits(model, data, csv, (split,), columns, workers, cache_dir, shopper,
-                           holdout_fraction)[split]
+             holdout_fraction: float = 0.1, **options) -> dict:
+    """One split's result; with ``unseen=True`` the unseen-kinds table rides along in it."""
+    results = evaluate_splits(model, data, csv, (split,), columns, workers, cache_dir, shopper,
+                              holdout_fraction, **options)
+    result = results[split]
+    if "unseen" in results:
+        result["unseen"] = results["unseen"]["table"]
+        result["unseen_kinds"] = results["unseen"]["kinds"]
+        result["unseen_queries"] = results["unseen"]["queries"]
+    return result
+
+
+SUMMARY = (("table", "P@1 {t}"), ("table", "P@10 {t}"), ("table", "P@10 {t}+{c}"),
+           ("shopper", "item@10"), ("shopper", "P@10 {t}"),
+           ("unseen", "P@1 {t}"), ("unseen", "P@10 {t}"), ("unseen", "P@10 {t}+{c}"))
+
+
+def summary_table(result: dict, columns: tuple[str, str]) -> str:
+    """One row per model, the headline figures of every set side by side."""
+    t, c = columns
+    keys = [(part, fig.format(t=t, c=c)) for part, fig in SUMMARY if part in result]
+    names = {"table": "val", "shopper": "shopper", "unseen": "unseen kinds"}
+    head = "| features | " + " | ".join(f"{names[p]} {f}" for p, f in keys) + " |"
+    lines = [head, "|" + "---|" * (len(keys) + 1)]
+    for row in result["table"]:
+        cells = [f"{result[p][row][f]:.3f}" if row in result[p] else "-" for p, f in keys]
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def format_table(result: dict, key: str = "table") -> str:
@@ -154,21 +255,50 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also search with synthetic shopper photos of the queries")
     p.add_argument("--columns", default="articleType,baseColour",
                    help="two label columns: the type, and the second for type+second")
+    p.add_argument("--unseen", action="store_true",
+                   help="also score the unseen kinds (about --unseen-fraction of the first "
+                   "column's values, never trained on) queried among themselves")
+    p.add_argument("--unseen-fraction", type=float, default=0.2,
+                   help="the share of kinds training held out (its --unseen-fraction)")
+    p.add_argument("--reference", default="efficientnet-lite0",
+                   help="frozen ImageNet backbone scored in the same run ('none' to skip)")
+    p.add_argument("--also", action="append", default=[], metavar="MODEL",
+                   help="another .onnx or checkpoint scored in the same run (repeatable)")
+    p.add_argument("--image-size", type=int, default=None,
+                   help="test a checkpoint at this input size (default: its training size)")
+    p.add_argument("--id-column", default="id", help="CSV column holding the photo id")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     p.add_argument("--json", default=None, help="write the result here (default: beside the "
                    "checkpoint as evaluate.json)")
     a = p.parse_args(argv)
     if not Path(a.data).is_dir():
-        raise SystemExit(f"--data {a.data}: no such catalogue folder")
+        p.error(f"--data {a.data}: no such catalogue folder")
     model = a.checkpoint or a.model
-    first, second = [c.strip() for c in a.columns.split(",")][:2]
+    for m in [model, *a.also]:
+        if not Path(m).is_file():
+            p.error(f"{m}: no such model or checkpoint file")
+    if a.image_size is not None and (a.image_size < 32 or a.image_size % 32):
+        p.error(f"--image-size {a.image_size}: must be a positive multiple of 32")
+    cols = [c.strip() for c in a.columns.split(",") if c.strip()]
+    if len(cols) != 2:
+        p.error(f"--columns {a.columns!r}: give exactly two label columns, e.g. "
+                "articleType,baseColour")
+    first, second = cols
+    reference = None if a.reference.lower() == "none" else a.reference
     result = evaluate(model, a.data, a.csv, a.split, (first, second), cache_dir=a.cache_dir,
-                      shopper=a.shopper, holdout_fraction=a.holdout_fraction)
+                      shopper=a.shopper, holdout_fraction=a.holdout_fraction, also=a.also,
+                      reference=reference, unseen=a.unseen, unseen_fraction=a.unseen_fraction,
+                      image_size=a.image_size, id_column=a.id_column)
     print(f"{result['queries']} {a.split} queries against {result['gallery']} photos "
           f"(query left out)\n" + format_table(result))
     if "shopper" in result:
         print("\nsynthetic shopper photos of the same queries against the clean catalogue "
               "(item@k: the item itself in the top k)\n" + format_table(result, "shopper"))
+    if "unseen" in result:
+        print(f"\nunseen kinds ({len(result['unseen_kinds'])} kinds never trained on, "
+              f"{result['unseen_queries']} photos queried among themselves)\n"
+              + format_table(result, "unseen"))
+    print("\nsummary\n" + summary_table(result, (first, second)))
     out = Path(a.json) if a.json else Path(model).with_name(Path(model).stem + ".evaluate.json")
     out.write_text(json.dumps(result, indent=2))
     print(f"written {out}")

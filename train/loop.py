@@ -1,13 +1,21 @@
 """The training loop: reconstruction of augmented views + label-aware + contrastive terms.
 
-``python -m train --help`` lists every setting. A run folder gets ``best.pt`` (lowest holdout
-loss), ``last.pt`` (for ``--resume``), ``config.json``, ``metrics.json``, ``loss.png`` and
-``reconstructions.png``. The val split is never looked at here: early stopping and every recipe
-choice use a holdout carved out of train.
+``python -m train --help`` lists every setting; ``--config configs/NAME.json`` loads a named
+recipe. A run folder gets ``best.pt`` (lowest holdout loss), ``last.pt`` (for ``--resume``),
+``config.json``, ``metrics.json``, ``loss.png`` and ``reconstructions.png``. The val split is
+never looked at here: early stopping and every recipe choice use a holdout carved out of train,
+and the unseen kinds (about 20% of articleTypes, a stable hash) are left out altogether.
+
+For the ImageNet family, what keeps ImageNet's knowledge: a frozen prefix (``--freeze-blocks``),
+BatchNorm kept at ImageNet statistics (``--bn-eval``), a lower backbone learning rate without
+weight decay, distillation of the pooled features toward the frozen network's features of the
+clean photo (``--distill-weight``), an instance term that makes a camera-like view find its own
+clean photo (``--instance-weight``), and the general half of the embedding (a fixed PCA).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -21,13 +29,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels
 from train.checkpoint import save_atomic
 from train.config import opt
-from train.data import AugmentConfig, augment, decode_all, holdout_mask, load_catalogue, to_float
+from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_catalogue,
+                        unseen_kinds)
+from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone, load_imagenet
 from train.metrics import label_codes, retrieval_table
 from train.model import AutoEncoder, ModelConfig
-from train.objectives import LabelHeads, joint_label_groups, supervised_contrastive
+from train.objectives import (LabelHeads, instance_contrastive, joint_label_groups,
+                              supervised_contrastive)
 
 
 @dataclass
@@ -36,11 +47,31 @@ class TrainConfig:
     csv: str | None = opt(None, "metadata CSV (default: styles.csv/metadata.csv in --data)")
     id_column: str = opt("id", "CSV column holding the image id (file stem)")
     out: str = opt("runs/fai", "run folder for checkpoints, metrics and plots")
+    arch: str = opt("seed", "encoder family: seed, efficientnet-lite0, -lite1 or -lite2 "
+                    "(ImageNet-initialised from the registry packages)")
+    init: str | None = opt(None, "start from this checkpoint's weights (e.g. "
+                           "models/fai-default.pt); label heads are made anew for --data")
     image_size: int = opt(64, "input size (multiple of 32); the seed network uses 224")
     width: float = opt(0.5, "channel multiplier of the seed network (1.0 = 64..512)")
     norm: bool = opt(True, "BatchNorm after each conv (the seed has none)")
-    pooling: str = opt("gem", "embedding pooling: avg, gem or flatten")
+    pooling: str = opt("gem", "embedding pooling: avg, gem or flatten (seed only)")
     embed_dim: int = opt(256, "embedding dimension")
+    general_dim: int = opt(0, "ImageNet family: embedding dims that are a fixed PCA of the "
+                           "frozen ImageNet features (the rest is the learned shop part)")
+    general_weight: float = opt(0.5, "share of the embedding's squared norm for the general part")
+    freeze_blocks: int = opt(0, "ImageNet family: keep the stem and the first N-1 blocks at "
+                             "their ImageNet values")
+    bn_eval: bool = opt(False, "ImageNet family: keep the backbone's BatchNorm statistics and "
+                        "affine at their ImageNet values")
+    backbone_lr_scale: float = opt(1.0, "backbone learning rate = lr x this (no weight decay "
+                                   "on the backbone when < 1)")
+    distill_weight: float = opt(0.0, "weight of the cosine distillation of the pooled features "
+                                "toward the frozen ImageNet features of the clean photo")
+    instance_weight: float = opt(0.0, "weight of the instance term: a camera-like view must "
+                                 "find its own clean photo among the batch's (NT-Xent)")
+    unseen_fraction: float = opt(0.2, "share of --unseen-column values never trained on "
+                                 "(stable hash; train.evaluate --unseen measures them)")
+    unseen_column: str = opt("articleType", "the column whose values are held out as unseen")
     epochs: int = opt(30, "maximum epochs (30 at 64 px: ~36 min on 2 CPU cores)")
     patience: int = opt(6, "early stopping: epochs without holdout improvement")
     batch_size: int = opt(64, "batch size")
@@ -69,7 +100,16 @@ class TrainConfig:
     limit: int = opt(0, "use only the first N photos (quick experiments; 0 = all)")
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(self.image_size, self.width, self.norm, self.pooling, self.embed_dim)
+        pooling = self.pooling if self.arch == "seed" or self.pooling != "flatten" else "avg"
+        return ModelConfig(image_size=self.image_size, width=self.width, norm=self.norm,
+                           pooling=pooling, embed_dim=self.embed_dim, arch=self.arch,
+                           general_dim=self.general_dim if self.arch != "seed" else 0,
+                           general_weight=self.general_weight)
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        if self.arch == "seed":
+            return PreprocessSpec(size=self.image_size)
+        return PreprocessSpec(size=self.image_size, mean=INPUT_MEAN, std=INPUT_STD)
 
     def label_list(self) -> list[str]:
         return [c.strip() for c in self.label_columns.split(",") if c.strip()]
@@ -109,24 +149,34 @@ def lr_lambda(total_steps: int, warmup: int):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
+        if cfg.init:
+            cfg = self._shape_from_init(cfg)
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gen = seed_everything(cfg.seed)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
         self.device = torch.device(cfg.device)
-        self.spec = PreprocessSpec(size=cfg.image_size)
+        self.spec = cfg.preprocess_spec()
         self._load_data()
-        self.model = AutoEncoder(cfg.model_config()).to(self.device)
-        self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = AutoEncoder(cfg.model_config())
+        if cfg.init:
+            self._load_init()
+        self.teacher: torch.Tensor | None = None
+        if cfg.arch != "seed":
+            self._prepare_imagenet()
+        self.model = self.model.to(self.device).to(memory_format=torch.channels_last)
         self.augment_cfg = AugmentConfig(clutter_prob=cfg.clutter_prob,
                                          colour_cast=cfg.colour_cast, blur_prob=cfg.blur_prob)
         self.label_sizes = {k: len(v) for k, v in self.vocab.items()}
         self.contrastive_columns = cfg.contrastive_list()
-        self.heads = LabelHeads(cfg.embed_dim, self.label_sizes)
+        head = self.model.head
+        self.labelled_dim = getattr(head, "shop_dim", cfg.embed_dim)
+        self.heads = LabelHeads(self.labelled_dim, self.label_sizes) if self.labelled_dim else \
+            LabelHeads(cfg.embed_dim, {})
         self.heads.to(self.device)
-        params = list(self.model.parameters()) + list(self.heads.parameters())
-        self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, len(self.train_idx) // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda(cfg.epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
@@ -136,6 +186,82 @@ class Trainer:
         self.history: list[dict] = []
         if cfg.resume:
             self._resume(cfg.resume)
+
+    def _prepare_imagenet(self) -> None:
+        """ImageNet weights in (or --init's), the frozen teacher's features of every clean
+        photo computed once, the general part's PCA fitted on them, frozen parts marked."""
+        cfg = self.cfg
+        if not cfg.init:
+            load_imagenet(self.model.encoder)
+        teacher = imagenet_backbone(cfg.arch)
+        feats = []
+        with torch.no_grad():
+            for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
+                          leave=False):
+                x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
+                feats.append(teacher(x).mean(dim=(2, 3)))
+        self.teacher = F.normalize(torch.cat(feats), dim=1)
+        if self.model.head.general_dim and not cfg.init:
+            self.model.head.set_general_basis(torch.cat(feats)[torch.from_numpy(self.train_idx)])
+        frozen = self.model.encoder.frozen_prefix(cfg.freeze_blocks)
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+        if cfg.bn_eval:
+            for m in self.model.encoder.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    for p in m.parameters():
+                        p.requires_grad_(False)
+
+    def _param_groups(self) -> list[dict]:
+        """The backbone learns slower, and without weight decay pulling it away from ImageNet."""
+        cfg = self.cfg
+        backbone = {id(p) for p in self.model.encoder.parameters()}
+        slow = cfg.arch != "seed" and cfg.backbone_lr_scale != 1.0
+        groups = [{"params": [p for p in self.model.parameters() if id(p) not in backbone]
+                   + list(self.heads.parameters())},
+                  {"params": [p for p in self.model.encoder.parameters() if p.requires_grad],
+                   "lr": cfg.lr * (cfg.backbone_lr_scale if slow else 1.0),
+                   "weight_decay": 0.0 if slow else cfg.weight_decay}]
+        return [g for g in groups if g["params"]]
+
+    def _model_input(self, x: torch.Tensor) -> torch.Tensor:
+        return normalise(x, self.spec).contiguous(memory_format=torch.channels_last)
+
+    def _set_train_mode(self) -> None:
+        self.model.train()
+        self.heads.train()
+        if self.cfg.arch != "seed" and self.cfg.bn_eval:
+            for m in self.model.encoder.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.eval()
+
+    @staticmethod
+    def _shape_from_init(cfg: TrainConfig) -> TrainConfig:
+        """--init: the network's shape (family, size, dims) is the checkpoint's."""
+        path = Path(cfg.init)
+        if not path.is_file():
+            raise SystemExit(f"--init {cfg.init}: no such checkpoint file")
+        try:
+            mc = torch.load(path, map_location="cpu", weights_only=True)["model_config"]
+        except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+            raise SystemExit(f"--init {cfg.init}: not a training checkpoint ({exc})") from None
+        shape = {k: mc[k] for k in ("arch", "image_size", "width", "norm", "pooling",
+                                    "embed_dim", "general_dim", "general_weight") if k in mc}
+        shape.setdefault("arch", "seed")
+        return dataclasses.replace(cfg, **shape)
+
+    def _load_init(self) -> None:
+        """--init: every weight whose name and shape match; label heads stay new."""
+        ckpt = torch.load(self.cfg.init, map_location="cpu", weights_only=True)
+        mine = self.model.state_dict()
+        theirs = {k: v for k, v in ckpt["model"].items()
+                  if k in mine and mine[k].shape == v.shape}
+        if not theirs:
+            raise SystemExit(f"--init {self.cfg.init}: no weights fit --arch {self.cfg.arch}; "
+                             f"it was trained with {ckpt.get('model_config', {})}")
+        self.model.load_state_dict(theirs, strict=False)
+        print(f"--init {self.cfg.init}: {len(theirs)}/{len(mine)} tensors loaded")
 
     def _load_data(self) -> None:
         cfg = self.cfg
@@ -153,7 +279,10 @@ class Trainer:
         columns = [c for c in self.cfg.label_list() if cat.rows and c in cat.rows[0]]
         self.vocab, targets = encode_labels(cat.rows, columns)
         self.targets = {k: torch.from_numpy(v) for k, v in targets.items()}
-        is_train = np.array([s == "train" for s in cat.splits])
+        unseen = unseen_kinds(cat.column(cfg.unseen_column), cfg.unseen_fraction) \
+            if cfg.unseen_fraction > 0 else set()
+        is_unseen = np.array([v in unseen for v in cat.column(cfg.unseen_column)], dtype=bool)
+        is_train = np.array([s == "train" for s in cat.splits]) & ~is_unseen
         held = holdout_mask(cat.ids, cfg.holdout) & is_train
         self.train_idx = np.flatnonzero(is_train & ~held)
         self.holdout_idx = np.flatnonzero(held)
@@ -161,39 +290,54 @@ class Trainer:
             self.holdout_idx = self.train_idx[-max(1, len(self.train_idx) // 10):]
             self.train_idx = self.train_idx[: len(self.train_idx) - len(self.holdout_idx)]
         print(f"{len(cat)} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
-              f"{int((~is_train).sum())} val (untouched); labels: {columns or 'none'}")
+              f"{int((~is_train & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
+              f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}")
 
     # -- one step -------------------------------------------------------------------------------
     def _losses(self, idx: np.ndarray, train: bool) -> dict[str, torch.Tensor]:
         cfg = self.cfg
-        clean = to_float(self.images[idx])
+        clean = scale_pixels(self.images[idx], self.spec)
         views = max(1, cfg.views) if train else 1
         if train and cfg.augment:
             x = torch.cat([augment(clean, self.augment_cfg, self.gen) for _ in range(views)])
         else:
             x = clean.repeat(views, 1, 1, 1)
-        target = clean.repeat(views, 1, 1, 1).to(self.device)
-        x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-        recon, emb = self.model(x)
-        out = {"recon": F.mse_loss(recon, target)}
-        t = {k: v[idx].repeat(views).to(self.device) for k, v in self.targets.items()}
-        out["label"] = self.heads.loss(emb, t) if t else emb.new_zeros(())
-        if train and cfg.contrastive_weight > 0:
+        # The instance term pairs each augmented view with its own clean photo.
+        paired = cfg.instance_weight > 0 and train and cfg.augment
+        if paired:
+            x = torch.cat([x, clean])
+        copies = views + int(paired)
+        target = clean.repeat(copies, 1, 1, 1).to(self.device)
+        out_ = self.model.parts(self._model_input(x.to(self.device)))
+        emb, shop = out_["embedding"], out_.get("shop")
+        zero = emb.new_zeros(())
+        out = {"recon": F.mse_loss(out_["recon"], target)}
+        t = {k: v[idx].repeat(copies).to(self.device) for k, v in self.targets.items()}
+        out["label"] = self.heads.loss(shop, t) if t and shop is not None else zero
+        if train and cfg.contrastive_weight > 0 and shop is not None:
             if t:
                 group = joint_label_groups(t, self.contrastive_columns, self.label_sizes)
             else:
-                group = torch.arange(len(idx), device=self.device).repeat(views)
-            out["contrastive"] = supervised_contrastive(emb, group)
+                group = torch.arange(len(idx), device=self.device).repeat(copies)
+            out["contrastive"] = supervised_contrastive(shop, group)
         else:
-            out["contrastive"] = emb.new_zeros(())
+            out["contrastive"] = zero
+        out["instance"] = instance_contrastive(emb[: len(idx) * views], emb[-len(idx):]) \
+            if paired else zero
+        if self.teacher is not None and cfg.distill_weight > 0:
+            goal = self.teacher[idx].repeat(copies, 1).to(self.device)
+            out["distill"] = (1 - F.cosine_similarity(out_["pooled"], goal, dim=1)).mean()
+        else:
+            out["distill"] = zero
         out["total"] = (cfg.recon_weight * out["recon"] + cfg.label_weight * out["label"]
-                        + cfg.contrastive_weight * out["contrastive"])
+                        + cfg.contrastive_weight * out["contrastive"]
+                        + cfg.instance_weight * out["instance"]
+                        + cfg.distill_weight * out["distill"])
         return out
 
     def train_epoch(self, deadline: float) -> dict[str, float]:
         cfg = self.cfg
-        self.model.train()
-        self.heads.train()
+        self._set_train_mode()
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
         batches = [order[i : i + cfg.batch_size]
                    for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size)]
@@ -223,8 +367,8 @@ class Trainer:
             losses = self._losses(idx, train=False)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * len(idx)
-            x = to_float(self.images[idx]).to(self.device)
-            embs.append(self.model.embed(x.contiguous(memory_format=torch.channels_last)).cpu())
+            x = scale_pixels(self.images[idx], self.spec).to(self.device)
+            embs.append(self.model.embed(self._model_input(x)).cpu())
         n = len(self.holdout_idx)
         res = {f"holdout_{k}": v / n for k, v in sums.items()}
         rows = [self.catalogue.rows[i] for i in self.holdout_idx]
@@ -305,9 +449,9 @@ class Trainer:
                    "photos": {"train": len(self.train_idx), "holdout": len(self.holdout_idx)}}
         (self.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         plot_history(self.history, self.out / "loss.png")
-        sample = to_float(self.images[self.holdout_idx[:8]])
+        sample = scale_pixels(self.images[self.holdout_idx[:8]], self.spec)
         self.model.eval()
         with torch.no_grad():
-            recon, _ = self.model(sample.to(self.device))
+            recon, _ = self.model(self._model_input(sample.to(self.device)))
         plot_reconstructions(sample.numpy(), recon.cpu().numpy(), self.out / "reconstructions.png")
         return metrics

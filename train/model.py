@@ -1,10 +1,17 @@
-"""The seed convolutional autoencoder and its embedding head, readable in one sitting.
+"""The convolutional autoencoders and their embedding heads, readable in one sitting.
 
-With the defaults (224x224, width 1.0, no normalisation) this is exactly the reference network:
-five 3x3 conv + ReLU + 2x2 max-pool stages (64, 128, 256, 512, 512 channels) down to 7x7x512, and
-a mirrored decoder, 10,180,867 parameters. ``width`` and ``image_size`` give CPU-sized members of
-the same family; ``norm`` adds BatchNorm, which the seed lacks and which makes it trainable fast.
-The embedding head (pooling + linear projection + L2 norm) is what export and search use.
+Two encoder families share one ``AutoEncoder``:
+
+- ``arch="seed"``: with the defaults (224x224, width 1.0, no normalisation) exactly the reference
+  network: five 3x3 conv + ReLU + 2x2 max-pool stages (64, 128, 256, 512, 512 channels) down to
+  7x7x512, and a mirrored decoder, 10,180,867 parameters. ``width`` and ``image_size`` give
+  CPU-sized members of the same family; ``norm`` adds BatchNorm, which the seed lacks.
+- ``arch="efficientnet-lite0"`` (lite1, lite2): the ImageNet-initialised family
+  (``train/efficientnet_lite.py``) with a mirrored decoder, and a split embedding: a *general*
+  part, a fixed PCA of the pooled features that keeps what ImageNet knows about any photo, and a
+  *shop* part, a learned projection that the label and contrastive terms shape.
+
+The embedding head (pooling + projection + L2 norm) is what export and search use.
 """
 
 from __future__ import annotations
@@ -15,16 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from train.efficientnet_lite import EfficientNetLite, LiteDecoder, VARIANTS
+
 SEED_CHANNELS = (64, 128, 256, 512, 512)
+ARCHES = ("seed", *VARIANTS)
 
 
 @dataclass
 class ModelConfig:
     image_size: int = 224
-    width: float = 1.0
-    norm: bool = False
+    width: float = 1.0  # seed family only
+    norm: bool = False  # seed family only
     pooling: str = "gem"  # avg | gem | flatten
     embed_dim: int = 256
+    arch: str = "seed"  # seed | efficientnet-lite0 | efficientnet-lite1 | efficientnet-lite2
+    general_dim: int = 0  # lite: dims of the embedding that are a fixed PCA of ImageNet features
+    general_weight: float = 0.5  # lite: share of the squared norm given to the general part
 
     def channels(self) -> list[int]:
         return [max(8, int(round(c * self.width))) for c in SEED_CHANNELS]
@@ -80,12 +93,76 @@ class EmbeddingHead(nn.Module):
         return F.normalize(self.proj(self.pool(z)), dim=1)
 
 
+def make_pool(pooling: str) -> nn.Module:
+    if pooling == "avg":
+        return nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    if pooling == "gem":
+        return GeM()
+    raise ValueError(f"unknown pooling {pooling!r} for this family: use avg or gem")
+
+
+class SplitHead(nn.Module):
+    """Pooled features -> [general | shop], each L2-normalised, weighted, concatenated.
+
+    The general part is ``(f - mean) @ basis.T`` with a fixed PCA basis of the frozen ImageNet
+    features (set by :meth:`set_general_basis` before training; a buffer, never trained), so the
+    instance detail ImageNet features carry survives whatever the labels pull the shop part to.
+    ``general_weight`` w gives the two parts squared norms w and 1 - w: the result is unit."""
+
+    def __init__(self, features: int, pooling: str, general_dim: int, shop_dim: int,
+                 general_weight: float):
+        super().__init__()
+        if general_dim < 0 or shop_dim < 0 or general_dim + shop_dim == 0:
+            raise ValueError(f"embedding split {general_dim} general + {shop_dim} shop is empty")
+        if general_dim > features:
+            raise ValueError(f"general_dim {general_dim} exceeds the {features} features")
+        self.pool = make_pool(pooling)
+        self.general_dim, self.shop_dim = general_dim, shop_dim
+        self.register_buffer("pca_mean", torch.zeros(features))
+        self.register_buffer("pca_basis", torch.eye(features)[:general_dim].clone())
+        self.proj = nn.Linear(features, shop_dim) if shop_dim else None
+        w = general_weight if general_dim and shop_dim else float(general_dim > 0)
+        self.register_buffer("weights", torch.tensor([w, 1.0 - w]).sqrt())
+
+    @torch.no_grad()
+    def set_general_basis(self, features: torch.Tensor) -> None:
+        """PCA of (n, features) frozen-backbone features -> the general part's projection."""
+        mean = features.mean(0)
+        _, _, v = torch.linalg.svd(features - mean, full_matrices=False)
+        self.pca_mean.copy_(mean)
+        self.pca_basis.copy_(v[: self.general_dim])
+
+    def parts(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        f = self.pool(z)
+        out = {"pooled": f}
+        pieces = []
+        if self.general_dim:
+            out["general"] = F.normalize((f - self.pca_mean) @ self.pca_basis.T, dim=1)
+            pieces.append(self.weights[0] * out["general"])
+        if self.proj is not None:
+            out["shop"] = F.normalize(self.proj(f), dim=1)
+            pieces.append(self.weights[1] * out["shop"])
+        out["embedding"] = torch.cat(pieces, dim=1)
+        return out
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.parts(z)["embedding"]
+
+
 class AutoEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         if cfg.image_size % 32:
             raise ValueError(f"image_size must be a multiple of 32, got {cfg.image_size}")
+        if cfg.arch not in ARCHES:
+            raise ValueError(f"unknown arch {cfg.arch!r}: use one of {', '.join(ARCHES)}")
         self.cfg = cfg
+        if cfg.arch != "seed":
+            self.encoder = EfficientNetLite(cfg.arch)
+            self.decoder = LiteDecoder(self.encoder.out_channels)
+            self.head = SplitHead(self.encoder.out_channels, cfg.pooling, cfg.general_dim,
+                                  cfg.embed_dim - cfg.general_dim, cfg.general_weight)
+            return
         ch = cfg.channels()
         enc: list[nn.Module] = []
         c_prev = 3
@@ -108,6 +185,18 @@ class AutoEncoder(nn.Module):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x))
+
+    def parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Everything the training terms need from one forward pass: the reconstruction, the
+        pooled features, the embedding and (split heads) its general and shop parts."""
+        z = self.encoder(x)
+        if isinstance(self.head, SplitHead):
+            out = self.head.parts(z)
+        else:
+            emb = self.head(z)
+            out = {"embedding": emb, "shop": emb}
+        out["recon"] = self.decoder(z)
+        return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.encoder(x)

@@ -60,6 +60,21 @@ def supervised_contrastive(emb: torch.Tensor, group: torch.Tensor,
     return -mean_pos.mean()
 
 
+def instance_contrastive(views: torch.Tensor, clean: torch.Tensor,
+                         temperature: float = 0.1) -> torch.Tensor:
+    """NT-Xent between camera-like views and the clean photos they came from: each view must
+    pick its own photo out of the batch's, and each photo its view (rows of ``views`` may hold
+    several views per photo, photo-major repeats of ``clean``'s rows). Label-free, so it keeps
+    the instance detail that category labels erase."""
+    n = clean.shape[0]
+    owner = torch.arange(views.shape[0], device=views.device) % n
+    logits = views @ clean.T / temperature
+    to_clean = F.cross_entropy(logits, owner)
+    first = logits[:n]  # one view per photo for the reverse direction
+    to_view = F.cross_entropy(first.T, torch.arange(n, device=views.device))
+    return 0.5 * (to_clean + to_view)
+
+
 def joint_label_groups(targets: dict[str, torch.Tensor], columns: list[str],
                        sizes: dict[str, int]) -> torch.Tensor:
     """One integer per row for the joint value of ``columns`` (e.g. articleType+baseColour),
