@@ -84,8 +84,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"sgemm peak: {report['sgemm_gflops']:.0f} GFLOP/s")
 
     model_path = default_model_path()
-    enc_rows = encoder_speed.bench_model("shipped", encoder_speed.shipped_config(
-        str(model_path)), repeats)
+    int8_path = model_path.with_name(model_path.name.replace(".onnx", ".int8.onnx"))
+    enc_rows = encoder_speed.bench_model(
+        "shipped", encoder_speed.shipped_config(str(model_path)), repeats,
+        files=(str(model_path), str(int8_path)) if int8_path.is_file() else None)
     if a.seed_model and not a.quick:
         enc_rows += encoder_speed.bench_model("seed 224", ModelConfig(), repeats)
     for r in enc_rows:

@@ -45,14 +45,21 @@ def _session(data: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
-def bench_model(name: str, cfg: ModelConfig, repeats: int, batches=(1, 16)) -> list[dict]:
+def bench_model(name: str, cfg: ModelConfig, repeats: int, batches=(1, 16),
+                files: tuple[str, str] | None = None) -> list[dict]:
+    """torch eager (random weights of the same network) against onnxruntime fp32 and int8:
+    ``files`` = (fp32, int8) ONNX files to time, e.g. the shipped ones; else exported and
+    quantised here. ``cfg.image_size`` is the input size timed."""
     torch.set_num_threads(2)
     model = EmbeddingModel(AutoEncoder(cfg)).eval()
     macs = count_macs(model, cfg.image_size)
     spec = PreprocessSpec(size=cfg.image_size)
-    fp32 = to_onnx_proto(model, cfg.image_size, 17).SerializeToString()
-    calib = generated_squares(cfg.image_size, 64, seed=1)
-    int8, _ = quantize_int8(fp32, calib, spec, log=lambda *a: None, gate=False)
+    if files is not None:
+        fp32, int8 = (open(f, "rb").read() for f in files)
+    else:
+        fp32 = to_onnx_proto(model, cfg.image_size, 17).SerializeToString()
+        calib = generated_squares(cfg.image_size, 64, seed=1)
+        int8, _ = quantize_int8(fp32, calib, spec, log=lambda *a: None, gate=False)
     rows = []
     # A copy: Module.to() converts in place, which would time channels_last weights twice.
     cl = copy.deepcopy(model).to(memory_format=torch.channels_last)
@@ -75,5 +82,8 @@ def bench_model(name: str, cfg: ModelConfig, repeats: int, batches=(1, 16)) -> l
 
 
 def shipped_config(path: str) -> ModelConfig:
+    """The network of an exported file, at the input size it runs at (its spec's size)."""
     meta = {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
-    return ModelConfig.from_dict(json.loads(meta["fai.model_config"]))
+    cfg = ModelConfig.from_dict(json.loads(meta["fai.model_config"]))
+    cfg.image_size = json.loads(meta["fai.preprocess"])["size"]
+    return cfg
