@@ -3,6 +3,11 @@
 Depends on numpy, onnxruntime, opencv-python-headless and hnswlib only (never torch or gradio).
 """
 
+import os as _os
+
+# Before anything below can load onnxruntime (see fai_infer/ort.py for why).
+_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
 from fai_infer.catalog import Catalog, Hit, Skipped
 from fai_infer.encoder import Encoder, default_model_path
 from fai_infer.model_info import ModelInfo

@@ -70,10 +70,12 @@ def test_page_references_nothing_outside_the_machine(app_url):
 
 
 def test_api_search_with_gradio_client(app_url):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from bench.ui_load import local_client
 
     url, cache = app_url
-    client = Client(url, verbose=False)
+    client = local_client(url)
     photo = demo_photo(cache)
     hits = json.loads(client.predict(handle_file(str(photo)), 5, '{"type": "Dress"}',
                                      api_name="/similar"))
@@ -85,13 +87,15 @@ def test_api_search_with_gradio_client(app_url):
 
 
 def test_oversized_upload_is_refused(app_url, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from bench.ui_load import local_client
 
     url, _ = app_url
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2 * 1024 * 1024))
     with pytest.raises(Exception, match="(?i)size|large|exceed|413"):
-        Client(url, verbose=False).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
+        local_client(url).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
 
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not "

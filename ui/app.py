@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
