@@ -31,6 +31,14 @@ Where = Mapping[str, "str | Sequence[str]"]
 MetadataSource = "str | os.PathLike | Mapping[str, Mapping[str, Any]] | None"
 
 
+class NotInCatalogue(ValueError):
+    """An item id that is not (or no longer) in the catalogue."""
+
+    def __init__(self, item_id: str):
+        super().__init__(f"not in the catalogue: {item_id}")
+        self.item_id = item_id
+
+
 @dataclass
 class Hit:
     id: str
@@ -85,6 +93,11 @@ def _ids_for(paths: list[Path], root: Path) -> list[str]:
     stems = [p.stem for p in paths]
     dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
     return [str(p.relative_to(root).with_suffix("")) if p.stem in dup else p.stem for p in paths]
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether a string that is not a catalogue id should be read as a photo file."""
+    return Path(text).suffix.lower() in IMAGE_SUFFIXES or os.path.lexists(text)
 
 
 class Catalog:
@@ -300,7 +313,9 @@ class Catalog:
 
     def get(self, item_id: str) -> Hit:
         with self._lock:
-            i = self._position[item_id]
+            i = self._position.get(item_id)
+            if i is None:
+                raise NotInCatalogue(item_id)
             return Hit(item_id, 1.0, self.paths[i], dict(self.rows[i]))
 
     def columns(self) -> dict[str, list[str]]:
@@ -349,9 +364,15 @@ class Catalog:
             return hits[:k]
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
-        if isinstance(item, str) and item in self._position:
+        """A catalogue id's stored embedding, else the photo's. Looked up under the lock, so
+        an id removed meanwhile is "not in the catalogue", never a KeyError or a file search."""
+        if isinstance(item, str):
             with self._lock:
-                return self.embeddings[self._position[item]].copy(), item
+                row = self._position.get(item)
+                if row is not None:
+                    return self.embeddings[row].copy(), item
+            if not _looks_like_path(item):
+                raise NotInCatalogue(item)
         return self.encoder.embed([item])[0], None
 
     def similar(self, image_or_id: ImageInput | str, k: int = 10,
