@@ -26,6 +26,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
 from fai_infer.catalog import NotInCatalogue  # noqa: E402
+from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
@@ -37,6 +38,9 @@ HIDDEN_COLUMNS = {"id", "split", "name", "productDisplayName", "path"}
 BROWSE_LIMIT = 60
 MAX_K = 50  # results per request, on every entry point
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
+# Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
+# most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).
+UPLOAD_MAX_DECODED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -123,6 +127,16 @@ def uploaded_path(value: dict | str, cat: Catalog) -> str:
     return path
 
 
+def check_upload(path: str, target: int) -> None:
+    """Refuse an uploaded photo by its header against the upload budget before it decodes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024 * 1024)
+    except OSError:
+        raise ImageError("upload", "cannot read the uploaded file") from None
+    check_decoded_size(head, "upload", UPLOAD_MAX_DECODED_BYTES, target)
+
+
 class ShopDemo:
     """Handlers behind the page; kept apart from layout so tests can call them directly."""
 
@@ -165,6 +179,8 @@ class ShopDemo:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
         t0 = time.perf_counter()
         try:
+            if image not in self.cat:
+                check_upload(image, self.cat.encoder.spec.size)
             hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
         except ImageError as exc:
             raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
@@ -208,8 +224,10 @@ class ShopDemo:
             filters = {str(c): v for c, v in filters.items()
                        if isinstance(v, str) or (isinstance(v, list)
                                                  and all(isinstance(x, str) for x in v))}
-            hits = self.cat.similar(uploaded_path(image, self.cat), k=bounded_k(k),
-                                    where=filters)
+            source = uploaded_path(image, self.cat)
+            if source not in self.cat:
+                check_upload(source, self.cat.encoder.spec.size)
+            hits = self.cat.similar(source, k=bounded_k(k), where=filters)
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:
