@@ -47,21 +47,24 @@ def host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
 
 
-def url_inputs(data: Any, depth: int = 0) -> list[str]:
+def url_inputs(data: Any, own: Callable[[str], bool] = lambda url: False,
+               depth: int = 0) -> list[str]:
     """Every file ``path`` in a JSON payload that is a URL, not a local path: Gradio would
-    download it (a local path is still checked to be an upload, by Gradio and by ui.app)."""
+    download it (a local path is still checked to be an upload, by Gradio and by ui.app).
+    ``own(url)`` exempts links to this server's own photos (the page echoes them back in
+    gallery select events)."""
     found: list[str] = []
     if depth > 32:
         return ["(nested too deeply)"]
     if isinstance(data, dict):
         path = data.get("path")
-        if isinstance(path, str) and SCHEME.match(path):
+        if isinstance(path, str) and SCHEME.match(path) and not own(path):
             found.append(path)
         for value in data.values():
-            found += url_inputs(value, depth + 1)
+            found += url_inputs(value, own, depth + 1)
     elif isinstance(data, list):
         for value in data:
-            found += url_inputs(value, depth + 1)
+            found += url_inputs(value, own, depth + 1)
     return found
 
 
@@ -161,9 +164,14 @@ class RequestGuard:
         match = FILE_ROUTE.match(path)
         if match is None or self.photos is None or "/proxy=" in path:
             return None
-        target = urlsplit(match["target"])
+        return self._photo_path(scope, match["target"])
+
+    def _photo_path(self, scope: Scope, url: str) -> str | None:
+        """The photo route path if ``url`` links to this server's photos, else None."""
+        target = urlsplit(url)
         host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
-        if (target.scheme in ("http", "https") and target.netloc.lower() == host
+        if (self.photos is not None and target.scheme in ("http", "https")
+                and target.netloc.lower() == host
                 and target.path.startswith(self.photo_prefix) and not target.query):
             return target.path
         return None
@@ -199,7 +207,7 @@ class RequestGuard:
                 payload = json.loads(body)
             except ValueError:
                 raise Refusal(400, "request body is not valid JSON") from None
-            if url_inputs(payload):
+            if url_inputs(payload, lambda url: self._photo_path(scope, url) is not None):
                 raise Refusal(400, "inputs given as URLs are refused: upload the file or "
                                    "name a catalogue item")
         return body
