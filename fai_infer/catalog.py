@@ -23,6 +23,7 @@ from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
+from fai_infer.store_check import check_arrays, check_items, check_manifest
 from fai_infer.storage import CatalogError, read_generation, write_generation
 
 CATALOG_FORMAT = 1
@@ -147,6 +148,7 @@ class Catalog:
     @classmethod
     def open(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> "Catalog":
         gen, manifest = read_generation(Path(path))
+        manifest = check_manifest(Path(path), gen, manifest)
         if manifest.get("format_version") != CATALOG_FORMAT:
             raise CatalogError(f"{path}: catalogue format {manifest.get('format_version')} is "
                                f"not supported by this runtime ({CATALOG_FORMAT})")
@@ -157,12 +159,18 @@ class Catalog:
                 f"(weights {manifest['model_sha256'][:12]}), but the loaded model is "
                 f"{encoder.info.name!r} (weights {encoder.model_sha256[:12]}); re-index with "
                 f"'fai index PHOTOS_DIR --out {path}' or load the model it was built with")
-        emb = np.load(gen / "embeddings.npy", allow_pickle=False)
-        labels = np.load(gen / "labels.npy", allow_pickle=False)
-        items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
-        if len(items) != manifest["count"] or emb.shape != (manifest["count"], encoder.dim):
-            raise CatalogError(f"{path}: manifest count {manifest['count']} does not match "
-                               f"its data ({len(items)} items, embeddings {emb.shape})")
+        if manifest["dim"] != encoder.dim:
+            raise CatalogError(f"{path}: catalogue is {manifest['dim']}-d, the model makes "
+                               f"{encoder.dim}-d embeddings")
+        try:
+            emb = np.load(gen / "embeddings.npy", allow_pickle=False)
+            labels = np.load(gen / "labels.npy", allow_pickle=False)
+            items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"{path}: catalogue data cannot be read ({exc})") from None
+        check_items(Path(path), items, manifest["count"])
+        check_arrays(Path(path), emb, labels, manifest["count"], encoder.dim,
+                     manifest["next_label"])
         cat = cls.__new__(cls)
         cat.encoder, cat.exact_below = encoder, manifest.get("exact_below", EXACT_BELOW)
         cat.ids = [it["id"] for it in items]
@@ -173,9 +181,16 @@ class Catalog:
         cat.root, cat.skipped = Path(path), []
         cat._lock = threading.RLock()
         cat._hnsw = None
-        if (gen / "index.hnsw").is_file():
-            cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
-                                        manifest["hnsw_capacity"], manifest["hnsw_deleted"])
+        if "index.hnsw" in manifest["files"]:
+            try:
+                cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
+                                            manifest["hnsw_capacity"], manifest["hnsw_deleted"])
+            except RuntimeError as exc:  # hnswlib's own complaint about the file
+                raise CatalogError(f"{path}: index.hnsw cannot be loaded ({exc})") from None
+            live = cat._hnsw.index.get_current_count() - cat._hnsw.deleted
+            if live != len(cat.ids):
+                raise CatalogError(f"{path}: index.hnsw holds {live} items, the catalogue "
+                                   f"{len(cat.ids)}")
             cat._rebuild_lookups()
         else:
             cat._reindex()

@@ -15,7 +15,7 @@ from pathlib import Path
 from fai_infer.catalog import Catalog, Hit, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError
-from fai_infer.storage import CatalogError
+from fai_infer.storage import CatalogError, check_writable
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 
@@ -49,6 +49,7 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 
 
 def cmd_index(a: argparse.Namespace) -> int:
+    check_writable(Path(a.out))  # before minutes of encoding, not after
     t0 = time.time()
     cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,

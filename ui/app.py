@@ -25,7 +25,7 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
-from fai_infer.catalog import NotInCatalogue  # noqa: E402
+from fai_infer.catalog import NotInCatalogue, list_images  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
@@ -57,6 +57,20 @@ class AppConfig:
     cache_dir: str = str(CACHE)
 
 
+def folder_fingerprint(folder: Path, metadata: str | None) -> str:
+    """Names, sizes and mtimes of the photos (and the metadata CSV): the cached index is
+    rebuilt when photos are added, removed or replaced, not only when the path changes."""
+    h = hashlib.sha256()
+    files = list_images(folder) + ([Path(metadata)] if metadata else [])
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
     the generated demo shop."""
@@ -68,7 +82,8 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     else:
         folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
         metadata, label = str(folder / "metadata.csv"), "FAI demo shop (generated)"
-    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}".encode())
+    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}|"
+                         f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
         return Catalog.open(cached, encoder), label
