@@ -227,9 +227,17 @@ class Catalog:
     # -- live updates ------------------------------------------------------------------------
     def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
             id_column: str = "id", progress: bool = False) -> list[Skipped]:
-        """Encode and add photos (id = file stem; an existing id is replaced). Returns what was
-        skipped. Persists at once when the catalogue lives on disk."""
+        """Encode and add photos (id = file stem; an existing id's photo is replaced and keeps
+        its metadata unless new metadata is given). Two files with one stem are refused by
+        name. Returns what was skipped. Persists at once when the catalogue lives on disk."""
         paths = [Path(p) for p in paths]
+        by_stem: dict[str, list[str]] = {}
+        for p in paths:
+            by_stem.setdefault(p.stem, []).append(str(p))
+        clashes = [names for names in by_stem.values() if len(names) > 1]
+        if clashes:
+            raise ValueError("two files would get the same id: " + "; ".join(
+                " and ".join(names) for names in clashes) + " (rename one)")
         skipped = self._add_paths(paths, [p.stem for p in paths],
                                   read_metadata(metadata, id_column), 32, 2, progress)
         if self.root is not None:
@@ -259,10 +267,11 @@ class Catalog:
             with self._lock:
                 replace = sorted({self._position[ids[p]] for p in positions
                                   if ids[p] in self._position})
+                kept = {self.ids[r]: self.rows[r] for r in replace}  # metadata survives
                 if replace:
                     self._delete_rows(replace)
                 self._append([ids[p] for p in positions], [str(paths[p]) for p in positions],
-                             [meta.get(ids[p], {}) for p in positions], emb)
+                             [meta.get(ids[p], kept.get(ids[p], {})) for p in positions], emb)
             if bar is not None:
                 bar.update(len(positions) + len(bad))
         if bar is not None:
