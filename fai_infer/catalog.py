@@ -90,10 +90,17 @@ def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
 
 
 def _ids_for(paths: list[Path], root: Path) -> list[str]:
-    """File stems as ids; where two files share a stem, their relative paths instead."""
-    stems = [p.stem for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
-    return [str(p.relative_to(root).with_suffix("")) if p.stem in dup else p.stem for p in paths]
+    """File stems as ids; where two files share a stem, their relative paths instead (with the
+    suffix where even those collide: photo.jpg and photo.png in one folder)."""
+    def clashing(names: list[str]) -> set[str]:
+        return {n for n in names if names.count(n) > 1} if len(set(names)) < len(names) else set()
+
+    ids = [p.stem for p in paths]
+    dup = clashing(ids)
+    ids = [str(p.relative_to(root).with_suffix("")) if i in dup else i
+           for p, i in zip(paths, ids)]
+    dup = clashing(ids)
+    return [str(p.relative_to(root)) if i in dup else i for p, i in zip(paths, ids)]
 
 
 def _looks_like_path(text: str) -> bool:
