@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from fai_infer.ort import ort
 import torch
 
 from bench.timing import median_ms

@@ -25,6 +25,14 @@ def seeds() -> list[bytes]:
     out = []
     for i, ext in enumerate([".jpg", ".png", ".bmp", ".webp", ".tiff"]):
         out.append(cv2.imencode(ext, generated_squares(48, 1, seed=i)[0])[1].tobytes())
+    # Depths, alpha and float: where issue 17 found few-kB files decoding to gigabytes.
+    square = generated_squares(48, 1, seed=9)[0]
+    rgba16 = np.dstack([square, square[..., :1]]).astype(np.uint16) * 257
+    out.append(cv2.imencode(".png", rgba16)[1].tobytes())
+    out.append(cv2.imencode(".webp", np.dstack([square, square[..., :1]]),
+                            [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes())
+    out.append(cv2.imencode(".tiff", square.astype(np.float32) / 255)[1].tobytes())
+    out.append(cv2.imencode(".tiff", rgba16)[1].tobytes())
     return out
 
 

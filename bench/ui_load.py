@@ -20,6 +20,19 @@ from pathlib import Path
 
 from bench.timing import percentiles_ms
 
+# A gradio_client.Client reports itself to huggingface.co unless analytics are off both here and
+# in its constructor, and huggingface_hub fetches an "agent registry" from the Hub to build its
+# headers unless offline (tests/test_offline.py saw both as DNS queries). Clients stay local.
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+
+def local_client(url: str):
+    """A gradio_client.Client for the demo that sends nothing anywhere else."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False)
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -51,14 +64,14 @@ def start_app(cache: Path, extra_args: tuple[str, ...] = (), timeout_s: float = 
 
 
 def run_load(url: str, photos: list[Path], clients: int, searches: int) -> dict:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def worker(i: int) -> None:
-        client = Client(url, verbose=False)
+        client = local_client(url)
         for j in range(searches):
             photo = photos[(i * searches + j) % len(photos)]
             t0 = time.perf_counter()

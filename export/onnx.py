@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
+from fai_infer.ort import ort
 import torch
 
 from fai_infer.catalog import list_images as catalog_images

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+from fai_infer.ort import ort  # first: telemetry off before onnxruntime loads
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                       QuantType, quantize_static)
 

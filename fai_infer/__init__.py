@@ -3,12 +3,17 @@
 Depends on numpy, onnxruntime, opencv-python-headless and hnswlib only (never torch or gradio).
 """
 
-from fai_infer.catalog import Catalog, Hit, Skipped
+import os as _os
+
+# Before anything below can load onnxruntime (see fai_infer/ort.py for why).
+_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+
+from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped
 from fai_infer.encoder import Encoder, default_model_path
 from fai_infer.model_info import ModelInfo
 from fai_infer.preprocess import ImageError, PreprocessSpec, preprocess
 from fai_infer.storage import CatalogError
 
 __all__ = ["Catalog", "CatalogError", "Encoder", "Hit", "ImageError", "ModelInfo",
-           "PreprocessSpec", "Skipped", "default_model_path", "preprocess"]
+           "NotInCatalogue", "PreprocessSpec", "Skipped", "default_model_path", "preprocess"]
 __version__ = "0.1.0"

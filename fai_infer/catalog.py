@@ -23,12 +23,21 @@ from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
+from fai_infer.store_check import check_arrays, check_items, check_manifest
 from fai_infer.storage import CatalogError, read_generation, write_generation
 
 CATALOG_FORMAT = 1
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 Where = Mapping[str, "str | Sequence[str]"]
 MetadataSource = "str | os.PathLike | Mapping[str, Mapping[str, Any]] | None"
+
+
+class NotInCatalogue(ValueError):
+    """An item id that is not (or no longer) in the catalogue."""
+
+    def __init__(self, item_id: str):
+        super().__init__(f"not in the catalogue: {item_id}")
+        self.item_id = item_id
 
 
 @dataclass
@@ -81,10 +90,22 @@ def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
 
 
 def _ids_for(paths: list[Path], root: Path) -> list[str]:
-    """File stems as ids; where two files share a stem, their relative paths instead."""
-    stems = [p.stem for p in paths]
-    dup = {s for s in stems if stems.count(s) > 1} if len(set(stems)) < len(stems) else set()
-    return [str(p.relative_to(root).with_suffix("")) if p.stem in dup else p.stem for p in paths]
+    """File stems as ids; where two files share a stem, their relative paths instead (with the
+    suffix where even those collide: photo.jpg and photo.png in one folder)."""
+    def clashing(names: list[str]) -> set[str]:
+        return {n for n in names if names.count(n) > 1} if len(set(names)) < len(names) else set()
+
+    ids = [p.stem for p in paths]
+    dup = clashing(ids)
+    ids = [str(p.relative_to(root).with_suffix("")) if i in dup else i
+           for p, i in zip(paths, ids)]
+    dup = clashing(ids)
+    return [str(p.relative_to(root)) if i in dup else i for p, i in zip(paths, ids)]
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether a string that is not a catalogue id should be read as a photo file."""
+    return Path(text).suffix.lower() in IMAGE_SUFFIXES or os.path.lexists(text)
 
 
 class Catalog:
@@ -134,6 +155,7 @@ class Catalog:
     @classmethod
     def open(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> "Catalog":
         gen, manifest = read_generation(Path(path))
+        manifest = check_manifest(Path(path), gen, manifest)
         if manifest.get("format_version") != CATALOG_FORMAT:
             raise CatalogError(f"{path}: catalogue format {manifest.get('format_version')} is "
                                f"not supported by this runtime ({CATALOG_FORMAT})")
@@ -147,18 +169,26 @@ class Catalog:
         stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(
             encoder.spec.to_dict()))  # as JSON stores it: tuples become lists
         if stored_spec is not None and stored_spec != spec:
+            if not isinstance(stored_spec, dict):
+                raise CatalogError(f"{path}: manifest's preprocess entry is not an object")
             changed = sorted(k for k in set(stored_spec) | set(spec)
                              if stored_spec.get(k) != spec.get(k))
             raise CatalogError(
                 f"{path}: indexed with another preprocessing ({', '.join(changed)} differ) than "
                 f"model {encoder.info.name!r} uses; re-index with 'fai index PHOTOS_DIR --out "
                 f"{path}' or load the model it was built with")
-        emb = np.load(gen / "embeddings.npy", allow_pickle=False)
-        labels = np.load(gen / "labels.npy", allow_pickle=False)
-        items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
-        if len(items) != manifest["count"] or emb.shape != (manifest["count"], encoder.dim):
-            raise CatalogError(f"{path}: manifest count {manifest['count']} does not match "
-                               f"its data ({len(items)} items, embeddings {emb.shape})")
+        if manifest["dim"] != encoder.dim:
+            raise CatalogError(f"{path}: catalogue is {manifest['dim']}-d, the model makes "
+                               f"{encoder.dim}-d embeddings")
+        try:
+            emb = np.load(gen / "embeddings.npy", allow_pickle=False)
+            labels = np.load(gen / "labels.npy", allow_pickle=False)
+            items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"{path}: catalogue data cannot be read ({exc})") from None
+        check_items(Path(path), items, manifest["count"])
+        check_arrays(Path(path), emb, labels, manifest["count"], encoder.dim,
+                     manifest["next_label"])
         cat = cls.__new__(cls)
         cat.encoder, cat.exact_below = encoder, manifest.get("exact_below", EXACT_BELOW)
         cat.ids = [it["id"] for it in items]
@@ -169,9 +199,16 @@ class Catalog:
         cat.root, cat.skipped = Path(path), []
         cat._lock = threading.RLock()
         cat._hnsw = None
-        if (gen / "index.hnsw").is_file():
-            cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
-                                        manifest["hnsw_capacity"], manifest["hnsw_deleted"])
+        if "index.hnsw" in manifest["files"]:
+            try:
+                cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
+                                            manifest["hnsw_capacity"], manifest["hnsw_deleted"])
+            except RuntimeError as exc:  # hnswlib's own complaint about the file
+                raise CatalogError(f"{path}: index.hnsw cannot be loaded ({exc})") from None
+            live = cat._hnsw.index.get_current_count() - cat._hnsw.deleted
+            if live != len(cat.ids):
+                raise CatalogError(f"{path}: index.hnsw holds {live} items, the catalogue "
+                                   f"{len(cat.ids)}")
             cat._rebuild_lookups()
         else:
             cat._reindex()
@@ -209,9 +246,17 @@ class Catalog:
     # -- live updates ------------------------------------------------------------------------
     def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
             id_column: str = "id", progress: bool = False) -> list[Skipped]:
-        """Encode and add photos (id = file stem; an existing id is replaced). Returns what was
-        skipped. Persists at once when the catalogue lives on disk."""
+        """Encode and add photos (id = file stem; an existing id's photo is replaced and keeps
+        its metadata unless new metadata is given). Two files with one stem are refused by
+        name. Returns what was skipped. Persists at once when the catalogue lives on disk."""
         paths = [Path(p) for p in paths]
+        by_stem: dict[str, list[str]] = {}
+        for p in paths:
+            by_stem.setdefault(p.stem, []).append(str(p))
+        clashes = [names for names in by_stem.values() if len(names) > 1]
+        if clashes:
+            raise ValueError("two files would get the same id: " + "; ".join(
+                " and ".join(names) for names in clashes) + " (rename one)")
         skipped = self._add_paths(paths, [p.stem for p in paths],
                                   read_metadata(metadata, id_column), 32, 2, progress)
         if self.root is not None:
@@ -241,10 +286,11 @@ class Catalog:
             with self._lock:
                 replace = sorted({self._position[ids[p]] for p in positions
                                   if ids[p] in self._position})
+                kept = {self.ids[r]: self.rows[r] for r in replace}  # metadata survives
                 if replace:
                     self._delete_rows(replace)
                 self._append([ids[p] for p in positions], [str(paths[p]) for p in positions],
-                             [meta.get(ids[p], {}) for p in positions], emb)
+                             [meta.get(ids[p], kept.get(ids[p], {})) for p in positions], emb)
             if bar is not None:
                 bar.update(len(positions) + len(bad))
         if bar is not None:
@@ -310,7 +356,9 @@ class Catalog:
 
     def get(self, item_id: str) -> Hit:
         with self._lock:
-            i = self._position[item_id]
+            i = self._position.get(item_id)
+            if i is None:
+                raise NotInCatalogue(item_id)
             return Hit(item_id, 1.0, self.paths[i], dict(self.rows[i]))
 
     def columns(self) -> dict[str, list[str]]:
@@ -359,9 +407,15 @@ class Catalog:
             return hits[:k]
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
-        if isinstance(item, str) and item in self._position:
+        """A catalogue id's stored embedding, else the photo's. Looked up under the lock, so
+        an id removed meanwhile is "not in the catalogue", never a KeyError or a file search."""
+        if isinstance(item, str):
             with self._lock:
-                return self.embeddings[self._position[item]].copy(), item
+                row = self._position.get(item)
+                if row is not None:
+                    return self.embeddings[row].copy(), item
+            if not _looks_like_path(item):
+                raise NotInCatalogue(item)
         return self.encoder.embed([item])[0], None
 
     def similar(self, image_or_id: ImageInput | str, k: int = 10,

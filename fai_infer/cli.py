@@ -15,7 +15,7 @@ from pathlib import Path
 from fai_infer.catalog import Catalog, Hit, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError
-from fai_infer.storage import CatalogError
+from fai_infer.storage import CatalogError, check_writable
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 
@@ -30,18 +30,25 @@ def _parse_where(pairs: list[str]) -> dict[str, list[str]]:
     return where
 
 
+def visible(text: object) -> str:
+    """Text for a terminal with control characters shown, not obeyed: an id, file name or
+    metadata value holding ESC sequences must not recolour, retitle or rewrite the screen."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
+                   for ch in str(text))
+
+
 def _print_hits(title: str, hits: list[Hit]) -> None:
-    print(title)
+    print(visible(title))
     for rank, h in enumerate(hits, 1):
         meta = ", ".join(f"{k}={v}" for k, v in h.metadata.items() if v and k != "id")
-        print(f"  {rank:>2}. {h.score:.3f}  {h.id}  {meta[:100]}")
+        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(meta[:100])}")
 
 
 def _print_skipped(skipped: list[Skipped]) -> None:
     if skipped:
         print(f"skipped {len(skipped)} file(s):", file=sys.stderr)
         for s in skipped:
-            print(f"  {s.reason}", file=sys.stderr)
+            print(f"  {visible(s.reason)}", file=sys.stderr)
 
 
 def _encoder(args: argparse.Namespace) -> Encoder:
@@ -49,6 +56,7 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 
 
 def cmd_index(a: argparse.Namespace) -> int:
+    check_writable(Path(a.out))  # before minutes of encoding, not after
     t0 = time.time()
     cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,
@@ -61,7 +69,7 @@ def cmd_index(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(f"indexed {len(cat)} photos into {a.out} in {seconds:.1f}s "
+        print(f"indexed {len(cat)} photos into {visible(a.out)} in {seconds:.1f}s "
               f"({report['images_per_second']} img/s, {cat.engine} search)")
         _print_skipped(cat.skipped)
     return 0
@@ -102,7 +110,8 @@ def cmd_add(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(f"{a.catalog}: {len(cat)} items ({len(a.images) - len(skipped)} added or updated)")
+        print(f"{visible(a.catalog)}: {len(cat)} items ({len(a.images) - len(skipped)} added or "
+              f"updated)")
         _print_skipped(skipped)
     return 0
 
@@ -113,9 +122,9 @@ def cmd_remove(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({"catalog": a.catalog, "count": len(cat), "missing": missing}))
     else:
-        print(f"{a.catalog}: {len(cat)} items left")
+        print(f"{visible(a.catalog)}: {len(cat)} items left")
         for m in missing:
-            print(f"  not in the catalogue: {m}", file=sys.stderr)
+            print(f"  not in the catalogue: {visible(m)}", file=sys.stderr)
     return 0
 
 
@@ -184,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (ImageError, CatalogError, FileNotFoundError, ValueError) as exc:
-        print(f"fai {args.command}: error: {exc}", file=sys.stderr)
+        print(f"fai {args.command}: error: {visible(exc)}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130

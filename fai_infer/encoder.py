@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import onnxruntime as ort
+from fai_infer.ort import ort
 
 from fai_infer.model_info import ModelInfo
 from fai_infer.preprocess import ImageError, ImageInput, describe, load_square, to_tensor

@@ -23,10 +23,17 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import cv2  # noqa: E402
 
+from fai_infer.image_header import decoded_layout  # noqa: E402
+
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
 DEFAULT_MAX_PIXELS = 100_000_000  # a 108 MP phone photo is refused; 50,000 x 50,000 bombs are too
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+# What one input may decode to (width x height x channels x bytes per sample), checked from the
+# header before decoding: 96 MiB is a 32 MP RGB PNG; JPEGs count at their reduced decode size.
+# With the decoder's own buffers a refused-or-decoded input peaks under 300 MB of RSS
+# (tests/test_hostile.py measures it per file). UI and API uploads use a stricter budget.
+DEFAULT_MAX_DECODED_BYTES = 96 * 1024 * 1024
 IMPLEMENTATION = 2  # bumped whenever the pixels this module produces change (keys caches)
 
 
@@ -195,10 +202,58 @@ def _normalise_channels(img: np.ndarray, name: str, bgr: bool) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
+def _jpeg_reduction(dims: tuple[int, int] | None, target: int) -> tuple[int, int]:
+    """(scale factor, cv2 flag): the smallest JPEG decode that still has 2x ``target``."""
+    if dims is not None and target > 0:
+        for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                                (2, cv2.IMREAD_REDUCED_COLOR_2)):
+            if min(dims) // factor >= 2 * target:
+                return factor, reduced
+    return 1, cv2.IMREAD_COLOR
+
+
+def check_decoded_size(buf: bytes, name: str,
+                       max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+                       target: int = 0) -> None:
+    """Refuse an encoded image whose header says it decodes to more than ``max_decoded_bytes``
+    (or whose size cannot be read from its header), before any decoder allocates it."""
+    fmt, _ = header_size(buf)
+    if fmt == "unknown":
+        return  # decode_bytes names it as "not an image"
+    layout = decoded_layout(buf)
+    if layout is None:
+        if fmt == "jpeg":
+            return  # no frame header: OpenCV decodes nothing and says so
+        raise ImageError(name, f"cannot read the {fmt} header (image size unknown)")
+    factor = _jpeg_reduction((layout.width, layout.height), target)[0] if fmt == "jpeg" else 1
+    decoded = (-(-layout.width // factor)) * (-(-layout.height // factor)) * layout.channels \
+        * layout.sample_bytes
+    if decoded > max_decoded_bytes:
+        raise ImageError(name, f"{layout.describe()} decodes to {decoded:,} bytes, over the "
+                               f"{max_decoded_bytes:,} byte limit")
+
+
+def _shrink_before_converting(img: np.ndarray, target: int) -> np.ndarray:
+    """Resize a decoded non-JPEG to the size square_resize will produce, in its own depth and
+    channels, so 16-bit, float and alpha conversions run on a small image, not a full one."""
+    h, w = img.shape[:2]
+    side = max(h, w)
+    if target <= 0 or side <= target or img.dtype not in (np.uint8, np.uint16, np.float32):
+        return img
+    new_h = max(1, min(target, round(h * target / side)))
+    new_w = max(1, min(target, round(w * target / side)))
+    try:
+        return cv2.resize(img, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    except cv2.error:
+        return img
+
+
 def decode_bytes(
-    buf: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS, target: int = 0
+    buf: bytes, name: str, max_pixels: int = DEFAULT_MAX_PIXELS, target: int = 0,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
-    """Encoded bytes -> HxWx3 uint8 RGB. ``target`` lets big JPEGs decode at 1/2..1/8 scale."""
+    """Encoded bytes -> HxWx3 uint8 RGB. ``target`` lets big JPEGs decode at 1/2..1/8 scale and
+    other formats shrink before their depth and alpha are converted."""
     if len(buf) == 0:
         raise ImageError(name, "empty file (0 bytes)")
     fmt, dims = header_size(buf)
@@ -206,6 +261,9 @@ def decode_bytes(
         head = buf[:64].lstrip().lower()
         kind = "HTML or text" if head[:1] in (b"<", b"{", b"[") or head.isascii() else "unknown"
         raise ImageError(name, f"not an image ({kind} content, no known image signature)")
+    layout = decoded_layout(buf)
+    if dims is None and layout is not None:
+        dims = (layout.width, layout.height)
     if dims is not None:
         w, h = dims
         if w <= 0 or h <= 0:
@@ -214,23 +272,18 @@ def decode_bytes(
             raise ImageError(
                 name, f"{fmt} is {w}x{h} = {w * h:,} pixels, over the {max_pixels:,} pixel limit"
             )
+    check_decoded_size(buf, name, max_decoded_bytes, target)
     if fmt == "png":
         check_png_chunks(buf, name)
     arr = np.frombuffer(buf, dtype=np.uint8)
     try:
         if fmt == "jpeg":
             # IMREAD_COLOR honours EXIF orientation and converts grayscale and CMYK to BGR.
-            flag = cv2.IMREAD_COLOR
-            if dims is not None and target > 0:
-                for factor, reduced in ((8, cv2.IMREAD_REDUCED_COLOR_8),
-                                        (4, cv2.IMREAD_REDUCED_COLOR_4),
-                                        (2, cv2.IMREAD_REDUCED_COLOR_2)):
-                    if min(dims) // factor >= 2 * target:
-                        flag = reduced
-                        break
-            img = cv2.imdecode(arr, flag)
+            img = cv2.imdecode(arr, _jpeg_reduction(dims, target)[1])
         else:
             img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
+            if img is not None and img.size:
+                img = _shrink_before_converting(img, target)
     except cv2.error as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise ImageError(name, f"cannot decode {fmt}: {msg}") from None
@@ -246,6 +299,7 @@ def load_rgb(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     target: int = 0,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
 ) -> np.ndarray:
     """Path, bytes or array -> HxWx3 uint8 RGB, or ImageError naming the input."""
     name = describe(source)
@@ -259,9 +313,10 @@ def load_rgb(
         buf = bytes(source)
         if len(buf) > max_bytes:
             raise ImageError(name, f"{len(buf):,} bytes, over the {max_bytes:,} byte limit")
-        return decode_bytes(buf, name, max_pixels, target)
+        return decode_bytes(buf, name, max_pixels, target, max_decoded_bytes)
     if isinstance(source, (str, os.PathLike)):
-        return decode_bytes(_read_file(Path(source), name, max_bytes), name, max_pixels, target)
+        return decode_bytes(_read_file(Path(source), name, max_bytes), name, max_pixels, target,
+                            max_decoded_bytes)
     raise ImageError(name, "expected a file path, encoded bytes or an HxWx3 uint8 RGB array")
 
 

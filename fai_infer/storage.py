@@ -42,18 +42,50 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def write_generation(root: Path, writers: dict[str, Callable[[Path], None]],
-                     manifest: dict) -> Path:
-    """Write files (name -> writer(path)) and a checksummed manifest as a new generation, then
-    make it current atomically. Returns the generation folder."""
+def _leftover(path: Path) -> bool:
+    """What an interrupted save leaves behind and the next save may delete."""
+    return path.name.startswith(".tmp-") or path.name == f"{CURRENT}.tmp"
+
+
+def check_writable(root: Path) -> None:
+    """Fail early, with one line, if a catalogue cannot be written at ``root`` (read-only
+    storage, a file in the way, a non-catalogue folder), before minutes of encoding."""
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise CatalogError(f"{root}: exists and is not a catalogue directory")
-    if root.is_dir() and any(root.iterdir()) and not (root / CURRENT).exists():
+    if root.is_dir() and not (root / CURRENT).exists() and any(
+            not _leftover(p) for p in root.iterdir()):
         raise CatalogError(f"{root}: directory is not empty and is not a catalogue; "
                            f"choose a new --out path")
-    root.mkdir(parents=True, exist_ok=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe = root / f".tmp-probe-{uuid.uuid4().hex}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise CatalogError(f"{root}: cannot write a catalogue here "
+                           f"({exc.strerror or exc})") from None
+
+
+def write_generation(root: Path, writers: dict[str, Callable[[Path], None]],
+                     manifest: dict) -> Path:
+    """Write files (name -> writer(path)) and a checksummed manifest as a new generation, then
+    make it current atomically. Returns the generation folder. Read-only or full storage is
+    one CatalogError line, and the partial generation is removed."""
+    root = Path(root)
+    check_writable(root)
     tmp = root / f".tmp-{uuid.uuid4().hex}"
+    try:
+        return _write(root, tmp, writers, manifest)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        (root / f"{CURRENT}.tmp").unlink(missing_ok=True)
+        raise CatalogError(f"{root}: could not save the catalogue ({exc.strerror or exc}); "
+                           f"the previous version is unchanged") from None
+
+
+def _write(root: Path, tmp: Path, writers: dict[str, Callable[[Path], None]],
+           manifest: dict) -> Path:
     tmp.mkdir()
     files = {}
     for name, write in writers.items():
@@ -110,7 +142,13 @@ def read_generation(root: Path) -> tuple[Path, dict]:
         manifest = json.loads((gen / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
         raise CatalogError(f"{root}: manifest of {name} is missing or corrupt ({exc})") from None
-    for fname, expect in manifest.get("files", {}).items():
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or any(
+            not isinstance(e, dict) or not isinstance(e.get("bytes"), int)
+            or not isinstance(e.get("sha256"), str) or "/" in f or f.startswith(".")
+            for f, e in manifest["files"].items()):
+        raise CatalogError(f"{root}: manifest of {name} is not a catalogue manifest (it must "
+                           f"be an object listing each file's size and sha256)")
+    for fname, expect in manifest["files"].items():
         path = gen / fname
         if not path.is_file():
             raise CatalogError(f"{root}: {name}/{fname} is missing")

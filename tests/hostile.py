@@ -39,6 +39,48 @@ def _png_header(w: int, h: int) -> bytes:
             + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
 
 
+def png_raw(w: int, h: int, depth: int, colour: int, channels: int) -> bytes:
+    """A valid PNG of w x h zero pixels, compressed row by row (never held decoded here)."""
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, colour, 0, 0, 0)
+    row = b"\x00" * (1 + w * channels * depth // 8)
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def _gif_frames(w: int, h: int, frames: int) -> bytes:
+    """A GIF with a w x h logical screen and ``frames`` one-pixel frames (a few kB)."""
+    head = b"GIF89a" + struct.pack("<HHBBB", w, h, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    frame = (b"\x21\xf9\x04\x04\x01\x00\x00\x00" + b"\x2c" + struct.pack("<HHHHB", 0, 0, 1, 1, 0)
+             + b"\x02\x02\x44\x01\x00")
+    return head + loop + frame * frames + b"\x3b"
+
+
+def make_bombs(folder: Path) -> dict[str, str]:
+    """Files of a few kB that decode to hundreds of MB: each must be refused from its header
+    (issue 17 measured 5-6 GB for some before). Generated without ever decoding them here."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {
+        "bomb-rgba-10000.webp": _pil(Image.new("RGBA", (10_000, 10_000), (200, 30, 30, 128)),
+                                     "WEBP", lossless=True),
+        "bomb-16bit-rgba.png": png_raw(6000, 6000, 16, 6, 4),
+        "bomb-float32.tiff": _pil(Image.new("F", (6000, 6000), 0.5), "TIFF",
+                                  compression="tiff_deflate"),
+        "bomb-uint16.tiff": _pil(Image.new("I;16", (8000, 8000), 700), "TIFF",
+                                 compression="tiff_deflate"),
+        "bomb-200-frames.gif": _gif_frames(10_000, 10_000, 200),
+    }
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    return {name: "error" for name in files}
+
+
 def make_hostile(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     product = generated_squares(96, 1, seed=11)[0][..., ::-1]  # BGR for cv2
@@ -81,6 +123,7 @@ def make_hostile(folder: Path) -> dict[str, str]:
     for name, (data, _) in files.items():
         (folder / name).write_bytes(data)
     expect = {name: e for name, (_, e) in files.items()}
+    expect.update(make_bombs(folder))
     (folder / "folder.jpg").mkdir()
     expect["folder.jpg"] = "error"
     os.symlink(folder / "does-not-exist.jpg", folder / "broken-link.jpg")

@@ -15,6 +15,13 @@ from tests.conftest import write_products
 ENCODER = Encoder()
 SEEDS = [cv2.imencode(ext, generated_squares(40, 1, seed=i)[0])[1].tobytes()
          for i, ext in enumerate([".jpg", ".png", ".bmp"])]
+_SQUARE = generated_squares(40, 1, seed=7)[0]
+_RGBA16 = np.dstack([_SQUARE, np.full(_SQUARE.shape[:2], 200, np.uint8)]).astype(np.uint16) * 257
+SEEDS += [cv2.imencode(".png", _RGBA16)[1].tobytes(),  # the formats issue 17 found bombs in
+          cv2.imencode(".webp", np.dstack([_SQUARE, _SQUARE[..., :1]]),
+                       [cv2.IMWRITE_WEBP_QUALITY, 101])[1].tobytes(),
+          cv2.imencode(".tiff", _SQUARE.astype(np.float32) / 255)[1].tobytes(),
+          cv2.imencode(".tiff", _RGBA16[..., :3])[1].tobytes()]
 
 
 @st.composite

@@ -8,7 +8,7 @@ import pytest
 
 from fai_infer import Catalog, Encoder, ImageError
 from tests.conftest import ROOT, write_products
-from tests.hostile import make_hostile
+from tests.hostile import make_bombs, make_hostile, png_raw
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +76,51 @@ def test_ui_handler_shows_a_clear_message_for_each(hostile):
         else:
             with pytest.raises(gr.Error, match="Cannot use this photo"):
                 demo.search(str(folder / name), 5)
+    # Uploads get a stricter decoded-size budget than catalogue files: 4000x3000 RGB (36 MB).
+    big = folder / "big-upload.png"
+    big.write_bytes(png_raw(4000, 3000, 8, 2, 3))
+    assert demo.cat.encoder.embed([big]).shape[0] == 1
+    with pytest.raises(gr.Error, match="byte limit"):
+        demo.search(str(big), 5)
+
+
+RSS_PROBE = """
+import json, resource, sys
+import numpy as np
+from fai_infer import Encoder, ImageError
+
+
+def peak_mb():
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over fork.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+enc = Encoder()
+enc.embed([np.zeros((8, 8, 3), np.uint8)])  # the encoder's own memory counts as baseline
+before = peak_mb()
+try:
+    enc.embed([sys.argv[1]])
+    outcome = "embedded"
+except ImageError as exc:
+    outcome = exc.reason
+print(json.dumps({"before_mb": before, "peak_mb": peak_mb(), "outcome": outcome}))
+"""
+
+
+def test_each_bomb_is_refused_from_its_header_under_300_mb(tmp_path):
+    """Peak RSS of a fresh process that loads the encoder and embeds one hostile file (before
+    issue 17: 2.1 GB for the 16-bit PNG, 5.0 GB for the WebP, 0.4-0.7 GB for the others)."""
+    expect = make_bombs(tmp_path)
+    peaks = {}
+    for name in expect:
+        res = subprocess.run([sys.executable, "-c", RSS_PROBE, str(tmp_path / name)],
+                             capture_output=True, text=True, cwd=ROOT, timeout=120)
+        assert res.returncode == 0, res.stderr[-2000:]
+        report = json.loads(res.stdout.strip().splitlines()[-1])
+        peaks[name] = round(report["peak_mb"])
+        assert "decodes to" in report["outcome"] and "byte limit" in report["outcome"], report
+    print("peak RSS per hostile file (MB):", peaks)
+    assert max(peaks.values()) < 300, peaks

@@ -52,12 +52,49 @@ def test_demo_shop_is_generated_deterministically(tmp_path):
     assert (a / "images" / files[7]).read_bytes() == (b / "images" / files[7]).read_bytes()
 
 
+def request(url: str, headers: dict[str, str] | None = None, data: bytes | None = None
+            ) -> tuple[int, dict, bytes]:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
 def test_binds_loopback_and_serves_only_catalogue_images(app_url):
     url, cache = app_url
     assert url.startswith("http://127.0.0.1:")
-    assert get(url + "gradio_api/file=/etc/passwd")[0] in (403, 404)
-    assert get(url + f"gradio_api/file={ROOT / 'pyproject.toml'}")[0] in (403, 404)
-    assert get(url + f"gradio_api/file={demo_photo(cache)}")[0] == 200
+    photo = demo_photo(cache)
+    images = photo.parent
+    (images.parent / "secret.txt").write_text("do not serve")
+    (images / "page.html").write_text("<script>document.title='owned'</script>")
+    (images / "notes.txt").write_text("do not serve")
+    for path in ("/etc/passwd", ROOT / "pyproject.toml", photo, images / "page.html",
+                 images / "notes.txt", f"{images}/../secret.txt"):
+        assert get(url + f"gradio_api/file={path}")[0] in (403, 404), path
+    status, headers, body = request(url + f"fai/photo/{photo.stem}")
+    assert status == 200 and headers["content-type"] == "image/jpeg"
+    assert body == photo.read_bytes() and headers["x-content-type-options"] == "nosniff"
+    for item in ("page", "notes", "secret", "..%2Fsecret.txt", "%2Fetc%2Fpasswd"):
+        status, headers, body = request(url + f"fai/photo/{item}")
+        assert status == 404 and b"serve" not in body and b"script" not in body, item
+
+
+def test_other_host_names_and_url_inputs_are_refused(app_url):
+    url, _ = app_url
+    port = url.rsplit(":", 1)[1].strip("/")
+    assert request(url, {"Host": f"localhost:{port}"})[0] == 200
+    assert request(url, {"Host": f"attacker.example:{port}"})[0] == 421
+    assert request(url + "config", {"Host": "rebind.example"})[0] == 421
+    # A loopback URL, so that even an unguarded server could not reach outside.
+    target = f"http://127.0.0.1:{port}/config"
+    assert get(url + f"gradio_api/file={target}")[0] == 403
+    payload = json.dumps({"data": [{"path": target, "url": target,
+                                    "meta": {"_type": "gradio.FileData"}}, 3, "{}"]}).encode()
+    status, _, body = request(url + "gradio_api/call/similar",
+                              {"Content-Type": "application/json"}, payload)
+    assert status == 400 and b"URL" in body
 
 
 def test_page_references_nothing_outside_the_machine(app_url):
@@ -70,10 +107,12 @@ def test_page_references_nothing_outside_the_machine(app_url):
 
 
 def test_api_search_with_gradio_client(app_url):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from bench.ui_load import local_client
 
     url, cache = app_url
-    client = Client(url, verbose=False)
+    client = local_client(url)
     photo = demo_photo(cache)
     hits = json.loads(client.predict(handle_file(str(photo)), 5, '{"type": "Dress"}',
                                      api_name="/similar"))
@@ -85,13 +124,15 @@ def test_api_search_with_gradio_client(app_url):
 
 
 def test_oversized_upload_is_refused(app_url, tmp_path):
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
+
+    from bench.ui_load import local_client
 
     url, _ = app_url
     big = tmp_path / "huge.png"
     big.write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(2 * 1024 * 1024))
     with pytest.raises(Exception, match="(?i)size|large|exceed|413"):
-        Client(url, verbose=False).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
+        local_client(url).predict(handle_file(str(big)), 3, "{}", api_name="/similar")
 
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Chromium not "

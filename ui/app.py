@@ -15,19 +15,32 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
+from starlette.middleware import Middleware  # noqa: E402
+
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
+from fai_infer.catalog import NotInCatalogue, list_images  # noqa: E402
+from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
+from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
+from ui.photos import PhotoRoute, photo_url  # noqa: E402
+from ui.text import markdown_escape  # noqa: E402
 
 CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
 MAX_FILTER_VALUES = 150
 HIDDEN_COLUMNS = {"id", "split", "name", "productDisplayName", "path"}
 BROWSE_LIMIT = 60
+MAX_K = 50  # results per request, on every entry point
+UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
+# Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
+# most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).
+UPLOAD_MAX_DECODED_BYTES = 32 * 1024 * 1024
 
 
 @dataclass
@@ -44,6 +57,20 @@ class AppConfig:
     cache_dir: str = str(CACHE)
 
 
+def folder_fingerprint(folder: Path, metadata: str | None) -> str:
+    """Names, sizes and mtimes of the photos (and the metadata CSV): the cached index is
+    rebuilt when photos are added, removed or replaced, not only when the path changes."""
+    h = hashlib.sha256()
+    files = list_images(folder) + ([Path(metadata)] if metadata else [])
+    for path in files:
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
 def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
     the generated demo shop."""
@@ -55,7 +82,8 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     else:
         folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
         metadata, label = str(folder / "metadata.csv"), "FAI demo shop (generated)"
-    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}".encode())
+    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}|"
+                         f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
         return Catalog.open(cached, encoder), label
@@ -72,6 +100,26 @@ def filter_columns(cat: Catalog) -> dict[str, list[str]]:
             if c not in HIDDEN_COLUMNS and 1 < len(v) <= MAX_FILTER_VALUES}
 
 
+def bounded_k(k: float | int | str) -> int:
+    """Any k a client sends -> 1..MAX_K (a million results must not be one request away)."""
+    try:
+        value = int(float(k))
+    except (TypeError, ValueError):
+        raise ValueError("k must be a whole number") from None
+    return max(1, min(MAX_K, value))
+
+
+def request_origin(request: gr.Request | None) -> str:
+    """'http://host:port' as the browser reached us (Host is checked by ui.guard unless the
+    operator opened the server), so photo links work locally, on a LAN and through --share."""
+    if request is None:
+        return ""
+    headers = request.headers
+    host = (headers.get("x-forwarded-host") or headers.get("host") or "").split(",")[0].strip()
+    proto = "https" if headers.get("x-forwarded-proto", "").startswith("https") else "http"
+    return f"{proto}://{host}" if host else ""
+
+
 def caption(hit: Hit, show: list[str]) -> str:
     meta = " · ".join(hit.metadata.get(c, "") for c in show if hit.metadata.get(c))
     return f"{hit.score:.2f} · {hit.id} · {meta}" if hit.score < 1.0 else f"{hit.id} · {meta}"
@@ -82,6 +130,9 @@ def uploaded_path(value: dict | str, cat: Catalog) -> str:
     client must never make the server read arbitrary files); a catalogue id passes as is."""
     if isinstance(value, str) and value in cat:
         return value
+    if isinstance(value, str):
+        raise ValueError("expected an uploaded image (gradio_client.handle_file) or an item id "
+                         "in the catalogue")
     path = value.get("path") if isinstance(value, dict) else value
     if not isinstance(path, str) or not path:
         raise ValueError("expected an uploaded image (gradio_client.handle_file) or an item id")
@@ -89,6 +140,16 @@ def uploaded_path(value: dict | str, cat: Catalog) -> str:
     if not Path(path).resolve().is_relative_to(uploads):
         raise ValueError("only uploaded files can be searched with")
     return path
+
+
+def check_upload(path: str, target: int) -> None:
+    """Refuse an uploaded photo by its header against the upload budget before it decodes."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024 * 1024)
+    except OSError:
+        raise ImageError("upload", "cannot read the uploaded file") from None
+    check_decoded_size(head, "upload", UPLOAD_MAX_DECODED_BYTES, target)
 
 
 class ShopDemo:
@@ -103,17 +164,19 @@ class ShopDemo:
 
     def header(self) -> str:
         m = self.cat.encoder.info
-        return (f"**Model** {m.name} v{m.version} ({m.quantization}, {m.dim}-d, "
-                f"{m.input_size}px) · **Catalogue** {self.label}: {len(self.cat)} items, "
-                f"{self.cat.engine} search")
+        return (f"**Model** {markdown_escape(m.name)} v{markdown_escape(m.version)} "
+                f"({m.quantization}, {m.dim}-d, {m.input_size}px) · **Catalogue** "
+                f"{markdown_escape(self.label)}: {len(self.cat)} items, {self.cat.engine} search")
 
     def where(self, values: tuple) -> dict[str, list[str]]:
         return {col: list(v) for col, v in zip(self.filters, values) if v}
 
-    def gallery(self, hits: list[Hit]) -> list[tuple[str, str]]:
-        return [(h.path, caption(h, self.show)) for h in hits]
+    def gallery(self, hits: list[Hit], origin: str = "") -> list[tuple[str, str]]:
+        """Photos by item id through ui.photos (never a server path); ``origin`` makes the
+        links absolute, which is how Gradio passes a link through instead of copying a file."""
+        return [(photo_url(h.id, origin), caption(h, self.show)) for h in hits]
 
-    def browse(self, *filters) -> tuple[list, list[str]]:
+    def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
         where = self.where(filters)
         hits = []
         for i, item_id in enumerate(self.cat.ids):
@@ -123,53 +186,81 @@ class ShopDemo:
                 hits.append(h)
             if len(hits) >= BROWSE_LIMIT:
                 break
-        return self.gallery(hits), [h.id for h in hits]
+        return self.gallery(hits, origin), [h.id for h in hits]
 
-    def search(self, image: str | None, k: float, *filters) -> tuple[list, str]:
+    def search(self, image: str | None, k: float, *filters, origin: str = ""
+               ) -> tuple[list, str]:
         if not image:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
         t0 = time.perf_counter()
         try:
-            hits = self.cat.similar(image, k=int(k), where=self.where(filters))
+            if image not in self.cat:
+                check_upload(image, self.cat.encoder.spec.size)
+            hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
         except ImageError as exc:
             raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
+        except ValueError:
+            raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
+                from None
         ms = 1000 * (time.perf_counter() - t0)
-        return self.gallery(hits), f"Last search: {ms:.1f} ms, {len(hits)} results"
+        return self.gallery(hits, origin), f"Last search: {ms:.1f} ms, {len(hits)} results"
 
-    def similar_to_item(self, item_id: str, k: float, *filters) -> tuple[list, str]:
+    def similar_to_item(self, item_id: str, k: float, *filters, origin: str = ""
+                        ) -> tuple[list, str]:
         t0 = time.perf_counter()
-        hits = self.cat.similar(item_id, k=int(k), where=self.where(filters))
+        try:
+            hits = self.cat.similar(item_id, k=bounded_k(k), where=self.where(filters))
+        except NotInCatalogue:
+            return [], f"{markdown_escape(item_id)} is no longer in the catalogue."
         ms = 1000 * (time.perf_counter() - t0)
-        return self.gallery(hits), f"Similar to {item_id}: {ms:.1f} ms"
+        return self.gallery(hits, origin), f"Similar to {markdown_escape(item_id)}: {ms:.1f} ms"
 
-    def basket_view(self, basket: list[str], k: float, *filters) -> tuple[list, list, str]:
+    def basket_view(self, basket: list[str], k: float, *filters, origin: str = ""
+                    ) -> tuple[list, list, str]:
+        basket = [i for i in basket if i in self.cat]
         if not basket:
             return [], [], "The basket is empty: click an item, then 'Add to basket'."
         t0 = time.perf_counter()
-        hits = self.cat.similar_to_basket(basket, k=int(k), where=self.where(filters))
+        hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters))
         ms = 1000 * (time.perf_counter() - t0)
         items = [self.cat.get(i) for i in basket if i in self.cat]
-        return (self.gallery(items), self.gallery(hits),
+        return (self.gallery(items, origin), self.gallery(hits, origin),
                 f"Goes with your basket of {len(items)}: {ms:.1f} ms")
 
     def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
         """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
-        catalogue id: a JSON list of hits (id, score, path, metadata). ``where`` is a JSON
-        object such as {"gender": "Women"}."""
+        catalogue id: a JSON list of hits (id, score, photo, metadata); ``photo`` is the item's
+        image under this server (never a server path). ``where`` is a JSON object such as
+        {"gender": "Women"}; k is capped at MAX_K. Errors name the problem, never a path."""
         try:
             filters = json.loads(where or "{}")
             if not isinstance(filters, dict):
                 raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
-            hits = self.cat.similar(uploaded_path(image, self.cat), k=int(k), where=filters)
+            filters = {str(c): v for c, v in filters.items()
+                       if isinstance(v, str) or (isinstance(v, list)
+                                                 and all(isinstance(x, str) for x in v))}
+            source = uploaded_path(image, self.cat)
+            if source not in self.cat:
+                check_upload(source, self.cat.encoder.spec.size)
+            hits = self.cat.similar(source, k=bounded_k(k), where=filters)
         except ImageError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(f"cannot use this image: {exc.reason}") from None
+        except NotInCatalogue:
+            raise gr.Error("bad request: that item is not in the catalogue") from None
         except ValueError as exc:
             raise gr.Error(f"bad request: {exc}") from None
-        return json.dumps([h.to_dict() for h in hits], ensure_ascii=False)
+        except Exception:  # never pass internals (paths, stack details) to a client
+            raise gr.Error("the search failed on the server") from None
+        return json.dumps([{"id": h.id, "score": round(float(h.score), 6),
+                            "photo": photo_url(h.id), "metadata": h.metadata} for h in hits],
+                          ensure_ascii=False)
 
 
 def build_app(demo: ShopDemo) -> gr.Blocks:
-    with gr.Blocks(title="FAI — similar fashion items", analytics_enabled=False) as app:
+    # delete_cache: uploads older than UPLOAD_CACHE_SECONDS are removed while running, and all
+    # of them at shutdown (a kiosk must not keep shoppers' photos).
+    with gr.Blocks(title="FAI — similar fashion items", analytics_enabled=False,
+                   delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as app:
         gr.Markdown("## FAI · find similar items")
         gr.Markdown(demo.header(), elem_id="fai-header")
         selected = gr.State("")
@@ -198,12 +289,20 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                                    allow_preview=False, elem_id="fai-basket-results")
         clear_btn = gr.Button("Empty basket")
 
-        search_btn.click(demo.search, [photo, k, *filters], [results, status], api_name="search")
-        photo.upload(demo.search, [photo, k, *filters], [results, status], api_visibility="private")
+        # Gradio hands a gr.Request only to leading positional parameters, hence the wrappers.
+        def search(request: gr.Request, image: str | None, kk: float, *f):
+            return demo.search(image, kk, *f, origin=request_origin(request))
 
-        def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, *f):
-            item = ids[evt.index]
-            return (item, *demo.similar_to_item(item, kk, *f))
+        def browse_page(request: gr.Request, *f):
+            return demo.browse(*f, origin=request_origin(request))
+
+        search_btn.click(search, [photo, k, *filters], [results, status], api_name="search")
+        photo.upload(search, [photo, k, *filters], [results, status], api_visibility="private")
+
+        def pick_browsed(evt: gr.SelectData, request: gr.Request, ids: list[str], kk: float,
+                         *f):
+            item = ids[evt.index] if 0 <= evt.index < len(ids) else ""
+            return (item, *demo.similar_to_item(item, kk, *f, origin=request_origin(request)))
 
         def pick_result(evt: gr.SelectData, kk: float, *f):
             caption_text = (evt.value or {}).get("caption") or ""
@@ -215,25 +314,30 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                       api_visibility="private")
         results.select(pick_result, [k, *filters], [selected], api_visibility="private")
 
-        def add_to_basket(item: str, items: list[str], kk: float, *f):
+        def add_to_basket(request: gr.Request, item: str, items: list[str], kk: float, *f):
             if item and item not in items:
                 items = items + [item]
-            return (items, *demo.basket_view(items, kk, *f))
+            return (items, *demo.basket_view(items, kk, *f, origin=request_origin(request)))
 
         add_btn.click(add_to_basket, [selected, basket, k, *filters],
                       [basket, basket_gallery, goes_with, status], api_visibility="private")
         clear_btn.click(lambda: ([], [], [], "Basket emptied."), None,
                         [basket, basket_gallery, goes_with, status], api_visibility="private")
         for f in filters:
-            f.change(demo.browse, filters, [browse, visible_ids], api_visibility="private")
-        app.load(demo.browse, filters, [browse, visible_ids], api_visibility="private")
+            f.change(browse_page, filters, [browse, visible_ids], api_visibility="private")
+        app.load(browse_page, filters, [browse, visible_ids], api_visibility="private")
         gr.api(demo.api_similar, api_name="similar")
     return app
 
 
-def allowed_roots(cat: Catalog) -> list[str]:
-    """Folders holding catalogue photos: the only local files the server may send."""
-    return sorted({str(Path(p).resolve().parent) for p in cat.paths})
+def photo_lookup(cat: Catalog):
+    """item id -> its photo's path, or None (ui.photos serves nothing else)."""
+    def lookup(item_id: str) -> str | None:
+        try:
+            return cat.get(item_id).path
+        except (KeyError, NotInCatalogue):
+            return None
+    return lookup
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
@@ -262,9 +366,13 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
         print("--share: a public link will expose this catalogue's photos and search to anyone "
               "who has it.")
     app.queue(default_concurrency_limit=8)
+    max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
+    guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
+                       max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)))
+    # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
-               allowed_paths=allowed_roots(cat), max_file_size=int(cfg.max_upload_mb * 1024 * 1024),
-               ssr_mode=False, prevent_thread_lock=not block, show_error=True, quiet=False)
+               max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
+               ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
     return app
 
 

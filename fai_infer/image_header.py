@@ -1,0 +1,144 @@
+"""What an encoded image will cost to decode, read from its header before any decoder runs.
+
+A pixel count is not a memory bound: a 3.9 kB lossless WebP declares 10,000 x 10,000 RGBA and
+decodes to 400 MB, a 16-bit RGBA PNG to twice that, a float32 TIFF to four bytes per sample, and
+each conversion afterwards made full-size copies (5-6 GB measured). ``decoded_layout`` reads
+width, height, channels and bytes per sample as the decoder will produce them (OpenCV,
+``IMREAD_UNCHANGED``; only the first frame or page of a GIF, APNG or TIFF), so a caller can refuse
+an input by its decoded bytes and never allocate them.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Layout:
+    fmt: str
+    width: int
+    height: int
+    channels: int  # as decoded (palette and grey+alpha PNGs and GIFs come out as BGRA)
+    sample_bytes: int  # 1 for 8-bit, 2 for 16-bit, 4 for float32 / 32-bit samples
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.width * self.height * self.channels * self.sample_bytes
+
+    def describe(self) -> str:
+        depth = {1: "8-bit", 2: "16-bit", 4: "32-bit"}.get(self.sample_bytes,
+                                                          f"{8 * self.sample_bytes}-bit")
+        return f"{self.fmt} {self.width}x{self.height}, {self.channels} channel(s), {depth}"
+
+
+def _png(buf: bytes) -> Layout | None:
+    if len(buf) < 26 or buf[12:16] != b"IHDR":
+        return None
+    w, h, depth, colour = struct.unpack(">IIBB", buf[16:26])
+    channels = {0: 1, 2: 3, 3: 4, 4: 4, 6: 4}.get(colour, 4)
+    return Layout("png", w, h, channels, 2 if depth == 16 else 1)
+
+
+def _jpeg(buf: bytes) -> Layout | None:
+    i, n = 2, len(buf)
+    while i + 9 < n:
+        if buf[i] != 0xFF:
+            i += 1
+            continue
+        marker = buf[i + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            i += 1 if marker == 0xFF else 2
+            continue
+        (length,) = struct.unpack(">H", buf[i + 2 : i + 4])
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            precision = buf[i + 4]
+            h, w = struct.unpack(">HH", buf[i + 5 : i + 9])
+            # IMREAD_COLOR gives 3 channels; 12-bit JPEGs decode to 16-bit samples.
+            return Layout("jpeg", w, h, 3, 2 if precision > 8 else 1)
+        i += 2 + length
+    return None
+
+
+def _gif(buf: bytes) -> Layout | None:
+    if len(buf) < 10:
+        return None
+    w, h = struct.unpack("<HH", buf[6:10])
+    return Layout("gif", w, h, 4, 1)  # the first frame, composed on the full logical screen
+
+
+def _bmp(buf: bytes) -> Layout | None:
+    if len(buf) < 30:
+        return None
+    w, h = struct.unpack("<ii", buf[18:26])
+    (bits,) = struct.unpack("<H", buf[28:30])
+    return Layout("bmp", abs(w), abs(h), 4 if bits == 32 else 3, 1)
+
+
+def _webp(buf: bytes) -> Layout | None:
+    kind = buf[12:16]
+    if kind == b"VP8 " and len(buf) >= 30 and buf[23:26] == b"\x9d\x01\x2a":
+        w, h = struct.unpack("<HH", buf[26:30])
+        return Layout("webp", w & 0x3FFF, h & 0x3FFF, 3, 1)
+    if kind == b"VP8L" and len(buf) >= 25 and buf[20] == 0x2F:
+        bits = int.from_bytes(buf[21:25], "little")
+        return Layout("webp", (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1, 4, 1)
+    if kind == b"VP8X" and len(buf) >= 30:
+        w = int.from_bytes(buf[24:27], "little") + 1
+        h = int.from_bytes(buf[27:30], "little") + 1
+        return Layout("webp", w, h, 4, 1)
+    return None
+
+
+_TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG
+
+
+def _tiff(buf: bytes) -> Layout | None:
+    """First IFD: ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel (classic TIFF)."""
+    end = "<" if buf[:2] == b"II" else ">"
+    if len(buf) < 8 or struct.unpack(end + "H", buf[2:4])[0] != 42:
+        return None  # BigTIFF and anything else: not read here, so refused by the caller
+    (ifd,) = struct.unpack(end + "I", buf[4:8])
+    if ifd + 2 > len(buf):
+        return None
+    (count,) = struct.unpack(end + "H", buf[ifd : ifd + 2])
+    tags: dict[int, list[int]] = {}
+    for k in range(min(count, 512)):
+        entry = buf[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            return None
+        tag, typ, n = struct.unpack(end + "HHI", entry[:8])
+        if typ not in _TIFF_TYPES or tag not in (256, 257, 258, 277):
+            continue
+        code, size = _TIFF_TYPES[typ]
+        n = min(n, 16)
+        if n * size <= 4:
+            raw = entry[8 : 8 + n * size]
+        else:
+            (offset,) = struct.unpack(end + "I", entry[8:12])
+            raw = buf[offset : offset + n * size]
+        if len(raw) < n * size:
+            return None
+        tags[tag] = list(struct.unpack(end + code * n, raw))
+    if 256 not in tags or 257 not in tags:
+        return None
+    bits = max(tags.get(258, [8]))
+    channels = tags.get(277, [1])[0]
+    return Layout("tiff", tags[256][0], tags[257][0], max(1, channels), max(1, -(-bits // 8)))
+
+
+def decoded_layout(buf: bytes) -> Layout | None:
+    """The decoded size of an encoded image, or None where its header cannot be read."""
+    if buf[:3] == b"\xff\xd8\xff":
+        return _jpeg(buf)
+    if buf[:8] == b"\x89PNG\r\n\x1a\n":
+        return _png(buf)
+    if buf[:6] in (b"GIF87a", b"GIF89a"):
+        return _gif(buf)
+    if buf[:2] == b"BM":
+        return _bmp(buf)
+    if buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
+        return _webp(buf)
+    if buf[:4] in (b"II*\x00", b"MM\x00*"):
+        return _tiff(buf)
+    return None
