@@ -63,6 +63,31 @@ class Encoder:
         self.spec = self.info.preprocess
         self.dim = self.info.dim
         self._input = self.session.get_inputs()[0].name
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """The graph must take a batch of 3-channel squares and give ``dim`` numbers per image,
+        as its metadata says; otherwise refuse at load, in one line naming the file."""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shape = list(inputs[0].shape) if inputs else []
+        out = list(outputs[0].shape) if outputs else []
+        problem = ""
+        if len(shape) != 4:
+            problem = f"input shape {shape} is not (batch, 3, size, size)"
+        elif isinstance(shape[0], int):
+            problem = (f"its batch axis is fixed at {shape[0]} (input shape {shape}); export "
+                       f"it with a dynamic batch axis")
+        elif isinstance(shape[1], int) and shape[1] != 3:
+            problem = f"input has {shape[1]} channels, not 3"
+        elif any(isinstance(s, int) and s != self.spec.size for s in shape[2:]):
+            problem = (f"input shape {shape} does not match the preprocessing size "
+                       f"{self.spec.size}")
+        elif len(out) != 2:
+            problem = f"output shape {out} is not (batch, dim)"
+        elif isinstance(out[1], int) and out[1] != self.dim:
+            problem = f"metadata says embedding_dim {self.dim} but the output has {out[1]}"
+        if problem:
+            raise ValueError(f"{self.path}: bad model: {problem}")
 
     @property
     def model_sha256(self) -> str:

@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from fai_infer.preprocess import PreprocessSpec
 
 META_PREFIX = "fai."
 FORMAT_VERSION = 1
+
+
+def _integer(value: str, key: str, source: str) -> int:
+    """A whole-number metadata value, or one line naming the model file and the key."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"{source}: bad model metadata: fai.{key} is {str(value)[:40]!r}, "
+                         f"not a whole number") from None
 
 
 @dataclass(frozen=True)
@@ -31,12 +41,38 @@ class ModelInfo:
         if missing:
             raise ValueError(f"{source}: not an FAI model (metadata lacks {', '.join(missing)}); "
                              f"export it with python -m export.onnx")
-        if int(fai.get("format_version", "1")) > FORMAT_VERSION:
-            raise ValueError(f"{source}: model format {fai['format_version']} is newer than this "
+        version = _integer(fai.get("format_version", "1"), "format_version", source)
+        if version > FORMAT_VERSION:
+            raise ValueError(f"{source}: model format {version} is newer than this "
                              f"runtime understands ({FORMAT_VERSION}); upgrade fai_infer")
+        dim = _integer(fai["embedding_dim"], "embedding_dim", source)
+        input_size = _integer(fai.get("input_size", "0"), "input_size", source)
+        if dim <= 0 or input_size < 0:
+            raise ValueError(f"{source}: bad model metadata: embedding_dim {dim} and input_size "
+                             f"{input_size} must be positive")
+        spec_data = None
+        try:
+            spec_data = json.loads(fai["preprocess"])
+            if not isinstance(spec_data, dict):
+                raise ValueError("not a JSON object")
+            spec = PreprocessSpec.from_dict(spec_data)
+            if not isinstance(spec.size, int) or isinstance(spec.size, bool):
+                raise ValueError(f"size {spec.size!r} is not a whole number")
+            if not all(math.isfinite(x) for x in (*spec.mean, *spec.std, spec.scale)):
+                raise ValueError("mean, std and scale must be finite numbers")
+        except (ValueError, TypeError) as exc:
+            detail = " ".join(str(exc).split(": {")[0].split())[:160]
+            if isinstance(spec_data, dict):
+                detail += "; " + ", ".join(f"{k} {spec_data[k]!r}" for k in
+                                           ("size", "mean", "std") if k in spec_data)
+            raise ValueError(f"{source}: bad model metadata: fai.preprocess is unusable "
+                             f"({detail}); re-export the model with python -m export.onnx"
+                             ) from None
+        if input_size and input_size != spec.size:
+            raise ValueError(f"{source}: bad model metadata: input_size {input_size} differs "
+                             f"from the preprocessing size {spec.size}")
         return cls(name=fai.get("model_name", "unnamed"), version=fai.get("model_version", "?"),
-                   dim=int(fai["embedding_dim"]), input_size=int(fai.get("input_size", 0)),
-                   preprocess=PreprocessSpec.from_dict(json.loads(fai["preprocess"])),
+                   dim=dim, input_size=input_size, preprocess=spec,
                    weights_sha256=fai["weights_sha256"],
                    quantization=fai.get("quantization", "fp32"),
                    training=fai.get("training", ""), git_commit=fai.get("git_commit", ""),

@@ -165,6 +165,73 @@ def header_size(buf: bytes) -> tuple[str, tuple[int, int] | None]:
     return "unknown", None
 
 
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of IFD0 in TIFF-structured data (EXIF), or 1."""
+    if tiff[:6] == b"Exif\x00\x00":
+        tiff = tiff[6:]
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
+        return 1
+    end = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(end + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(end + "H", tiff[ifd : ifd + 2])
+    for i in range(min(count, 512)):
+        entry = tiff[ifd + 2 + 12 * i : ifd + 14 + 12 * i]
+        if len(entry) < 12:
+            break
+        tag, kind = struct.unpack(end + "HH", entry[:4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            (value,) = struct.unpack(end + "H", entry[8:10])
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def exif_orientation(buf: bytes, fmt: str) -> int:
+    """EXIF orientation (1..8, 1 = as stored) of a PNG (eXIf chunk) or WebP (EXIF chunk), read
+    without decoding. OpenCV applies it to JPEGs (IMREAD_COLOR) and TIFFs itself, but not to
+    these when it keeps their alpha and depth (IMREAD_UNCHANGED), which is how they decode."""
+    try:
+        if fmt == "png":
+            pos = 8
+            while pos + 8 <= len(buf):
+                (length,) = struct.unpack(">I", buf[pos : pos + 4])
+                kind = buf[pos + 4 : pos + 8]
+                if kind == b"eXIf":
+                    return _tiff_orientation(buf[pos + 8 : pos + 8 + length])
+                if kind == b"IEND":
+                    break
+                pos += 12 + length
+        elif fmt == "webp":
+            pos = 12
+            while pos + 8 <= len(buf):
+                kind = buf[pos : pos + 4]
+                (length,) = struct.unpack("<I", buf[pos + 4 : pos + 8])
+                if kind == b"EXIF":
+                    return _tiff_orientation(buf[pos + 8 : pos + 8 + length])
+                pos += 8 + length + (length & 1)
+    except struct.error:
+        pass
+    return 1
+
+
+def apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """Turn a decoded array the way EXIF orientation 2..8 says (as PIL's exif_transpose)."""
+    if orientation in (5, 6, 7, 8):
+        img = np.swapaxes(img, 0, 1)  # transpose; then 6 and 7 flip columns, 7 and 8 rows
+        if orientation in (6, 7):
+            img = img[:, ::-1]
+        if orientation in (7, 8):
+            img = img[::-1]
+    elif orientation == 2:
+        img = img[:, ::-1]
+    elif orientation == 3:
+        img = img[::-1, ::-1]
+    elif orientation == 4:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
+
+
 def _to_uint8(img: np.ndarray, name: str) -> np.ndarray:
     if img.dtype == np.uint8:
         return img
@@ -284,6 +351,7 @@ def decode_bytes(
             img = cv2.imdecode(arr, cv2.IMREAD_UNCHANGED)
             if img is not None and img.size:
                 img = _shrink_before_converting(img, target)
+                img = apply_orientation(img, exif_orientation(buf, fmt))
     except cv2.error as exc:
         msg = str(exc).strip().splitlines()[-1] if str(exc).strip() else "decoder error"
         raise ImageError(name, f"cannot decode {fmt}: {msg}") from None

@@ -202,3 +202,38 @@ def test_basket_in_a_real_browser(app_url):
             timeout=30_000)
         assert "basket of 1" in page.locator("#fai-status").inner_text()
         browser.close()
+
+
+@pytest.mark.parametrize("fmt,mode", [("PNG", "RGB"), ("PNG", "RGBA"), ("WEBP", "RGB")])
+def test_exif_orientation_is_one_decode_for_runtime_and_upload(tmp_path, fmt, mode):
+    """A PNG with an eXIf chunk (and a WebP with an EXIF chunk) saying 'rotate 90 CW' embeds
+    the same through the runtime and through the page's upload box, and as the upright photo."""
+    import io
+
+    import numpy as np
+    from gradio.data_classes import ImageData
+    from PIL import Image, ImageOps
+
+    from fai_infer import Encoder
+    from ui.app import photo_input
+
+    rng = np.random.default_rng(6)
+    pixels = np.full((60, 100, 4), 255, np.uint8)
+    pixels[10:50, 5:40, :3] = rng.integers(0, 255, 3, dtype=np.uint8)
+    pixels[20:40, 60:95, :3] = rng.integers(0, 255, 3, dtype=np.uint8)
+    img = Image.fromarray(pixels).convert(mode)
+    exif = img.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / f"tagged.{fmt.lower()}"
+    img.save(path, fmt, exif=exif, **({"lossless": True} if fmt == "WEBP" else {}))
+    with Image.open(path) as check:
+        assert check.getexif().get(0x0112) == 6
+        upright = np.asarray(ImageOps.exif_transpose(check).convert("RGB"))
+    assert upright.shape[:2] == (100, 60)
+
+    uploaded = photo_input().preprocess(ImageData(path=str(path), orig_name=path.name))
+    enc = Encoder()
+    runtime, page, reference = enc.embed([str(path), uploaded, upright])
+    assert np.allclose(runtime, page, atol=1e-6)
+    assert np.allclose(runtime, reference, atol=1e-6)
+    assert enc.embed(io.BytesIO(path.read_bytes()).getvalue()).tolist() == [runtime.tolist()]

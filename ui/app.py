@@ -256,6 +256,15 @@ class ShopDemo:
                           ensure_ascii=False)
 
 
+def photo_input() -> gr.Image:
+    """The upload/camera box. ``image_mode=None`` makes Gradio hand over the uploaded file as
+    it arrived: with a mode set it re-encodes some uploads itself (turning them by EXIF, dropping
+    alpha onto black) and passes others through, so one photo could embed two ways. Every
+    upload is decoded by fai_infer.preprocess, exactly as the runtime decodes it."""
+    return gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
+                    label="Photo (upload or camera)", elem_id="fai-photo")
+
+
 def build_app(demo: ShopDemo) -> gr.Blocks:
     # delete_cache: uploads older than UPLOAD_CACHE_SECONDS are removed while running, and all
     # of them at shutdown (a kiosk must not keep shoppers' photos).
@@ -268,8 +277,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
         basket = gr.State([])
         with gr.Row():
             with gr.Column(scale=1):
-                photo = gr.Image(sources=["upload", "webcam"], type="filepath",
-                                 label="Photo (upload or camera)", elem_id="fai-photo")
+                photo = photo_input()
                 k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results (k)")
                 filters = [gr.Dropdown(vals, multiselect=True, label=col, value=[])
                            for col, vals in demo.filters.items()]
