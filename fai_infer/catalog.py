@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from fai_infer.encoder import Encoder
-from fai_infer.preprocess import ImageInput
+from fai_infer.preprocess import ImageInput, describe
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 from fai_infer.store_check import check_arrays, check_items, check_manifest
@@ -42,14 +42,21 @@ class NotInCatalogue(ValueError):
 
 @dataclass
 class Hit:
+    """One result. ``source``: for basket results, the basket item it was found for (its id,
+    or the photo's name for a basket photo that is not a catalogue item); else ""."""
+
     id: str
     score: float
     path: str
     metadata: dict[str, str] = field(default_factory=dict)
+    source: str = ""
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
-                "metadata": self.metadata}
+        out = {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
+               "metadata": self.metadata}
+        if self.source:
+            out["source"] = self.source
+        return out
 
 
 @dataclass
@@ -439,23 +446,88 @@ class Catalog:
         return self._search(v / norm, k, where, set(exclude))
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
-                          where: Where | None = None) -> list[Hit]:
-        """Items that go with the whole basket: ranked by mean cosine similarity to every basket
-        item (the normalised mean embedding); basket items themselves are never returned."""
+                          where: Where | None = None, mode: str = "cover",
+                          diversity: float = 0.3) -> list[Hit]:
+        """Items that go with the whole basket; basket items themselves are never returned, and
+        each hit's ``source`` names the basket item it was found for.
+
+        ``mode="cover"`` (default): every basket item gets its own neighbours, merged
+        round-robin, so a shirt + shoes + watch basket brings shirts, shoes and watches rather
+        than whatever lies nearest their average. Within an item's turn the next pick is
+        maximal-marginal-relevance: ``(1 - diversity) * similarity to that basket item -
+        diversity * similarity to the closest hit already picked``, so near-duplicates of one
+        another collapse (``diversity=0``: plain nearest-first). ``score`` is the similarity to
+        ``source``, so scores interleave rather than fall monotonically.
+
+        ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
+        normalised mean embedding), the earlier behaviour."""
         if len(items) == 0:
             raise ValueError("the basket is empty")
+        if mode not in ("cover", "centroid"):
+            raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
+        if not 0.0 <= float(diversity) <= 1.0:
+            raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
         vectors, own = zip(*(self._vector(it) for it in items))
-        query = np.mean(vectors, axis=0)
-        query /= max(float(np.linalg.norm(query)), 1e-12)
+        names = [o if o else describe(it) for it, o in zip(items, own)]
         exclude = {o for o in own if o}
-        hits = self._search(query, k + len(vectors), where, exclude)
-        # A basket photo that is not a catalogue id still must not come back as its own twin.
         photos = [v for v, o in zip(vectors, own) if not o]
-        if photos:
+
+        def usable(hits: list[Hit]) -> list[Hit]:
+            # A basket photo that is not a catalogue id still must not come back as its twin.
+            if not photos:
+                return hits
             with self._lock:
-                hits = [h for h in hits if h.id in self._position and not any(
+                return [h for h in hits if h.id in self._position and not any(
                     float(self.embeddings[self._position[h.id]] @ v) > 0.9999 for v in photos)]
-        return hits[:k]
+
+        basket = np.stack(vectors)
+        if mode == "centroid":
+            query = basket.mean(axis=0)
+            query /= max(float(np.linalg.norm(query)), 1e-12)
+            hits = usable(self._search(query, k + len(vectors), where, exclude))[:k]
+            with self._lock:
+                for h in hits:
+                    row = self._position.get(h.id)
+                    if row is not None:
+                        h.source = names[int(np.argmax(basket @ self.embeddings[row]))]
+            return hits
+        return self._cover(basket, names, k, where, exclude, usable, float(diversity))
+
+    def _cover(self, basket: np.ndarray, names: list[str], k: int, where: Where | None,
+               exclude: set[str], usable, diversity: float) -> list[Hit]:
+        """Round-robin over the basket items' own neighbour lists with an MMR pick per turn."""
+        pool = min(len(self.ids), 2 * k + 10 + len(exclude))
+        lists: list[list[Hit]] = []
+        for vector in basket:
+            lists.append(usable(self._search(vector, pool, where, exclude)))
+        with self._lock:
+            vec = {h.id: self.embeddings[self._position[h.id]] for hits in lists for h in hits
+                   if h.id in self._position}
+        chosen: list[Hit] = []
+        taken: set[str] = set()
+        picked = np.zeros((0, basket.shape[1]), np.float32)
+        while len(chosen) < k:
+            progressed = False
+            for i, hits in enumerate(lists):
+                if len(chosen) >= k:
+                    break
+                left = [h for h in hits if h.id not in taken and h.id in vec]
+                if not left:
+                    continue
+                rel = np.array([h.score for h in left], np.float32)
+                if diversity > 0 and len(picked):
+                    red = (np.stack([vec[h.id] for h in left]) @ picked.T).max(axis=1)
+                    best = int(np.argmax((1 - diversity) * rel - diversity * red))
+                else:
+                    best = 0  # nearest first (lists are sorted by similarity)
+                h = left[best]
+                chosen.append(Hit(h.id, h.score, h.path, h.metadata, source=names[i]))
+                taken.add(h.id)
+                picked = np.vstack([picked, vec[h.id][None]])
+                progressed = True
+            if not progressed:
+                break
+        return chosen
 
     def info(self) -> dict:
         return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,

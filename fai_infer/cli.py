@@ -41,7 +41,8 @@ def _print_hits(title: str, hits: list[Hit]) -> None:
     print(visible(title))
     for rank, h in enumerate(hits, 1):
         meta = ", ".join(f"{k}={v}" for k, v in h.metadata.items() if v and k != "id")
-        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(meta[:100])}")
+        via = f"  (for {visible(h.source)})" if h.source else ""
+        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(meta[:100])}{via}")
 
 
 def _print_skipped(skipped: list[Skipped]) -> None:
@@ -93,7 +94,8 @@ def cmd_query(a: argparse.Namespace) -> int:
 
 def cmd_basket(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
-    hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where))
+    hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where), mode=a.mode,
+                                 diversity=a.diversity)
     if a.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -165,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("items", nargs="+", help="catalogue ids or photo paths in the basket")
     s.add_argument("-k", type=int, default=10)
     s.add_argument("--where", action="append", metavar="COL=VAL")
+    s.add_argument("--mode", choices=["cover", "centroid"], default="cover",
+                   help="cover: neighbours of every basket item, merged in turn (default); "
+                        "centroid: nearest the basket's mean embedding")
+    s.add_argument("--diversity", type=float, default=0.3,
+                   help="0..1: how strongly near-duplicates of one another are pushed down")
     s.set_defaults(func=cmd_basket)
 
     s = sub.add_parser("add", parents=[common], help="add or update photos (id = file stem)")
