@@ -154,9 +154,16 @@ class Catalog:
         encoder = encoder or Encoder()
         folder = Path(folder)
         paths = list_images(folder)
+        ids = _ids_for(paths, folder)
+        meta = read_metadata(metadata, id_column)
+        if meta and ids and not set(ids) & set(meta):
+            raise CatalogError(
+                f"{metadata if not isinstance(metadata, Mapping) else 'metadata'}: none of its "
+                f"{len(meta)} {id_column!r} values (e.g. {next(iter(meta))!r}) is the name of a "
+                f"photo under {folder} (e.g. {ids[0]!r}); pick the column that holds the file "
+                f"names with --id-column")
         cat = cls(encoder, [], [], [], np.zeros((0, encoder.dim), np.float32))
-        cat._add_paths(paths, _ids_for(paths, folder), read_metadata(metadata, id_column),
-                       batch_size, decode_threads, progress)
+        cat._add_paths(paths, ids, meta, batch_size, decode_threads, progress)
         return cat
 
     @classmethod

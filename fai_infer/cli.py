@@ -8,16 +8,37 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from fai_infer.catalog import Catalog, Hit, Skipped
+from fai_infer import __version__
+from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError
 from fai_infer.storage import CatalogError, check_writable
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
+MAX_K = 1000
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes end in one line (what is wrong, and where help is), not a usage dump."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def k_value(text: str) -> int:
+    """-k: a whole number from 1 to MAX_K (argparse turns the error into one usage line)."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"{k} is outside 1..{MAX_K}")
+    return k
 
 
 def _parse_where(pairs: list[str]) -> dict[str, list[str]]:
@@ -61,7 +82,7 @@ def cmd_index(a: argparse.Namespace) -> int:
     t0 = time.time()
     cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,
-                        progress=not a.json)
+                        progress=not a.json and sys.stderr.isatty())
     seconds = time.time() - t0
     cat.save(a.out)
     report = {"catalog": str(a.out), "indexed": len(cat), "seconds": round(seconds, 2),
@@ -77,19 +98,32 @@ def cmd_index(a: argparse.Namespace) -> int:
 
 
 def cmd_query(a: argparse.Namespace) -> int:
+    """Each query is answered on its own: a bad photo is reported (stderr, and an "error"
+    entry in --json) and the others still print; exit 1 if any query failed."""
+    queries = [("id", i) for i in a.ids or []] + [("photo", p) for p in a.images]
+    if not queries:
+        raise ValueError("nothing to search with: give photo paths or --id ITEM_ID")
     cat = Catalog.open(a.catalog, _encoder(a))
     where = _parse_where(a.where)
-    results = []
-    for image in a.images:
+    results, failed = [], 0
+    for kind, query in queries:
         t0 = time.perf_counter()
-        hits = cat.similar(image, k=a.k, where=where)
-        results.append({"query": image, "ms": round(1000 * (time.perf_counter() - t0), 2),
+        try:
+            if kind == "id" and query not in cat:
+                raise NotInCatalogue(query)
+            hits = cat.similar(query, k=a.k, where=where)
+        except (ImageError, NotInCatalogue) as exc:
+            failed += 1
+            results.append({"query": query, "error": str(exc)})
+            print(f"fai query: error: {visible(exc)}", file=sys.stderr)
+            continue
+        results.append({"query": query, "ms": round(1000 * (time.perf_counter() - t0), 2),
                         "hits": [h.to_dict() for h in hits]})
         if not a.json:
-            _print_hits(f"{image} ({results[-1]['ms']} ms):", hits)
+            _print_hits(f"{query} ({results[-1]['ms']} ms):", hits)
     if a.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
-    return 0
+    return EXIT_ERROR if failed else 0
 
 
 def cmd_basket(a: argparse.Namespace) -> int:
@@ -104,18 +138,23 @@ def cmd_basket(a: argparse.Namespace) -> int:
 
 
 def cmd_add(a: argparse.Namespace) -> int:
+    """Good photos are added even when others fail; each failure is reported by name and the
+    exit status is 1 if any input could not be added."""
     cat = Catalog.open(a.catalog, _encoder(a))
     before = len(cat)
-    skipped = cat.add(a.images, a.metadata, a.id_column, progress=not a.json)
+    skipped = cat.add(a.images, a.metadata, a.id_column,
+                      progress=not a.json and sys.stderr.isatty())
+    done = len(a.images) - len(skipped)
     report = {"catalog": a.catalog, "count": len(cat), "added": len(cat) - before,
-              "skipped": [s.to_dict() for s in skipped]}
+              "added_or_updated": done, "skipped": [s.to_dict() for s in skipped]}
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(f"{visible(a.catalog)}: {len(cat)} items ({len(a.images) - len(skipped)} added or "
-              f"updated)")
-        _print_skipped(skipped)
-    return 0
+        print(f"{visible(a.catalog)}: {len(cat)} items ({done} added or updated"
+              f"{f', {len(skipped)} failed' if skipped else ''})")
+    for s_ in skipped:
+        print(f"fai add: error: {visible(s_.reason)}", file=sys.stderr)
+    return EXIT_ERROR if skipped else 0
 
 
 def cmd_remove(a: argparse.Namespace) -> int:
@@ -132,17 +171,27 @@ def cmd_remove(a: argparse.Namespace) -> int:
 
 def cmd_info(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
-    print(json.dumps(cat.info(), indent=2, ensure_ascii=False))
+    info = cat.info()
+    if a.json:
+        print(json.dumps(info, indent=2, ensure_ascii=False))
+        return 0
+    m = info["model"]
+    print(f"{visible(a.catalog)}: {info['count']} items, {info['dim']}-d, "
+          f"{info['engine']} search")
+    print(f"  model: {visible(m['name'])} v{visible(m['version'])} ({m['quantization']}, "
+          f"{m['input_size']}px), weights sha256 {m['weights_sha256']}")
+    print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fai", description="FAI: find similar fashion items.")
+    p = OneLineParser(prog="fai", description="FAI: find similar fashion items.")
+    p.add_argument("--version", action="version", version=f"fai {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=None,
                         help="ONNX model file (default: $FAI_MODEL or the shipped model)")
     common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
-    common.add_argument("--json", action="store_true", help="machine-readable output")
+    common.add_argument("--json", action="store_true", help="print JSON (every command)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("index", parents=[common], help="index a folder of photos")
@@ -156,8 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("query", parents=[common], help="items similar to photos or ids")
     s.add_argument("catalog")
-    s.add_argument("images", nargs="+", help="photo paths or catalogue ids")
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("images", nargs="*", help="photo paths (a bare catalogue id also works; "
+                                             "--id says so explicitly)")
+    s.add_argument("--id", dest="ids", action="append", metavar="ITEM_ID",
+                   help="search with a catalogue item, by id, never read as a file (repeatable)")
+    s.add_argument("-k", type=k_value, default=10, help=f"results per query, 1..{MAX_K}")
     s.add_argument("--where", action="append", metavar="COL=VAL",
                    help="filter on metadata (repeatable)")
     s.set_defaults(func=cmd_query)
@@ -165,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("basket", parents=[common], help="items that go with a whole basket")
     s.add_argument("catalog")
     s.add_argument("items", nargs="+", help="catalogue ids or photo paths in the basket")
-    s.add_argument("-k", type=int, default=10)
+    s.add_argument("-k", type=k_value, default=10, help=f"results, 1..{MAX_K}")
     s.add_argument("--where", action="append", metavar="COL=VAL")
     s.add_argument("--mode", choices=["cover", "centroid"], default="cover",
                    help="cover: neighbours of every basket item, merged in turn (default); "
@@ -177,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("add", parents=[common], help="add or update photos (id = file stem)")
     s.add_argument("catalog")
     s.add_argument("images", nargs="+")
-    s.add_argument("--metadata", default=None)
-    s.add_argument("--id-column", default="id")
+    s.add_argument("--metadata", default=None, help="CSV with one row per photo")
+    s.add_argument("--id-column", default="id", help="CSV column matching the file stem")
     s.set_defaults(func=cmd_add)
 
     s = sub.add_parser("remove", parents=[common], help="remove items by id")
@@ -198,7 +250,13 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        # `fai info cat | head`: the reader left; say nothing and stop writing.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_ERROR
     except (ImageError, CatalogError, FileNotFoundError, ValueError) as exc:
         print(f"fai {args.command}: error: {visible(exc)}", file=sys.stderr)
         return EXIT_ERROR

@@ -158,7 +158,7 @@ def test_cli_index_query_basket_info(tmp_path):
     assert res.returncode == 1 and "notes.jpg" in res.stderr and "Traceback" not in res.stderr
     res = run("remove", str(tmp_path / "cat"), "p003")
     assert res.returncode == 0
-    info = json.loads(run("info", str(tmp_path / "cat")).stdout)
+    info = json.loads(run("info", str(tmp_path / "cat"), "--json").stdout)
     assert info["count"] == 11
     res = run("info", str(tmp_path / "nothing"))
     assert res.returncode == 1 and "Traceback" not in res.stderr

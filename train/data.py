@@ -74,8 +74,24 @@ def load_catalogue(root: str | Path, csv_path: str | Path | None = None, id_colu
         csv_path = next((root / c for c in CSV_CANDIDATES if (root / c).is_file()), None)
     rows: list[dict[str, str]]
     if csv_path is not None:
-        with open(csv_path, newline="", encoding="utf-8") as fh:
-            rows = [r for r in csv.DictReader(fh) if r.get(id_column, "") in images]
+        try:
+            with open(csv_path, newline="", encoding="utf-8-sig") as fh:
+                reader = csv.DictReader(fh)
+                columns = reader.fieldnames or []
+                if id_column not in columns:
+                    raise SystemExit(f"{csv_path}: no {id_column!r} column (columns: "
+                                     f"{', '.join(columns)}); name the id column with "
+                                     f"--id-column")
+                all_rows = list(reader)
+        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            raise SystemExit(f"{csv_path}: cannot read the CSV ({exc})") from None
+        rows = [r for r in all_rows if r.get(id_column, "") in images]
+        if all_rows and not rows:
+            raise SystemExit(
+                f"{csv_path}: none of its {len(all_rows)} {id_column!r} values (e.g. "
+                f"{all_rows[0].get(id_column)!r}) names a photo under {image_dir} (e.g. "
+                f"{next(iter(images), 'no photos there')!r}); pick the column holding the file "
+                f"names with --id-column")
         ids = [r[id_column] for r in rows]
     else:
         ids = sorted(images)

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -277,6 +278,13 @@ class Trainer:
         self.catalogue = cat
         self.images = torch.from_numpy(images)
         columns = [c for c in self.cfg.label_list() if cat.rows and c in cat.rows[0]]
+        absent = [c for c in self.cfg.label_list() if c not in columns]
+        if absent:
+            have = ", ".join(cat.rows[0]) if cat.rows else "none"
+            using = "without labels" if not columns else "with " + ", ".join(columns)
+            print(f"warning: label column(s) {', '.join(absent)} not in the metadata (its "
+                  f"columns: {have}); training {using}; name label columns with "
+                  f"--label-columns", file=sys.stderr)
         self.vocab, targets = encode_labels(cat.rows, columns)
         self.targets = {k: torch.from_numpy(v) for k, v in targets.items()}
         unseen = unseen_kinds(cat.column(cfg.unseen_column), cfg.unseen_fraction) \

@@ -11,6 +11,7 @@ import argparse
 import hashlib
 import json
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
 from fai_infer.catalog import NotInCatalogue, list_images  # noqa: E402
+from fai_infer.cli import OneLineParser  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
@@ -47,6 +49,7 @@ UPLOAD_MAX_DECODED_BYTES = 32 * 1024 * 1024
 class AppConfig:
     catalog: str | None = None
     metadata: str | None = None
+    id_column: str = "id"
     index: str | None = None
     model: str | None = None
     host: str = "127.0.0.1"
@@ -82,7 +85,7 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     else:
         folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
         metadata, label = str(folder / "metadata.csv"), "FAI demo shop (generated)"
-    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{encoder.model_sha256}|"
+    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{cfg.id_column}|{encoder.model_sha256}|"
                          f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
@@ -90,7 +93,7 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     except CatalogError:
         pass
     log(f"indexing {folder} (first start only) ...")
-    cat = Catalog.build(folder, metadata, encoder=encoder, progress=True)
+    cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
     cat.save(cached)
     return cat, label
 
@@ -107,6 +110,17 @@ def bounded_k(k: float | int | str) -> int:
     except (TypeError, ValueError):
         raise ValueError("k must be a whole number") from None
     return max(1, min(MAX_K, value))
+
+
+def k_arg(text: str) -> int:
+    """``-k`` on the command line: 1..MAX_K, else one usage line."""
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 1 <= k <= MAX_K:
+        raise argparse.ArgumentTypeError(f"{k} is outside 1..{MAX_K}")
+    return k
 
 
 def request_origin(request: gr.Request | None) -> str:
@@ -349,10 +363,12 @@ def photo_lookup(cat: Catalog):
 
 
 def parse_args(argv: list[str] | None = None) -> AppConfig:
-    p = argparse.ArgumentParser(prog="python -m ui.app", description=__doc__,
+    p = OneLineParser(prog="python -m ui.app", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--catalog", help="folder of product photos to index and serve")
-    p.add_argument("--metadata", help="CSV with one row per photo (id = file stem)")
+    p.add_argument("--metadata", help="CSV with one row per photo")
+    p.add_argument("--id-column", default="id",
+                   help="the --metadata column holding each photo's file name without suffix")
     p.add_argument("--index", help="a catalogue made with 'fai index' (overrides --catalog)")
     p.add_argument("--model", help="ONNX model (default: the shipped model)")
     p.add_argument("--host", default="127.0.0.1",
@@ -361,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("--share", action="store_true",
                    help="ask Gradio for a public *.gradio.live link: anyone with it can search "
                         "your catalogue and see its photos (needs internet)")
-    p.add_argument("-k", type=int, default=8, help="results shown by default")
+    p.add_argument("-k", type=k_arg, default=8, help=f"results shown by default (1..{MAX_K})")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="uploads above are refused")
     p.add_argument("--cache-dir", default=str(CACHE), help="demo shop and index cache")
     return AppConfig(**vars(p.parse_args(argv)))
@@ -384,5 +400,34 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     return app
 
 
+def main(argv: list[str] | None = None) -> int:
+    """Ordinary mistakes (a missing folder or catalogue, another model's catalogue, a CSV
+    without the id column) end in one line on stderr, never a traceback."""
+    cfg = parse_args(argv)
+    if cfg.index and not Path(cfg.index).exists():
+        print(f"python -m ui.app: error: --index {cfg.index}: no such catalogue (make one with "
+              f"'fai index PHOTOS_DIR --out {cfg.index}')", file=sys.stderr)
+        return 1
+    if cfg.catalog and not Path(cfg.catalog).is_dir():
+        print(f"python -m ui.app: error: --catalog {cfg.catalog}: not a folder of photos",
+              file=sys.stderr)
+        return 1
+    if cfg.metadata and not Path(cfg.metadata).is_file():
+        print(f"python -m ui.app: error: --metadata {cfg.metadata}: no such CSV file",
+              file=sys.stderr)
+        return 1
+    try:
+        launch(cfg)
+    except (CatalogError, ImageError, FileNotFoundError, ValueError) as exc:
+        print(f"python -m ui.app: error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. the port is taken
+        print(f"python -m ui.app: error: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 if __name__ == "__main__":
-    launch(parse_args())
+    sys.exit(main())
