@@ -115,6 +115,41 @@ def _looks_like_path(text: str) -> bool:
     return Path(text).suffix.lower() in IMAGE_SUFFIXES or os.path.lexists(text)
 
 
+MAX_FILTERS = 6
+MAX_FILTER_VALUES = 150
+NAME_COLUMNS = ("name", "prod_name", "product_name", "productdisplayname", "title",
+                "display_name", "productname")
+_CODE_SUFFIXES = ("_id", "_no", "_code", "_nr", "_num", "_sku", "id", "sku", "ean", "upc")
+_NOT_DISPLAYED = {"split", "path", "file", "filename", "image", "url"}
+
+
+def _is_code_column(name: str, values: list[str]) -> bool:
+    """Ids and codes a shopper never filters by: *_id, *_no, *_code, numbers, unique values."""
+    low = name.casefold()
+    if low in _NOT_DISPLAYED or low.endswith(_CODE_SUFFIXES):
+        return True
+    filled = [v for v in values if v]
+    if filled and all(v.replace(".", "", 1).isdigit() for v in filled):
+        return True
+    return len(filled) > 1 and len(set(filled)) == len(filled)
+
+
+def default_display(rows: list[dict[str, str]], id_column: str = "id"
+                    ) -> tuple[list[str], list[str]]:
+    """(filter columns, caption columns) a shopper would want, from the metadata alone:
+    filters are text columns with 2..150 values that are not ids or codes (at most 6, in
+    the CSV's order); the caption is the first name-like column."""
+    order: list[str] = []
+    for r in rows:
+        order += [c for c in r if c not in order]
+    values = {c: [str(r.get(c, "") or "") for r in rows] for c in order}
+    filters = [c for c in order if c != id_column and c.casefold() not in NAME_COLUMNS
+               and not _is_code_column(c, values[c])
+               and 1 < len(set(values[c]) - {""}) <= MAX_FILTER_VALUES][:MAX_FILTERS]
+    named = [c for c in order if c.casefold() in NAME_COLUMNS]
+    return filters, named[:1]
+
+
 class Catalog:
     def __init__(self, encoder: Encoder, ids: list[str], paths: list[str],
                  rows: list[dict[str, str]], embeddings: np.ndarray,
@@ -134,6 +169,8 @@ class Catalog:
         self.exact_below = exact_below
         self.root: Path | None = None
         self.skipped: list[Skipped] = []
+        self.id_column = "id"
+        self._display: dict[str, list[str]] = {}
         self._lock = threading.RLock()
         self._hnsw: HnswSearch | None = None
         if search_index is not None and len(self.ids) >= exact_below:
@@ -148,9 +185,12 @@ class Catalog:
     @classmethod
     def build(cls, folder: str | os.PathLike, metadata: Any = None, id_column: str = "id",
               encoder: Encoder | None = None, batch_size: int = 32, decode_threads: int = 2,
-              progress: bool = False) -> "Catalog":
+              progress: bool = False, filters: Sequence[str] | None = None,
+              caption: Sequence[str] | None = None) -> "Catalog":
         """Index every photo under ``folder``. Files that cannot be used are skipped and listed
-        in ``.skipped`` with their reason; the rest of the catalogue is indexed."""
+        in ``.skipped`` with their reason; the rest of the catalogue is indexed. ``filters``
+        and ``caption`` name the metadata columns a page filters on and shows under each
+        photo (stored with the catalogue; defaults chosen from the metadata otherwise)."""
         encoder = encoder or Encoder()
         folder = Path(folder)
         paths = list_images(folder)
@@ -163,6 +203,9 @@ class Catalog:
                 f"photo under {folder} (e.g. {ids[0]!r}); pick the column that holds the file "
                 f"names with --id-column")
         cat = cls(encoder, [], [], [], np.zeros((0, encoder.dim), np.float32))
+        cat.id_column = id_column
+        if filters is not None or caption is not None:
+            cat.set_display(filters, caption, rows=list(meta.values()))
         cat._add_paths(paths, ids, meta, batch_size, decode_threads, progress)
         return cat
 
@@ -211,6 +254,11 @@ class Catalog:
         cat.embeddings, cat.labels = emb.astype(np.float32), labels.astype(np.int64)
         cat.next_label = manifest["next_label"]
         cat.root, cat.skipped = Path(path), []
+        cat.id_column = manifest.get("id_column") if isinstance(
+            manifest.get("id_column"), str) else "id"
+        display = manifest.get("display")
+        cat._display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
+                        if isinstance(display, dict) and isinstance(display.get(k), list)}
         cat._lock = threading.RLock()
         cat._hnsw = None
         if "index.hnsw" in manifest["files"]:
@@ -248,6 +296,7 @@ class Catalog:
                         "model_name": self.encoder.info.name, "next_label": self.next_label,
                         "preprocess": self.encoder.spec.to_dict(),
                         "exact_below": self.exact_below, "engine": self.engine,
+                        "id_column": self.id_column, "display": self._display,
                         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
             if self._hnsw is not None:
                 writers["index.hnsw"] = self._hnsw.save
@@ -380,6 +429,44 @@ class Catalog:
         with self._lock:
             names = sorted({c for r in self.rows for c in r})
             return {c: sorted({r.get(c, "") for r in self.rows} - {""}) for c in names}
+
+    def set_display(self, filters: Sequence[str] | None = None,
+                    caption: Sequence[str] | None = None,
+                    rows: list[dict[str, str]] | None = None) -> None:
+        """Choose the filter and caption columns (``None`` keeps the current choice or the
+        default); unknown columns and more than MAX_FILTERS filters are refused by name.
+        Persisted with the next save."""
+        rows = self.rows if rows is None else rows
+        known: list[str] = []
+        for r in rows:
+            known += [c for c in r if c not in known]
+        for kind, cols in (("filters", filters), ("caption", caption)):
+            if cols is None:
+                continue
+            cols = [c.strip() for c in cols if c.strip()]
+            unknown = [c for c in cols if c not in known]
+            if unknown:
+                raise ValueError(f"--{kind} {','.join(unknown)}: no such metadata column "
+                                 f"(columns: {', '.join(known) or 'none'})")
+            if kind == "filters" and len(cols) > MAX_FILTERS:
+                raise ValueError(f"--filters: at most {MAX_FILTERS} columns, got {len(cols)}")
+            self._display[kind] = cols
+
+    def display(self) -> dict[str, list[str]]:
+        """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
+        with self._lock:
+            key = (len(self.ids), self.next_label)
+            if getattr(self, "_default_display", (None,))[0] != key:
+                self._default_display = (key, default_display(self.rows, self.id_column))
+            filters, caption = self._default_display[1]
+            return {"filters": list(self._display.get("filters", filters)),
+                    "caption": list(self._display.get("caption", caption))}
+
+    def caption(self, hit: "Hit", columns: Sequence[str] | None = None) -> str:
+        """The caption columns' values of a hit, joined (the id when it has none)."""
+        cols = self.display()["caption"] if columns is None else columns
+        text = " · ".join(hit.metadata.get(c, "") for c in cols if hit.metadata.get(c))
+        return text or hit.id
 
     def _mask(self, where: Where | None) -> np.ndarray | None:
         if not where:
@@ -539,4 +626,4 @@ class Catalog:
     def info(self) -> dict:
         return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
                 "model": self.encoder.info.summary(), "root": str(self.root or ""),
-                "columns": sorted({c for r in self.rows for c in r})}
+                "columns": sorted({c for r in self.rows for c in r}), **self.display()}

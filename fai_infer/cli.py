@@ -58,12 +58,18 @@ def visible(text: object) -> str:
                    for ch in str(text))
 
 
-def _print_hits(title: str, hits: list[Hit]) -> None:
+def _print_hits(title: str, hits: list[Hit], cat: Catalog) -> None:
+    """Rank, score, id and the catalogue's caption columns (e.g. the product name)."""
     print(visible(title))
+    caption = cat.display()["caption"]
     for rank, h in enumerate(hits, 1):
-        meta = ", ".join(f"{k}={v}" for k, v in h.metadata.items() if v and k != "id")
+        text = " · ".join(h.metadata.get(c, "") for c in caption if h.metadata.get(c))
         via = f"  (for {visible(h.source)})" if h.source else ""
-        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(meta[:100])}{via}")
+        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(text[:120])}{via}")
+
+
+def _columns(text: str | None) -> list[str] | None:
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
 def _print_skipped(skipped: list[Skipped]) -> None:
@@ -82,7 +88,8 @@ def cmd_index(a: argparse.Namespace) -> int:
     t0 = time.time()
     cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,
-                        progress=not a.json and sys.stderr.isatty())
+                        progress=not a.json and sys.stderr.isatty(),
+                        filters=_columns(a.filters), caption=_columns(a.caption))
     seconds = time.time() - t0
     cat.save(a.out)
     report = {"catalog": str(a.out), "indexed": len(cat), "seconds": round(seconds, 2),
@@ -120,7 +127,7 @@ def cmd_query(a: argparse.Namespace) -> int:
         results.append({"query": query, "ms": round(1000 * (time.perf_counter() - t0), 2),
                         "hits": [h.to_dict() for h in hits]})
         if not a.json:
-            _print_hits(f"{query} ({results[-1]['ms']} ms):", hits)
+            _print_hits(f"{query} ({results[-1]['ms']} ms):", hits, cat)
     if a.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     return EXIT_ERROR if failed else 0
@@ -133,7 +140,7 @@ def cmd_basket(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
-        _print_hits(f"goes with the basket {', '.join(a.items)}:", hits)
+        _print_hits(f"goes with the basket {', '.join(a.items)}:", hits, cat)
     return 0
 
 
@@ -181,6 +188,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     print(f"  model: {visible(m['name'])} v{visible(m['version'])} ({m['quantization']}, "
           f"{m['input_size']}px), weights sha256 {m['weights_sha256']}")
     print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")
+    print(f"  filters: {visible(', '.join(info['filters'])) or '(none)'}; caption: "
+          f"{visible(', '.join(info['caption'])) or '(the id)'}")
     return 0
 
 
@@ -199,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metadata", default=None, help="CSV with one row per photo")
     s.add_argument("--id-column", default="id", help="CSV column matching the file stem")
     s.add_argument("--out", required=True, help="catalogue directory to write")
+    s.add_argument("--filters", metavar="COL1,COL2", default=None,
+                   help="metadata columns a page offers as filters (at most 6; default: text "
+                        "columns with few values, never ids or codes)")
+    s.add_argument("--caption", metavar="NAME_COL,COL2", default=None,
+                   help="metadata columns shown with each result (default: a name-like "
+                        "column such as name, prod_name, productDisplayName or title)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--decode-threads", type=int, default=2)
     s.set_defaults(func=cmd_index)
