@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import html
 import json
 import os
 import sys
@@ -26,7 +27,7 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
-from fai_infer.catalog import NotInCatalogue, list_images  # noqa: E402
+from fai_infer.catalog import MAX_FILTER_VALUES, NotInCatalogue, list_images  # noqa: E402
 from fai_infer.cli import OneLineParser  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
@@ -35,8 +36,6 @@ from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.text import markdown_escape  # noqa: E402
 
 CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
-MAX_FILTER_VALUES = 150
-HIDDEN_COLUMNS = {"id", "split", "name", "productDisplayName", "path"}
 BROWSE_LIMIT = 60
 MAX_K = 50  # results per request, on every entry point
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
@@ -50,6 +49,8 @@ class AppConfig:
     catalog: str | None = None
     metadata: str | None = None
     id_column: str = "id"
+    filters: str | None = None
+    caption: str | None = None
     index: str | None = None
     model: str | None = None
     host: str = "127.0.0.1"
@@ -79,12 +80,12 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     the generated demo shop."""
     encoder = Encoder(cfg.model)
     if cfg.index:
-        return Catalog.open(cfg.index, encoder), f"catalogue {cfg.index}"
+        return Catalog.open(cfg.index, encoder), Path(cfg.index).resolve().name
     if cfg.catalog:
-        folder, metadata, label = Path(cfg.catalog), cfg.metadata, f"photos in {cfg.catalog}"
+        folder, metadata, label = Path(cfg.catalog), cfg.metadata, Path(cfg.catalog).resolve().name
     else:
         folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
-        metadata, label = str(folder / "metadata.csv"), "FAI demo shop (generated)"
+        metadata, label = str(folder / "metadata.csv"), "FAI demo shop"
     key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{cfg.id_column}|{encoder.model_sha256}|"
                          f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
@@ -96,11 +97,6 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
     cat.save(cached)
     return cat, label
-
-
-def filter_columns(cat: Catalog) -> dict[str, list[str]]:
-    return {c: v for c, v in cat.columns().items()
-            if c not in HIDDEN_COLUMNS and 1 < len(v) <= MAX_FILTER_VALUES}
 
 
 def bounded_k(k: float | int | str) -> int:
@@ -134,11 +130,6 @@ def request_origin(request: gr.Request | None) -> str:
     return f"{proto}://{host}" if host else ""
 
 
-def caption(hit: Hit, show: list[str]) -> str:
-    meta = " · ".join(hit.metadata.get(c, "") for c in show if hit.metadata.get(c))
-    return f"{hit.score:.2f} · {hit.id} · {meta}" if hit.score < 1.0 else f"{hit.id} · {meta}"
-
-
 def uploaded_path(value: dict | str, cat: Catalog) -> str:
     """An API file argument -> a local path, only if Gradio itself stored it as an upload (a
     client must never make the server read arbitrary files); a catalogue id passes as is."""
@@ -166,34 +157,96 @@ def check_upload(path: str, target: int) -> None:
     check_decoded_size(head, "upload", UPLOAD_MAX_DECODED_BYTES, target)
 
 
-class ShopDemo:
-    """Handlers behind the page; kept apart from layout so tests can call them directly."""
+CSS = """
+.fai-grid {flex-wrap: wrap !important; gap: 14px !important}
+.fai-card {flex: 0 0 190px !important; min-width: 190px !important; max-width: 190px;
+           border: 1px solid #e5e7eb; border-radius: 10px; padding: 8px !important;
+           background: #fff; box-shadow: 0 1px 3px rgba(0,0,0,.06)}
+.fai-card img {width: 100%; height: 210px; object-fit: contain; background: #fafafa;
+               border-radius: 6px}
+.fai-name {font-weight: 600; font-size: 14px; margin-top: 6px; line-height: 1.25;
+           display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;
+           overflow: hidden}
+.fai-meta {color: #6b7280; font-size: 12px; margin-top: 2px}
+.fai-price {font-weight: 600; color: #111827; font-size: 13px; margin-top: 2px}
+.fai-bar {height: 6px; background: #e5e7eb; border-radius: 3px; margin-top: 6px}
+.fai-bar span {display: block; height: 6px; background: #10b981; border-radius: 3px}
+.fai-score {font-size: 11px; color: #374151; margin-top: 2px}
+.fai-for {font-size: 11px; color: #7c3aed; margin-top: 2px}
+"""
 
-    def __init__(self, cat: Catalog, label: str, default_k: int = 8):
+
+def card_html(card: dict) -> str:
+    """One product card: photo (by item id), name, caption columns and a similarity bar. Every
+    piece of text is escaped; the photo link is this server's /fai/photo/<id>, never a path."""
+    esc = html.escape
+    parts = [f'<img src="{esc(photo_url(card["id"]))}" alt="{esc(card["name"])}" '
+             f'loading="lazy">', f'<div class="fai-name">{esc(card["name"])}</div>']
+    if card.get("price"):
+        parts.append(f'<div class="fai-price">{esc(card["price"])}</div>')
+    if card.get("details"):
+        parts.append(f'<div class="fai-meta">{esc(card["details"])}</div>')
+    if card.get("score") is not None:
+        pct = max(0, min(100, round(100 * card["score"])))
+        parts.append(f'<div class="fai-bar"><span style="width:{pct}%"></span></div>'
+                     f'<div class="fai-score">{pct}% similar</div>')
+    if card.get("for"):
+        parts.append(f'<div class="fai-for">goes with {esc(card["for"])}</div>')
+    return "".join(parts)
+
+
+class ShopDemo:
+    """Handlers behind the page; kept apart from layout so tests can call them directly.
+    Results travel as lists of cards (dicts with an item id, never a path) in gr.State."""
+
+    def __init__(self, cat: Catalog, label: str, default_k: int = 8,
+                 filters: list[str] | None = None, caption: list[str] | None = None):
         self.cat = cat
         self.label = label
         self.default_k = default_k
-        self.filters = filter_columns(cat)
-        self.show = [c for c in self.filters][:4]
+        if filters is not None or caption is not None:
+            cat.set_display(filters, caption)  # for this page only; the catalogue is not saved
+        display = cat.display()
+        values = cat.columns()
+        self.filters = {c: values.get(c, [])[:MAX_FILTER_VALUES]
+                        for c in display["filters"]}
+        self.caption_columns = display["caption"]
+        self.price_column = next((c for c in values if c.casefold() in ("price", "price_eur",
+                                                                          "price_usd")), None)
 
     def header(self) -> str:
-        m = self.cat.encoder.info
-        return (f"**Model** {markdown_escape(m.name)} v{markdown_escape(m.version)} "
-                f"({m.quantization}, {m.dim}-d, {m.input_size}px) · **Catalogue** "
-                f"{markdown_escape(self.label)}: {len(self.cat)} items, {self.cat.engine} search")
+        return (f"**{markdown_escape(self.label)}** · {len(self.cat)} items · click a product, "
+                f"upload a photo or use the camera to see the most similar items")
 
     def where(self, values: tuple) -> dict[str, list[str]]:
         return {col: list(v) for col, v in zip(self.filters, values) if v}
 
+    def name(self, hit: Hit) -> str:
+        cols = self.caption_columns[:1]
+        return self.cat.caption(hit, cols) if cols else hit.id
+
+    def card(self, hit: Hit, score: bool = True) -> dict:
+        details = " · ".join(hit.metadata.get(c, "") for c in self.caption_columns[1:]
+                             if hit.metadata.get(c))
+        out = {"id": hit.id, "name": self.name(hit), "details": details,
+               "price": hit.metadata.get(self.price_column, "") if self.price_column else "",
+               "score": round(float(hit.score), 4) if score else None}
+        if hit.source:
+            try:
+                out["for"] = self.name(self.cat.get(hit.source))
+            except NotInCatalogue:
+                out["for"] = hit.source
+        return out
+
     def gallery(self, hits: list[Hit], origin: str = "") -> list[tuple[str, str]]:
         """Photos by item id through ui.photos (never a server path); ``origin`` makes the
         links absolute, which is how Gradio passes a link through instead of copying a file."""
-        return [(photo_url(h.id, origin), caption(h, self.show)) for h in hits]
+        return [(photo_url(h.id, origin), self.name(h)) for h in hits]
 
     def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
         where = self.where(filters)
         hits = []
-        for i, item_id in enumerate(self.cat.ids):
+        for item_id in self.cat.ids:
             h = self.cat.get(item_id)
             if all(h.metadata.get(c, "").casefold() in {x.casefold() for x in v}
                    for c, v in where.items()):
@@ -202,8 +255,7 @@ class ShopDemo:
                 break
         return self.gallery(hits, origin), [h.id for h in hits]
 
-    def search(self, image: str | None, k: float, *filters, origin: str = ""
-               ) -> tuple[list, str]:
+    def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
         if not image:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
         t0 = time.perf_counter()
@@ -217,29 +269,30 @@ class ShopDemo:
             raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
                 from None
         ms = 1000 * (time.perf_counter() - t0)
-        return self.gallery(hits, origin), f"Last search: {ms:.1f} ms, {len(hits)} results"
+        return [self.card(h) for h in hits], f"Most similar to your photo: {ms:.0f} ms"
 
-    def similar_to_item(self, item_id: str, k: float, *filters, origin: str = ""
-                        ) -> tuple[list, str]:
+    def similar_to_item(self, item_id: str, k: float, *filters) -> tuple[list[dict], str]:
         t0 = time.perf_counter()
         try:
             hits = self.cat.similar(item_id, k=bounded_k(k), where=self.where(filters))
+            name = self.name(self.cat.get(item_id))
         except NotInCatalogue:
-            return [], f"{markdown_escape(item_id)} is no longer in the catalogue."
+            return [], "That item is no longer in the catalogue."
         ms = 1000 * (time.perf_counter() - t0)
-        return self.gallery(hits, origin), f"Similar to {markdown_escape(item_id)}: {ms:.1f} ms"
+        return ([self.card(h) for h in hits],
+                f"More like {markdown_escape(name)}: {ms:.0f} ms")
 
-    def basket_view(self, basket: list[str], k: float, *filters, origin: str = ""
-                    ) -> tuple[list, list, str]:
+    def basket_view(self, basket: list[str], k: float, *filters
+                    ) -> tuple[list[dict], list[dict], str]:
         basket = [i for i in basket if i in self.cat]
         if not basket:
-            return [], [], "The basket is empty: click an item, then 'Add to basket'."
+            return [], [], "The basket is empty: add any product to it."
         t0 = time.perf_counter()
         hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters))
         ms = 1000 * (time.perf_counter() - t0)
-        items = [self.cat.get(i) for i in basket if i in self.cat]
-        return (self.gallery(items, origin), self.gallery(hits, origin),
-                f"Goes with your basket of {len(items)}: {ms:.1f} ms")
+        items = [self.card(self.cat.get(i), score=False) for i in basket if i in self.cat]
+        return (items, [self.card(h) for h in hits],
+                f"Goes with your basket of {len(items)}: {ms:.0f} ms")
 
     def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
         """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
@@ -284,67 +337,91 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
     # of them at shutdown (a kiosk must not keep shoppers' photos).
     with gr.Blocks(title="FAI — similar fashion items", analytics_enabled=False,
                    delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as app:
-        gr.Markdown("## FAI · find similar items")
+        gr.HTML(f"<style>{CSS}</style>", padding=False)
+        gr.Markdown("## Find similar items")
         gr.Markdown(demo.header(), elem_id="fai-header")
-        selected = gr.State("")
+        results = gr.State([])  # cards: item ids and what is shown, never parsed from text
         visible_ids = gr.State([])
         basket = gr.State([])
+        basket_cards = gr.State([])
+        goes_with = gr.State([])
         with gr.Row():
-            with gr.Column(scale=1):
+            with gr.Column(scale=1, min_width=260):
                 photo = photo_input()
-                k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results (k)")
+                k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results")
                 filters = [gr.Dropdown(vals, multiselect=True, label=col, value=[])
                            for col, vals in demo.filters.items()]
                 search_btn = gr.Button("Find similar", variant="primary", elem_id="fai-search")
                 status = gr.Markdown("", elem_id="fai-status")
-            with gr.Column(scale=2):
-                results = gr.Gallery(label="Most similar", columns=4, height="auto",
-                                     elem_id="fai-results", allow_preview=False)
-                add_btn = gr.Button("Add selected item to basket")
-                browse = gr.Gallery(label="Catalogue: click any item to search with it",
-                                    columns=6, height=360, elem_id="fai-browse",
+            with gr.Column(scale=3):
+                with gr.Column(elem_id="fai-results"):
+                    @gr.render(inputs=[results])
+                    def show_results(cards: list[dict]):
+                        if not cards:
+                            gr.Markdown("Results appear here.")
+                            return
+                        with gr.Row(elem_classes="fai-grid"):
+                            for card in cards:
+                                product_card(card)
+                browse = gr.Gallery(label="Catalogue: click any item to see similar ones",
+                                    columns=6, height=330, elem_id="fai-browse",
                                     allow_preview=False)
-        with gr.Row():
-            basket_gallery = gr.Gallery(label="Basket", columns=8, height=220,
-                                        object_fit="contain", allow_preview=False)
-            goes_with = gr.Gallery(label="Goes with the whole basket", columns=8, height=220,
-                                   allow_preview=False, elem_id="fai-basket-results")
-        clear_btn = gr.Button("Empty basket")
+        gr.Markdown("### Your basket")
+        with gr.Column(elem_id="fai-basket"):
+            @gr.render(inputs=[basket_cards])
+            def show_basket(cards: list[dict]):
+                if not cards:
+                    gr.Markdown("Empty: add any product with 'Add to basket'.")
+                    return
+                with gr.Row(elem_classes="fai-grid"):
+                    for card in cards:
+                        with gr.Column(elem_classes="fai-card"):
+                            gr.HTML(card_html(card), padding=False)
+        clear_btn = gr.Button("Empty basket", size="sm")
+        gr.Markdown("### Goes with your basket: something for each item in it")
+        with gr.Column(elem_id="fai-basket-results"):
+            @gr.render(inputs=[goes_with])
+            def show_goes_with(cards: list[dict]):
+                if cards:
+                    with gr.Row(elem_classes="fai-grid"):
+                        for card in cards:
+                            product_card(card)
 
-        # Gradio hands a gr.Request only to leading positional parameters, hence the wrappers.
-        def search(request: gr.Request, image: str | None, kk: float, *f):
-            return demo.search(image, kk, *f, origin=request_origin(request))
+        def product_card(card: dict) -> None:
+            with gr.Column(elem_classes="fai-card"):
+                gr.HTML(card_html(card), padding=False)
+                with gr.Row():
+                    more = gr.Button("More like this", size="sm", elem_classes="fai-more")
+                    add = gr.Button("Add to basket", size="sm", elem_classes="fai-add")
+            item = card["id"]
+            more.click(lambda kk, *f: demo.similar_to_item(item, kk, *f), [k, *filters],
+                       [results, status], api_visibility="private")
+            add.click(lambda items, kk, *f: add_to_basket(item, items, kk, *f),
+                      [basket, k, *filters], [basket, basket_cards, goes_with, status],
+                      api_visibility="private")
+
+        def add_to_basket(item: str, items: list[str], kk: float, *f):
+            if item and item not in items:
+                items = items + [item]
+            return (items, *demo.basket_view(items, kk, *f))
 
         def browse_page(request: gr.Request, *f):
             return demo.browse(*f, origin=request_origin(request))
 
-        search_btn.click(search, [photo, k, *filters], [results, status], api_name="search")
-        photo.upload(search, [photo, k, *filters], [results, status], api_visibility="private")
+        # Programs use /similar (JSON hits); the page's own events stay private.
+        search_btn.click(demo.search, [photo, k, *filters], [results, status],
+                         api_visibility="private")
+        photo.upload(demo.search, [photo, k, *filters], [results, status],
+                     api_visibility="private")
 
-        def pick_browsed(evt: gr.SelectData, request: gr.Request, ids: list[str], kk: float,
-                         *f):
+        def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, *f):
             item = ids[evt.index] if 0 <= evt.index < len(ids) else ""
-            return (item, *demo.similar_to_item(item, kk, *f, origin=request_origin(request)))
+            return demo.similar_to_item(item, kk, *f)
 
-        def pick_result(evt: gr.SelectData, kk: float, *f):
-            caption_text = (evt.value or {}).get("caption") or ""
-            parts = [p.strip() for p in caption_text.split("·")]
-            item = next((p for p in parts if p in demo.cat), "")
-            return item
-
-        browse.select(pick_browsed, [visible_ids, k, *filters], [selected, results, status],
+        browse.select(pick_browsed, [visible_ids, k, *filters], [results, status],
                       api_visibility="private")
-        results.select(pick_result, [k, *filters], [selected], api_visibility="private")
-
-        def add_to_basket(request: gr.Request, item: str, items: list[str], kk: float, *f):
-            if item and item not in items:
-                items = items + [item]
-            return (items, *demo.basket_view(items, kk, *f, origin=request_origin(request)))
-
-        add_btn.click(add_to_basket, [selected, basket, k, *filters],
-                      [basket, basket_gallery, goes_with, status], api_visibility="private")
         clear_btn.click(lambda: ([], [], [], "Basket emptied."), None,
-                        [basket, basket_gallery, goes_with, status], api_visibility="private")
+                        [basket, basket_cards, goes_with, status], api_visibility="private")
         for f in filters:
             f.change(browse_page, filters, [browse, visible_ids], api_visibility="private")
         app.load(browse_page, filters, [browse, visible_ids], api_visibility="private")
@@ -369,6 +446,11 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("--metadata", help="CSV with one row per photo")
     p.add_argument("--id-column", default="id",
                    help="the --metadata column holding each photo's file name without suffix")
+    p.add_argument("--filters", metavar="COL1,COL2",
+                   help="metadata columns offered as filters (at most 6; default: the "
+                        "catalogue's choice, else text columns that are not ids or codes)")
+    p.add_argument("--caption", metavar="NAME_COL,COL2",
+                   help="metadata columns shown on each product card, the name first")
     p.add_argument("--index", help="a catalogue made with 'fai index' (overrides --catalog)")
     p.add_argument("--model", help="ONNX model (default: the shipped model)")
     p.add_argument("--host", default="127.0.0.1",
@@ -385,7 +467,9 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
 
 def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     cat, label = load_catalog(cfg)
-    app = build_app(ShopDemo(cat, label, cfg.k))
+    split = lambda text: None if text is None else [  # noqa: E731
+        c.strip() for c in text.split(",") if c.strip()]
+    app = build_app(ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption)))
     if cfg.share:
         print("--share: a public link will expose this catalogue's photos and search to anyone "
               "who has it.")

@@ -89,6 +89,8 @@ def generate(out: str | Path, per_combination: int = 1, seed: int = 7) -> Path:
         return out
     (out / "images").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
+    prices = np.random.default_rng(seed + 1)  # its own stream: the photos stay as they were
+    base = {"Tshirt": 14, "Dress": 39, "Trousers": 34, "Skirt": 24, "Shoe": 49, "Handbag": 44}
     rows = []
     n = 0
     for item_type, (genders, _) in TYPES.items():
@@ -105,7 +107,8 @@ def generate(out: str | Path, per_combination: int = 1, seed: int = 7) -> Path:
                                 [cv2.IMWRITE_JPEG_QUALITY, 90])
                     rows.append({"id": item_id, "type": item_type, "colour": colour,
                                  "pattern": pattern, "gender": gender,
-                                 "name": f"{colour} {pattern.lower()} {item_type.lower()}"})
+                                 "name": f"{colour} {pattern.lower()} {item_type.lower()}",
+                                 "price": f"{base[item_type] + 5 * int(prices.integers(6))}.99"})
     tmp = out / "metadata.csv.tmp"
     with open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
