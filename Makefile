@@ -22,10 +22,10 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 train: $(STAMP)
-	$(PY) -m train --out runs/default
+	$(PY) -m train --config configs/lite0.json --out runs/default
 
 evaluate: $(STAMP)
-	$(PY) -m train.evaluate --model models/fai-default.onnx
+	$(PY) -m train.evaluate --model models/fai-default.onnx --shopper --unseen
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -15,7 +15,7 @@ from export.synthetic import generated_squares
 ROOT = Path(__file__).resolve().parent.parent
 MYNTRA = Path(os.environ.get("FAI_MYNTRA", ROOT.parent / "shared" / "data" / "myntra"))
 SHIPPED = ROOT / "models" / "fai-default.onnx"
-SHIPPED_INT8 = ROOT / "models" / "fai-default.int8.onnx"
+OTHER_MODEL = ROOT / "models" / "fai-small-64-v2.int8.onnx"  # another model: catalogues refuse it
 
 needs_myntra = pytest.mark.skipif(
     not (MYNTRA / "styles.csv").is_file(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import ROOT, SHIPPED_INT8, write_products
+from tests.conftest import ROOT, OTHER_MODEL, write_products
 
 FAI = [sys.executable, "-m", "fai_infer"]
 UI = [sys.executable, "-m", "ui.app", "--port", "1"]  # never reached: each case fails first
@@ -39,7 +39,7 @@ def shop(tmp_path_factory) -> Path:
     write_products(root / "shop", 12)
     photos = root / "shop" / "images"
     Catalog.build(root / "shop", root / "shop" / "metadata.csv").save(root / "cat")
-    Catalog.build(root / "shop", encoder=Encoder(SHIPPED_INT8)).save(root / "int8.cat")
+    Catalog.build(root / "shop", encoder=Encoder(OTHER_MODEL)).save(root / "int8.cat")
     # H&M style: ids in article_id, and a CSV whose ids are not the photos' names.
     write_csv(root / "articles.csv", [{"article_id": p.stem, "prod_name": f"Top {p.stem}",
                                        "product_type_no": "253"} for p in photos.iterdir()])

@@ -18,26 +18,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fai_infer.preprocess import PreprocessSpec, to_tensor
+from fai_infer.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
-from train.data import decode_all, load_catalogue
-from train.evaluate import imagenet_embedder, query_indices, shopper_squares
+from train.data import decode_all, load_catalogue, unseen_kinds
+from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import label_codes, retrieval_table, shopper_table
 
 FIGURES = ("P@10 {t}", "P@10 {t}+{c}", "shopper item@10", "shopper P@10 {t}")
 
 
-def embedding_parts(model, squares: np.ndarray, spec: PreprocessSpec,
-                    batch: int = 128) -> dict[str, np.ndarray]:
-    """general and shop parts (each unit rows) of every square, in one pass."""
-    out: dict[str, list[np.ndarray]] = {"general": [], "shop": []}
-    with torch.no_grad():
-        for i in range(0, len(squares), batch):
-            x = torch.from_numpy(to_tensor(squares[i : i + batch], spec))
-            parts = model.head.parts(model.encoder(x))
-            for k in out:
-                out[k].append(parts[k].numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
+def embedding_parts(model, squares: np.ndarray, spec: PreprocessSpec) -> dict[str, np.ndarray]:
+    """general and shop parts (each unit rows) of every square, in one onnxruntime pass: the
+    head's weights set to 1 and 1 make its output the two unit parts side by side."""
+    from train.model import EmbeddingModel
+
+    saved = model.head.weights.clone()
+    model.head.weights.fill_(1.0)
+    try:
+        both = module_embedder(EmbeddingModel(model), spec)(squares)
+    finally:
+        model.head.weights.copy_(saved)
+    g = model.head.general_dim
+    return {"general": both[:, :g], "shop": both[:, g:]}
 
 
 def combine(parts: dict[str, np.ndarray], weight: float) -> np.ndarray:
@@ -72,7 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
         p.error(f"{a.checkpoint}: no general/shop split to balance (seed family?)")
     t, c = [x.strip() for x in a.columns.split(",")][:2]
     cat = load_catalogue(a.data, ckpt["train_config"].get("csv"))
-    queries = query_indices(cat, "holdout", ckpt["train_config"].get("holdout", 0.1))
+    tc = ckpt["train_config"]
+    queries = query_indices(cat, "holdout", tc.get("holdout", 0.1))
+    unseen = unseen_kinds(cat.column(tc.get("unseen_column", t)), tc.get("unseen_fraction", 0))
+    column = cat.column(tc.get("unseen_column", t))
+    queries = np.array([q for q in queries if column[q] not in unseen], dtype=np.int64)
     labels = {t: label_codes(cat.column(t)), f"{t}+{c}": label_codes(cat.column(t),
                                                                         cat.column(c))}
     rows: list[dict] = []
@@ -95,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
             print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                               for k, v in rows[-1].items()}), flush=True)
     best = max(rows, key=lambda r: (r["worst margin"], r["mean"]))
+    print(f"{len(queries)} holdout queries (unseen kinds left out)")
     print(f"chosen on the holdout: size {best['size']}, general weight {best['general_weight']}")
     w = best["general_weight"]
     model.head.weights.copy_(torch.tensor([w, 1 - w]).sqrt())

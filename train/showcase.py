@@ -44,14 +44,14 @@ def query_grid(cat: Catalog, queries: list[str], out: Path, k: int = 5) -> None:
 def reconstructions(checkpoint: str, paths: list[str], out: Path) -> None:
     import torch
 
+    from fai_infer.preprocess import normalise, scale_pixels
     from train.checkpoint import load_checkpoint
-    from train.data import to_float
     from train.plots import plot_reconstructions
 
     model, spec, _ = load_checkpoint(checkpoint)
-    x = to_float(torch.from_numpy(np.stack([load_square(p, spec) for p in paths])))
+    x = scale_pixels(torch.from_numpy(np.stack([load_square(p, spec) for p in paths])), spec)
     with torch.no_grad():
-        recon, _ = model(x)
+        recon, _ = model(normalise(x, spec))
     plot_reconstructions(x.numpy(), recon.numpy(), out)
 
 
