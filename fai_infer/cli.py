@@ -30,14 +30,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def k_value(text: str) -> int:
-    """-k: a whole number from 1 to MAX_K (argparse turns the error into one usage line)."""
+def k_value(text: str, limit: int = MAX_K) -> int:
+    """-k: a whole number from 1 to ``limit`` (argparse turns the error into one usage line)."""
     try:
         k = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= k <= MAX_K:
-        raise argparse.ArgumentTypeError(f"{k} is outside 1..{MAX_K}")
+    if not 1 <= k <= limit:
+        raise argparse.ArgumentTypeError(f"{k} is outside 1..{limit}")
     return k
 
 

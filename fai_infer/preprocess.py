@@ -109,22 +109,8 @@ def _read_file(path: Path, name: str, max_bytes: int) -> bytes:
 
 def _jpeg_size(buf: bytes) -> tuple[int, int] | None:
     """Width and height from a JPEG's SOF marker, without decoding the image."""
-    i = 2
-    n = len(buf)
-    while i + 9 < n:
-        if buf[i] != 0xFF:
-            i += 1
-            continue
-        marker = buf[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        (length,) = struct.unpack(">H", buf[i + 2 : i + 4])
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            h, w = struct.unpack(">HH", buf[i + 5 : i + 9])
-            return w, h
-        i += 2 + length
-    return None
+    layout = decoded_layout(buf)
+    return (layout.width, layout.height) if layout is not None else None
 
 
 def check_png_chunks(buf: bytes, name: str) -> None:

@@ -28,7 +28,7 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
 from fai_infer.catalog import MAX_FILTER_VALUES, NotInCatalogue, list_images  # noqa: E402
-from fai_infer.cli import OneLineParser  # noqa: E402
+from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
@@ -110,13 +110,7 @@ def bounded_k(k: float | int | str) -> int:
 
 def k_arg(text: str) -> int:
     """``-k`` on the command line: 1..MAX_K, else one usage line."""
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= k <= MAX_K:
-        raise argparse.ArgumentTypeError(f"{k} is outside 1..{MAX_K}")
-    return k
+    return k_value(text, MAX_K)
 
 
 def request_origin(request: gr.Request | None) -> str:
