@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,9 +183,15 @@ def _fold_known_pads(proto: onnx.ModelProto) -> int:
 def to_onnx_proto(model: torch.nn.Module, size: int, opset: int) -> onnx.ModelProto:
     buf = io.BytesIO()
     dummy = torch.zeros(1, 3, size, size)
-    torch.onnx.export(model, (dummy,), buf, input_names=["image"], output_names=["embedding"],
-                      dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
-                      opset_version=opset, dynamo=False, do_constant_folding=True)
+    with warnings.catch_warnings():
+        # TF-'SAME' padding reads the input size as a Python int: a constant in the graph is
+        # exactly right here (the exported input size is fixed; only the batch is dynamic).
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message="Constant folding")
+        torch.onnx.export(model, (dummy,), buf, input_names=["image"],
+                          output_names=["embedding"],
+                          dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                          opset_version=opset, dynamo=False, do_constant_folding=True)
     proto = fold_pads_into_convs(onnx.load_from_string(buf.getvalue()))
     onnx.checker.check_model(proto)
     return proto

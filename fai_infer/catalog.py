@@ -9,6 +9,7 @@ while another thread adds or removes items.
 from __future__ import annotations
 
 import csv
+import difflib
 import json
 import os
 import threading
@@ -473,6 +474,13 @@ class Catalog:
             return None
         mask = np.ones(len(self.ids), dtype=bool)
         for col, wanted in where.items():
+            if col not in self._columns and self.rows and not any(col in r for r in self.rows):
+                known = sorted({c for r in self.rows for c in r})
+                close = difflib.get_close_matches(col, known, n=3, cutoff=0.5) or [
+                    c for c in known if c.casefold() == col.casefold()]
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"where {col!r}: no such metadata column (columns: "
+                                 f"{', '.join(known) or 'none'}){hint}")
             if col not in self._columns:
                 values = np.array([str(r.get(col, "")).casefold() for r in self.rows],
                                   dtype=object)

@@ -113,6 +113,25 @@ def test_filedata_with_a_url_is_refused(path):
     assert inner.bodies == []
 
 
+@pytest.mark.parametrize("prefix", [b" ", b"\n", b"\t", b"\r\n "])
+def test_whitespace_before_the_json_does_not_hide_a_url(prefix):
+    app, inner = guard()
+    payload = {"data": [{"path": "https://example.com/x.jpg",
+                         "meta": {"_type": "gradio.FileData"}}, 3, "{}"]}
+    status, _, body = call(app, "/gradio_api/call/similar", "POST",
+                           body=prefix + json.dumps(payload).encode(),
+                           headers={"content-type": "application/json"})
+    assert status == 400 and b"URL" in body
+    assert inner.bodies == []
+
+
+def test_a_body_that_is_not_json_is_refused():
+    app, inner = guard()
+    status, _, _ = call(app, "/gradio_api/call/similar", "POST", body=b"data=https://x.example",
+                        headers={"content-type": "application/x-www-form-urlencoded"})
+    assert status == 400 and inner.bodies == []
+
+
 def test_uploaded_filedata_passes_with_its_body_intact():
     app, inner = guard()
     body = json.dumps({"data": [{"path": "/tmp/gradio/abc/x.jpg",

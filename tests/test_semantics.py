@@ -88,3 +88,22 @@ def test_cli_shows_control_sequences_instead_of_obeying_them(shop):
     assert res.returncode == 0, res.stderr
     assert "\x1b" not in res.stdout and "\x07" not in res.stdout
     assert "red\\x1b]0;owned\\x07\\x1b[2J" in res.stdout
+
+
+def test_where_on_an_unknown_column_names_it_and_the_close_ones(tiny_onnx):
+    import numpy as np
+    import pytest
+
+    from fai_infer import Catalog, Encoder
+
+    enc = Encoder(tiny_onnx)
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(6, enc.dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    rows = [{"product_type_name": "Dress" if i % 2 else "Shirt"} for i in range(6)]
+    cat = Catalog(enc, [f"i{i}" for i in range(6)], [""] * 6, rows, emb)
+    with pytest.raises(ValueError, match="no such metadata column.*did you mean "
+                                         "product_type_name"):
+        cat.similar_to_vector(emb[0], k=3, where={"Product_type_name": "Dress"})
+    hits = cat.similar_to_vector(emb[0], k=3, where={"product_type_name": "dress"})
+    assert hits and all(h.metadata["product_type_name"] == "Dress" for h in hits)

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from train.config import add_dataclass_args, from_args, load_recipe
 from train.loop import TrainConfig, Trainer
+from fai_infer.cli import OneLineParser
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m train",
         description="Train the FAI convolutional autoencoder (reconstruction of augmented views "
                     "plus label-aware, contrastive and distillation terms) on a catalogue "

@@ -23,6 +23,7 @@ from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, unseen_kinds
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import label_codes, retrieval_table, shopper_table
+from fai_infer.cli import OneLineParser
 
 FIGURES = ("P@10 {t}", "P@10 {t}+{c}", "shopper item@10", "shopper P@10 {t}")
 
@@ -58,7 +59,7 @@ def figures(gallery: np.ndarray, queries: np.ndarray, shots: np.ndarray,
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m train.choose", description=__doc__,
+    p = OneLineParser(prog="python -m train.choose", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt of an ImageNet-family run")
     p.add_argument("--out", required=True, help="where the checkpoint with the choice goes")

@@ -32,6 +32,7 @@ from train.data import decode_all, holdout_mask, load_catalogue, unseen_kinds
 from train.metrics import (l2_normalise, label_codes, pixel_features, retrieval_table,
                            shopper_table)
 from train.shopper_photos import shopper_photos
+from fai_infer.cli import OneLineParser
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
 PIXELS = "raw pixels 32x32"
@@ -256,7 +257,7 @@ def format_table(result: dict, key: str = "table") -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(prog="python -m train.evaluate", description=__doc__,
+    p = OneLineParser(prog="python -m train.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--checkpoint", help="RUN/best.pt from python -m train")
@@ -285,8 +286,8 @@ def main(argv: list[str] | None = None) -> dict:
                    help="test a checkpoint at this input size (default: its training size)")
     p.add_argument("--id-column", default="id", help="CSV column holding the photo id")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
-    p.add_argument("--json", default=None, help="write the result here (default: beside the "
-                   "checkpoint as evaluate.json)")
+    p.add_argument("--json", default=None, help="write the result here (default: beside a "
+                   "checkpoint as NAME.evaluate.json; runs/evaluate/ for an .onnx model)")
     a = p.parse_args(argv)
     if not Path(a.data).is_dir():
         p.error(f"--data {a.data}: no such catalogue folder")
@@ -316,7 +317,16 @@ def main(argv: list[str] | None = None) -> dict:
               f"{result['unseen_queries']} photos queried among themselves)\n"
               + format_table(result, "unseen"))
     print("\nsummary\n" + summary_table(result, (first, second)))
-    out = Path(a.json) if a.json else Path(model).with_name(Path(model).stem + ".evaluate.json")
+    if result["queries"] < 50:
+        print(f"note: only {result['queries']} '{a.split}' queries (a CSV without a split column "
+              f"gets about 10% of its ids as val by a stable hash): these figures are noisy")
+    if a.json:
+        out = Path(a.json)
+    elif a.checkpoint:
+        out = Path(model).with_name(Path(model).stem + ".evaluate.json")
+    else:  # never write into the models folder (it may be read-only, and it is the repo's)
+        out = Path("runs") / "evaluate" / (Path(model).stem + ".evaluate.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"written {out}")
     return result

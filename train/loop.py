@@ -386,7 +386,7 @@ class Trainer:
         if len(columns) > 1:
             labels["+".join(columns)] = label_codes(*[[r.get(c, "") for r in rows]
                                                       for c in columns])
-        if labels:
+        if labels and n >= 2:  # neighbours need at least two holdout photos
             table = retrieval_table(torch.cat(embs).numpy(), np.arange(n), labels)
             res.update({f"holdout_{k}": v for k, v in table.items()})
         return res

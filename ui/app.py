@@ -103,7 +103,7 @@ def bounded_k(k: float | int | str) -> int:
     """Any k a client sends -> 1..MAX_K (a million results must not be one request away)."""
     try:
         value = int(float(k))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e309 is infinite
         raise ValueError("k must be a whole number") from None
     return max(1, min(MAX_K, value))
 

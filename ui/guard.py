@@ -202,7 +202,9 @@ class RequestGuard:
             if parts > MAX_FILES_PER_REQUEST:
                 raise Refusal(413, f"{parts} files in one request; at most "
                                    f"{MAX_FILES_PER_REQUEST} are accepted")
-        elif body[:1] in (b"{", b"["):
+        elif body.strip():
+            # Every other body must be JSON, whatever it starts with: JSON parsers skip leading
+            # whitespace, so a check keyed on the first byte let ' {"data": [url]}' through.
             try:
                 payload = json.loads(body)
             except ValueError:
