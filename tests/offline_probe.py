@@ -64,7 +64,7 @@ def main() -> None:
 
     import numpy as np
 
-    from bench.ui_load import local_client, start_app
+    from ui.launch import local_client, start_app
     from fai_infer import Encoder
     from tests.conftest import write_products
 

@@ -27,7 +27,7 @@ def get(url: str) -> tuple[int, bytes]:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     """python -m ui.app with no catalogue arguments: the generated demo shop."""
-    from bench.ui_load import start_app
+    from ui.launch import start_app
 
     cache = tmp_path_factory.mktemp("cache")
     try:
@@ -110,7 +110,7 @@ def test_page_references_nothing_outside_the_machine(app_url):
 def test_api_search_with_gradio_client(app_url):
     from gradio_client import handle_file
 
-    from bench.ui_load import local_client
+    from ui.launch import local_client
 
     url, cache = app_url
     client = local_client(url)
@@ -126,7 +126,7 @@ def test_api_search_with_gradio_client(app_url):
 def test_oversized_upload_is_refused(app_url, tmp_path):
     from gradio_client import handle_file
 
-    from bench.ui_load import local_client
+    from ui.launch import local_client
 
     url, _ = app_url
     big = tmp_path / "huge.png"
@@ -190,7 +190,7 @@ def test_upload_in_a_real_browser_shows_k_product_cards(app_url, tmp_path):
 
 
 def test_concurrent_clients_get_no_errors(app_url):
-    from bench.ui_load import run_load
+    from ui.launch import run_load
 
     url, cache = app_url
     photos = sorted((cache / "demo-shop" / "images").glob("*.jpg"))
@@ -244,7 +244,7 @@ def test_a_real_looking_csv_catalogue_in_a_real_browser(tmp_path):
     """H&M-shaped metadata (ids in article_id, code columns first, a prod_name): filters
     skip the codes, cards are captioned with the product name."""
     playwright = pytest.importorskip("playwright.sync_api")
-    from bench.ui_load import start_app
+    from ui.launch import start_app
     from tests.test_display import hm_rows
     from tests.test_errors import write_csv
     from ui.demo_catalog import generate
