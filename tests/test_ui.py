@@ -325,3 +325,50 @@ def test_exif_orientation_is_one_decode_for_runtime_and_upload(tmp_path, fmt, mo
     assert np.allclose(runtime, page, atol=1e-6)
     assert np.allclose(runtime, reference, atol=1e-6)
     assert enc.embed(io.BytesIO(path.read_bytes()).getvalue()).tolist() == [runtime.tolist()]
+
+
+def test_plain_http_api_answers_uploads_ids_and_baskets(app_url):
+    import httpx
+
+    url, cache = app_url
+    photo = demo_photo(cache)
+    with httpx.Client(base_url=url, timeout=60) as client:
+        r = client.post("api/similar", files={"image": ("shot.jpg", photo.read_bytes())},
+                        data={"k": "5"})
+        assert r.status_code == 200, r.text
+        hits = r.json()["hits"]
+        assert len(hits) == 5 and hits[0]["id"] == photo.stem and hits[0]["score"] > 0.99
+        assert hits[0]["photo"].endswith(f"/fai/photo/{photo.stem}")
+        r = client.post("api/similar", json={"id": photo.stem, "k": 3})
+        ids = [h["id"] for h in r.json()["hits"]]
+        assert r.status_code == 200 and len(ids) == 3 and photo.stem not in ids
+        other = ids[0]
+        r = client.post("api/basket", json={"ids": [photo.stem, other], "k": 4})
+        assert r.status_code == 200
+        hits = r.json()["hits"]
+        assert len(hits) == 4 and {h["source"] for h in hits} <= {photo.stem, other}
+        assert not {photo.stem, other} & {h["id"] for h in hits}
+
+
+def test_plain_http_api_errors_are_one_safe_json_line(app_url):
+    import httpx
+
+    url, cache = app_url
+    with httpx.Client(base_url=url, timeout=60) as client:
+        cases = [
+            (client.post("api/similar", json={"id": "no-such-item"}), 404),
+            (client.post("api/similar", json={"id": demo_photo(cache).stem, "k": "lots"}), 400),
+            (client.post("api/similar", files={"image": ("x.jpg", b"<html>not a photo")}), 400),
+            (client.post("api/similar", json={"k": 3}), 400),
+            (client.post("api/basket", json={"ids": "one"}), 400),
+            (client.post("api/similar", content=b"{bad json",
+                         headers={"content-type": "application/json"}), 400),
+            (client.get("api/similar"), 405),
+            (client.post("api/similar", files={"image": ("big.jpg", b"\xff" * 2_000_000)}), 413),
+        ]
+        for response, status in cases:
+            assert response.status_code == status, (status, response.text)
+            text = response.text
+            assert "Traceback" not in text and str(cache) not in text and "/tmp" not in text
+            if status != 413:
+                assert set(response.json()) == {"error"}

@@ -16,6 +16,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -31,6 +32,7 @@ from fai_infer.catalog import MAX_FILTER_VALUES, NotInCatalogue, list_images  # 
 from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
+from ui.http_api import HttpApi  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.text import markdown_escape  # noqa: E402
@@ -288,22 +290,36 @@ class ShopDemo:
         return (items, [self.card(h) for h in hits],
                 f"Goes with your basket of {len(items)}: {ms:.0f} ms")
 
+    def answer(self, query: str, k: Any, filters: Any) -> list[dict]:
+        """One search for any API: ``query`` is a catalogue id or a checked upload's local
+        path. Raises ImageError, NotInCatalogue or ValueError with a client-safe message."""
+        where = parse_filters(filters)
+        if query not in self.cat:
+            check_upload(query, self.cat.encoder.spec.size)
+        return hits_json(self.cat.similar(query, k=bounded_k(k), where=where))
+
+    def answer_id(self, item_id: str, k: Any, filters: Any) -> list[dict]:
+        """Like :meth:`answer` for a catalogue id only (a path is never taken from a client)."""
+        if item_id not in self.cat:
+            raise NotInCatalogue(item_id)
+        return self.answer(item_id, k, filters)
+
+    def answer_basket(self, ids: Any, k: Any, filters: Any) -> list[dict]:
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ValueError("ids must be a non-empty list of catalogue item ids")
+        missing = [i for i in ids if i not in self.cat]
+        if missing:
+            raise NotInCatalogue(missing[0])
+        return hits_json(self.cat.similar_to_basket(ids, k=bounded_k(k),
+                                                    where=parse_filters(filters)))
+
     def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
         """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
         catalogue id: a JSON list of hits (id, score, photo, metadata); ``photo`` is the item's
         image under this server (never a server path). ``where`` is a JSON object such as
         {"gender": "Women"}; k is capped at MAX_K. Errors name the problem, never a path."""
         try:
-            filters = json.loads(where or "{}")
-            if not isinstance(filters, dict):
-                raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
-            filters = {str(c): v for c, v in filters.items()
-                       if isinstance(v, str) or (isinstance(v, list)
-                                                 and all(isinstance(x, str) for x in v))}
-            source = uploaded_path(image, self.cat)
-            if source not in self.cat:
-                check_upload(source, self.cat.encoder.spec.size)
-            hits = self.cat.similar(source, k=bounded_k(k), where=filters)
+            hits = self.answer(uploaded_path(image, self.cat), k, json.loads(where or "{}"))
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:
@@ -312,9 +328,27 @@ class ShopDemo:
             raise gr.Error(f"bad request: {exc}") from None
         except Exception:  # never pass internals (paths, stack details) to a client
             raise gr.Error("the search failed on the server") from None
-        return json.dumps([{"id": h.id, "score": round(float(h.score), 6),
-                            "photo": photo_url(h.id), "metadata": h.metadata} for h in hits],
-                          ensure_ascii=False)
+        return json.dumps(hits, ensure_ascii=False)
+
+
+def parse_filters(filters: Any) -> dict[str, str | list[str]]:
+    """A client's ``where`` (a JSON object of column -> value or list of values)."""
+    if not isinstance(filters, dict):
+        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
+    return {str(c): v for c, v in filters.items()
+            if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))}
+
+
+def hits_json(hits: list[Hit]) -> list[dict]:
+    """Hits as clients see them: the photo is a link on this server, never a path."""
+    out = []
+    for h in hits:
+        row = {"id": h.id, "score": round(float(h.score), 6), "photo": photo_url(h.id),
+               "metadata": h.metadata}
+        if h.source:
+            row["source"] = h.source
+        out.append(row)
+    return out
 
 
 def photo_input() -> gr.Image:
@@ -463,14 +497,16 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     cat, label = load_catalog(cfg)
     split = lambda text: None if text is None else [  # noqa: E731
         c.strip() for c in text.split(",") if c.strip()]
-    app = build_app(ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption)))
+    shop = ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption))
+    app = build_app(shop)
     if cfg.share:
         print("--share: a public link will expose this catalogue's photos and search to anyone "
               "who has it.")
     app.queue(default_concurrency_limit=8)
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
-                       max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)))
+                       max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
+                       api=HttpApi(shop.answer, shop.answer_id, shop.answer_basket))
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},

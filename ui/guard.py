@@ -115,8 +115,12 @@ class RequestGuard:
     """ASGI middleware: Host check, no URL inputs, bounded bodies, photos by item id."""
 
     def __init__(self, app: ASGIApp, hosts: frozenset[str] | None, max_upload_bytes: int,
-                 photos: ASGIApp | None = None, photo_prefix: str = "/fai/photo/"):
+                 photos: ASGIApp | None = None, photo_prefix: str = "/fai/photo/",
+                 api: ASGIApp | None = None, api_paths: tuple[str, ...] = ("/api/similar",
+                                                                           "/api/basket")):
         self.app = app
+        self.api = api
+        self.api_paths = api_paths
         self.hosts = hosts
         self.max_multipart = max_upload_bytes + MULTIPART_OVERHEAD
         self.photos = photos
@@ -136,9 +140,13 @@ class RequestGuard:
             if own_photo is not None:  # gradio_client fetches gallery links through file=
                 return await self.photos(dict(scope, path=own_photo), receive, send)
             self._check_file_route(path)
+            # The plain HTTP API gets the same body checks (cap, file count, no URLs).
+            target = self.api if self.api is not None and path in self.api_paths else self.app
             if scope.get("method") in ("POST", "PUT", "PATCH"):
                 body = await self._checked_body(scope, receive)
-                return await self.app(scope, _replay(body, receive), send)
+                return await target(scope, _replay(body, receive), send)
+            if target is not self.app:
+                return await target(scope, receive, send)
         except Refusal as refusal:
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
