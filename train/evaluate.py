@@ -84,22 +84,20 @@ def onnx_embedder(path: str) -> Embedder:
     return encoder.spec, lambda squares: _batched(encoder.embed_squares, squares)
 
 
-class PooledBackbone:
-    """Backbone feature map -> global average -> L2 norm (built lazily: torch is optional)."""
+def pooled(backbone):
+    """Backbone feature map -> global average -> L2 norm, as one module (torch imported late:
+    evaluating an ONNX file needs no torch)."""
+    import torch
 
-    @staticmethod
-    def make(backbone):
-        import torch
+    class Pooled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = backbone
 
-        class Pooled(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.backbone = backbone
+        def forward(self, x):
+            return torch.nn.functional.normalize(self.backbone(x).mean(dim=(2, 3)), dim=1)
 
-            def forward(self, x):
-                return torch.nn.functional.normalize(self.backbone(x).mean(dim=(2, 3)), dim=1)
-
-        return Pooled()
+    return Pooled()
 
 
 def imagenet_embedder(variant: str = "efficientnet-lite0", size: int = REFERENCE_SIZE
@@ -109,7 +107,7 @@ def imagenet_embedder(variant: str = "efficientnet-lite0", size: int = REFERENCE
     from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone
 
     spec = PreprocessSpec(size=size, mean=INPUT_MEAN, std=INPUT_STD)
-    return spec, module_embedder(PooledBackbone.make(imagenet_backbone(variant)), spec)
+    return spec, module_embedder(pooled(imagenet_backbone(variant)), spec)
 
 
 def make_embedder(model: str, image_size: int | None = None) -> Embedder:
