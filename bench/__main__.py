@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from bench import encoder_speed, model_sizes, search_speed
 from bench.timing import sgemm_gflops, table
-from export.synthetic import generated_squares
+from export.synthetic import generated_squares, scale_embeddings
 from fai_infer import Catalog, Encoder
 from fai_infer.encoder import default_model_path
 from train.model import ModelConfig
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
     search_rows, latency_rows, footprint_rows = [], [], []
     rng = np.random.default_rng(1)
     for n in tqdm(sizes, desc="catalogue sizes"):
-        emb = search_speed.scale_embeddings(real, n)
+        emb = scale_embeddings(real, n)
         queries = emb[rng.integers(0, n, 50 if a.quick else 200)]
         rows, hnsw = search_speed.engines(emb, queries)
         search_rows += rows

@@ -16,17 +16,6 @@ from fai_infer.catalog import list_images
 from fai_infer.search import HnswSearch, exact_top_k
 
 
-def scale_embeddings(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
-    """Real embeddings padded to n rows with jittered copies (the catalogue stays realistic)."""
-    rng = np.random.default_rng(seed)
-    reps = [real]
-    while sum(len(r) for r in reps) < n:
-        base = real[rng.integers(0, len(real), min(len(real), n - sum(len(r) for r in reps)))]
-        jitter = base + rng.normal(0, 0.03, base.shape).astype(np.float32)
-        reps.append(jitter / np.linalg.norm(jitter, axis=1, keepdims=True))
-    return np.concatenate(reps)[:n].astype(np.float32)
-
-
 def hnsw_memory_mb(n: int, dim: int, m: int) -> float:
     """An HNSW graph's resident size as hnswlib lays it out: vectors + level-0 links (2M) +
     label, plus upper levels (faiss's HNSW stores about the same; an estimate for it)."""

@@ -1,4 +1,5 @@
-"""Deterministic synthetic 'product photos' for checks that must run without any data.
+"""Deterministic synthetic data for checks that must run without any: 'product photos', and
+big catalogues of embeddings grown from a few real ones.
 
 numpy only, so runtime tests can use it without torch.
 """
@@ -20,3 +21,14 @@ def generated_squares(size: int, n: int, seed: int = 0) -> np.ndarray:
         noisy = out[i].astype(np.float32) + rng.normal(0, 6, out[i].shape)
         out[i] = np.clip(noisy, 0, 255).astype(np.uint8)
     return out
+
+
+def scale_embeddings(real: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """Real embeddings padded to n rows with jittered copies (the catalogue stays realistic)."""
+    rng = np.random.default_rng(seed)
+    reps = [real]
+    while sum(len(r) for r in reps) < n:
+        base = real[rng.integers(0, len(real), min(len(real), n - sum(len(r) for r in reps)))]
+        jitter = base + rng.normal(0, 0.03, base.shape).astype(np.float32)
+        reps.append(jitter / np.linalg.norm(jitter, axis=1, keepdims=True))
+    return np.concatenate(reps)[:n].astype(np.float32)

@@ -40,11 +40,17 @@ def write_products(folder: Path, n: int, size: int = 48, seed: int = 0,
         rows.append({"id": path.stem, "split": "val" if i % 6 == 0 else "train",
                      "colour": colour, "gender": ["Women", "Men"][i % 2]})
     if csv_name:
-        with open(folder / csv_name, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_csv(folder / csv_name, rows)
     return paths
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    """A CSV with the first row's keys as its columns."""
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ good inputs given beside bad ones still produce their output."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import subprocess
@@ -16,20 +15,12 @@ from pathlib import Path
 import pytest
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import ROOT, OTHER_MODEL, write_products
+from tests.conftest import ROOT, OTHER_MODEL, write_csv, write_products
 
 FAI = [sys.executable, "-m", "fai_infer"]
 UI = [sys.executable, "-m", "ui.app", "--port", "1"]  # never reached: each case fails first
 TRAIN = [sys.executable, "-m", "train"]
 EVALUATE = [sys.executable, "-m", "train.evaluate"]
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -169,7 +169,7 @@ def test_hnsw_recall_at_100k_on_a_clustered_catalogue(encoder):
     """The benchmark's catalogue (real embeddings padded with jittered copies): many near-
     copies of each product. At M=16 recall@10 stalled near 0.95 whatever ef; the default must
     stay far above that."""
-    from bench.search_speed import scale_embeddings
+    from export.synthetic import scale_embeddings
 
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[:3000]
     data = scale_embeddings(encoder.embed(paths, batch_size=64), 100_000)

@@ -20,7 +20,7 @@ import torch
 
 from fai_infer.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
-from train.data import decode_all, load_catalogue, unseen_kinds
+from train.data import decode_all, load_catalogue, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import label_codes, retrieval_table, shopper_table
 from fai_infer.cli import OneLineParser
@@ -77,23 +77,29 @@ def main(argv: list[str] | None = None) -> dict:
     cat = load_catalogue(a.data, ckpt["train_config"].get("csv"))
     tc = ckpt["train_config"]
     queries = query_indices(cat, "holdout", tc.get("holdout", 0.1))
-    unseen = unseen_kinds(cat.column(tc.get("unseen_column", t)), tc.get("unseen_fraction", 0))
-    column = cat.column(tc.get("unseen_column", t))
-    queries = np.array([q for q in queries if column[q] not in unseen], dtype=np.int64)
+    is_unseen, _ = unseen_mask(cat.column(tc.get("unseen_column", t)),
+                               tc.get("unseen_fraction", 0))
+    queries = queries[~is_unseen[queries]]
     labels = {t: label_codes(cat.column(t)), f"{t}+{c}": label_codes(cat.column(t),
                                                                         cat.column(c))}
     rows: list[dict] = []
+    shots: dict[int, np.ndarray] = {}  # the queries re-shot, once per input size
+
+    def shots_at(size: int) -> np.ndarray:
+        if size not in shots:
+            shots[size] = shopper_squares(cat, queries, size, 2, a.cache_dir)
+        return shots[size]
+
     ref_spec, ref_embed = imagenet_embedder(ckpt["model_config"]["arch"])
     squares, _ = decode_all(cat.paths, PreprocessSpec(size=ref_spec.size), 2, a.cache_dir)
-    shots = shopper_squares(cat, queries, ref_spec.size, 2, a.cache_dir)
-    reference = figures(ref_embed(squares), queries, ref_embed(shots), labels, t, c)
+    reference = figures(ref_embed(squares), queries, ref_embed(shots_at(ref_spec.size)),
+                        labels, t, c)
     print("frozen reference:", json.dumps({k: round(v, 3) for k, v in reference.items()}))
     for size in [int(x) for x in a.sizes.split(",")]:
         s_spec = replace(spec, size=size)
         squares, _ = decode_all(cat.paths, PreprocessSpec(size=size), 2, a.cache_dir)
         gallery = embedding_parts(model, squares, s_spec)
-        shot_parts = embedding_parts(model, shopper_squares(cat, queries, size, 2, a.cache_dir),
-                                     s_spec)
+        shot_parts = embedding_parts(model, shots_at(size), s_spec)
         for w in [float(x) for x in a.weights.split(",")]:
             row = figures(combine(gallery, w), queries, combine(shot_parts, w), labels, t, c)
             margins = [row[k] - reference[k] for k in row]

@@ -112,6 +112,13 @@ def unseen_kinds(values: list[str], fraction: float) -> set[str]:
     return {v for v in set(values) if v and stable_fraction(v, "unseen") < fraction}
 
 
+def unseen_mask(values: list[str], fraction: float) -> tuple[np.ndarray, set[str]]:
+    """(which rows are of an unseen kind, the unseen kinds): what training leaves out, choices
+    skip and ``train.evaluate --unseen`` scores."""
+    kinds = unseen_kinds(values, fraction) if fraction > 0 else set()
+    return np.array([v in kinds for v in values], dtype=bool), kinds
+
+
 def holdout_mask(ids: list[str], fraction: float) -> np.ndarray:
     """Part of *train* kept out of the gradient for early stopping and recipe choices."""
     return np.array([stable_fraction(i, "holdout") < fraction for i in ids], dtype=bool)

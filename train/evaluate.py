@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from fai_infer.preprocess import PreprocessSpec, square_resize, to_tensor
-from train.data import decode_all, holdout_mask, load_catalogue, unseen_kinds
+from train.data import decode_all, holdout_mask, load_catalogue, unseen_mask
 from train.metrics import (l2_normalise, label_codes, pixel_features, retrieval_table,
                            shopper_table)
 from train.shopper_photos import shopper_photos
@@ -200,8 +200,8 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
     if unseen:
-        kinds = unseen_kinds(cat.column(first), unseen_fraction)
-        rows = np.array([i for i, v in enumerate(cat.column(first)) if v in kinds])
+        is_unseen, kinds = unseen_mask(cat.column(first), unseen_fraction)
+        rows = np.flatnonzero(is_unseen)
         sub = {k: v[rows] for k, v in labels.items()}
         everyone = np.arange(len(rows))
         results["unseen"] = {

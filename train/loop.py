@@ -34,7 +34,7 @@ from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels
 from train.checkpoint import save_atomic
 from train.config import opt
 from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_catalogue,
-                        unseen_kinds)
+                        unseen_mask)
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone, load_imagenet
 from train.metrics import label_codes, retrieval_table
 from train.model import AutoEncoder, ModelConfig
@@ -287,9 +287,7 @@ class Trainer:
                   f"--label-columns", file=sys.stderr)
         self.vocab, targets = encode_labels(cat.rows, columns)
         self.targets = {k: torch.from_numpy(v) for k, v in targets.items()}
-        unseen = unseen_kinds(cat.column(cfg.unseen_column), cfg.unseen_fraction) \
-            if cfg.unseen_fraction > 0 else set()
-        is_unseen = np.array([v in unseen for v in cat.column(cfg.unseen_column)], dtype=bool)
+        is_unseen, unseen = unseen_mask(cat.column(cfg.unseen_column), cfg.unseen_fraction)
         is_train = np.array([s == "train" for s in cat.splits]) & ~is_unseen
         held = holdout_mask(cat.ids, cfg.holdout) & is_train
         self.train_idx = np.flatnonzero(is_train & ~held)

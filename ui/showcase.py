@@ -1,4 +1,4 @@
-"""python -m train.showcase: PNGs people would rather look at than read.
+"""python -m ui.showcase: PNGs people would rather look at than read.
 
 ``query-examples.png``: a few query photos with their top-5 from the catalogue, and
 ``reconstructions.png``: what the autoencoder's decoder makes of photos. By default both use the
@@ -56,7 +56,7 @@ def reconstructions(checkpoint: str, paths: list[str], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m train.showcase", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m ui.showcase", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=None, help="ONNX model (default: the shipped one)")
     p.add_argument("--checkpoint", default="models/fai-default.pt",
