@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from fai_infer import __version__
-from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped, _is_code_column
+from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped, remembered_model
+from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError
 from fai_infer.storage import CatalogError, check_writable
@@ -67,7 +68,7 @@ def _print_hits(title: str, hits: list[Hit], cat: Catalog) -> None:
             text = " · ".join(h.metadata.get(c, "") for c in caption if h.metadata.get(c))
         else:  # no name-like column: the row, less its id and code columns
             text = ", ".join(f"{c}={v}" for c, v in h.metadata.items()
-                             if v and c != cat.id_column and not _is_code_column(c, []))
+                             if v and c != cat.id_column and not is_code_column(c, []))
         via = f"  (for {visible(h.source)})" if h.source else ""
         print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(text[:120])}{via}")
 

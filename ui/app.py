@@ -28,7 +28,9 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
-from fai_infer.catalog import MAX_FILTER_VALUES, NotInCatalogue, list_images  # noqa: E402
+from fai_infer.catalog import NotInCatalogue  # noqa: E402
+from fai_infer.display import MAX_FILTER_VALUES  # noqa: E402
+from fai_infer.sources import list_images  # noqa: E402
 from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
