@@ -82,9 +82,10 @@ def folder_fingerprint(folder: Path, metadata: str | None) -> str:
 def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
     the generated demo shop."""
+    if cfg.index:  # live: items other processes add or remove show up in the next search
+        return (Catalog.open(cfg.index, Encoder(cfg.model) if cfg.model else None, live=True),
+                Path(cfg.index).resolve().name)
     encoder = Encoder(cfg.model)
-    if cfg.index:
-        return Catalog.open(cfg.index, encoder), Path(cfg.index).resolve().name
     if cfg.catalog:
         folder, metadata, label = Path(cfg.catalog), cfg.metadata, Path(cfg.catalog).resolve().name
     else:
@@ -94,12 +95,13 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
                          f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
-        return Catalog.open(cached, encoder), label
+        return Catalog.open(cached, encoder, live=True), label
     except CatalogError:
         pass
     log(f"indexing {folder} (first start only) ...")
     cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
     cat.save(cached)
+    cat.live = True
     return cat, label
 
 
@@ -242,15 +244,12 @@ class ShopDemo:
         return [(photo_url(h.id, origin), self.name(h)) for h in hits]
 
     def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
-        where = self.where(filters)
-        hits = []
-        for item_id in self.cat.ids:
-            h = self.cat.get(item_id)
-            if all(h.metadata.get(c, "").casefold() in {x.casefold() for x in v}
-                   for c, v in where.items()):
-                hits.append(h)
-            if len(hits) >= BROWSE_LIMIT:
-                break
+        hits = []  # the same filter mask as search, first BROWSE_LIMIT items
+        for item_id in self.cat.matching(self.where(filters), limit=BROWSE_LIMIT):
+            try:
+                hits.append(self.cat.get(item_id))
+            except NotInCatalogue:  # removed by another process meanwhile
+                continue
         return self.gallery(hits, origin), [h.id for h in hits]
 
     def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
