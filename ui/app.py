@@ -332,10 +332,14 @@ class ShopDemo:
         return json.dumps(hits, ensure_ascii=False)
 
 
-def parse_filters(filters: Any) -> dict[str, str | list[str]]:
-    """A client's ``where`` (a JSON object of column -> value or list of values)."""
+def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
+    """A client's ``where``: a JSON object of column -> value or list of values, or a list of
+    clauses such as ["colour!=Black", "price<50"] (``fai_infer.filters``)."""
+    if isinstance(filters, list) and all(isinstance(x, str) for x in filters):
+        return filters
     if not isinstance(filters, dict):
-        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
+        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"} or a "
+                         "list such as [\"price<50\"]")
     return {str(c): v for c, v in filters.items()
             if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))}
 
