@@ -421,26 +421,28 @@ class Catalog:
         """Make a delta against the newest state and commit it: under the writer lock (after
         catching up with other writers) when stored, else in memory. A failed write changes
         nothing."""
-        with self._lock:
-            if self.root is None:
+        if self.root is None:
+            with self._lock:
                 delta = make()
                 if delta is not None and delta.size():
                     self._apply(delta)
                 return delta
-            with writer_lock(self.root, self.lock_timeout):
-                self.refresh()
-                delta = make()
-                if delta is None or not delta.size():
-                    return delta
-                write_delta(self.root, self.root / self._gen, self._applied + 1, delta,
-                            self.index.dim)
-                self._apply(delta)
-                self._applied += 1
-                self._delta_rows += delta.size()
-                if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
-                        or self._applied >= COMPACT_MAX_DELTAS):
-                    self._write_base(self.root)
+        # The process lock first, then this object's: searches in this process go on while
+        # another process holds the catalogue (and the order never inverts: no deadlock).
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            delta = make()
+            if delta is None or not delta.size():
                 return delta
+            write_delta(self.root, self.root / self._gen, self._applied + 1, delta,
+                        self.index.dim)
+            self._apply(delta)
+            self._applied += 1
+            self._delta_rows += delta.size()
+            if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
+                    or self._applied >= COMPACT_MAX_DELTAS):
+                self._write_base(self.root)
+            return delta
 
     def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
                        paths: Sequence[str] | None = None, metadata: Any = None) -> None:
@@ -548,7 +550,7 @@ class Catalog:
         if self.root is not None and root.absolute() == self.root.absolute():
             self.compact()
             return root
-        with self._lock, writer_lock(root, self.lock_timeout):
+        with writer_lock(root, self.lock_timeout), self._lock:
             self._write_base(root)
         return root
 
@@ -557,7 +559,7 @@ class Catalog:
         catching up), and drop tombstoned rows from memory."""
         if self.root is None:
             raise CatalogError("compact() is for a catalogue stored on disk; save() it first")
-        with self._lock, writer_lock(self.root, self.lock_timeout):
+        with writer_lock(self.root, self.lock_timeout), self._lock:
             self.refresh()
             self._write_base(self.root)
         return self.root

@@ -25,6 +25,7 @@ class VectorIndex:
         """``vectors``/``labels``: live rows of a stored base; ``hnsw``: its graph, already
         holding exactly those labels (else one is built when the index is large enough)."""
         self.dim, self.exact_below = dim, exact_below
+        self.exact_filter_below = EXACT_FILTER_BELOW
         self._vectors = Growable((dim,), np.float32, vectors)
         n = len(self._vectors)
         self._labels = Growable((), np.int64, np.arange(n) if labels is None else labels)
@@ -108,7 +109,7 @@ class VectorIndex:
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         use_hnsw = self.hnsw is not None and candidates > self.exact_below and (
-            mask is None or candidates > EXACT_FILTER_BELOW)
+            mask is None or candidates > self.exact_filter_below)
         if use_hnsw:
             rows, scores = self._search_hnsw(query, k, None if mask is None else allowed)
             if len(rows) >= k:
