@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import ROOT, OTHER_MODEL, write_csv, write_products
+from tests.conftest import SHIPPED, ROOT, OTHER_MODEL, write_csv, write_products
 
 FAI = [sys.executable, "-m", "fai_infer"]
 UI = [sys.executable, "-m", "ui.app", "--port", "1"]  # never reached: each case fails first
@@ -65,7 +65,9 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
         "fai query with nothing": (FAI + ["query", cat], 1, "nothing to search with"),
         "fai query of a missing catalogue": (FAI + ["query", str(r / "nocat"), p1], 1,
                                              "nocat"),
-        "fai query of another model's catalogue": (FAI + ["query", str(r / "int8.cat"), p1],
+        # (without --model the catalogue's own model is loaded, so name the other one)
+        "fai query of another model's catalogue": (FAI + ["query", str(r / "int8.cat"), p1,
+                                                          "--model", str(SHIPPED)],
                                                    1, "indexed with model"),
         "fai query a bad where": (FAI + ["query", cat, p1, "--where", "gender"], 1,
                                   "expected column=value"),
@@ -88,8 +90,8 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
                                                  str(r / "no.csv")], 1, "no such CSV file"),
         "ui.app --index missing catalogue": (UI + ["--index", str(r / "nocat")], 1,
                                              "no such catalogue"),
-        "ui.app --index another model's": (UI + ["--index", str(r / "int8.cat")], 1,
-                                           "indexed with model"),
+        "ui.app --index another model's": (UI + ["--index", str(r / "int8.cat"), "--model",
+                                                 str(SHIPPED)], 1, "indexed with model"),
         "ui.app -k 0": (UI + ["-k", "0"], 2, "outside 1..50"),
         "ui.app unknown option": (UI + ["--catalogue", shop], 2, "unrecognized arguments"),
         # training and evaluation (their own usage lines end with the error)
