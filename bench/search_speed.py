@@ -42,7 +42,7 @@ def engines(data: np.ndarray, queries: np.ndarray, efs=(16, 64, 200)
     index = HnswSearch(dim, n)
     index.add(np.arange(n), data)  # all cores
     build = time.perf_counter() - t0
-    m = index.index.M
+    m = index.m
     for ef in efs:
         found = [index.query(q, 10, ef=ef)[0] for q in queries]
         ms = median_ms(lambda: [index.query(q, 10, ef=ef) for q in queries[:200]],

@@ -54,6 +54,11 @@ class HnswSearch:
         return self.index.get_current_count() - self.deleted
 
     @property
+    def m(self) -> int:
+        """The graph's degree parameter M."""
+        return self.index.M
+
+    @property
     def capacity(self) -> int:
         return self.index.get_max_elements()
 
