@@ -81,10 +81,13 @@ class Skipped:
 
 
 def remembered_model(path: str | os.PathLike) -> str | None:
-    """The model file a stored catalogue was built with, if it still exists."""
+    """The model file a stored catalogue was built with, if it still exists. Read without
+    verifying checksums (``open`` does that next, with the model's weights checked too): at a
+    million items hashing twice would double the start-up time."""
     try:
-        _, manifest = read_generation(Path(path))
-    except CatalogError:
+        name = current_generation_name(Path(path))
+        manifest = json.loads((Path(path) / str(name) / "manifest.json").read_text())
+    except (CatalogError, OSError, ValueError):
         return None
     model = manifest.get("model_path") if isinstance(manifest, dict) else None
     return model if isinstance(model, str) and Path(model).is_file() else None
