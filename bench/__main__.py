@@ -111,8 +111,8 @@ def main(argv: list[str] | None = None) -> dict:
         rows, hnsw = search_speed.engines(emb, queries)
         search_rows += rows
         ids = [f"i{i}" for i in range(n)]
-        cat = Catalog(encoder, ids, [str(photos[i % len(photos)]) for i in range(n)],
-                      [{} for _ in range(n)], emb, search_index=hnsw)
+        cat = Catalog(encoder)
+        cat.add_embeddings(ids, emb, [str(photos[i % len(photos)]) for i in range(n)])
         latency_rows.append({"n": n, "engine": cat.engine,
                              **search_speed.query_latency(cat, photos, 30 if a.quick else 200)})
         if n >= 100_000 or n == sizes[-1]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from bench.timing import median_ms, percentiles_ms
 from fai_infer import Catalog, Encoder
-from fai_infer.catalog import list_images
+from fai_infer.sources import list_images
 from fai_infer.search import HnswSearch, exact_top_k
 
 

@@ -29,7 +29,7 @@ import onnx
 from fai_infer.ort import ort
 import torch
 
-from fai_infer.catalog import list_images as catalog_images
+from fai_infer.sources import list_images as catalog_images
 from fai_infer.model_info import FORMAT_VERSION, META_PREFIX
 from export.synthetic import generated_squares
 from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor

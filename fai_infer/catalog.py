@@ -1,36 +1,47 @@
-"""A shop's catalogue: embeddings, ids, metadata and a search index, saved crash-safely.
+"""A shop's catalogue: the thin layer that joins an encoder, a vector index, a metadata table
+and a store on disk.
 
 ``Catalog.build(folder)`` indexes photos, ``.similar(image_or_id)`` and
-``.similar_to_basket(items)`` recommend, ``.add``/``.remove`` update it live (and persist when
-the catalogue lives on disk). Everything is guarded by one lock, so kiosk threads can query
-while another thread adds or removes items.
+``.similar_to_basket(items)`` recommend, ``.add``/``.remove``/``.add_embeddings``/
+``.update_metadata`` change it. On disk every change is a small delta committed under a
+cross-process writer lock (``fai_infer/store.py``), and ``compact()`` folds the deltas into a
+new base. ``refresh()`` picks up what other processes committed; ``live=True`` does so before
+every search. One in-process lock guards the state, so kiosk threads can query while another
+thread changes the catalogue.
 """
 
 from __future__ import annotations
 
-import csv
-import difflib
 import json
 import os
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from fai_infer.display import MAX_FILTERS, choose_display
 from fai_infer.encoder import Encoder
+from fai_infer.filters import Where, parse_where
+from fai_infer.metadata import MetadataTable
 from fai_infer.preprocess import ImageInput, describe
 from fai_infer.progress import Progress
-from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
-from fai_infer.store_check import check_arrays, check_items, check_manifest
-from fai_infer.storage import CatalogError, read_generation, write_generation
+from fai_infer.search import EXACT_BELOW, HnswSearch
+from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
+                               read_metadata, stored_path)
+from fai_infer.store import Delta, delta_path, read_delta, write_delta, writer_lock
+from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
+from fai_infer.storage import (CatalogError, current_generation_name, read_generation,
+                               write_generation)
+from fai_infer.vector_index import VectorIndex
 
-CATALOG_FORMAT = 1
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-Where = Mapping[str, "str | Sequence[str]"]
-MetadataSource = "str | os.PathLike | Mapping[str, Mapping[str, Any]] | None"
+CATALOG_FORMAT = 2
+COMPACT_RATIO = 0.25  # fold deltas into a new base once they change this share of the items
+COMPACT_MIN_ROWS = 4_096
+COMPACT_MAX_DELTAS = 512  # ... or once this many delta files pile up (bounded open time)
+OPEN_RETRIES = 5
 
 
 class NotInCatalogue(ValueError):
@@ -69,250 +80,412 @@ class Skipped:
         return {"path": self.path, "reason": self.reason}
 
 
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Every file under ``folder`` with an image suffix (a directory named x.jpg included, so
-    that it is reported rather than silently ignored)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CatalogError(f"{folder}: not a directory of photos")
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
-    """A CSV path or a mapping id -> row -> {id: row} with string values."""
-    if source is None:
-        return {}
-    if isinstance(source, Mapping):
-        return {str(k): {str(c): str(v) for c, v in row.items()} for k, row in source.items()}
-    path = Path(source)
+def remembered_model(path: str | os.PathLike) -> str | None:
+    """The model file a stored catalogue was built with, if it still exists."""
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or id_column not in reader.fieldnames:
-                raise CatalogError(f"{path}: no {id_column!r} column (columns: "
-                                   f"{', '.join(reader.fieldnames or [])}); use --id-column")
-            return {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
-                    for row in reader}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CatalogError(f"{path}: cannot read metadata CSV ({exc})") from None
+        _, manifest = read_generation(Path(path))
+    except CatalogError:
+        return None
+    model = manifest.get("model_path") if isinstance(manifest, dict) else None
+    return model if isinstance(model, str) and Path(model).is_file() else None
 
 
-def _ids_for(paths: list[Path], root: Path) -> list[str]:
-    """File stems as ids; where two files share a stem, their relative paths instead (with the
-    suffix where even those collide: photo.jpg and photo.png in one folder)."""
-    def clashing(names: list[str]) -> set[str]:
-        return {n for n in names if names.count(n) > 1} if len(set(names)) < len(names) else set()
-
-    ids = [p.stem for p in paths]
-    dup = clashing(ids)
-    ids = [str(p.relative_to(root).with_suffix("")) if i in dup else i
-           for p, i in zip(paths, ids)]
-    dup = clashing(ids)
-    return [str(p.relative_to(root)) if i in dup else i for p, i in zip(paths, ids)]
-
-
-def _looks_like_path(text: str) -> bool:
-    """Whether a string that is not a catalogue id should be read as a photo file."""
-    return Path(text).suffix.lower() in IMAGE_SUFFIXES or os.path.lexists(text)
+def _unit_rows(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
+    """(n, dim) float32 unit rows, or one ValueError naming the first bad row."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise ValueError(f"{what} has shape {tuple(np.shape(vectors))}; this catalogue's model "
+                         f"makes {dim}-d embeddings")
+    norms = np.linalg.norm(v, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if len(bad):
+        raise ValueError(f"{what} {int(bad[0])} is zero or not finite")
+    return np.ascontiguousarray(v / norms[:, None], dtype=np.float32)
 
 
-MAX_FILTERS = 6
-MAX_FILTER_VALUES = 150
-NAME_COLUMNS = ("name", "prod_name", "product_name", "productdisplayname", "title",
-                "display_name", "productname")
-_CODE_SUFFIXES = ("_id", "_no", "_code", "_nr", "_num", "_sku", "id", "sku", "ean", "upc")
-_NOT_DISPLAYED = {"split", "path", "file", "filename", "image", "url"}
+def _rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
+    """Metadata rows aligned with ``ids`` from a list of rows or a mapping id -> row."""
+    if metadata is None:
+        return [{} for _ in ids]
+    if isinstance(metadata, Mapping):
+        return [{str(c): str(v) for c, v in metadata.get(i, {}).items()} for i in ids]
+    rows = list(metadata)
+    if len(rows) != len(ids):
+        raise ValueError(f"{len(rows)} metadata rows for {len(ids)} ids")
+    return [{str(c): str(v) for c, v in (r or {}).items()} for r in rows]
 
 
-def _is_code_column(name: str, values: list[str]) -> bool:
-    """Ids and codes a shopper never filters by: *_id, *_no, *_code, numbers, unique values."""
-    low = name.casefold()
-    if low in _NOT_DISPLAYED or low.endswith(_CODE_SUFFIXES):
-        return True
-    filled = [v for v in values if v]
-    if filled and all(v.replace(".", "", 1).isdigit() for v in filled):
-        return True
-    return len(filled) > 1 and len(set(filled)) == len(filled)
-
-
-def default_display(rows: list[dict[str, str]], id_column: str = "id"
-                    ) -> tuple[list[str], list[str]]:
-    """(filter columns, caption columns) a shopper would want, from the metadata alone:
-    filters are text columns with 2..150 values that are not ids or codes (at most 6, in
-    the CSV's order); the caption is the first name-like column."""
+def _column_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
     order: list[str] = []
     for r in rows:
         order += [c for c in r if c not in order]
-    values = {c: [str(r.get(c, "") or "") for r in rows] for c in order}
-    filters = [c for c in order if c != id_column and c.casefold() not in NAME_COLUMNS
-               and not _is_code_column(c, values[c])
-               and 1 < len(set(values[c]) - {""}) <= MAX_FILTER_VALUES][:MAX_FILTERS]
-    named = [c for c in order if c.casefold() in NAME_COLUMNS]
-    return filters, named[:1]
+    return order
 
 
 class Catalog:
-    def __init__(self, encoder: Encoder, ids: list[str], paths: list[str],
-                 rows: list[dict[str, str]], embeddings: np.ndarray,
-                 labels: np.ndarray | None = None, exact_below: int = EXACT_BELOW,
-                 search_index: HnswSearch | None = None):
-        """``search_index``: an HNSW graph already built over exactly these ``labels`` and
-        ``embeddings`` (skips rebuilding it, e.g. when a benchmark shares one)."""
-        self.encoder = encoder
-        self.ids = list(ids)
-        self.paths = list(paths)
-        self.rows = list(rows)
-        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32).reshape(
-            len(self.ids), encoder.dim)
-        self.labels = (np.arange(len(self.ids), dtype=np.int64) if labels is None
-                       else np.asarray(labels, dtype=np.int64))
-        self.next_label = int(self.labels.max()) + 1 if len(self.labels) else 0
-        self.exact_below = exact_below
+    """``Catalog(encoder)`` is an empty in-memory catalogue; ``build`` and ``open`` make one
+    from photos or from disk. ``live=True``: refresh from disk before every search."""
+
+    def __init__(self, encoder: Encoder | None = None, exact_below: int = EXACT_BELOW,
+                 live: bool = False, lock_timeout: float | None = None):
+        self.encoder = encoder or Encoder()
+        self.index = VectorIndex(self.encoder.dim, exact_below)
+        self.table = MetadataTable()
+        self._ids: list[str] = []  # per row, tombstoned rows included
+        self._paths: list[str] = []
+        self._row_of: dict[str, int] = {}  # live id -> row
         self.root: Path | None = None
         self.skipped: list[Skipped] = []
+        self.warnings: list[str] = []
         self.id_column = "id"
+        self.live = live
+        self.lock_timeout = lock_timeout
         self._display: dict[str, list[str]] = {}
         self._lock = threading.RLock()
-        self._hnsw: HnswSearch | None = None
-        if search_index is not None and len(self.ids) >= exact_below:
-            if search_index.index.get_current_count() != len(self.ids):
-                raise ValueError("search_index does not hold exactly these embeddings")
-            self._rebuild_lookups()
-            self._hnsw = search_index
-        else:
-            self._reindex()
+        self._gen: str | None = None  # the stored generation this state is based on
+        self._applied = 0  # deltas of that generation applied
+        self._delta_rows = 0  # rows those deltas touched (for automatic compaction)
+        self._version = 0  # bumped by every change (cache key)
+
+    # -- views -------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self.index.live
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._row_of
+
+    @property
+    def exact_below(self) -> int:
+        return self.index.exact_below
+
+    @property
+    def engine(self) -> str:
+        return self.index.engine
+
+    def _live_rows(self) -> np.ndarray:
+        return np.flatnonzero(self.index.alive)
+
+    @property
+    def ids(self) -> list[str]:
+        """Live ids in insertion order (a copy)."""
+        with self._lock:
+            return [self._ids[r] for r in self._live_rows()]
+
+    @property
+    def paths(self) -> list[str]:
+        with self._lock:
+            return [self._paths[r] for r in self._live_rows()]
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        with self._lock:
+            return self.table.rows(self._live_rows())
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        with self._lock:
+            return self.index.vectors[self.index.alive].copy()
+
+    def iter_batches(self, size: int = 10_000
+                     ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, str]]]]:
+        """(ids, unit vectors, paths, metadata rows) of the live items, ``size`` at a time."""
+        with self._lock:
+            live = self._live_rows()
+            for start in range(0, len(live), size):
+                rows = live[start:start + size]
+                yield ([self._ids[r] for r in rows], self.index.vectors[rows].copy(),
+                       [self._paths[r] for r in rows], self.table.rows(rows))
+
+    def get(self, item_id: str) -> Hit:
+        self._maybe_refresh()
+        with self._lock:
+            r = self._row_of.get(item_id)
+            if r is None:
+                raise NotInCatalogue(item_id)
+            return Hit(item_id, 1.0, self._paths[r], self.table.row(r))
+
+    def vector(self, item_id: str) -> np.ndarray:
+        """The stored embedding of a catalogue item."""
+        with self._lock:
+            r = self._row_of.get(item_id)
+            if r is None:
+                raise NotInCatalogue(item_id)
+            return self.index.vectors[r].copy()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
     def build(cls, folder: str | os.PathLike, metadata: Any = None, id_column: str = "id",
               encoder: Encoder | None = None, batch_size: int = 32, decode_threads: int = 2,
               progress: bool = False, filters: Sequence[str] | None = None,
-              caption: Sequence[str] | None = None) -> "Catalog":
+              caption: Sequence[str] | None = None, id_normalise: bool = False) -> "Catalog":
         """Index every photo under ``folder``. Files that cannot be used are skipped and listed
-        in ``.skipped`` with their reason; the rest of the catalogue is indexed. ``filters``
-        and ``caption`` name the metadata columns a page filters on and shows under each
-        photo (stored with the catalogue; defaults chosen from the metadata otherwise)."""
+        in ``.skipped``; a metadata CSV that matches few photos is reported in ``.warnings``
+        (none at all is an error). ``filters``/``caption`` name the columns a page filters on
+        and shows under each photo (defaults are chosen from the metadata otherwise).
+        ``id_normalise``: join CSV ids ignoring case and leading zeros."""
         encoder = encoder or Encoder()
         folder = Path(folder)
         paths = list_images(folder)
-        ids = _ids_for(paths, folder)
+        ids = ids_for(paths, folder)
         meta = read_metadata(metadata, id_column)
-        if meta and ids and not set(ids) & set(meta):
-            raise CatalogError(
-                f"{metadata if not isinstance(metadata, Mapping) else 'metadata'}: none of its "
-                f"{len(meta)} {id_column!r} values (e.g. {next(iter(meta))!r}) is the name of a "
-                f"photo under {folder} (e.g. {ids[0]!r}); pick the column that holds the file "
-                f"names with --id-column")
-        cat = cls(encoder, [], [], [], np.zeros((0, encoder.dim), np.float32))
+        source = "metadata" if isinstance(metadata, Mapping) else str(metadata)
+        join = join_metadata(ids, meta, source, id_column, id_normalise)
+        cat = cls(encoder)
         cat.id_column = id_column
+        if join.warning:
+            cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
-            cat.set_display(filters, caption, rows=list(meta.values()))
-        cat._add_paths(paths, ids, meta, batch_size, decode_threads, progress)
+            cat.set_display(filters, caption, known=_column_order(meta.values()))
+        cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
         return cat
 
     @classmethod
-    def open(cls, path: str | os.PathLike, encoder: Encoder | None = None) -> "Catalog":
-        gen, manifest = read_generation(Path(path))
-        manifest = check_manifest(Path(path), gen, manifest)
-        if manifest.get("format_version") != CATALOG_FORMAT:
-            raise CatalogError(f"{path}: catalogue format {manifest.get('format_version')} is "
-                               f"not supported by this runtime ({CATALOG_FORMAT})")
-        encoder = encoder or Encoder()
+    def open(cls, path: str | os.PathLike, encoder: Encoder | None = None, live: bool = False,
+             lock_timeout: float | None = None) -> "Catalog":
+        """Open a stored catalogue (base + deltas). Without ``encoder`` the model file it was
+        built with is loaded when it still exists, else the default model. A reader racing a
+        compaction that removes what it was reading retries with the new generation."""
+        root = Path(path)
+        if encoder is None:
+            remembered = remembered_model(root)
+            encoder = Encoder(remembered) if remembered else Encoder()
+        for attempt in range(OPEN_RETRIES):
+            before = current_generation_name(root) if root.is_dir() else None
+            try:
+                cat = cls(encoder, live=live, lock_timeout=lock_timeout)
+                cat._load(root)
+                return cat
+            except (CatalogError, FileNotFoundError):
+                moved = root.is_dir() and current_generation_name(root) != before
+                if not moved or attempt == OPEN_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _load(self, root: Path) -> None:
+        """Read the current base and apply its deltas (self is fresh)."""
+        gen, manifest = read_generation(root)
+        manifest = check_manifest(root, gen, manifest)
+        self._check_model(root, manifest)
+        dim, count = manifest["dim"], manifest["count"]
+        try:
+            emb = np.load(gen / "embeddings.npy", allow_pickle=False)
+            labels = np.load(gen / "labels.npy", allow_pickle=False)
+            if manifest["format_version"] == 1:
+                items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+                check_items(root, items, count)
+                ids = [it["id"] for it in items]
+                paths = [it["path"] for it in items]
+                table = MetadataTable()
+                table.append([it["metadata"] for it in items])
+            else:
+                ids = json.loads((gen / "ids.json").read_text(encoding="ascii"))
+                paths = json.loads((gen / "paths.json").read_text(encoding="ascii"))
+                meta = json.loads((gen / "metadata.json").read_text(encoding="ascii"))
+                codes = np.load(gen / "metadata_codes.npy", allow_pickle=False)
+                check_columns(root, ids, paths, meta, codes, count)
+                table = MetadataTable(meta["columns"], meta["values"], codes)
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"{root}: catalogue data cannot be read ({exc})") from None
+        check_arrays(root, emb, labels, count, dim, manifest["next_label"])
+        order = np.argsort(labels, kind="stable")  # rows sorted by label (always, when we wrote it)
+        if not (order == np.arange(count)).all():
+            emb, labels = emb[order], labels[order]
+            ids, paths = [ids[i] for i in order], [paths[i] for i in order]
+            table = MetadataTable(table.columns, table.values, table.codes[order])
+        hnsw = None
+        if "index.hnsw" in manifest["files"]:
+            try:
+                hnsw = HnswSearch.load(gen / "index.hnsw", dim, manifest["hnsw_capacity"],
+                                       manifest["hnsw_deleted"])
+            except RuntimeError as exc:  # hnswlib's own complaint about the file
+                raise CatalogError(f"{root}: index.hnsw cannot be loaded ({exc})") from None
+            if hnsw.count != count:
+                raise CatalogError(f"{root}: index.hnsw holds {hnsw.count} items, the "
+                                   f"catalogue {count}")
+        self.index = VectorIndex(dim, manifest.get("exact_below", EXACT_BELOW)
+                                 if isinstance(manifest.get("exact_below"), int) else EXACT_BELOW,
+                                 emb.astype(np.float32), labels.astype(np.int64),
+                                 manifest["next_label"], hnsw)
+        self.table = table
+        self._ids, self._paths = list(ids), list(paths)
+        self._row_of = {id_: r for r, id_ in enumerate(self._ids)}
+        self.root, self._gen, self._applied, self._delta_rows = root, gen.name, 0, 0
+        self.id_column = manifest.get("id_column") if isinstance(
+            manifest.get("id_column"), str) else "id"
+        display = manifest.get("display")
+        self._display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
+                         if isinstance(display, dict) and isinstance(display.get(k), list)}
+        self._replay(gen)
+
+    def _check_model(self, root: Path, manifest: dict) -> None:
+        encoder = self.encoder
         if manifest["model_sha256"] != encoder.model_sha256:
             raise CatalogError(
-                f"{path}: indexed with model {manifest.get('model_name')!r} "
+                f"{root}: indexed with model {manifest.get('model_name')!r} "
                 f"(weights {manifest['model_sha256'][:12]}), but the loaded model is "
                 f"{encoder.info.name!r} (weights {encoder.model_sha256[:12]}); re-index with "
-                f"'fai index PHOTOS_DIR --out {path}' or load the model it was built with")
+                f"'fai index PHOTOS_DIR --out {root}' or load the model it was built with")
         stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(
             encoder.spec.to_dict()))  # as JSON stores it: tuples become lists
         if stored_spec is not None and stored_spec != spec:
             if not isinstance(stored_spec, dict):
-                raise CatalogError(f"{path}: manifest's preprocess entry is not an object")
+                raise CatalogError(f"{root}: manifest's preprocess entry is not an object")
             changed = sorted(k for k in set(stored_spec) | set(spec)
                              if stored_spec.get(k) != spec.get(k))
             raise CatalogError(
-                f"{path}: indexed with another preprocessing ({', '.join(changed)} differ) than "
-                f"model {encoder.info.name!r} uses; re-index with 'fai index PHOTOS_DIR --out "
-                f"{path}' or load the model it was built with")
+                f"{root}: indexed with another preprocessing ({', '.join(changed)} differ) "
+                f"than model {encoder.info.name!r} uses; re-index with 'fai index PHOTOS_DIR "
+                f"--out {root}' or load the model it was built with")
         if manifest["dim"] != encoder.dim:
-            raise CatalogError(f"{path}: catalogue is {manifest['dim']}-d, the model makes "
+            raise CatalogError(f"{root}: catalogue is {manifest['dim']}-d, the model makes "
                                f"{encoder.dim}-d embeddings")
-        try:
-            emb = np.load(gen / "embeddings.npy", allow_pickle=False)
-            labels = np.load(gen / "labels.npy", allow_pickle=False)
-            items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise CatalogError(f"{path}: catalogue data cannot be read ({exc})") from None
-        check_items(Path(path), items, manifest["count"])
-        check_arrays(Path(path), emb, labels, manifest["count"], encoder.dim,
-                     manifest["next_label"])
-        cat = cls.__new__(cls)
-        cat.encoder, cat.exact_below = encoder, manifest.get("exact_below", EXACT_BELOW)
-        cat.ids = [it["id"] for it in items]
-        cat.paths = [it["path"] for it in items]
-        cat.rows = [it["metadata"] for it in items]
-        cat.embeddings, cat.labels = emb.astype(np.float32), labels.astype(np.int64)
-        cat.next_label = manifest["next_label"]
-        cat.root, cat.skipped = Path(path), []
-        cat.id_column = manifest.get("id_column") if isinstance(
-            manifest.get("id_column"), str) else "id"
-        display = manifest.get("display")
-        cat._display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
-                        if isinstance(display, dict) and isinstance(display.get(k), list)}
-        cat._lock = threading.RLock()
-        cat._hnsw = None
-        if "index.hnsw" in manifest["files"]:
+
+    # -- keeping up with other processes -----------------------------------------------------
+    def _replay(self, gen: Path) -> int:
+        """Apply the deltas committed to ``gen`` after the last one applied; returns how many."""
+        applied = 0
+        while True:
+            path = delta_path(gen, self._applied + 1)
             try:
-                cat._hnsw = HnswSearch.load(gen / "index.hnsw", encoder.dim,
-                                            manifest["hnsw_capacity"], manifest["hnsw_deleted"])
-            except RuntimeError as exc:  # hnswlib's own complaint about the file
-                raise CatalogError(f"{path}: index.hnsw cannot be loaded ({exc})") from None
-            live = cat._hnsw.index.get_current_count() - cat._hnsw.deleted
-            if live != len(cat.ids):
-                raise CatalogError(f"{path}: index.hnsw holds {live} items, the catalogue "
-                                   f"{len(cat.ids)}")
-            cat._rebuild_lookups()
-        else:
-            cat._reindex()
-        return cat
+                delta = read_delta(self.root, path, self.index.dim)
+            except FileNotFoundError:
+                return applied
+            self._apply(delta)
+            self._applied += 1
+            self._delta_rows += delta.size()
+            applied += 1
 
-    # -- persistence -------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike | None = None) -> Path:
-        """Write the catalogue atomically; later add/remove calls persist to the same place."""
+    def refresh(self) -> bool:
+        """Pick up what other processes committed since this catalogue was opened or last
+        refreshed: only the new deltas, or the whole new base after a compaction. Returns
+        whether anything changed."""
+        if self.root is None:
+            return False
         with self._lock:
-            root = Path(path) if path is not None else self.root
-            if root is None:
-                raise CatalogError("save() needs a path the first time")
-            items = [{"id": i, "path": p, "metadata": r}
-                     for i, p, r in zip(self.ids, self.paths, self.rows)]
-            writers = {
-                "embeddings.npy": lambda p: np.save(p, self.embeddings, allow_pickle=False),
-                "labels.npy": lambda p: np.save(p, self.labels, allow_pickle=False),
-                # ASCII-escaped: file names that are not valid UTF-8 round-trip exactly.
-                "items.json": lambda p: p.write_text(json.dumps(items), encoding="ascii"),
-            }
-            manifest = {"format_version": CATALOG_FORMAT, "count": len(self.ids),
-                        "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,
-                        "model_name": self.encoder.info.name, "next_label": self.next_label,
-                        "preprocess": self.encoder.spec.to_dict(),
-                        "exact_below": self.exact_below, "engine": self.engine,
-                        "id_column": self.id_column, "display": self._display,
-                        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-            if self._hnsw is not None:
-                writers["index.hnsw"] = self._hnsw.save
-                manifest["hnsw_capacity"] = self._hnsw.index.get_max_elements()
-                manifest["hnsw_deleted"] = self._hnsw.deleted
-            write_generation(root, writers, manifest)
-            self.root = root
-            return root
+            for attempt in range(OPEN_RETRIES):
+                name = current_generation_name(self.root)
+                try:
+                    if name == self._gen:
+                        return self._replay(self.root / name) > 0
+                    fresh = type(self)(self.encoder, live=self.live,
+                                       lock_timeout=self.lock_timeout)
+                    fresh._load(self.root)
+                    self._adopt(fresh)
+                    return True
+                except (CatalogError, FileNotFoundError):
+                    if current_generation_name(self.root) == name or attempt == OPEN_RETRIES - 1:
+                        raise
+        return False
 
-    # -- live updates ------------------------------------------------------------------------
+    def _adopt(self, other: "Catalog") -> None:
+        for name in ("index", "table", "_ids", "_paths", "_row_of", "_gen", "_applied",
+                     "_delta_rows", "id_column", "_display"):
+            setattr(self, name, getattr(other, name))
+        self._version += 1
+
+    def _maybe_refresh(self) -> None:
+        if self.live and self.root is not None:
+            self.refresh()
+
+    # -- changes -----------------------------------------------------------------------------
+    def _apply(self, d: Delta) -> None:
+        """The one way state changes, for live changes and replayed deltas alike."""
+        gone = [self._row_of.pop(i) for i in d.remove if i in self._row_of]
+        self.index.remove(np.array(gone, np.int64))
+        if d.add_ids:
+            rows = []
+            replaced = []
+            for id_, row in zip(d.add_ids, d.add_rows):
+                old = self._row_of.get(id_)
+                if old is not None:
+                    replaced.append(old)
+                    if not row:  # a new photo for an item keeps its metadata
+                        row = self.table.row(old)
+                rows.append(row)
+            self.index.remove(np.array(replaced, np.int64))
+            new_rows = self.index.add(d.vectors)
+            self.table.append(rows)
+            self._ids += d.add_ids
+            self._paths += d.add_paths
+            for id_, r in zip(d.add_ids, new_rows):
+                self._row_of[id_] = int(r)
+        if d.update_ids:
+            pairs = [(self._row_of[i], row) for i, row in zip(d.update_ids, d.update_rows)
+                     if i in self._row_of]
+            self.table.update([r for r, _ in pairs], [row for _, row in pairs])
+        self._version += 1
+
+    def _commit(self, make: Callable[[], Delta | None]) -> Delta | None:
+        """Make a delta against the newest state and commit it: under the writer lock (after
+        catching up with other writers) when stored, else in memory. A failed write changes
+        nothing."""
+        if self.root is None:
+            with self._lock:
+                delta = make()
+                if delta is not None and delta.size():
+                    self._apply(delta)
+                return delta
+        # The process lock first, then this object's: searches in this process go on while
+        # another process holds the catalogue (and the order never inverts: no deadlock).
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            delta = make()
+            if delta is None or not delta.size():
+                return delta
+            write_delta(self.root, self.root / self._gen, self._applied + 1, delta,
+                        self.index.dim)
+            self._apply(delta)
+            self._applied += 1
+            self._delta_rows += delta.size()
+            if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
+                    or self._applied >= COMPACT_MAX_DELTAS):
+                self._write_base(self.root)
+            return delta
+
+    def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
+                       paths: Sequence[str] | None = None, metadata: Any = None) -> None:
+        """Add vectors made elsewhere by the same model (a batch job, another machine), checked
+        like ``similar_to_vector`` and L2-normalised. An existing id is replaced (keeping its
+        metadata unless a row is given). ``metadata``: rows aligned with ``ids`` or a mapping
+        id -> row."""
+        ids = [str(i) for i in ids]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
+        if any(not i for i in ids):
+            raise ValueError("an id is empty")
+        v = _unit_rows(vectors, self.encoder.dim, "vector") if len(ids) else np.zeros(
+            (0, self.encoder.dim), np.float32)
+        if len(v) != len(ids):
+            raise ValueError(f"{len(v)} vectors for {len(ids)} ids")
+        paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
+        if len(paths) != len(ids):
+            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+        rows = _rows_for(ids, metadata)
+        self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows, vectors=v))
+
+    def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
+        """Set metadata columns of existing items without re-encoding (given columns change,
+        others stay). Returns the ids that are not in the catalogue."""
+        ids = [str(i) for i in ids]
+        rows = _rows_for(ids, rows)
+        missing: list[str] = []
+
+        def make() -> Delta:
+            missing[:] = [i for i in ids if i not in self._row_of]
+            keep = [(i, r) for i, r in zip(ids, rows) if i in self._row_of]
+            return Delta(update_ids=[i for i, _ in keep], update_rows=[r for _, r in keep])
+
+        self._commit(make)
+        return missing
+
     def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
             id_column: str = "id", progress: bool = False) -> list[Skipped]:
         """Encode and add photos (id = file stem; an existing id's photo is replaced and keeps
         its metadata unless new metadata is given). Two files with one stem are refused by
-        name. Returns what was skipped. Persists at once when the catalogue lives on disk."""
+        name. Returns what was skipped. Commits at once when the catalogue lives on disk."""
         paths = [Path(p) for p in paths]
         by_stem: dict[str, list[str]] = {}
         for p in paths:
@@ -321,126 +494,132 @@ class Catalog:
         if clashes:
             raise ValueError("two files would get the same id: " + "; ".join(
                 " and ".join(names) for names in clashes) + " (rename one)")
-        skipped = self._add_paths(paths, [p.stem for p in paths],
-                                  read_metadata(metadata, id_column), 32, 2, progress)
-        if self.root is not None:
-            self.save()
-        return skipped
+        return self._encode_and_add(paths, [p.stem for p in paths],
+                                    read_metadata(metadata, id_column), 32, 2, progress)
 
     def remove(self, ids: Iterable[str]) -> list[str]:
         """Remove items by id; returns the ids that were not in the catalogue."""
-        with self._lock:
-            ids = [str(i) for i in ids]
-            missing = [i for i in ids if i not in self._position]
-            rows = sorted({self._position[i] for i in ids if i in self._position})
-            if rows:
-                self._delete_rows(rows)
-        if rows and self.root is not None:
-            self.save()
+        ids = list(dict.fromkeys(str(i) for i in ids))
+        missing: list[str] = []
+
+        def make() -> Delta:
+            missing[:] = [i for i in ids if i not in self._row_of]
+            return Delta(remove=[i for i in ids if i in self._row_of])
+
+        self._commit(make)
         return missing
 
-    def _add_paths(self, paths: list[Path], ids: list[str], meta: dict[str, dict[str, str]],
-                   batch_size: int, decode_threads: int, progress: bool) -> list[Skipped]:
+    def _encode_and_add(self, paths: list[Path], ids: list[str],
+                        meta: dict[str, dict[str, str]], batch_size: int, decode_threads: int,
+                        progress: bool) -> list[Skipped]:
+        """Encode outside every lock (seconds to minutes), commit one delta per ~4k photos."""
         skipped: list[Skipped] = []
-        bar = None
-        if progress and paths:
-            bar = Progress(len(paths), "indexing")
+        bar = Progress(len(paths), "indexing") if progress and paths else None
+        pending_ids: list[str] = []
+        pending_paths: list[str] = []
+        pending_vecs: list[np.ndarray] = []
+
+        def flush() -> None:
+            if pending_ids:
+                self.add_embeddings(pending_ids, np.concatenate(pending_vecs), pending_paths,
+                                    [meta.get(i, {}) for i in pending_ids])
+                pending_ids.clear(), pending_paths.clear(), pending_vecs.clear()
+
         for positions, emb, bad in self.encoder.embed_stream(paths, batch_size, decode_threads):
             skipped += [Skipped(str(paths[p]), reason) for p, reason in bad]
-            with self._lock:
-                replace = sorted({self._position[ids[p]] for p in positions
-                                  if ids[p] in self._position})
-                kept = {self.ids[r]: self.rows[r] for r in replace}  # metadata survives
-                if replace:
-                    self._delete_rows(replace)
-                self._append([ids[p] for p in positions], [str(paths[p]) for p in positions],
-                             [meta.get(ids[p], kept.get(ids[p], {})) for p in positions], emb)
+            pending_ids += [ids[p] for p in positions]
+            pending_paths += [str(paths[p]) for p in positions]
+            pending_vecs.append(emb)
+            if len(pending_ids) >= 4096:
+                flush()
             if bar is not None:
                 bar.update(len(positions) + len(bad))
+        flush()
         if bar is not None:
             bar.close()
         self.skipped += skipped
         return skipped
 
-    def _append(self, ids: list[str], paths: list[str], rows: list[dict[str, str]],
-                emb: np.ndarray) -> None:
-        labels = np.arange(self.next_label, self.next_label + len(ids), dtype=np.int64)
-        self.next_label += len(ids)
-        start = len(self.ids)
-        self.ids += ids
-        self.paths += paths
-        self.rows += rows
-        self.embeddings = np.concatenate([self.embeddings, emb.astype(np.float32)])
-        self.labels = np.concatenate([self.labels, labels])
-        for offset, (id_, label) in enumerate(zip(ids, labels)):
-            self._position[id_] = start + offset
-            self._row_of[int(label)] = start + offset
-        self._columns = {}
-        if self._hnsw is not None:
-            self._hnsw.add(labels, emb)
-        elif len(self.ids) >= self.exact_below:
-            self._reindex()
+    # -- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike | None = None) -> Path:
+        """Write the catalogue as a new base at ``path`` (later changes commit there), or
+        compact it where it lives."""
+        root = Path(path) if path is not None else self.root
+        if root is None:
+            raise CatalogError("save() needs a path the first time")
+        if self.root is not None and root.absolute() == self.root.absolute():
+            self.compact()
+            return root
+        with writer_lock(root, self.lock_timeout), self._lock:
+            self._write_base(root)
+        return root
 
-    def _delete_rows(self, rows: list[int]) -> None:
-        keep = np.ones(len(self.ids), dtype=bool)
-        keep[rows] = False
-        if self._hnsw is not None:
-            self._hnsw.remove(self.labels[~keep])
-        self.ids = [x for x, k in zip(self.ids, keep) if k]
-        self.paths = [x for x, k in zip(self.paths, keep) if k]
-        self.rows = [x for x, k in zip(self.rows, keep) if k]
-        self.embeddings = self.embeddings[keep]
-        self.labels = self.labels[keep]
-        self._rebuild_lookups()
+    def compact(self) -> Path:
+        """Fold every committed delta into a new base generation (under the writer lock, after
+        catching up), and drop tombstoned rows from memory."""
+        if self.root is None:
+            raise CatalogError("compact() is for a catalogue stored on disk; save() it first")
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            self._write_base(self.root)
+        return self.root
 
-    def _rebuild_lookups(self) -> None:
-        """id -> row, HNSW label -> row, and the per-column filter cache."""
-        self._position = {id_: i for i, id_ in enumerate(self.ids)}
-        self._row_of = {int(lb): i for i, lb in enumerate(self.labels)}
-        self._columns = {}
+    def _write_base(self, root: Path) -> None:
+        """The live rows as a complete, checksummed generation; then this state is based on
+        it. The caller holds the writer lock of ``root`` and ``self._lock``."""
+        vectors, labels = self.index.compacted()
+        keep = self.index.alive.copy()
+        table = self.table.compacted(keep)
+        rows = np.flatnonzero(keep)
+        ids = [self._ids[r] for r in rows]
+        paths = [self._paths[r] for r in rows]
+        meta = {"columns": table.columns, "values": table.values}
+        writers = {
+            "embeddings.npy": lambda p: np.save(p, vectors, allow_pickle=False),
+            "labels.npy": lambda p: np.save(p, labels, allow_pickle=False),
+            # ASCII-escaped: file names that are not valid UTF-8 round-trip exactly.
+            "ids.json": lambda p: p.write_text(json.dumps(ids), encoding="ascii"),
+            "paths.json": lambda p: p.write_text(json.dumps(paths), encoding="ascii"),
+            "metadata.json": lambda p: p.write_text(json.dumps(meta), encoding="ascii"),
+            "metadata_codes.npy": lambda p: np.save(p, table.codes, allow_pickle=False),
+        }
+        manifest = {"format_version": CATALOG_FORMAT, "count": len(ids),
+                    "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,
+                    "model_name": self.encoder.info.name,
+                    "model_path": str(Path(self.encoder.path).absolute()),
+                    "next_label": self.index.next_label,
+                    "preprocess": self.encoder.spec.to_dict(),
+                    "exact_below": self.index.exact_below, "engine": self.engine,
+                    "id_column": self.id_column, "display": self._display,
+                    "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        hnsw = self.index.hnsw
+        if hnsw is not None:
+            writers["index.hnsw"] = hnsw.save
+            manifest["hnsw_capacity"] = hnsw.capacity
+            manifest["hnsw_deleted"] = hnsw.deleted
+        gen = write_generation(root, writers, manifest)
+        self.index = VectorIndex(self.encoder.dim, self.index.exact_below, vectors, labels,
+                                 self.index.next_label, hnsw)
+        self.table = table
+        self._ids, self._paths = ids, paths
+        self._row_of = {id_: r for r, id_ in enumerate(ids)}
+        self.root, self._gen, self._applied, self._delta_rows = root, gen.name, 0, 0
+        self._version += 1
 
-    def _reindex(self) -> None:
-        """Rebuild lookups, and the HNSW graph from stored embeddings (no re-encoding)."""
-        self._rebuild_lookups()
-        self._hnsw = None
-        if len(self.ids) >= self.exact_below:
-            self._hnsw = HnswSearch(self.encoder.dim, int(len(self.ids) * 1.25))
-            self._hnsw.add(self.labels, self.embeddings)
-
-    # -- queries -----------------------------------------------------------------------------
-    @property
-    def engine(self) -> str:
-        return "hnsw" if self._hnsw is not None else "exact"
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __contains__(self, item_id: object) -> bool:
-        return item_id in self._position
-
-    def get(self, item_id: str) -> Hit:
-        with self._lock:
-            i = self._position.get(item_id)
-            if i is None:
-                raise NotInCatalogue(item_id)
-            return Hit(item_id, 1.0, self.paths[i], dict(self.rows[i]))
-
+    # -- display -----------------------------------------------------------------------------
     def columns(self) -> dict[str, list[str]]:
-        """Metadata columns and their values, for filters in a UI."""
+        """Metadata columns and their values among live items, for filters in a UI."""
+        self._maybe_refresh()
         with self._lock:
-            names = sorted({c for r in self.rows for c in r})
-            return {c: sorted({r.get(c, "") for r in self.rows} - {""}) for c in names}
+            return self.table.distinct(self.index.alive)
 
     def set_display(self, filters: Sequence[str] | None = None,
                     caption: Sequence[str] | None = None,
-                    rows: list[dict[str, str]] | None = None) -> None:
+                    known: Sequence[str] | None = None) -> None:
         """Choose the filter and caption columns (``None`` keeps the current choice or the
         default); unknown columns and more than MAX_FILTERS filters are refused by name.
-        Persisted with the next save."""
-        rows = self.rows if rows is None else rows
-        known: list[str] = []
-        for r in rows:
-            known += [c for c in r if c not in known]
+        Stored with the next base (``save``/``compact``)."""
+        known = list(self.table.columns) if known is None else list(known)
         for kind, cols in (("filters", filters), ("caption", caption)):
             if cols is None:
                 continue
@@ -456,9 +635,9 @@ class Catalog:
     def display(self) -> dict[str, list[str]]:
         """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
         with self._lock:
-            key = (len(self.ids), self.next_label)
-            if getattr(self, "_default_display", (None,))[0] != key:
-                self._default_display = (key, default_display(self.rows, self.id_column))
+            if getattr(self, "_default_display", (None,))[0] != self._version:
+                stats = self.table.column_stats(self.index.alive)
+                self._default_display = (self._version, choose_display(stats, self.id_column))
             filters, caption = self._default_display[1]
             return {"filters": list(self._display.get("filters", filters)),
                     "caption": list(self._display.get("caption", caption))}
@@ -469,50 +648,33 @@ class Catalog:
         text = " · ".join(hit.metadata.get(c, "") for c in cols if hit.metadata.get(c))
         return text or hit.id
 
-    def _mask(self, where: Where | None) -> np.ndarray | None:
-        if not where:
-            return None
-        mask = np.ones(len(self.ids), dtype=bool)
-        for col, wanted in where.items():
-            if col not in self._columns and self.rows and not any(col in r for r in self.rows):
-                known = sorted({c for r in self.rows for c in r})
-                close = difflib.get_close_matches(col, known, n=3, cutoff=0.5) or [
-                    c for c in known if c.casefold() == col.casefold()]
-                hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"where {col!r}: no such metadata column (columns: "
-                                 f"{', '.join(known) or 'none'}){hint}")
-            if col not in self._columns:
-                values = np.array([str(r.get(col, "")).casefold() for r in self.rows],
-                                  dtype=object)
-                self._columns[col] = values
-            wanted = [wanted] if isinstance(wanted, str) else list(wanted)
-            mask &= np.isin(self._columns[col], [str(w).casefold() for w in wanted])
-        return mask
+    def info(self) -> dict:
+        with self._lock:
+            return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
+                    "model": self.encoder.info.summary(), "root": str(self.root or ""),
+                    "columns": list(self.table.distinct(self.index.alive)),
+                    "deltas": self._applied, **self.display()}
+
+    # -- queries -----------------------------------------------------------------------------
+    def matching(self, where: Where, limit: int | None = None) -> list[str]:
+        """Ids of live items passing a filter, in insertion order (a UI's catalogue browser)."""
+        self._maybe_refresh()
+        with self._lock:
+            mask = self.table.mask(parse_where(where))
+            allowed = self.index.alive if mask is None else self.index.alive & mask
+            rows = np.flatnonzero(allowed)[:limit]
+            return [self._ids[r] for r in rows]
 
     def _search(self, query: np.ndarray, k: int, where: Where | None,
                 exclude: set[str]) -> list[Hit]:
         """Top k under an optional filter; excluded ids are over-fetched and dropped."""
+        if k <= 0:
+            return []
         with self._lock:
-            mask = self._mask(where)
-            candidates = len(self.ids) if mask is None else int(mask.sum())
-            fetch = min(k + len(exclude), candidates)
-            if fetch <= 0 or k <= 0:
-                return []
-            rows = np.zeros(0, np.int64)
-            scores = np.zeros(0, np.float32)
-            if self._hnsw is not None and candidates > self.exact_below:
-                allowed = None
-                if mask is not None:
-                    ok = np.zeros(self.next_label, dtype=bool)
-                    ok[self.labels[mask]] = True
-                    allowed = lambda label: bool(ok[label])  # noqa: E731
-                labels, scores = self._hnsw.query(query, fetch, allowed)
-                rows = np.array([self._row_of[int(lb)] for lb in labels], dtype=np.int64)
-            if len(rows) < fetch:  # small catalogue, selective filter, or HNSW came up short
-                rows, scores = exact_top_k(self.embeddings, query, fetch,
-                                           None if mask is None else np.flatnonzero(mask))
-            hits = [Hit(self.ids[r], float(s), self.paths[r], dict(self.rows[r]))
-                    for r, s in zip(rows, scores) if self.ids[r] not in exclude]
+            mask = self.table.mask(parse_where(where))
+            rows, scores = self.index.search(query, k + len(exclude), mask)
+            hits = [Hit(self._ids[r], float(s), self._paths[r], self.table.row(r))
+                    for r, s in zip(rows, scores) if self._ids[r] not in exclude]
             return hits[:k]
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
@@ -520,17 +682,19 @@ class Catalog:
         an id removed meanwhile is "not in the catalogue", never a KeyError or a file search."""
         if isinstance(item, str):
             with self._lock:
-                row = self._position.get(item)
+                row = self._row_of.get(item)
                 if row is not None:
-                    return self.embeddings[row].copy(), item
-            if not _looks_like_path(item):
+                    return self.index.vectors[row].copy(), item
+            if not looks_like_path(item):
                 raise NotInCatalogue(item)
         return self.encoder.embed([item])[0], None
 
     def similar(self, image_or_id: ImageInput | str, k: int = 10,
                 where: Where | None = None) -> list[Hit]:
         """The k catalogue items most like a photo (path, bytes, array) or a catalogue id (which
-        is itself left out). Filters like {'gender': 'Women'} still give k hits if k match."""
+        is itself left out). ``where`` filters on metadata (``fai_infer.filters``: equality,
+        ``!=``, ranges) and still gives k hits if k items match."""
+        self._maybe_refresh()
         vector, own = self._vector(image_or_id)
         return self._search(vector, k, where, {own} if own else set())
 
@@ -545,6 +709,7 @@ class Catalog:
         norm = float(np.linalg.norm(v))
         if not np.isfinite(norm) or norm == 0.0:
             raise ValueError("vector is zero or not finite")
+        self._maybe_refresh()
         return self._search(v / norm, k, where, set(exclude))
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
@@ -565,6 +730,7 @@ class Catalog:
         normalised mean embedding), the earlier behaviour."""
         if len(items) == 0:
             raise ValueError("the basket is empty")
+        self._maybe_refresh()
         if mode not in ("cover", "centroid"):
             raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
         if not 0.0 <= float(diversity) <= 1.0:
@@ -579,8 +745,8 @@ class Catalog:
             if not photos:
                 return hits
             with self._lock:
-                return [h for h in hits if h.id in self._position and not any(
-                    float(self.embeddings[self._position[h.id]] @ v) > 0.9999 for v in photos)]
+                return [h for h in hits if h.id in self._row_of and not any(
+                    float(self.index.vectors[self._row_of[h.id]] @ v) > 0.9999 for v in photos)]
 
         basket = np.stack(vectors)
         if mode == "centroid":
@@ -589,22 +755,22 @@ class Catalog:
             hits = usable(self._search(query, k + len(vectors), where, exclude))[:k]
             with self._lock:
                 for h in hits:
-                    row = self._position.get(h.id)
+                    row = self._row_of.get(h.id)
                     if row is not None:
-                        h.source = names[int(np.argmax(basket @ self.embeddings[row]))]
+                        h.source = names[int(np.argmax(basket @ self.index.vectors[row]))]
             return hits
         return self._cover(basket, names, k, where, exclude, usable, float(diversity))
 
     def _cover(self, basket: np.ndarray, names: list[str], k: int, where: Where | None,
                exclude: set[str], usable, diversity: float) -> list[Hit]:
         """Round-robin over the basket items' own neighbour lists with an MMR pick per turn."""
-        pool = min(len(self.ids), 2 * k + 10 + len(exclude))
+        pool = min(len(self), 2 * k + 10 + len(exclude))
         lists: list[list[Hit]] = []
         for vector in basket:
             lists.append(usable(self._search(vector, pool, where, exclude)))
         with self._lock:
-            vec = {h.id: self.embeddings[self._position[h.id]] for hits in lists for h in hits
-                   if h.id in self._position}
+            vec = {h.id: self.index.vectors[self._row_of[h.id]] for hits in lists for h in hits
+                   if h.id in self._row_of}
         chosen: list[Hit] = []
         taken: set[str] = set()
         picked = np.zeros((0, basket.shape[1]), np.float32)
@@ -630,8 +796,3 @@ class Catalog:
             if not progressed:
                 break
         return chosen
-
-    def info(self) -> dict:
-        return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
-                "model": self.encoder.info.summary(), "root": str(self.root or ""),
-                "columns": sorted({c for r in self.rows for c in r}), **self.display()}

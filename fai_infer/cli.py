@@ -14,8 +14,10 @@ import time
 from pathlib import Path
 
 from fai_infer import __version__
-from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped, _is_code_column
+from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped, remembered_model
+from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
+from fai_infer.filters import Clause, parse_where
 from fai_infer.preprocess import ImageError
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
 from fai_infer.storage import CatalogError, check_writable
@@ -42,14 +44,9 @@ def k_value(text: str, limit: int = MAX_K) -> int:
     return k
 
 
-def _parse_where(pairs: list[str]) -> dict[str, list[str]]:
-    where: dict[str, list[str]] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ValueError(f"--where {pair!r}: expected column=value")
-        col, val = pair.split("=", 1)
-        where.setdefault(col.strip(), []).append(val.strip())
-    return where
+def _parse_where(pairs: list[str] | None) -> list[Clause]:
+    """--where column=value / column!=value / price<50 (repeatable; checked before any work)."""
+    return parse_where(pairs or [])
 
 
 def visible(text: object) -> str:
@@ -68,7 +65,7 @@ def _print_hits(title: str, hits: list[Hit], cat: Catalog) -> None:
             text = " · ".join(h.metadata.get(c, "") for c in caption if h.metadata.get(c))
         else:  # no name-like column: the row, less its id and code columns
             text = ", ".join(f"{c}={v}" for c, v in h.metadata.items()
-                             if v and c != cat.id_column and not _is_code_column(c, []))
+                             if v and c != cat.id_column and not is_code_column(c, []))
         via = f"  (for {visible(h.source)})" if h.source else ""
         print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(text[:120])}{via}")
 
@@ -85,7 +82,12 @@ def _print_skipped(skipped: list[Skipped]) -> None:
 
 
 def _encoder(args: argparse.Namespace) -> Encoder:
-    return Encoder(args.model, threads=args.threads)
+    """--model, else (for a command on a stored catalogue) the model file that built it, else
+    $FAI_MODEL or the shipped model."""
+    model = args.model
+    if model is None and getattr(args, "catalog", None):
+        model = remembered_model(args.catalog)
+    return Encoder(model, threads=args.threads)
 
 
 def cmd_index(a: argparse.Namespace) -> int:
@@ -95,18 +97,22 @@ def cmd_index(a: argparse.Namespace) -> int:
         a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,
                         progress=not a.json and sys.stderr.isatty(),
-                        filters=_columns(a.filters), caption=_columns(a.caption))
+                        filters=_columns(a.filters), caption=_columns(a.caption),
+                        id_normalise=a.id_normalise)
     seconds = time.time() - t0
     cat.save(a.out)
     report = {"catalog": str(a.out), "indexed": len(cat), "seconds": round(seconds, 2),
               "images_per_second": round((len(cat) + len(cat.skipped)) / max(seconds, 1e-9), 1),
-              "skipped": [s.to_dict() for s in cat.skipped], "engine": cat.engine}
+              "skipped": [s.to_dict() for s in cat.skipped], "engine": cat.engine,
+              "warnings": cat.warnings}
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(f"indexed {len(cat)} photos into {visible(a.out)} in {seconds:.1f}s "
               f"({report['images_per_second']} img/s, {cat.engine} search)")
         _print_skipped(cat.skipped)
+    for w in cat.warnings:
+        print(f"fai index: warning: {visible(w)}", file=sys.stderr)
     return 0
 
 
@@ -120,9 +126,11 @@ def cmd_query(a: argparse.Namespace) -> int:
         raise ValueError("nothing to search with: give photo paths or --id ITEM_ID")
     if not a.milvus and not a.catalog:
         raise ValueError("give a catalogue (or --milvus URI)")
+    where = _parse_where(a.where)
     cat = scale_cli.open_milvus(a, _encoder(a)) if a.milvus else Catalog.open(a.catalog,
                                                                               _encoder(a))
-    where = _parse_where(a.where)
+    if where:
+        cat.matching(where, limit=0)  # an unknown column or value: one line, before any query
     results, failed = [], 0
     for kind, query in queries:
         t0 = time.perf_counter()
@@ -187,6 +195,38 @@ def cmd_remove(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compact(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    deltas, t0 = cat.info()["deltas"], time.time()
+    cat.compact()
+    seconds = time.time() - t0
+    if a.json:
+        print(json.dumps({"catalog": a.catalog, "count": len(cat), "deltas_folded": deltas,
+                          "seconds": round(seconds, 2)}))
+    else:
+        print(f"{visible(a.catalog)}: {len(cat)} items, {deltas} delta(s) folded into a new "
+              f"base in {seconds:.1f}s")
+    return 0
+
+
+def cmd_update(a: argparse.Namespace) -> int:
+    """Change metadata from a CSV without re-encoding; rows for unknown ids are reported."""
+    from fai_infer.sources import read_metadata
+
+    meta = read_metadata(a.metadata, a.id_column)
+    cat = Catalog.open(a.catalog, _encoder(a))
+    ids = list(meta)
+    missing = cat.update_metadata(ids, [meta[i] for i in ids])
+    if a.json:
+        print(json.dumps({"catalog": a.catalog, "updated": len(ids) - len(missing),
+                          "missing": missing}))
+    else:
+        print(f"{visible(a.catalog)}: metadata of {len(ids) - len(missing)} item(s) updated")
+        for m in missing[:20]:
+            print(f"  not in the catalogue: {visible(m)}", file=sys.stderr)
+    return 0
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
     info = cat.info()
@@ -198,6 +238,8 @@ def cmd_info(a: argparse.Namespace) -> int:
           f"{info['engine']} search")
     print(f"  model: {visible(m['name'])} v{visible(m['version'])} ({m['quantization']}, "
           f"{m['input_size']}px), weights sha256 {m['weights_sha256']}")
+    print(f"  model file: {visible(cat.encoder.path)}; {info['deltas']} change(s) since the "
+          f"last compaction")
     print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")
     print(f"  filters: {visible(', '.join(info['filters'])) or '(none)'}; caption: "
           f"{visible(', '.join(info['caption'])) or '(the id)'}")
@@ -209,7 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"fai {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=None,
-                        help="ONNX model file (default: $FAI_MODEL or the shipped model)")
+                        help="ONNX model file (default: the model that built the catalogue, else "
+                             "$FAI_MODEL or the shipped model)")
     common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
     common.add_argument("--json", action="store_true", help="print JSON (every command)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -225,6 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--caption", metavar="NAME_COL,COL2", default=None,
                    help="metadata columns shown with each result (default: a name-like "
                         "column such as name, prod_name, productDisplayName or title)")
+    s.add_argument("--id-normalise", action="store_true",
+                   help="match CSV ids to photo names ignoring case, spaces and leading zeros "
+                        "('0111565001.jpg' meets id 111565001)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--decode-threads", type=int, default=2)
     scale_cli.add_index_arguments(s)
@@ -239,14 +285,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="search with a catalogue item, by id, never read as a file (repeatable)")
     s.add_argument("-k", type=k_value, default=10, help=f"results per query, 1..{MAX_K}")
     s.add_argument("--where", action="append", metavar="COL=VAL",
-                   help="filter on metadata (repeatable)")
+                   help="filter on metadata, repeatable: gender=Women (one column given twice: "
+                        "either value), colour!=Black, price<50, price>=10")
     s.set_defaults(func=cmd_query)
 
     s = sub.add_parser("basket", parents=[common], help="items that go with a whole basket")
     s.add_argument("catalog")
     s.add_argument("items", nargs="+", help="catalogue ids or photo paths in the basket")
     s.add_argument("-k", type=k_value, default=10, help=f"results, 1..{MAX_K}")
-    s.add_argument("--where", action="append", metavar="COL=VAL")
+    s.add_argument("--where", action="append", metavar="COL=VAL",
+                   help="filter on metadata, as for query")
     s.add_argument("--mode", choices=["cover", "centroid"], default="cover",
                    help="cover: neighbours of every basket item, merged in turn (default); "
                         "centroid: nearest the basket's mean embedding")
@@ -267,6 +315,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_remove)
 
     scale_cli.add_push_parser(sub, common, lambda a: scale_cli.cmd_push(a, _encoder(a)))
+
+    s = sub.add_parser("compact", parents=[common],
+                       help="fold committed changes into a new base (also automatic)")
+    s.add_argument("catalog")
+    s.set_defaults(func=cmd_compact)
+
+    s = sub.add_parser("update", parents=[common],
+                       help="change items' metadata from a CSV, without re-encoding")
+    s.add_argument("catalog")
+    s.add_argument("--metadata", required=True, help="CSV: an id column and the columns to set")
+    s.add_argument("--id-column", default="id", help="CSV column holding the item ids")
+    s.set_defaults(func=cmd_update)
 
     s = sub.add_parser("info", parents=[common], help="describe a catalogue and its model")
     s.add_argument("catalog")

@@ -38,29 +38,48 @@ class HnswSearch:
     (``python -m bench``, search-engine table)."""
 
     def __init__(self, dim: int, capacity: int, m: int = 32, ef_construction: int = 200,
-                 index: hnswlib.Index | None = None):
+                 index: hnswlib.Index | None = None, deleted: int = 0):
         self.dim = dim
         if index is None:
             index = hnswlib.Index(space="ip", dim=dim)
             index.init_index(max_elements=max(capacity, 16), M=m,
-                             ef_construction=ef_construction, allow_replace_deleted=False)
+                             ef_construction=ef_construction, allow_replace_deleted=True)
         self.index = index
         self.index.set_num_threads(1)
-        self.deleted = 0
+        self.deleted = deleted  # graph nodes marked deleted and not yet reused
+
+    @property
+    def count(self) -> int:
+        """Live (searchable) items."""
+        return self.index.get_current_count() - self.deleted
+
+    @property
+    def capacity(self) -> int:
+        return self.index.get_max_elements()
+
+    @property
+    def slots(self) -> int:
+        """Graph nodes in use, live or marked deleted."""
+        return self.index.get_current_count()
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
+        """Insert; nodes of deleted items are reused first (tombstones cost no memory for
+        long), and capacity grows by half when full."""
         if len(labels) == 0:
             return
-        needed = self.index.get_current_count() + len(labels)
+        reused = min(self.deleted, len(labels))
+        needed = self.index.get_current_count() + len(labels) - reused
         if needed > self.index.get_max_elements():
             self.index.resize_index(max(needed, int(self.index.get_max_elements() * 1.5)))
         # Bulk inserts use every core; queries stay on one thread (a kiosk serves one shopper
         # per thread and hnswlib's per-query threading only adds overhead).
-        self.index.set_num_threads(os.cpu_count() or 1)
+        self.index.set_num_threads((os.cpu_count() or 1) if len(labels) > 64 else 1)
         try:
-            self.index.add_items(np.asarray(vectors, np.float32), np.asarray(labels, np.int64))
+            self.index.add_items(np.asarray(vectors, np.float32), np.asarray(labels, np.int64),
+                                 replace_deleted=reused > 0)
         finally:
             self.index.set_num_threads(1)
+        self.deleted -= reused
 
     def remove(self, labels: np.ndarray) -> None:
         for label in labels:
@@ -71,7 +90,7 @@ class HnswSearch:
               ef: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(labels, cosine scores); may return fewer than k when a filter is very selective.
         ``ef`` sets the search breadth (default max(2k, 64))."""
-        k = min(k, self.index.get_current_count() - self.deleted)
+        k = min(k, self.count)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         self.index.set_ef(max(ef, k) if ef > 0 else max(2 * k, 64))
@@ -87,7 +106,5 @@ class HnswSearch:
     @classmethod
     def load(cls, path: Path, dim: int, capacity: int, deleted: int) -> "HnswSearch":
         index = hnswlib.Index(space="ip", dim=dim)
-        index.load_index(str(path), max_elements=max(capacity, 16))
-        loaded = cls(dim, capacity, index=index)
-        loaded.deleted = deleted
-        return loaded
+        index.load_index(str(path), max_elements=max(capacity, 16), allow_replace_deleted=True)
+        return cls(dim, capacity, index=index, deleted=deleted)

@@ -44,7 +44,7 @@ def _fsync_path(path: Path) -> None:
 
 def _leftover(path: Path) -> bool:
     """What an interrupted save leaves behind and the next save may delete."""
-    return path.name.startswith(".tmp-") or path.name == f"{CURRENT}.tmp"
+    return path.name.startswith(".tmp-") or path.name in (f"{CURRENT}.tmp", "LOCK")
 
 
 def check_writable(root: Path) -> None:
@@ -111,10 +111,16 @@ def _write(root: Path, tmp: Path, writers: dict[str, Callable[[Path], None]],
         os.fsync(fh.fileno())
     os.replace(pointer, root / CURRENT)
     _fsync_path(root)
-    for stale in root.iterdir():
-        if stale != gen and (stale.name.startswith(("gen-", ".tmp-"))):
-            shutil.rmtree(stale, ignore_errors=True)
+    collect_generations(root, keep={gen.name, previous})
     return gen
+
+
+def collect_generations(root: Path, keep: set[str | None]) -> None:
+    """Delete generations other than ``keep`` and leftovers of interrupted saves. The previous
+    generation is kept because a reader may be opening it right now; the one before it goes."""
+    for stale in root.iterdir():
+        if stale.name not in keep and stale.name.startswith(("gen-", ".tmp-")):
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def current_generation_name(root: Path) -> str | None:

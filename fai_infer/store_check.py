@@ -14,8 +14,14 @@ from typing import Any
 import numpy as np
 
 from fai_infer.storage import CatalogError
+from fai_infer.store import Delta, is_delta_name
 
-DATA_FILES = {"embeddings.npy", "labels.npy", "items.json"}
+DATA_FILES_BY_FORMAT = {
+    1: {"embeddings.npy", "labels.npy", "items.json"},
+    2: {"embeddings.npy", "labels.npy", "ids.json", "paths.json", "metadata.json",
+        "metadata_codes.npy"},
+}
+DATA_FILES = DATA_FILES_BY_FORMAT[2]
 OPTIONAL_FILES = {"index.hnsw"}
 MANIFEST_KEYS = {"format_version": int, "count": int, "dim": int, "model_sha256": str,
                  "next_label": int, "files": dict}
@@ -41,16 +47,21 @@ def check_manifest(root: Path, gen: Path, manifest: Any) -> dict:
         raise CatalogError(f"{root}: manifest numbers are out of range (count {count}, dim "
                            f"{dim}, next_label {next_label})")
     files = manifest["files"]
+    data_files = DATA_FILES_BY_FORMAT.get(manifest["format_version"])
+    if data_files is None:
+        raise CatalogError(f"{root}: catalogue format {manifest['format_version']} is not "
+                           f"supported by this runtime (it reads "
+                           f"{', '.join(map(str, DATA_FILES_BY_FORMAT))})")
     for name, entry in files.items():
-        if (name not in DATA_FILES | OPTIONAL_FILES or not isinstance(entry, dict)
+        if (name not in data_files | OPTIONAL_FILES or not isinstance(entry, dict)
                 or not _is_int(entry.get("bytes")) or not isinstance(entry.get("sha256"), str)):
             raise CatalogError(f"{root}: manifest lists {name!r} without a size and checksum, "
                                f"or a file a catalogue does not have")
-    missing = DATA_FILES - set(files)
+    missing = data_files - set(files)
     if missing:
         raise CatalogError(f"{root}: manifest does not list {', '.join(sorted(missing))}")
     unlisted = sorted(p.name for p in gen.iterdir() if p.name != "manifest.json"
-                      and p.name not in files)
+                      and p.name not in files and not is_delta_name(p.name))
     if unlisted:
         raise CatalogError(f"{root}: {gen.name} holds files its manifest does not list "
                            f"({', '.join(unlisted)}); restore a backup or re-index")
@@ -96,3 +107,61 @@ def check_arrays(root: Path, embeddings: np.ndarray, labels: np.ndarray, count: 
     if count and np.abs(norms - 1.0).max() > UNIT_TOLERANCE:
         raise CatalogError(f"{root}: embeddings are not unit vectors (norms "
                            f"{norms.min():.3f}..{norms.max():.3f})")
+
+
+def _strings(value: Any, count: int | None = None) -> bool:
+    return (isinstance(value, list) and all(isinstance(v, str) for v in value)
+            and (count is None or len(value) == count))
+
+
+def _string_rows(value: Any, count: int) -> bool:
+    return isinstance(value, list) and len(value) == count and all(
+        isinstance(r, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                    for k, v in r.items()) for r in value)
+
+
+def check_columns(root: Path, ids: Any, paths: Any, metadata: Any, codes: np.ndarray,
+                  count: int) -> None:
+    """Format 2's id, path and metadata files against each other and the count."""
+    if not _strings(ids, count):
+        raise CatalogError(f"{root}: ids.json does not hold {count} string ids")
+    if len(set(ids)) != count:
+        raise CatalogError(f"{root}: ids.json repeats an id")
+    if not _strings(paths, count):
+        raise CatalogError(f"{root}: paths.json does not hold {count} string paths")
+    if (not isinstance(metadata, dict) or not _strings(metadata.get("columns"))
+            or not isinstance(metadata.get("values"), dict)
+            or set(metadata["values"]) != set(metadata["columns"])
+            or not all(_strings(v) for v in metadata["values"].values())):
+        raise CatalogError(f"{root}: metadata.json is not a table of string columns and values")
+    columns = metadata["columns"]
+    if codes.dtype != np.int32 or codes.shape != (count, len(columns)):
+        raise CatalogError(f"{root}: metadata codes are {codes.dtype} {codes.shape}, expected "
+                           f"int32 ({count}, {len(columns)})")
+    for j, c in enumerate(columns):
+        if count and (codes[:, j].min() < -1 or codes[:, j].max() >= len(metadata["values"][c])):
+            raise CatalogError(f"{root}: metadata codes of column {c!r} point past its values")
+
+
+def check_delta(root: Path, path: Path, header: Any, vectors: np.ndarray) -> Delta:
+    """A delta's header and vectors make sense together (after its checksum passed)."""
+    where = f"{root}: {path.parent.name}/{path.name}"
+    if not isinstance(header, dict):
+        raise CatalogError(f"{where} is not a delta (header is not an object)")
+    add, update = header.get("add"), header.get("update")
+    if (not _strings(header.get("remove")) or not isinstance(add, dict)
+            or not isinstance(update, dict)):
+        raise CatalogError(f"{where} lacks its remove/add/update lists")
+    n = len(add.get("ids") or [])
+    if (not _strings(add.get("ids"), n) or not _strings(add.get("paths"), n)
+            or not _string_rows(add.get("rows"), n) or len(set(add["ids"])) != n):
+        raise CatalogError(f"{where}: its added ids, paths and metadata do not line up")
+    m = len(update.get("ids") or [])
+    if not _strings(update.get("ids"), m) or not _string_rows(update.get("rows"), m):
+        raise CatalogError(f"{where}: its metadata updates do not line up")
+    if len(vectors) != n or not np.isfinite(vectors).all() or (
+            n and np.abs(np.linalg.norm(vectors, axis=1) - 1.0).max() > UNIT_TOLERANCE):
+        raise CatalogError(f"{where}: its vectors are not {n} finite unit vectors")
+    return Delta(remove=header["remove"], add_ids=add["ids"], add_paths=add["paths"],
+                 add_rows=add["rows"], vectors=vectors, update_ids=update["ids"],
+                 update_rows=update["rows"])

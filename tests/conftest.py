@@ -79,3 +79,13 @@ def tiny_onnx(tmp_path_factory, tiny_run) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export(tiny_run / "best.pt", out, log=lambda *a: None)
     return out
+
+
+def catalog_of(encoder, ids, paths, rows, vectors, exact_below: int | None = None):
+    """An in-memory catalogue of vectors made elsewhere (through the public add_embeddings)."""
+    from fai_infer import Catalog
+    from fai_infer.search import EXACT_BELOW
+
+    cat = Catalog(encoder, exact_below=EXACT_BELOW if exact_below is None else exact_below)
+    cat.add_embeddings(ids, vectors, paths, rows)
+    return cat

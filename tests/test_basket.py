@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
+from tests.conftest import catalog_of
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +29,7 @@ def kinds_catalog(encoder, n_kinds: int, per_kind: int = 30, seed: int = 0) -> C
             ids.append(f"{kind}-{j}")
             rows.append({"kind": str(kind)})
             vecs.append(_unit(centre + spread * rng.normal(size=encoder.dim) / encoder.dim**0.5))
-    return Catalog(encoder, ids, [f"{i}.jpg" for i in ids], rows, np.stack(vecs))
+    return catalog_of(encoder, ids, [f"{i}.jpg" for i in ids], rows, np.stack(vecs))
 
 
 @pytest.mark.parametrize("n", [2, 3, 5])
@@ -61,7 +62,7 @@ def test_diversity_collapses_near_duplicates(encoder):
     vecs = np.stack([a, b, *twins, *others, *near_b])
     ids = ["a", "b"] + [f"twin{i}" for i in range(6)] + [f"other{i}" for i in range(20)] + [
         f"nb{i}" for i in range(20)]
-    cat = Catalog(encoder, ids, [f"{i}.jpg" for i in ids], [{} for _ in ids], vecs)
+    cat = catalog_of(encoder, ids, [f"{i}.jpg" for i in ids], [{} for _ in ids], vecs)
 
     def twins_in(hits):
         return sum(h.id.startswith("twin") for h in hits)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from tests.conftest import ROOT, write_products
+from tests.conftest import catalog_of, ROOT, write_products
 
 CHURN = """
 import sys
@@ -80,7 +80,7 @@ def test_hnsw_index_file_is_checked_before_hnswlib_reads_it(tmp_path):
     write_products(tmp_path / "shop", 30)
     enc = Encoder()
     built = Catalog.build(tmp_path / "shop", encoder=enc)
-    cat = Catalog(enc, built.ids, built.paths, built.rows, built.embeddings, exact_below=10)
+    cat = catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings, exact_below=10)
     cat.save(tmp_path / "cat")
     index = next((tmp_path / "cat").glob("gen-*/index.hnsw"))
     index.write_bytes(index.read_bytes()[:64])
@@ -92,6 +92,7 @@ def test_manifest_is_json_and_no_pickle_anywhere(catalog_dir):
     root, _ = catalog_dir
     gen = next(root.glob("gen-*"))
     manifest = json.loads((gen / "manifest.json").read_text())
-    assert set(manifest["files"]) == {"embeddings.npy", "labels.npy", "items.json"}
+    assert set(manifest["files"]) == {"embeddings.npy", "labels.npy", "ids.json", "paths.json",
+                                      "metadata.json", "metadata_codes.npy"}
     np.load(gen / "embeddings.npy", allow_pickle=False)
     assert not list(root.rglob("*.pkl")) and not list(root.rglob("*.pickle"))

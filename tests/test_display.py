@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from fai_infer import Catalog
-from fai_infer.catalog import MAX_FILTERS, default_display
+from fai_infer.display import MAX_FILTERS, default_display
 from tests.conftest import ROOT, write_products
 from tests.test_errors import write_csv
 

@@ -52,7 +52,7 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
                    str(r / "o2")], 1, "no 'id' column (columns: article_id, prod_name"),
         "fai index, CSV ids match no photo": (
             FAI + ["index", shop, "--metadata", str(r / "unmatched.csv"), "--out",
-                   str(r / "o3")], 1, "none of its 12 'id' values"),
+                   str(r / "o3")], 1, "0 of 12 photos have a metadata row"),
         "fai index, missing CSV": (FAI + ["index", shop, "--metadata", str(r / "no.csv"),
                                           "--out", str(r / "o4")], 1, "cannot read"),
         "fai query -k 0": (FAI + ["query", cat, p1, "-k", "0"], 2, "0 is outside 1..1000"),
@@ -81,7 +81,7 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
                   str(r / "uicache")], 1, "use --id-column"),
         "ui.app --metadata ids match no photo": (
             UI + ["--catalog", shop, "--metadata", str(r / "unmatched.csv"), "--cache-dir",
-                  str(r / "uicache")], 1, "none of its 12 'id' values"),
+                  str(r / "uicache")], 1, "0 of 12 photos have a metadata row"),
         "ui.app --catalog missing folder": (UI + ["--catalog", str(r / "nope")], 1,
                                             "not a folder of photos"),
         "ui.app --metadata missing file": (UI + ["--catalog", shop, "--metadata",

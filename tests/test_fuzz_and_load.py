@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from export.synthetic import generated_squares
 from fai_infer import Catalog, Encoder, ImageError
-from tests.conftest import write_products
+from tests.conftest import catalog_of, write_products
 
 ENCODER = Encoder()
 SEEDS = [cv2.imencode(ext, generated_squares(40, 1, seed=i)[0])[1].tobytes()
@@ -72,7 +72,7 @@ def test_eight_query_threads_while_another_adds_and_removes(tmp_path):
     base = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv",
                          encoder=ENCODER)
     for exact_below in (10_000, 20):  # exact engine, then HNSW
-        cat = Catalog(ENCODER, base.ids, base.paths, base.rows, base.embeddings,
+        cat = catalog_of(ENCODER, base.ids, base.paths, base.rows, base.embeddings,
                       exact_below=exact_below)
         ever = set(cat.ids) | {p.stem for p in extra}
         errors, results = [], []

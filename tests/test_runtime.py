@@ -9,7 +9,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
 from fai_infer.search import HnswSearch, exact_top_k
-from tests.conftest import MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
+from tests.conftest import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_open_refuses_a_catalogue_of_another_model(shop, tmp_path, tiny_onnx):
 
 
 def test_hnsw_engine_matches_exact_on_a_large_enough_catalogue(shop, encoder):
-    small = Catalog(encoder, shop.ids, shop.paths, shop.rows, shop.embeddings, exact_below=10)
+    small = catalog_of(encoder, shop.ids, shop.paths, shop.rows, shop.embeddings, exact_below=10)
     assert small.engine == "hnsw"
     for item in shop.ids[:10]:
         assert [h.id for h in small.similar(item, k=5)] == [h.id for h in shop.similar(item, k=5)]
@@ -197,18 +197,3 @@ def test_similar_to_vector_rejects_wrong_vectors(shop, bad, why):
         bad = np.full(shop.encoder.dim, np.nan)
     with pytest.raises(ValueError, match=why):
         shop.similar_to_vector(bad)
-
-
-def test_a_prebuilt_search_index_is_used_and_checked(shop, encoder):
-    index = HnswSearch(encoder.dim, len(shop.ids))
-    index.add(shop.labels, shop.embeddings)
-    shared = Catalog(encoder, shop.ids, shop.paths, shop.rows, shop.embeddings,
-                     exact_below=10, search_index=index)
-    assert shared.engine == "hnsw"
-    assert [h.id for h in shared.similar(shop.ids[0], k=5)] == \
-        [h.id for h in shop.similar(shop.ids[0], k=5)]
-    partial = HnswSearch(encoder.dim, len(shop.ids))
-    partial.add(shop.labels[:5], shop.embeddings[:5])
-    with pytest.raises(ValueError, match="exactly these"):
-        Catalog(encoder, shop.ids, shop.paths, shop.rows, shop.embeddings, exact_below=10,
-                search_index=partial)

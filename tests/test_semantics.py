@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from fai_infer import Catalog, Encoder, NotInCatalogue
-from tests.conftest import ROOT, write_products
+from tests.conftest import catalog_of, ROOT, write_products
 
 
 @pytest.fixture()
@@ -101,7 +101,7 @@ def test_where_on_an_unknown_column_names_it_and_the_close_ones(tiny_onnx):
     emb = rng.normal(size=(6, enc.dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     rows = [{"product_type_name": "Dress" if i % 2 else "Shirt"} for i in range(6)]
-    cat = Catalog(enc, [f"i{i}" for i in range(6)], [""] * 6, rows, emb)
+    cat = catalog_of(enc, [f"i{i}" for i in range(6)], [""] * 6, rows, emb)
     with pytest.raises(ValueError, match="no such metadata column.*did you mean "
                                          "product_type_name"):
         cat.similar_to_vector(emb[0], k=3, where={"Product_type_name": "Dress"})

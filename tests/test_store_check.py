@@ -16,7 +16,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.storage import CURRENT
-from tests.conftest import ROOT, write_products
+from tests.conftest import catalog_of, ROOT, write_products
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     enc = Encoder()
     built = Catalog.build(base / "shop", base / "shop" / "metadata.csv", encoder=enc)
     built.save(base / "exact")
-    Catalog(enc, built.ids, built.paths, built.rows, built.embeddings,
+    catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings,
             exact_below=4).save(base / "hnsw")
     return {"exact": base / "exact", "hnsw": base / "hnsw", "encoder": enc}
 
@@ -60,9 +60,9 @@ def edit_array(gen: Path, name: str, change) -> None:
     reseal(gen)
 
 
-def edit_items(gen: Path, change) -> None:
-    items = json.loads((gen / "items.json").read_text())
-    (gen / "items.json").write_text(json.dumps(change(items)))
+def edit_json(gen: Path, name: str, change) -> None:
+    data = json.loads((gen / name).read_text())
+    (gen / name).write_text(json.dumps(change(data)))
     reseal(gen)
 
 
@@ -98,11 +98,17 @@ REFUSED = {
         g, "embeddings.npy", lambda e: e * 3), "unit"),
     "float64 embeddings": ("exact", lambda g: edit_array(
         g, "embeddings.npy", lambda e: e.astype(np.float64)), "float32"),
-    "items is an object": ("exact", lambda g: edit_items(g, lambda it: {"a": it}), "items"),
-    "duplicate ids": ("exact", lambda g: edit_items(
-        g, lambda it: [dict(x, id="same") for x in it]), "repeats an id"),
-    "item metadata not strings": ("exact", lambda g: edit_items(
-        g, lambda it: [dict(x, metadata={"n": 1}) for x in it]), "metadata"),
+    "ids is an object": ("exact", lambda g: edit_json(g, "ids.json", lambda it: {"a": it}),
+                         "ids.json"),
+    "duplicate ids": ("exact", lambda g: edit_json(
+        g, "ids.json", lambda it: ["same"] * len(it)), "repeats an id"),
+    "paths shorter than ids": ("exact", lambda g: edit_json(
+        g, "paths.json", lambda it: it[:-1]), "paths.json"),
+    "metadata values not strings": ("exact", lambda g: edit_json(
+        g, "metadata.json", lambda m: dict(m, values={c: [1] for c in m["columns"]})),
+        "metadata.json"),
+    "metadata codes past the values": ("exact", lambda g: edit_array(
+        g, "metadata_codes.npy", lambda a: a + 1000), "point past"),
     "unlisted index.hnsw": ("exact", lambda g: (g / "index.hnsw").write_bytes(b"x" * 64),
                             "does not list"),
     "absurd HNSW capacity": ("hnsw", lambda g: edit_manifest(
@@ -136,7 +142,7 @@ def test_an_interrupted_first_save_counts_as_empty(saved, tmp_path):
     cat = Catalog.open(saved["exact"], saved["encoder"])
     cat.save(root)  # no "directory is not empty" refusal
     assert len(Catalog.open(root, saved["encoder"])) == 12
-    assert sorted(p.name for p in root.iterdir()) == [CURRENT, "gen-000001"]
+    assert sorted(p.name for p in root.iterdir()) == [CURRENT, "LOCK", "gen-000001"]
 
 
 def test_disk_full_is_one_line_and_leaves_no_partial_generation(saved, tmp_path, monkeypatch):

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.catalog import list_images
+from fai_infer.sources import list_images
 from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
 CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")

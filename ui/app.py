@@ -28,7 +28,9 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
-from fai_infer.catalog import MAX_FILTER_VALUES, NotInCatalogue, list_images  # noqa: E402
+from fai_infer.catalog import NotInCatalogue  # noqa: E402
+from fai_infer.display import MAX_FILTER_VALUES  # noqa: E402
+from fai_infer.sources import list_images  # noqa: E402
 from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
@@ -82,12 +84,13 @@ def folder_fingerprint(folder: Path, metadata: str | None) -> str:
 def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
     the generated demo shop."""
-    encoder = Encoder(cfg.model)
     if cfg.milvus:  # the scale extra's shared search service (docs/scale.md)
         from fai_infer.scale.milvus_catalog import MilvusCatalog
-        return MilvusCatalog(cfg.milvus, cfg.collection, encoder), cfg.collection
-    if cfg.index:
-        return Catalog.open(cfg.index, encoder), Path(cfg.index).resolve().name
+        return MilvusCatalog(cfg.milvus, cfg.collection, Encoder(cfg.model)), cfg.collection
+    if cfg.index:  # live: items other processes add or remove show up in the next search
+        return (Catalog.open(cfg.index, Encoder(cfg.model) if cfg.model else None, live=True),
+                Path(cfg.index).resolve().name)
+    encoder = Encoder(cfg.model)
     if cfg.catalog:
         folder, metadata, label = Path(cfg.catalog), cfg.metadata, Path(cfg.catalog).resolve().name
     else:
@@ -97,12 +100,13 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
                          f"{folder_fingerprint(folder, metadata)}".encode())
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
-        return Catalog.open(cached, encoder), label
+        return Catalog.open(cached, encoder, live=True), label
     except CatalogError:
         pass
     log(f"indexing {folder} (first start only) ...")
     cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
     cat.save(cached)
+    cat.live = True
     return cat, label
 
 
@@ -245,15 +249,12 @@ class ShopDemo:
         return [(photo_url(h.id, origin), self.name(h)) for h in hits]
 
     def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
-        where = self.where(filters)
-        hits = []
-        for item_id in self.cat.ids:
-            h = self.cat.get(item_id)
-            if all(h.metadata.get(c, "").casefold() in {x.casefold() for x in v}
-                   for c, v in where.items()):
-                hits.append(h)
-            if len(hits) >= BROWSE_LIMIT:
-                break
+        hits = []  # the same filter mask as search, first BROWSE_LIMIT items
+        for item_id in self.cat.matching(self.where(filters), limit=BROWSE_LIMIT):
+            try:
+                hits.append(self.cat.get(item_id))
+            except NotInCatalogue:  # removed by another process meanwhile
+                continue
         return self.gallery(hits, origin), [h.id for h in hits]
 
     def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
@@ -336,10 +337,14 @@ class ShopDemo:
         return json.dumps(hits, ensure_ascii=False)
 
 
-def parse_filters(filters: Any) -> dict[str, str | list[str]]:
-    """A client's ``where`` (a JSON object of column -> value or list of values)."""
+def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
+    """A client's ``where``: a JSON object of column -> value or list of values, or a list of
+    clauses such as ["colour!=Black", "price<50"] (``fai_infer.filters``)."""
+    if isinstance(filters, list) and all(isinstance(x, str) for x in filters):
+        return filters
     if not isinstance(filters, dict):
-        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"}")
+        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"} or a "
+                         "list such as [\"price<50\"]")
     return {str(c): v for c, v in filters.items()
             if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))}
 

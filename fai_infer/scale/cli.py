@@ -56,7 +56,8 @@ def build_with_ray(a: argparse.Namespace, encoder: Encoder) -> Catalog:
     return index_with_ray(a.folder, a.metadata, a.id_column, encoder, address=a.ray_address,
                           workers=a.ray_workers, batch_size=a.batch_size, gpu=a.gpu,
                           shards=a.shards, progress=not a.json and sys.stderr.isatty(),
-                          filters=split(a.filters), caption=split(a.caption))
+                          filters=split(a.filters), caption=split(a.caption),
+                          id_normalise=getattr(a, "id_normalise", False))
 
 
 def open_milvus(a: argparse.Namespace, encoder: Encoder):

@@ -17,12 +17,13 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _looks_like_path, read_metadata
+from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _rows_for, _unit_rows
 from fai_infer.encoder import Encoder
 from fai_infer.filters import parse_where
 from fai_infer.preprocess import ImageInput, describe
 from fai_infer.progress import Progress
 from fai_infer.search import exact_top_k
+from fai_infer.sources import looks_like_path, read_metadata, stored_path
 from fai_infer.scale import require
 from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
                                            TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
@@ -113,8 +114,8 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
     previous = _alias_target(client, collection)
     physical = f"{collection}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
     display = cat.display()
-    rows = cat.rows if hasattr(cat, "rows") else []
-    order = columns_of(rows, display["filters"] + display["caption"])
+    order = columns_of([dict.fromkeys(cat.columns(), "")],
+                       display["filters"] + display["caption"])
     man = Manifest(model_sha256=cat.encoder.model_sha256, model_name=cat.encoder.info.name,
                    preprocess=json.loads(json.dumps(cat.encoder.spec.to_dict())),
                    dim=cat.encoder.dim, id_column=cat.id_column, columns=order[:MAX_COLUMNS],
@@ -123,7 +124,7 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
                              consistency_level="Strong")
     try:
         bar = Progress(len(cat), "pushing") if progress and len(cat) else None
-        for ids, vectors, paths, metas in _batches(cat, batch):
+        for ids, vectors, paths, metas in cat.iter_batches(batch):
             man.note_values(metas)
             client.insert(physical, [row_fields(i, v, p, m, man) for i, v, p, m
                                      in zip(ids, vectors, paths, metas)])
@@ -169,18 +170,6 @@ def _alias_target(client, alias: str) -> str | None:
         raise CatalogError(f"collection {alias!r} exists and was not made by 'fai push' (it is "
                            f"not an alias); drop it or push with another --collection")
     return None
-
-
-def _batches(cat, size: int) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict]]]:
-    """(ids, unit vectors, absolute paths, metadata rows) of a local catalogue."""
-    if hasattr(cat, "iter_batches"):
-        yield from cat.iter_batches(size)
-        return
-    for start in range(0, len(cat.ids), size):  # until Catalog.iter_batches lands (issue 14)
-        end = start + size
-        yield (list(cat.ids[start:end]), cat.embeddings[start:end],
-               [str(Path(p).absolute()) for p in cat.paths[start:end]],
-               [dict(r) for r in cat.rows[start:end]])
 
 
 class _LazyIds:
@@ -320,6 +309,25 @@ class MilvusCatalog:
             it.close()
 
     # -- search --------------------------------------------------------------------------------
+    def matching(self, where, limit: int | None = None) -> list[str]:
+        """Ids of items passing a filter (a UI's catalogue browser); ``limit=0`` only checks
+        the filter (unknown columns and values raise)."""
+        expr = self._filter(where)
+        if limit == 0:
+            return []
+        if limit is not None:
+            rows = self.client.query(self.name, filter=expr, output_fields=["id"], limit=limit)
+            return [r["id"] for r in rows]
+        out: list[str] = []
+        it = self.client.query_iterator(self.name, batch_size=1000, filter=expr,
+                                        output_fields=["id"])
+        try:
+            while page := it.next():
+                out += [r["id"] for r in page]
+        finally:
+            it.close()
+        return out
+
     def _filter(self, where) -> str:
         clauses = parse_where(where)
         check_clauses(clauses, self.manifest, self._has_value)
@@ -389,7 +397,7 @@ class MilvusCatalog:
             rows = self._rows([item], ["vector"])
             if rows:
                 return np.asarray(rows[0]["vector"], np.float32), item
-            if not _looks_like_path(item):
+            if not looks_like_path(item):
                 raise NotInCatalogue(item)
         return self.encoder.embed([item])[0], None
 
@@ -452,19 +460,25 @@ class MilvusCatalog:
                        paths: Sequence[str] | None = None,
                        metadata: Sequence[Mapping[str, str]] | Mapping[str, Mapping[str, str]]
                        | None = None) -> None:
-        """Upsert vectors made by this model (checked and L2-normalised like
-        ``similar_to_vector``); an existing id keeps its metadata unless new metadata is given."""
+        """As ``Catalog.add_embeddings``: vectors made by this model, checked and L2-normalised;
+        an existing id is replaced, keeping its metadata unless a row is given."""
         ids = [str(i) for i in ids]
-        vectors = np.asarray(vectors, np.float32).reshape(len(ids), -1) if len(ids) else \
-            np.zeros((0, self.encoder.dim), np.float32)
-        units = [self._unit(v) for v in vectors]
-        paths = [str(p) for p in paths] if paths is not None else [""] * len(ids)
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
+        if any(not i for i in ids):
+            raise ValueError("an id is empty")
+        units = _unit_rows(vectors, self.encoder.dim) if len(ids) else np.zeros(
+            (0, self.encoder.dim), np.float32)
+        if len(units) != len(ids):
+            raise ValueError(f"{len(units)} vectors for {len(ids)} ids")
+        paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
+        if len(paths) != len(ids):
+            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
         if isinstance(metadata, Mapping):
             given = [metadata.get(i) for i in ids]
         else:
-            given = list(metadata) if metadata is not None else [None] * len(ids)
-        if not len(ids) == len(paths) == len(given):
-            raise ValueError("ids, vectors, paths and metadata must have the same length")
+            given = _rows_for(ids, metadata) if metadata is not None else [None] * len(ids)
         old = {r["id"]: r for r in self._existing(ids)}
         rows = [dict(g) if g is not None else dict(old.get(i, {}).get("meta") or {})
                 for i, g in zip(ids, given)]

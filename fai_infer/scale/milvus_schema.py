@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from fai_infer.filters import RANGE_OPS, Clause, number
+from fai_infer.metadata import MAX_LISTED
 
 FORMAT = 1
 MANIFEST_KEY = "fai.manifest"
@@ -43,6 +44,7 @@ class Manifest:
     display: dict[str, list[str]] = field(default_factory=dict)
     values: dict[str, list[str]] = field(default_factory=dict)
     complete: dict[str, bool] = field(default_factory=dict)
+    numeric: dict[str, bool] = field(default_factory=dict)  # any value a number
     unfiltered: list[str] = field(default_factory=list)   # columns beyond MAX_COLUMNS
     format_version: int = FORMAT
 
@@ -64,10 +66,12 @@ class Manifest:
             seen = {v.casefold() for v in have}
             for row in rows:
                 v = str(row.get(col, "") or "")
+                if v and not self.numeric.get(col) and number(v) is not None:
+                    self.numeric[col] = True
                 if v and v.casefold() not in seen:
                     if len(have) >= MAX_VALUES:
                         self.complete[col] = False
-                        break
+                        continue
                     have.append(v)
                     seen.add(v.casefold())
             self.complete.setdefault(col, True)
@@ -108,14 +112,14 @@ def expression(clauses: Sequence[Clause], columns: Sequence[str]) -> str:
 
 
 def check_clauses(clauses: Sequence[Clause], man: Manifest, has_value) -> None:
-    """Unknown columns and unknown values are refused by name with the close matches, as the
-    local catalogue does. ``has_value(column, folded)`` asks Milvus when the remembered values of
-    a column are incomplete."""
+    """Unknown columns and values, and ranges on a column without numbers, are refused by name
+    with the close matches, in the local catalogue's words (fai_infer/metadata.py).
+    ``has_value(column, folded)`` asks Milvus when a column has more values than remembered."""
     known = man.columns + man.unfiltered
     for c in clauses:
         if c.column not in known:
-            close = difflib.get_close_matches(c.column, known, n=3, cutoff=0.5) or [
-                k for k in known if k.casefold() == c.column.casefold()]
+            close = [k for k in known if k.casefold() == c.column.casefold()] or \
+                difflib.get_close_matches(c.column, known, n=3, cutoff=0.5)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             raise ValueError(f"where {c.column!r}: no such metadata column (columns: "
                              f"{', '.join(known) or 'none'}){hint}")
@@ -124,19 +128,22 @@ def check_clauses(clauses: Sequence[Clause], man: Manifest, has_value) -> None:
                              f"{MAX_COLUMNS} filterable columns and {c.column!r} is not one; "
                              f"push again with it among --filters")
         if c.op in RANGE_OPS:
+            if not man.numeric.get(c.column):
+                raise ValueError(f"where {c}: column {c.column!r} holds no numbers")
             continue
         values = man.values.get(c.column, [])
-        folded = {v.casefold() for v in values}
+        folded = {v.casefold(): v for v in values}
         for v in c.values:
             if v == "" or v in folded:
                 continue
             if not man.complete.get(c.column, True) and has_value(c.column, v):
                 continue
-            close = difflib.get_close_matches(v, sorted(folded), n=3, cutoff=0.6)
+            close = [folded[x] for x in difflib.get_close_matches(v, list(folded), n=3,
+                                                                   cutoff=0.6)]
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            shown = ", ".join(values[:20]) + (" ..." if len(values) > 20 else "")
-            raise ValueError(f"where {c.column!r}: no item has the value {v!r} (values: "
-                             f"{shown or 'none'}){hint}")
+            shown = ", ".join(values[:MAX_LISTED]) + (", ..." if len(values) > MAX_LISTED else "")
+            raise ValueError(f"where {c.column}={v!r}: no item has this value (values: "
+                             f"{shown}){hint}")
 
 
 def row_fields(item_id: str, vector: np.ndarray, path: str, meta: Mapping[str, Any],

@@ -23,10 +23,11 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog import Catalog, Skipped, _ids_for, list_images, read_metadata
+from fai_infer.catalog import Catalog, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import describe
 from fai_infer.scale import require
+from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
 from fai_infer.storage import CatalogError
 
 LIST_SUFFIXES = {".csv", ".parquet", ".pq"}
@@ -68,7 +69,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
 
 
-def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id"):
+def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
+                id_normalise: bool = False, warnings: list[str] | None = None):
     """The photos to index as an Arrow table (pos, id, path, metadata as JSON).
 
     ``source`` is a folder (listed here, ids as the local indexer gives them) or a CSV/Parquet
@@ -79,23 +81,25 @@ def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str 
     meta = read_metadata(metadata, id_column)
     if src.is_dir():
         paths = list_images(src)
-        ids = _ids_for(paths, src)
-        locations = [str(p.absolute()) for p in paths]
-        rows = [meta.get(i, {}) for i in ids]
+        ids = ids_for(paths, src)
+        locations = [str(p) for p in paths]
+        extra = [{} for _ in ids]
     elif src.suffix.lower() in LIST_SUFFIXES and src.is_file():
-        ids, locations, rows = _read_list(src, id_column, meta)
+        ids, locations, extra = _read_list(src, id_column)
     else:
         raise CatalogError(f"{source}: not a directory of photos nor a .csv/.parquet list of "
                            f"photo paths")
-    if meta and ids and not set(ids) & set(meta):
-        raise CatalogError(f"{metadata}: none of its {id_column!r} values is the id of a photo "
-                           f"in {source}; pick the column that holds the file names with "
-                           f"--id-column")
+    # The local indexer's join: same matches, same warning, same error for the wrong column.
+    join = join_metadata(ids, meta, "metadata" if isinstance(metadata, Mapping)
+                         else str(metadata), id_column, id_normalise)
+    if join.warning and warnings is not None:
+        warnings.append(join.warning)
+    rows = [{**e, **join.rows.get(i, {})} for i, e in zip(ids, extra)]
     return pa.table({"pos": pa.array(range(len(ids)), pa.int64()), "id": ids,
                      "path": locations, "metadata": [json.dumps(r) for r in rows]})
 
 
-def _read_list(src: Path, id_column: str, meta: Mapping[str, Mapping[str, str]]
+def _read_list(src: Path, id_column: str
                ) -> tuple[list[str], list[str], list[dict[str, str]]]:
     """ids, paths or URIs, and metadata rows from a CSV/Parquet list of photos."""
     if src.suffix.lower() == ".csv":
@@ -125,7 +129,7 @@ def _read_list(src: Path, id_column: str, meta: Mapping[str, Mapping[str, str]]
                  for p in data[path_col]]
     ids = data[id_column] if id_column in names else [Path(p).stem for p in data[path_col]]
     extra = [c for c in names if c != path_col]
-    rows = [{**{c: data[c][i] for c in extra}, **meta.get(ids[i], {})} for i in range(len(ids))]
+    rows = [{c: data[c][i] for c in extra} for i in range(len(ids))]
     return ids, locations, rows
 
 
@@ -248,15 +252,14 @@ def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id
     paths = table.column("path").to_pylist()
     ids = [i for i, good in zip(table.column("id").to_pylist(), ok) if good]
     rows = [json.loads(m) for m, good in zip(table.column("metadata").to_pylist(), ok) if good]
-    cat = Catalog(encoder, [], [], [], np.zeros((0, encoder.dim), np.float32))
+    cat = Catalog(encoder)
     cat.id_column = id_column
     if filters is not None or caption is not None:
-        cat.set_display(filters, caption, rows=rows)
-    good_paths = [p for p, good in zip(paths, ok) if good]
-    if hasattr(cat, "add_embeddings"):
-        cat.add_embeddings(ids, emb[ok], good_paths, rows)
-    else:  # until Catalog.add_embeddings lands (issue 14)
-        cat._append(ids, good_paths, rows, emb[ok])
+        known: list[str] = []
+        for r in rows:
+            known += [c for c in r if c not in known]
+        cat.set_display(filters, caption, known=known)
+    cat.add_embeddings(ids, emb[ok], [p for p, good in zip(paths, ok) if good], rows)
     cat.skipped = [Skipped(p, e) for p, e in zip(paths, errors) if e]
     return cat
 
@@ -266,13 +269,15 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
                    workers: int = 2, batch_size: int = 64, gpu: bool = False,
                    shards: str | None = None, progress: bool = False,
                    filters: Sequence[str] | None = None, caption: Sequence[str] | None = None,
-                   num_cpus: int | None = None, fault_marker: str | None = None) -> Catalog:
+                   num_cpus: int | None = None, id_normalise: bool = False,
+                   fault_marker: str | None = None) -> Catalog:
     """``Catalog.build`` on Ray: same ids, embeddings, metadata and skipped photos.
 
     ``shards`` (a folder or URI every worker can write and the driver can read; on a cluster a
     shared filesystem or object store) keeps the Parquet shards; by default a temporary folder."""
     encoder = encoder or Encoder()
-    table = photo_table(source, metadata, id_column)
+    warnings: list[str] = []
+    table = photo_table(source, metadata, id_column, id_normalise, warnings)
     tmp = None
     if shards is None:
         tmp = tempfile.TemporaryDirectory(prefix="fai-shards-")
@@ -286,7 +291,9 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
                 print(f"embedded {table.num_rows} photos on Ray in {time.time() - t0:.1f}s",
                       flush=True)
         rows, emb = read_shards(shards, table.num_rows, encoder.dim)
-        return build_catalog(rows, emb, encoder, id_column, filters, caption)
+        cat = build_catalog(rows, emb, encoder, id_column, filters, caption)
+        cat.warnings += warnings
+        return cat
     finally:
         if tmp is not None:
             tmp.cleanup()
