@@ -212,7 +212,8 @@ def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_siz
     ctx.enable_progress_bars = progress
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
-    blocks = [table.slice(i, BLOCK_ROWS) for i in range(0, table.num_rows, BLOCK_ROWS)]
+    rows = max(1, min(BLOCK_ROWS, -(-table.num_rows // (4 * workers))))  # >= 4 blocks/actor
+    blocks = [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
     ds = ray.data.from_arrow(blocks or [table])
     model_ref = ray.put(model.read_bytes())
     ds = ds.map_batches(EmbedActor, batch_size=batch_size, batch_format="pyarrow",
