@@ -13,12 +13,19 @@ $(STAMP): pyproject.toml
 	HNSWLIB_NO_NATIVE=1 $(PY) -m pip install -q -e ".[train,ui,dev]"
 	rm -f $(VENV)/.installed-* && touch $@
 
+# The scale extra (Ray, Milvus) only for tests and bench.scale; `make demo` never needs it.
+SCALE_STAMP := $(VENV)/.installed-scale-$(shell cksum pyproject.toml | cut -d' ' -f1)
+
+$(SCALE_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e ".[scale]"
+	rm -f $(VENV)/.installed-scale-* && touch $@
+
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m ui.app
 
-test: $(STAMP)
+test: $(STAMP) $(SCALE_STAMP)
 	$(PY) -m pytest -q
 
 train: $(STAMP)

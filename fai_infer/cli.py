@@ -19,6 +19,7 @@ from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
 from fai_infer.preprocess import ImageError
+from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
 from fai_infer.storage import CatalogError, check_writable
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
@@ -92,7 +93,8 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 def cmd_index(a: argparse.Namespace) -> int:
     check_writable(Path(a.out))  # before minutes of encoding, not after
     t0 = time.time()
-    cat = Catalog.build(a.folder, a.metadata, a.id_column, _encoder(a),
+    cat = scale_cli.build_with_ray(a, _encoder(a)) if a.ray or a.ray_address else Catalog.build(
+        a.folder, a.metadata, a.id_column, _encoder(a),
                         batch_size=a.batch_size, decode_threads=a.decode_threads,
                         progress=not a.json and sys.stderr.isatty(),
                         filters=_columns(a.filters), caption=_columns(a.caption),
@@ -117,11 +119,16 @@ def cmd_index(a: argparse.Namespace) -> int:
 def cmd_query(a: argparse.Namespace) -> int:
     """Each query is answered on its own: a bad photo is reported (stderr, and an "error"
     entry in --json) and the others still print; exit 1 if any query failed."""
+    if a.milvus and a.catalog:  # no catalogue folder with --milvus: the first photo
+        a.images, a.catalog = [a.catalog] + a.images, None
     queries = [("id", i) for i in a.ids or []] + [("photo", p) for p in a.images]
     if not queries:
         raise ValueError("nothing to search with: give photo paths or --id ITEM_ID")
+    if not a.milvus and not a.catalog:
+        raise ValueError("give a catalogue (or --milvus URI)")
     where = _parse_where(a.where)
-    cat = Catalog.open(a.catalog, _encoder(a))
+    cat = scale_cli.open_milvus(a, _encoder(a)) if a.milvus else Catalog.open(a.catalog,
+                                                                              _encoder(a))
     if where:
         cat.matching(where, limit=0)  # an unknown column or value: one line, before any query
     results, failed = [], 0
@@ -266,10 +273,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "('0111565001.jpg' meets id 111565001)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--decode-threads", type=int, default=2)
+    scale_cli.add_index_arguments(s)
     s.set_defaults(func=cmd_index)
 
     s = sub.add_parser("query", parents=[common], help="items similar to photos or ids")
-    s.add_argument("catalog")
+    s.add_argument("catalog", nargs="?", help="catalogue folder (not with --milvus)")
+    scale_cli.add_milvus_arguments(s)
     s.add_argument("images", nargs="*", help="photo paths (a bare catalogue id also works; "
                                              "--id says so explicitly)")
     s.add_argument("--id", dest="ids", action="append", metavar="ITEM_ID",
@@ -304,6 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("catalog")
     s.add_argument("ids", nargs="+")
     s.set_defaults(func=cmd_remove)
+
+    scale_cli.add_push_parser(sub, common, lambda a: scale_cli.cmd_push(a, _encoder(a)))
 
     s = sub.add_parser("compact", parents=[common],
                        help="fold committed changes into a new base (also automatic)")

@@ -56,6 +56,8 @@ class AppConfig:
     filters: str | None = None
     caption: str | None = None
     index: str | None = None
+    milvus: str | None = None
+    collection: str = "fai"
     model: str | None = None
     host: str = "127.0.0.1"
     port: int = 7860
@@ -82,6 +84,9 @@ def folder_fingerprint(folder: Path, metadata: str | None) -> str:
 def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
     """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
     the generated demo shop."""
+    if cfg.milvus:  # the scale extra's shared search service (docs/scale.md)
+        from fai_infer.scale.milvus_catalog import MilvusCatalog
+        return MilvusCatalog(cfg.milvus, cfg.collection, Encoder(cfg.model)), cfg.collection
     if cfg.index:  # live: items other processes add or remove show up in the next search
         return (Catalog.open(cfg.index, Encoder(cfg.model) if cfg.model else None, live=True),
                 Path(cfg.index).resolve().name)
@@ -485,6 +490,9 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("--caption", metavar="NAME_COL,COL2",
                    help="metadata columns shown on each product card, the name first")
     p.add_argument("--index", help="a catalogue made with 'fai index' (overrides --catalog)")
+    p.add_argument("--milvus", metavar="URI", help="serve a Milvus collection made with 'fai "
+                   "push' (a server URI or a Milvus Lite .db file; overrides --index)")
+    p.add_argument("--collection", default="fai", help="the --milvus collection")
     p.add_argument("--model", help="ONNX model (default: the shipped model)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind; 0.0.0.0 exposes the demo to your network")

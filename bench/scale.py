@@ -1,0 +1,174 @@
+"""python -m bench.scale: Ray indexing against the local indexer, Milvus Lite against hnswlib.
+
+Both comparisons run in the same process on the same inputs (this machine is shared and noisy:
+read ratios, not absolute figures). Needs the scale extra (pip install -e '.[scale]').
+``--quick`` runs toy sizes in about a minute (a test runs it so it never rots).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.__main__ import MYNTRA, sample_photos
+from bench.timing import table
+from export.synthetic import scale_embeddings
+from fai_infer import Catalog, Encoder
+from fai_infer.search import HnswSearch, exact_top_k
+
+RAY_COLUMNS = ["indexer", "workers", "photos", "seconds", "photos_per_s", "per_core_per_s"]
+SEARCH_COLUMNS = ["engine", "n", "build_s", "recall@10", "p50_ms", "p99_ms", "filtered_p50_ms"]
+
+
+def ray_rows(photos: list[Path], tmp: Path, encoder: Encoder, workers: list[int]) -> list[dict]:
+    """Photos/s of the local indexer (both cores) and of --ray with 1 and 2 actors."""
+    from fai_infer.scale.ray_index import index_with_ray, ray_session
+
+    folder = tmp / "ray-photos"
+    folder.mkdir()
+    for p in photos:
+        (folder / p.name).symlink_to(p.resolve())
+    rows = []
+    t0 = time.perf_counter()
+    local = Catalog.build(folder, encoder=encoder)
+    s = time.perf_counter() - t0
+    rows.append({"indexer": "local (threads)", "workers": "-", "photos": len(photos),
+                 "seconds": s, "photos_per_s": len(photos) / s,
+                 "per_core_per_s": len(photos) / s / (os.cpu_count() or 1)})
+    with ray_session(None, num_cpus=max(workers)):
+        index_with_ray(folder, encoder=encoder, workers=1, batch_size=64)  # warm up Ray
+        for n in workers:
+            t0 = time.perf_counter()
+            cat = index_with_ray(folder, encoder=encoder, workers=n, batch_size=64)
+            s = time.perf_counter() - t0
+            assert len(cat) == len(local)
+            rows.append({"indexer": "ray", "workers": n, "photos": len(photos), "seconds": s,
+                         "photos_per_s": len(photos) / s, "per_core_per_s": len(photos) / s / n})
+            print(table(rows[-1:], RAY_COLUMNS), flush=True)
+    return rows
+
+
+def search_rows(real: np.ndarray, n: int, encoder: Encoder, tmp: Path, queries: int
+                ) -> list[dict]:
+    """hnswlib (the kiosk engine) and Milvus Lite on the same n vectors and queries."""
+    from fai_infer.scale.milvus_catalog import MilvusCatalog, push
+
+    emb = scale_embeddings(real, n)
+    rng = np.random.default_rng(1)
+    qs = emb[rng.integers(0, n, queries)]
+    truth = [set(exact_top_k(emb, q, 10)[0]) for q in qs]
+    rows = [{"i": i % 4, "kind": ["top", "shoe", "bag", "dress"][i % 4]} for i in range(n)]
+
+    def recall(found: list[set]) -> float:
+        return sum(len(t & f) for t, f in zip(truth, found)) / (10 * len(qs))
+
+    t0 = time.perf_counter()
+    hnsw = HnswSearch(emb.shape[1], n)
+    hnsw.add(np.arange(n), emb)
+    build = time.perf_counter() - t0
+    lat, found = [], []
+    for q in qs:
+        t = time.perf_counter()
+        labels, _ = hnsw.query(q, 10)
+        lat.append(time.perf_counter() - t)
+        found.append(set(labels.tolist()))
+    out = [{"engine": "hnswlib M=32 (in process)", "n": n, "build_s": build,
+            "recall@10": recall(found), "p50_ms": 1000 * np.median(lat),
+            "p99_ms": 1000 * np.percentile(lat, 99)}]
+    print(table(out, SEARCH_COLUMNS), flush=True)
+    del hnsw
+
+    cat = Catalog(encoder)
+    cat.add_embeddings([f"i{i}" for i in range(n)], emb, None, rows)
+    db = tmp / f"bench-{n}.db"
+    t0 = time.perf_counter()
+    push(cat, str(db), "bench", batch=5000, progress=True)  # insert + flush + HNSW + load
+    load = time.perf_counter() - t0
+    del cat
+    mc = MilvusCatalog(str(db), "bench", encoder)
+    lat, found = [], []
+    for q in qs:
+        t = time.perf_counter()
+        hits = mc.similar_to_vector(q, k=10)
+        lat.append(time.perf_counter() - t)
+        found.append({int(h.id[1:]) for h in hits})
+    flat = []
+    for q in qs[: max(5, len(qs) // 4)]:
+        t = time.perf_counter()
+        mc.similar_to_vector(q, k=10, where={"kind": "shoe"})
+        flat.append(time.perf_counter() - t)
+    out.append({"engine": "Milvus Lite HNSW M=32 (gRPC, local)", "n": n, "build_s": load,
+                "recall@10": recall(found),
+                "p50_ms": 1000 * np.median(lat), "p99_ms": 1000 * np.percentile(lat, 99),
+                "filtered_p50_ms": 1000 * np.median(flat)})
+    print(table(out[-1:], SEARCH_COLUMNS), flush=True)
+    mc.close()
+    shutil.rmtree(db, ignore_errors=True)
+    return out
+
+
+def sizing(ray: list[dict], search: list[dict], dim: int) -> list[dict]:
+    """Cores and memory at 10M and 100M items from the measured per-core rate and the bytes an
+    item takes (vector + HNSW links, as in bench.search_speed.hnsw_memory_mb)."""
+    per_core = max(r["per_core_per_s"] for r in ray if r["indexer"] == "ray")
+    vector_bytes = 4 * dim
+    graph_bytes = 2 * 32 * 4 + 12  # level-0 links at M=32, label
+    item = vector_bytes + graph_bytes + 300  # + id, path and a few metadata fields
+    out = []
+    for n in (10_000_000, 100_000_000):
+        out.append({"items": f"{n:,}", "photos_per_core_per_s": per_core,
+                    "core_hours_to_embed": n / per_core / 3600,
+                    "hours_on_64_cores": n / per_core / 64 / 3600,
+                    "bytes_per_item": item, "index_memory_gb": n * item / 1e9})
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="toy sizes, about a minute")
+    p.add_argument("--photos", default=str(MYNTRA), help="folder of real photos")
+    p.add_argument("--n-photos", type=int, default=5000)
+    p.add_argument("--sizes", default="100000,1000000", help="Milvus Lite collection sizes")
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--out", default="bench/results")
+    a = p.parse_args(argv)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="fai-bench-scale-"))
+    encoder = Encoder()
+    n_photos = 200 if a.quick else a.n_photos
+    photos = sample_photos(Path(a.photos), n_photos, tmp / "photos")
+    report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
+                    "model": encoder.info.name, "photos": len(photos)}
+    try:
+        if not a.skip_ray:
+            report["ray"] = ray_rows(photos, tmp, encoder, [1, 2])
+            print(table(report["ray"], RAY_COLUMNS))
+        real = encoder.embed(photos[:3000], batch_size=64)
+        sizes = [2000] if a.quick else [int(s) for s in a.sizes.split(",")]
+        report["search"] = []
+        for n in sizes:
+            print(f"-- {n:,} vectors", flush=True)
+            report["search"] += search_rows(real, n, encoder, tmp, 20 if a.quick else a.queries)
+        print(table(report["search"], SEARCH_COLUMNS))
+        if report.get("ray"):
+            report["sizing"] = sizing(report["ray"], report["search"], encoder.dim)
+            print(table(report["sizing"], list(report["sizing"][0])))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    (out / "scale.json").write_text(json.dumps(report, indent=2))
+    print(f"written {out / 'scale.json'}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,571 @@
+"""A catalogue served by Milvus: a Milvus server or cluster URI, or a Milvus Lite ``.db`` file.
+
+Why: one search service shared by every kiosk and the web back end, with a catalogue larger than
+one machine's RAM. ``MilvusCatalog`` answers like ``Catalog`` (same methods, hits, filters and
+basket ranking) so the CLI and the shop page use either; ``push`` loads a local catalogue's
+vectors and metadata into a new collection and then points the collection's name (a Milvus alias)
+at it, so kiosks keep searching the old catalogue until the new one is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _rows_for, _unit_rows
+from fai_infer.encoder import Encoder
+from fai_infer.filters import parse_where
+from fai_infer.preprocess import ImageInput, describe
+from fai_infer.progress import Progress
+from fai_infer.search import exact_top_k
+from fai_infer.sources import looks_like_path, read_metadata, stored_path
+from fai_infer.scale import require
+from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
+                                           TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
+                                           columns_of, expression, literal, row_fields)
+from fai_infer.storage import CatalogError
+
+DEFAULT_COLLECTION = "fai"
+INSERT_BATCH = 2000
+EXACT_FILTERED = 1000  # a filter letting at most this many rows through is ranked exactly
+
+
+class _Client:
+    """A MilvusClient whose failures are CatalogErrors naming the service (one line in the CLI
+    and the shop page, never a gRPC traceback)."""
+
+    def __init__(self, client, uri: str):
+        self._client, self._uri = client, uri
+
+    def __getattr__(self, name: str):
+        from pymilvus import MilvusException
+
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            try:
+                return attr(*args, **kwargs)
+            except MilvusException as exc:
+                raise CatalogError(f"milvus {self._uri}: {name} failed ({exc.message})") from None
+        return call
+
+
+def connect(uri: str, token: str | None = None) -> _Client:
+    """A MilvusClient for a server URI (http://host:19530) or a Milvus Lite file (*.db)."""
+    pymilvus = require("pymilvus", "--milvus")
+    import logging
+
+    logging.getLogger("pymilvus").setLevel(logging.CRITICAL)  # failures raise; no log spam
+    if uri.endswith(".db"):
+        require("milvus_lite", "a Milvus Lite file (--milvus *.db)")
+        if not Path(uri).resolve().parent.is_dir():
+            raise CatalogError(f"--milvus {uri}: its folder does not exist")
+    try:
+        return _Client(pymilvus.MilvusClient(
+            uri=uri, token=token or os.environ.get("MILVUS_TOKEN", "")), uri)
+    except pymilvus.MilvusException as exc:
+        raise CatalogError(f"--milvus {uri}: cannot connect ({exc.message})") from None
+    except ValueError as exc:  # pymilvus refuses a malformed URI this way
+        raise CatalogError(f"--milvus {uri}: {exc}") from None
+
+
+def _schema(client, dim: int, columns: Sequence[str]):
+    from pymilvus import DataType
+
+    schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, is_primary=True, max_length=ID_BYTES)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
+    schema.add_field("path", DataType.VARCHAR, max_length=TEXT_BYTES)
+    schema.add_field("meta", DataType.JSON)
+    for i, _ in enumerate(columns):
+        schema.add_field(f"c{i}_t", DataType.VARCHAR, max_length=TEXT_BYTES)
+        schema.add_field(f"c{i}_n", DataType.DOUBLE, nullable=True)
+    return schema
+
+
+def _wait_indexed(client, name: str, timeout_s: float = 3600) -> None:
+    """A Milvus server builds indexes in the background; load only a fully indexed collection."""
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        info = client.describe_index(name, "vector") or {}
+        if info.get("pending_index_rows", 0) == 0 and info.get("state") in ("Finished", None):
+            return
+        time.sleep(1)
+    raise CatalogError(f"collection {name!r}: the vector index was not built within "
+                       f"{timeout_s:.0f}s")
+
+
+def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSERT_BATCH,
+         progress: bool = False, token: str | None = None) -> dict:
+    """Load a catalogue (a ``Catalog``) into Milvus under the name ``collection``.
+
+    The vectors go into a new collection ``{collection}_{time}``; once every row is in and the
+    HNSW index is built, the alias ``collection`` moves to it and the previous one is dropped.
+    Returns {"collection", "physical", "count", "seconds"}."""
+    t0 = time.time()
+    client = connect(uri, token)
+    previous = _alias_target(client, collection)
+    physical = f"{collection}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
+    display = cat.display()
+    order = columns_of([dict.fromkeys(cat.columns(), "")],
+                       display["filters"] + display["caption"])
+    man = Manifest(model_sha256=cat.encoder.model_sha256, model_name=cat.encoder.info.name,
+                   preprocess=json.loads(json.dumps(cat.encoder.spec.to_dict())),
+                   dim=cat.encoder.dim, id_column=cat.id_column, columns=order[:MAX_COLUMNS],
+                   unfiltered=order[MAX_COLUMNS:], display=display)
+    client.create_collection(physical, schema=_schema(client, man.dim, man.columns),
+                             consistency_level="Strong")
+    try:
+        bar = Progress(len(cat), "pushing") if progress and len(cat) else None
+        for ids, vectors, paths, metas in cat.iter_batches(batch):
+            man.note_values(metas)
+            client.insert(physical, [row_fields(i, v, p, m, man) for i, v, p, m
+                                     in zip(ids, vectors, paths, metas)])
+            if bar is not None:
+                bar.update(len(ids))
+        if bar is not None:
+            bar.close()
+        client.flush(physical)
+        _build_index(client, physical, man)
+        client.alter_collection_properties(physical, properties={MANIFEST_KEY: man.to_json()})
+        if previous is None:
+            client.create_alias(physical, collection)
+        else:
+            client.alter_alias(physical, collection)
+    except BaseException:
+        client.drop_collection(physical)
+        raise
+    if previous is not None:
+        client.drop_collection(previous)
+    client.close()
+    return {"collection": collection, "physical": physical, "count": len(cat),
+            "seconds": round(time.time() - t0, 2)}
+
+
+def _build_index(client, name: str, man: Manifest) -> None:
+    params = client.prepare_index_params()
+    params.add_index("vector", index_type="HNSW", metric_type="IP", params=dict(HNSW_BUILD))
+    for i, _ in enumerate(man.columns):
+        params.add_index(f"c{i}_t", index_type="INVERTED")
+    client.create_index(name, params)
+    _wait_indexed(client, name)
+    client.release_collection(name)   # Milvus Lite builds segment indexes on load
+    client.load_collection(name)
+
+
+def _alias_target(client, alias: str) -> str | None:
+    """The collection an alias names; None when there is neither; refuse a plain collection."""
+    listed = client.list_aliases()
+    aliases = listed.get("aliases", []) if isinstance(listed, dict) else list(listed)
+    if alias in aliases:
+        return client.describe_alias(alias)["collection_name"]
+    if client.has_collection(alias):
+        raise CatalogError(f"collection {alias!r} exists and was not made by 'fai push' (it is "
+                           f"not an alias); drop it or push with another --collection")
+    return None
+
+
+class _LazyIds:
+    """Every item id, fetched page by page when iterated (the shop page browses the first few)."""
+
+    def __init__(self, cat: "MilvusCatalog"):
+        self.cat = cat
+
+    def __iter__(self) -> Iterator[str]:
+        it = self.cat.client.query_iterator(self.cat.name, batch_size=1000,
+                                            output_fields=["id"])
+        try:
+            while True:
+                page = it.next()
+                if not page:
+                    return
+                yield from (r["id"] for r in page)
+        finally:
+            it.close()
+
+    def __len__(self) -> int:
+        return len(self.cat)
+
+
+class MilvusCatalog:
+    """``Catalog``'s search, filters, basket, add and remove, answered by a Milvus collection."""
+
+    engine = "milvus"
+
+    def __init__(self, uri: str, collection: str = DEFAULT_COLLECTION,
+                 encoder: Encoder | None = None, token: str | None = None):
+        self.uri, self.name = uri, collection
+        self.client = connect(uri, token)
+        self.where_text = f"--milvus {uri} --collection {collection}"
+        if not self.client.has_collection(collection):
+            raise CatalogError(f"{self.where_text}: no such collection (make it with 'fai push "
+                               f"CATALOG --milvus {uri} --collection {collection}')")
+        props = self.client.describe_collection(collection).get("properties", {}) or {}
+        try:
+            self.manifest = Manifest.from_json(props[MANIFEST_KEY])
+        except (KeyError, ValueError, TypeError):
+            raise CatalogError(f"{self.where_text}: not a FAI catalogue (no readable "
+                               f"{MANIFEST_KEY} property)") from None
+        self.encoder = encoder or Encoder()
+        self._check_model()
+        self.id_column = self.manifest.id_column
+        self.root = None
+        self.skipped: list[Skipped] = []
+        self._display = {k: list(v) for k, v in self.manifest.display.items()}
+
+    def _check_model(self) -> None:
+        man, enc = self.manifest, self.encoder
+        again = f"push it again with 'fai push CATALOG {self.where_text}'"
+        if man.model_sha256 != enc.model_sha256:
+            raise CatalogError(
+                f"{self.where_text}: indexed with model {man.model_name!r} (weights "
+                f"{man.model_sha256[:12]}), but the loaded model is {enc.info.name!r} (weights "
+                f"{enc.model_sha256[:12]}); {again} or load the model it was built with")
+        spec = json.loads(json.dumps(enc.spec.to_dict()))
+        if man.preprocess != spec:
+            changed = sorted(k for k in set(man.preprocess) | set(spec)
+                             if man.preprocess.get(k) != spec.get(k))
+            raise CatalogError(f"{self.where_text}: indexed with another preprocessing "
+                               f"({', '.join(changed)} differ) than model {enc.info.name!r} "
+                               f"uses; {again} or load the model it was built with")
+        if man.dim != enc.dim:
+            raise CatalogError(f"{self.where_text}: catalogue is {man.dim}-d, the model makes "
+                               f"{enc.dim}-d embeddings")
+
+    # -- what the shop page and the CLI read ---------------------------------------------------
+    def __len__(self) -> int:
+        res = self.client.query(self.name, filter="", output_fields=["count(*)"])
+        return int(res[0]["count(*)"])
+
+    def __contains__(self, item_id: object) -> bool:
+        return isinstance(item_id, str) and bool(self._rows([item_id], ["id"]))
+
+    @property
+    def ids(self) -> _LazyIds:
+        return _LazyIds(self)
+
+    def _rows(self, ids: Sequence[str], fields: list[str]) -> list[dict]:
+        if not ids:
+            return []
+        return self.client.get(self.name, ids=list(ids), output_fields=fields)
+
+    def get(self, item_id: str) -> Hit:
+        rows = self._rows([item_id], ["path", "meta"])
+        if not rows:
+            raise NotInCatalogue(item_id)
+        return Hit(item_id, 1.0, rows[0]["path"], dict(rows[0]["meta"] or {}))
+
+    def columns(self) -> dict[str, list[str]]:
+        """Columns and their values (at most MAX_VALUES each), for filters in a UI."""
+        return {c: list(self.manifest.values.get(c, []))
+                for c in sorted(self.manifest.columns + self.manifest.unfiltered)}
+
+    def display(self) -> dict[str, list[str]]:
+        return {"filters": list(self._display.get("filters", [])),
+                "caption": list(self._display.get("caption", []))}
+
+    def set_display(self, filters: Sequence[str] | None = None,
+                    caption: Sequence[str] | None = None, rows=None) -> None:
+        """For this session (a page's --filters/--caption); the collection keeps its own."""
+        known = self.manifest.columns + self.manifest.unfiltered
+        for kind, cols in (("filters", filters), ("caption", caption)):
+            if cols is None:
+                continue
+            cols = [c.strip() for c in cols if c.strip()]
+            unknown = [c for c in cols if c not in known]
+            if unknown:
+                raise ValueError(f"--{kind} {','.join(unknown)}: no such metadata column "
+                                 f"(columns: {', '.join(known) or 'none'})")
+            self._display[kind] = cols
+
+    def caption(self, hit: Hit, columns: Sequence[str] | None = None) -> str:
+        cols = self.display()["caption"] if columns is None else columns
+        return " · ".join(hit.metadata.get(c, "") for c in cols if hit.metadata.get(c)) or hit.id
+
+    def info(self) -> dict:
+        return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
+                "model": self.encoder.info.summary(), "root": self.where_text,
+                "columns": sorted(self.manifest.columns + self.manifest.unfiltered),
+                **self.display()}
+
+    def iter_batches(self, size: int = 10_000
+                     ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict]]]:
+        """(ids, unit vectors, paths, metadata rows) of every item, page by page."""
+        it = self.client.query_iterator(self.name, batch_size=size,
+                                        output_fields=["id", "vector", "path", "meta"])
+        try:
+            while page := it.next():
+                yield ([r["id"] for r in page],
+                       np.asarray([r["vector"] for r in page], np.float32),
+                       [r["path"] for r in page], [dict(r["meta"] or {}) for r in page])
+        finally:
+            it.close()
+
+    # -- search --------------------------------------------------------------------------------
+    def matching(self, where, limit: int | None = None) -> list[str]:
+        """Ids of items passing a filter (a UI's catalogue browser); ``limit=0`` only checks
+        the filter (unknown columns and values raise)."""
+        expr = self._filter(where)
+        if limit == 0:
+            return []
+        if limit is not None:
+            rows = self.client.query(self.name, filter=expr, output_fields=["id"], limit=limit)
+            return [r["id"] for r in rows]
+        out: list[str] = []
+        it = self.client.query_iterator(self.name, batch_size=1000, filter=expr,
+                                        output_fields=["id"])
+        try:
+            while page := it.next():
+                out += [r["id"] for r in page]
+        finally:
+            it.close()
+        return out
+
+    def _filter(self, where) -> str:
+        clauses = parse_where(where)
+        check_clauses(clauses, self.manifest, self._has_value)
+        return expression(clauses, self.manifest.columns)
+
+    def _has_value(self, column: str, folded: str) -> bool:
+        i = self.manifest.columns.index(column)
+        return bool(self.client.query(self.name, filter=f"c{i}_t == {literal(folded)}",
+                                      output_fields=["id"], limit=1))
+
+    def _search(self, query: np.ndarray, k: int, where, exclude: set[str],
+                vectors: bool = False) -> tuple[list[Hit], dict[str, np.ndarray]]:
+        """Top k under a filter; excluded ids are over-fetched and dropped. With ``vectors``
+        also the hits' embeddings (the basket's near-duplicate checks need them)."""
+        expr = self._filter(where)
+        fetch = min(k + len(exclude), MAX_TOPK)
+        if k <= 0:
+            return [], {}
+        query = np.asarray(query, np.float32)
+        if expr:
+            # A selective filter leaves an HNSW walk too few allowed neighbours (Milvus Lite
+            # then returns fewer, or other, hits than exact search): when few items match,
+            # rank them exactly, as the local catalogue ranks selective filters.
+            few = self.client.query(self.name, filter=expr, output_fields=["id"],
+                                    limit=EXACT_FILTERED + 1)
+            if len(few) <= EXACT_FILTERED:
+                return self._exact(query, expr, len(few), k, exclude)
+        # ef 4k (>= 128): Milvus Lite's per-segment FAISS graphs need a wider walk than
+        # hnswlib's 2k for recall@10 >= 0.99 on catalogues of near-copies (bench.scale).
+        ef = max(4 * fetch, 128)
+        fields = ["path", "meta"] + (["vector"] if vectors else [])
+        res = self.client.search(self.name, data=[query.tolist()], limit=fetch, filter=expr,
+                                 output_fields=fields, anns_field="vector",
+                                 search_params={"metric_type": "IP",
+                                                "params": {"ef": max(ef, fetch)}})
+        hits, vecs = [], {}
+        for r in res[0]:
+            if r["id"] in exclude:
+                continue
+            ent = r["entity"]
+            hits.append(Hit(r["id"], float(r["distance"]), ent["path"], dict(ent["meta"] or {})))
+            if vectors:
+                vecs[r["id"]] = np.asarray(ent["vector"], np.float32)
+        return hits[:k], vecs
+
+    def _exact(self, query: np.ndarray, expr: str, matches: int, k: int, exclude: set[str]
+               ) -> tuple[list[Hit], dict[str, np.ndarray]]:
+        """Exact top k among the (few) rows a filter lets through."""
+        if matches == 0:
+            return [], {}
+        rows = self.client.query(self.name, filter=expr, limit=matches,
+                                 output_fields=["id", "vector", "path", "meta"])
+        rows = [r for r in rows if r["id"] not in exclude]
+        if not rows:
+            return [], {}
+        matrix = np.asarray([r["vector"] for r in rows], np.float32)
+        order, scores = exact_top_k(matrix, query, k)
+        hits = [Hit(rows[i]["id"], float(s), rows[i]["path"], dict(rows[i]["meta"] or {}))
+                for i, s in zip(order, scores)]
+        return hits, {h.id: matrix[i] for h, i in zip(hits, order)}
+
+    def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
+        """A catalogue id's stored embedding, else the photo's."""
+        if isinstance(item, str):
+            rows = self._rows([item], ["vector"])
+            if rows:
+                return np.asarray(rows[0]["vector"], np.float32), item
+            if not looks_like_path(item):
+                raise NotInCatalogue(item)
+        return self.encoder.embed([item])[0], None
+
+    def similar(self, image_or_id: ImageInput | str, k: int = 10, where=None) -> list[Hit]:
+        vector, own = self._vector(image_or_id)
+        return self._search(vector, k, where, {own} if own else set())[0]
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, where=None,
+                          exclude: Iterable[str] = ()) -> list[Hit]:
+        return self._search(self._unit(vector), k, where, set(exclude))[0]
+
+    def _unit(self, vector: np.ndarray) -> np.ndarray:
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.encoder.dim:
+            raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model "
+                             f"makes {self.encoder.dim}")
+        norm = float(np.linalg.norm(v))
+        if not np.isfinite(norm) or norm == 0.0:
+            raise ValueError("vector is zero or not finite")
+        return v / norm
+
+    def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10, where=None,
+                          mode: str = "cover", diversity: float = 0.3) -> list[Hit]:
+        """Same ranking as ``Catalog.similar_to_basket`` (see there): every basket item's own
+        neighbours merged round-robin with an MMR pick, or ``mode="centroid"``."""
+        if len(items) == 0:
+            raise ValueError("the basket is empty")
+        if mode not in ("cover", "centroid"):
+            raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
+        if not 0.0 <= float(diversity) <= 1.0:
+            raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
+        vectors, own = zip(*(self._vector(it) for it in items))
+        names = [o if o else describe(it) for it, o in zip(items, own)]
+        exclude = {o for o in own if o}
+        photos = [v for v, o in zip(vectors, own) if not o]
+        basket = np.stack(vectors)
+
+        def usable(hits: list[Hit], vecs: dict) -> list[Hit]:
+            # A basket photo that is not a catalogue id still must not come back as its twin.
+            return [h for h in hits if not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)]
+
+        if mode == "centroid":
+            query = basket.mean(axis=0)
+            query /= max(float(np.linalg.norm(query)), 1e-12)
+            hits, vecs = self._search(query, k + len(vectors), where, exclude, vectors=True)
+            hits = usable(hits, vecs)[:k]
+            for h in hits:
+                h.source = names[int(np.argmax(basket @ vecs[h.id]))]
+            return hits
+        pool = min(len(self), 2 * k + 10 + len(exclude))
+        lists, vec = [], {}
+        for vector in basket:
+            hits, vecs = self._search(vector, pool, where, exclude, vectors=True)
+            lists.append(usable(hits, vecs))
+            vec.update(vecs)
+        return _round_robin(lists, vec, names, k, float(diversity), basket.shape[1])
+
+    # -- live updates --------------------------------------------------------------------------
+    def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
+                       paths: Sequence[str] | None = None,
+                       metadata: Sequence[Mapping[str, str]] | Mapping[str, Mapping[str, str]]
+                       | None = None) -> None:
+        """As ``Catalog.add_embeddings``: vectors made by this model, checked and L2-normalised;
+        an existing id is replaced, keeping its metadata unless a row is given."""
+        ids = [str(i) for i in ids]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
+        if any(not i for i in ids):
+            raise ValueError("an id is empty")
+        units = _unit_rows(vectors, self.encoder.dim) if len(ids) else np.zeros(
+            (0, self.encoder.dim), np.float32)
+        if len(units) != len(ids):
+            raise ValueError(f"{len(units)} vectors for {len(ids)} ids")
+        paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
+        if len(paths) != len(ids):
+            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+        if isinstance(metadata, Mapping):
+            given = [metadata.get(i) for i in ids]
+        else:
+            given = _rows_for(ids, metadata) if metadata is not None else [None] * len(ids)
+        old = {r["id"]: r for r in self._existing(ids)}
+        rows = [dict(g) if g is not None else dict(old.get(i, {}).get("meta") or {})
+                for i, g in zip(ids, given)]
+        paths = [p or old.get(i, {}).get("path", "") for i, p in zip(ids, paths)]
+        new_columns = [c for c in columns_of(rows) if c not in self.manifest.columns
+                       and c not in self.manifest.unfiltered]
+        if new_columns:
+            self.manifest.unfiltered += new_columns  # kept in each row's metadata, not filterable
+        self.manifest.note_values(rows)
+        for start in range(0, len(ids), INSERT_BATCH):
+            end = start + INSERT_BATCH
+            self.client.upsert(self.name, [row_fields(i, v, p, m, self.manifest) for i, v, p, m
+                                           in zip(ids[start:end], units[start:end],
+                                                  paths[start:end], rows[start:end])])
+        self.client.alter_collection_properties(
+            self._physical(), properties={MANIFEST_KEY: self.manifest.to_json()})
+
+    def _existing(self, ids: list[str]) -> list[dict]:
+        out: list[dict] = []
+        for start in range(0, len(ids), 1000):
+            out += self._rows(ids[start:start + 1000], ["path", "meta"])
+        return out
+
+    def _physical(self) -> str:
+        return self.client.describe_collection(self.name).get("collection_name", self.name)
+
+    def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
+            id_column: str = "id", progress: bool = False) -> list[Skipped]:
+        """Encode and add photos (id = file stem), as ``Catalog.add``; returns what was skipped."""
+        paths = [Path(p) for p in paths]
+        by_stem: dict[str, list[str]] = {}
+        for p in paths:
+            by_stem.setdefault(p.stem, []).append(str(p))
+        clashes = [names for names in by_stem.values() if len(names) > 1]
+        if clashes:
+            raise ValueError("two files would get the same id: " + "; ".join(
+                " and ".join(names) for names in clashes) + " (rename one)")
+        meta = read_metadata(metadata, id_column)
+        skipped: list[Skipped] = []
+        bar = Progress(len(paths), "adding") if progress and paths else None
+        for positions, emb, bad in self.encoder.embed_stream(paths, 32, 2):
+            skipped += [Skipped(str(paths[p]), reason) for p, reason in bad]
+            ids = [paths[p].stem for p in positions]
+            self.add_embeddings(ids, emb, [str(paths[p].absolute()) for p in positions],
+                                {i: meta[i] for i in ids if i in meta} if meta else None)
+            if bar is not None:
+                bar.update(len(positions) + len(bad))
+        if bar is not None:
+            bar.close()
+        self.skipped += skipped
+        return skipped
+
+    def remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove items by id; returns the ids that were not in the catalogue."""
+        ids = [str(i) for i in ids]
+        present = {r["id"] for r in self._existing(ids)}
+        if present:
+            self.client.delete(self.name, ids=sorted(present))
+        return [i for i in ids if i not in present]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _round_robin(lists: list[list[Hit]], vec: dict[str, np.ndarray], names: list[str], k: int,
+                 diversity: float, dim: int) -> list[Hit]:
+    """Catalog._cover's merge: each basket item's turn picks by maximal marginal relevance."""
+    chosen: list[Hit] = []
+    taken: set[str] = set()
+    picked = np.zeros((0, dim), np.float32)
+    while len(chosen) < k:
+        progressed = False
+        for i, hits in enumerate(lists):
+            if len(chosen) >= k:
+                break
+            left = [h for h in hits if h.id not in taken]
+            if not left:
+                continue
+            rel = np.array([h.score for h in left], np.float32)
+            if diversity > 0 and len(picked):
+                red = (np.stack([vec[h.id] for h in left]) @ picked.T).max(axis=1)
+                best = int(np.argmax((1 - diversity) * rel - diversity * red))
+            else:
+                best = 0
+            h = left[best]
+            chosen.append(Hit(h.id, h.score, h.path, h.metadata, source=names[i]))
+            taken.add(h.id)
+            picked = np.vstack([picked, vec[h.id][None]])
+            progressed = True
+        if not progressed:
+            break
+    return chosen

@@ -1,0 +1,300 @@
+"""``fai index PHOTOS --ray``: decode + embed on a Ray cluster, then build the catalogue.
+
+Why: a marketplace re-embeds millions of photos after every retrain; one box does ~800 photos/s
+with the 64 px model and far fewer with a bigger encoder. Ray Data spreads the work over an
+actor pool (one onnxruntime session per actor, CPU or GPU), writes Parquet shards (pos, id,
+embedding, path, metadata, error) and the driver builds the catalogue from them with
+``add_embeddings``, never re-encoding. The embeddings are the local indexer's: the same Encoder
+code runs inside each actor.
+
+Without an address a private Ray starts on this machine, bound to 127.0.0.1, without dashboard
+or usage reporting; with one (``ray://head:10001`` or ``head:6379``) the job joins that cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fai_infer.catalog import Catalog, Skipped
+from fai_infer.encoder import Encoder
+from fai_infer.preprocess import describe
+from fai_infer.scale import require
+from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
+from fai_infer.storage import CatalogError
+
+LIST_SUFFIXES = {".csv", ".parquet", ".pq"}
+PATH_COLUMNS = ("path", "uri", "url", "image", "file")
+BLOCK_ROWS = 256  # rows per Ray block: enough blocks for every actor, small enough to retry
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
+    """Join ``address`` or start a private local Ray; shut down only what we started."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # never report usage
+    if address is None:
+        # Ray resolves 127.0.0.1 to the host's public address unless told it is local-only;
+        # then every Ray server (GCS, raylet, workers, agents) binds loopback.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+        # Local workers import fai_infer from where this driver does (a checkout or a venv).
+        root = str(Path(__file__).resolve().parents[2])
+        path = os.environ.get("PYTHONPATH", "")
+        if root not in path.split(os.pathsep):
+            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
+    ray = require("ray", "fai index --ray")
+    require("ray.data", "fai index --ray")
+    started = not ray.is_initialized()
+    if started:
+        common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
+        try:
+            if address is None:
+                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                         object_store_memory=512 * 1024**2, **common)
+            else:
+                ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise CatalogError(f"--ray-address {address}: cannot join the Ray cluster "
+                               f"({str(exc).splitlines()[0] if str(exc) else exc})") from None
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
+                id_normalise: bool = False, warnings: list[str] | None = None):
+    """The photos to index as an Arrow table (pos, id, path, metadata as JSON).
+
+    ``source`` is a folder (listed here, ids as the local indexer gives them) or a CSV/Parquet
+    file with a path column (path, uri, url, image or file: local paths or URIs such as
+    s3://bucket/a.jpg), an optional id column (else the file stem) and metadata columns."""
+    pa = require("pyarrow", "fai index --ray")
+    src = Path(source)
+    meta = read_metadata(metadata, id_column)
+    if src.is_dir():
+        paths = list_images(src)
+        ids = ids_for(paths, src)
+        locations = [str(p) for p in paths]
+        extra = [{} for _ in ids]
+    elif src.suffix.lower() in LIST_SUFFIXES and src.is_file():
+        ids, locations, extra = _read_list(src, id_column)
+    else:
+        raise CatalogError(f"{source}: not a directory of photos nor a .csv/.parquet list of "
+                           f"photo paths")
+    # The local indexer's join: same matches, same warning, same error for the wrong column.
+    join = join_metadata(ids, meta, "metadata" if isinstance(metadata, Mapping)
+                         else str(metadata), id_column, id_normalise)
+    if join.warning and warnings is not None:
+        warnings.append(join.warning)
+    rows = [{**e, **join.rows.get(i, {})} for i, e in zip(ids, extra)]
+    return pa.table({"pos": pa.array(range(len(ids)), pa.int64()), "id": ids,
+                     "path": locations, "metadata": [json.dumps(r) for r in rows]})
+
+
+def _read_list(src: Path, id_column: str
+               ) -> tuple[list[str], list[str], list[dict[str, str]]]:
+    """ids, paths or URIs, and metadata rows from a CSV/Parquet list of photos."""
+    if src.suffix.lower() == ".csv":
+        from pyarrow import csv as pacsv
+
+        opts = pacsv.ConvertOptions(strings_can_be_null=False, column_types=None)
+        try:
+            table = pacsv.read_csv(src, convert_options=opts)
+        except Exception as exc:  # pyarrow's own error types
+            raise CatalogError(f"{src}: cannot read the CSV ({exc})") from None
+    else:
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(src)
+        except Exception as exc:
+            raise CatalogError(f"{src}: cannot read the Parquet file ({exc})") from None
+    names = table.column_names
+    path_col = next((c for c in PATH_COLUMNS if c in names), None)
+    if path_col is None:
+        raise CatalogError(f"{src}: no column of photo paths (one of {', '.join(PATH_COLUMNS)}; "
+                           f"columns: {', '.join(names)})")
+    data = {c: ["" if v is None else str(v) for v in table.column(c).to_pylist()]
+            for c in names}
+    locations = [p if "://" in p else str(Path(p) if Path(p).is_absolute()
+                                          else (src.parent / p).absolute())
+                 for p in data[path_col]]
+    ids = data[id_column] if id_column in names else [Path(p).stem for p in data[path_col]]
+    extra = [c for c in names if c != path_col]
+    rows = [{c: data[c][i] for c in extra} for i in range(len(ids))]
+    return ids, locations, rows
+
+
+def _read_input(location: str) -> str | bytes:
+    """A local path as is (errors then read exactly as the local indexer's); a URI's bytes."""
+    if "://" not in location or location.startswith("file://"):
+        return location.removeprefix("file://")
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(location)
+    with filesystem.open_input_file(path) as fh:
+        return fh.read()
+
+
+class EmbedActor:
+    """One onnxruntime session per actor; ``__call__`` embeds one batch of the photo table.
+
+    The model travels as bytes through Ray's object store, so cluster nodes need no copy of it.
+    ``fault_marker`` is for the fault-tolerance test: the first actor to see the path missing
+    creates it and dies at once, as a killed worker would."""
+
+    def __init__(self, model: Any, threads: int = 1, decode_threads: int = 1,
+                 gpu: bool = False, fault_marker: str | None = None):
+        if not isinstance(model, bytes):  # an ObjectRef: fetched once per actor
+            import ray
+
+            model = ray.get(model)
+        fd, path = tempfile.mkstemp(suffix=".onnx", prefix="fai-actor-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(model)
+        self.encoder = Encoder(path, threads=threads)
+        if gpu:
+            from fai_infer.ort import ort
+
+            so = ort.SessionOptions()
+            so.log_severity_level = 3
+            self.encoder.session = ort.InferenceSession(
+                path, so, providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+        os.unlink(path)
+        self.decode_threads = decode_threads
+        self.fault_marker = fault_marker
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        if self.fault_marker and not os.path.exists(self.fault_marker):
+            Path(self.fault_marker).touch()
+            os._exit(1)
+        locations = [str(p) for p in batch.column("path").to_pylist()]
+        n, dim = len(locations), self.encoder.dim
+        inputs: list[Any] = []
+        errors = [""] * n
+        for i, loc in enumerate(locations):
+            try:
+                inputs.append(_read_input(loc))
+            except OSError as exc:
+                inputs.append(b"")
+                errors[i] = f"{loc}: cannot read ({exc})"
+        emb = np.zeros((n, dim), np.float32)
+        for positions, vectors, bad in self.encoder.embed_stream(
+                inputs, batch_size=64, decode_threads=self.decode_threads):
+            emb[positions] = vectors
+            for p, reason in bad:
+                if not errors[p]:
+                    errors[p] = (reason if isinstance(inputs[p], str)
+                                 else reason.replace(describe(inputs[p]), locations[p], 1))
+        flat = pa.array(emb.reshape(-1), pa.float32())
+        return batch.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim)) \
+                    .append_column("error", pa.array(errors, pa.string()))
+
+
+def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_size: int = 64,
+                    threads: int = 1, decode_threads: int = 1, gpu: bool = False,
+                    progress: bool = False, fault_marker: str | None = None) -> None:
+    """Run the Ray Data pipeline: photo table -> actor pool -> Parquet shards in ``shards``."""
+    import ray
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    rows = max(1, min(BLOCK_ROWS, -(-table.num_rows // (4 * workers))))  # >= 4 blocks/actor
+    blocks = [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
+    ds = ray.data.from_arrow(blocks or [table])
+    model_ref = ray.put(model.read_bytes())
+    ds = ds.map_batches(EmbedActor, batch_size=batch_size, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=workers),
+                        fn_constructor_kwargs={"model": model_ref, "threads": threads,
+                                               "decode_threads": decode_threads, "gpu": gpu,
+                                               "fault_marker": fault_marker},
+                        num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)
+    ds.write_parquet(shards, mode="overwrite")
+
+
+def read_shards(shards: str, expected: int, dim: int):
+    """The shards' rows, one per photo (a retried task may have written a row twice), in the
+    order the photos were listed; refuses a job that lost photos."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(shards)
+    table = table.take(pc.sort_indices(table, [("pos", "ascending")]))
+    pos = table.column("pos").to_numpy()
+    first = np.ones(len(pos), bool)
+    first[1:] = pos[1:] != pos[:-1]
+    table = table.filter(first)
+    if table.num_rows != expected:
+        raise CatalogError(f"{shards}: the Ray job produced {table.num_rows} of {expected} "
+                           f"photos")
+    emb = table.column("embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False)
+    return table, emb.reshape(-1, dim).astype(np.float32)
+
+
+def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id",
+                  filters: Sequence[str] | None = None,
+                  caption: Sequence[str] | None = None) -> Catalog:
+    """The catalogue from shard rows through ``add_embeddings``; bad photos in ``.skipped``."""
+    errors = table.column("error").to_pylist()
+    ok = np.array([not e for e in errors], bool)
+    paths = table.column("path").to_pylist()
+    ids = [i for i, good in zip(table.column("id").to_pylist(), ok) if good]
+    rows = [json.loads(m) for m, good in zip(table.column("metadata").to_pylist(), ok) if good]
+    cat = Catalog(encoder)
+    cat.id_column = id_column
+    if filters is not None or caption is not None:
+        known: list[str] = []
+        for r in rows:
+            known += [c for c in r if c not in known]
+        cat.set_display(filters, caption, known=known)
+    cat.add_embeddings(ids, emb[ok], [p for p, good in zip(paths, ok) if good], rows)
+    cat.skipped = [Skipped(p, e) for p, e in zip(paths, errors) if e]
+    return cat
+
+
+def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
+                   encoder: Encoder | None = None, address: str | None = None,
+                   workers: int = 2, batch_size: int = 64, gpu: bool = False,
+                   shards: str | None = None, progress: bool = False,
+                   filters: Sequence[str] | None = None, caption: Sequence[str] | None = None,
+                   num_cpus: int | None = None, id_normalise: bool = False,
+                   fault_marker: str | None = None) -> Catalog:
+    """``Catalog.build`` on Ray: same ids, embeddings, metadata and skipped photos.
+
+    ``shards`` (a folder or URI every worker can write and the driver can read; on a cluster a
+    shared filesystem or object store) keeps the Parquet shards; by default a temporary folder."""
+    encoder = encoder or Encoder()
+    warnings: list[str] = []
+    table = photo_table(source, metadata, id_column, id_normalise, warnings)
+    tmp = None
+    if shards is None:
+        tmp = tempfile.TemporaryDirectory(prefix="fai-shards-")
+        shards = tmp.name
+    try:
+        with ray_session(address, num_cpus):
+            t0 = time.time()
+            embed_to_shards(table, shards, encoder.path, workers, batch_size, gpu=gpu,
+                            progress=progress, fault_marker=fault_marker)
+            if progress:
+                print(f"embedded {table.num_rows} photos on Ray in {time.time() - t0:.1f}s",
+                      flush=True)
+        rows, emb = read_shards(shards, table.num_rows, encoder.dim)
+        cat = build_catalog(rows, emb, encoder, id_column, filters, caption)
+        cat.warnings += warnings
+        return cat
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
