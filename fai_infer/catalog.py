@@ -31,7 +31,8 @@ from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch
 from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
                                read_metadata, stored_path)
-from fai_infer.store import Delta, delta_path, read_delta, write_delta, writer_lock
+from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
+                             read_delta, write_delta, writer_lock)
 from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
 from fai_infer.storage import (CatalogError, current_generation_name, read_generation,
                                write_generation)
@@ -321,6 +322,18 @@ class Catalog:
         self._display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
                          if isinstance(display, dict) and isinstance(display.get(k), list)}
         self._replay(gen)
+        self._check_no_gap(gen)
+
+    def _check_no_gap(self, gen: Path) -> None:
+        """Replay stops at the first missing delta; one numbered past it (a deleted file, a
+        partial copy) would be dropped silently, and the next commit would fill the hole with
+        other content. Checked on open only (one directory listing)."""
+        later = [int(p.name[len(DELTA_PREFIX):]) for p in gen.iterdir()
+                 if is_delta_name(p.name) and int(p.name[len(DELTA_PREFIX):]) > self._applied]
+        if later and not delta_path(gen, self._applied + 1).exists():  # else: just committed
+            raise CatalogError(f"{self.root}: {gen.name}/{delta_name(self._applied + 1)} is "
+                               f"missing but {delta_name(min(later))} follows it; restore a "
+                               f"backup or re-index")
 
     def _check_model(self, root: Path, manifest: dict) -> None:
         encoder = self.encoder
@@ -444,7 +457,13 @@ class Catalog:
             self._delta_rows += delta.size()
             if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
                     or self._applied >= COMPACT_MAX_DELTAS):
-                self._write_base(self.root)
+                try:
+                    self._write_base(self.root)
+                except CatalogError as exc:
+                    # The change is committed; only the housekeeping failed (and changed
+                    # nothing). Raising would tell the caller it was not; the next commit
+                    # tries again.
+                    self.warnings.append(f"automatic compaction failed, will retry: {exc}")
             return delta
 
     def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
@@ -550,7 +569,9 @@ class Catalog:
         root = Path(path) if path is not None else self.root
         if root is None:
             raise CatalogError("save() needs a path the first time")
-        if self.root is not None and root.absolute() == self.root.absolute():
+        if self.root is not None and root.resolve() == self.root.resolve():
+            # Its own store, however spelled (a symlink, ".."): compact, which catches up
+            # first; writing this possibly stale state as a base would erase other writers.
             self.compact()
             return root
         with writer_lock(root, self.lock_timeout), self._lock:
