@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,13 +23,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from fai_infer.buffers import load_with_headroom
 from fai_infer.display import MAX_FILTERS, choose_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where, parse_where
 from fai_infer.metadata import MetadataTable
 from fai_infer.preprocess import ImageInput, describe
 from fai_infer.progress import Progress
-from fai_infer.search import EXACT_BELOW, HnswSearch
+from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
                                read_metadata, stored_path)
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
@@ -41,8 +43,10 @@ from fai_infer.vector_index import VectorIndex
 CATALOG_FORMAT = 2
 COMPACT_RATIO = 0.25  # fold deltas into a new base once they change this share of the items
 COMPACT_MIN_ROWS = 4_096
-COMPACT_MAX_DELTAS = 512  # ... or once this many delta files pile up (bounded open time)
+COMPACT_MAX_DELTAS = 512  # ... or once this many delta files (or items / 256) pile up
 OPEN_RETRIES = 5
+FILTER_CACHE_ENTRIES = 16
+FILTER_CACHE_BYTES = 256 << 20
 
 
 class NotInCatalogue(ValueError):
@@ -152,6 +156,7 @@ class Catalog:
         self._applied = 0  # deltas of that generation applied
         self._delta_rows = 0  # rows those deltas touched (for automatic compaction)
         self._version = 0  # bumped by every change (cache key)
+        self._filter_cache: OrderedDict[tuple, tuple] = OrderedDict()
 
     # -- views -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -274,7 +279,7 @@ class Catalog:
         self._check_model(root, manifest)
         dim, count = manifest["dim"], manifest["count"]
         try:
-            emb = np.load(gen / "embeddings.npy", allow_pickle=False)
+            emb = load_with_headroom(gen / "embeddings.npy")  # the next add copies nothing
             labels = np.load(gen / "labels.npy", allow_pickle=False)
             if manifest["format_version"] == 1:
                 items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
@@ -310,7 +315,7 @@ class Catalog:
                                    f"catalogue {count}")
         self.index = VectorIndex(dim, manifest.get("exact_below", EXACT_BELOW)
                                  if isinstance(manifest.get("exact_below"), int) else EXACT_BELOW,
-                                 emb.astype(np.float32), labels.astype(np.int64),
+                                 emb, labels.astype(np.int64),
                                  manifest["next_label"], hnsw)
         self.table = table
         self._ids, self._paths = list(ids), list(paths)
@@ -385,6 +390,8 @@ class Catalog:
                 try:
                     if name == self._gen:
                         return self._replay(self.root / name) > 0
+                    if self._follow_compaction(name):
+                        return True
                     fresh = type(self)(self.encoder, live=self.live,
                                        lock_timeout=self.lock_timeout)
                     fresh._load(self.root)
@@ -394,6 +401,33 @@ class Catalog:
                     if current_generation_name(self.root) == name or attempt == OPEN_RETRIES - 1:
                         raise
         return False
+
+    def _follow_compaction(self, name: str) -> bool:
+        """When generation ``name`` is a compaction of ours (its manifest says which deltas it
+        folded) and we have applied, or can still read, every one of them, our state already
+        equals its base: switch to it without reloading (a million items reload in seconds,
+        and every writer would do it under the lock)."""
+        try:
+            manifest = json.loads((self.root / name / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return False
+        folded = manifest.get("folded") if isinstance(manifest, dict) else None
+        if (not isinstance(folded, dict) or folded.get("generation") != self._gen
+                or not isinstance(folded.get("deltas"), int)
+                or folded["deltas"] < self._applied):
+            return False
+        old = self.root / str(self._gen)
+        try:
+            while self._applied < folded["deltas"]:  # the previous generation is still kept
+                delta = read_delta(self.root, delta_path(old, self._applied + 1), self.index.dim)
+                self._apply(delta)
+                self._applied += 1
+        except FileNotFoundError:
+            return False  # collected meanwhile: the caller reloads (state stays consistent)
+        self._gen, self._applied, self._delta_rows = name, 0, 0
+        self._replay(self.root / name)
+        self._version += 1
+        return True
 
     def _adopt(self, other: "Catalog") -> None:
         for name in ("index", "table", "_ids", "_paths", "_row_of", "_gen", "_applied",
@@ -443,8 +477,11 @@ class Catalog:
                 if delta is not None and delta.size():
                     self._apply(delta)
                 return delta
-        # The process lock first, then this object's: searches in this process go on while
-        # another process holds the catalogue (and the order never inverts: no deadlock).
+        # Catch up first without the lock (the heavy part after another process compacted),
+        # then again under it. The process lock before this object's: searches in this
+        # process go on while another process holds the catalogue (and the order never
+        # inverts: no deadlock).
+        self.refresh()
         with writer_lock(self.root, self.lock_timeout), self._lock:
             self.refresh()
             delta = make()
@@ -456,7 +493,7 @@ class Catalog:
             self._applied += 1
             self._delta_rows += delta.size()
             if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
-                    or self._applied >= COMPACT_MAX_DELTAS):
+                    or self._applied >= max(COMPACT_MAX_DELTAS, len(self) // 256)):
                 try:
                     self._write_base(self.root)
                 except CatalogError as exc:
@@ -616,6 +653,8 @@ class Catalog:
                     "exact_below": self.index.exact_below, "engine": self.engine,
                     "id_column": self.id_column, "display": self._display,
                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        if self.root is not None and self._gen and root.resolve() == self.root.resolve():
+            manifest["folded"] = {"generation": self._gen, "deltas": self._applied}
         hnsw = self.index.hnsw
         if hnsw is not None:
             writers["index.hnsw"] = hnsw.save
@@ -694,12 +733,42 @@ class Catalog:
         """Top k under an optional filter; excluded ids are over-fetched and dropped."""
         if k <= 0:
             return []
+        clauses = parse_where(where)
         with self._lock:
-            mask = self.table.mask(parse_where(where))
-            rows, scores = self.index.search(query, k + len(exclude), mask)
+            fetch = k + len(exclude)
+            subset = self._filtered(clauses) if clauses else None
+            if subset is None:
+                rows, scores = self.index.search(query, fetch)
+            elif subset[1] is not None:  # an exact filter: its rows, gathered once
+                found, scores = exact_top_k(subset[1][1], query, fetch)
+                rows = subset[1][0][found]
+            else:
+                rows, scores = self.index.search(query, fetch, subset[0])
             hits = [Hit(self._ids[r], float(s), self._paths[r], self.table.row(r))
                     for r, s in zip(rows, scores) if self._ids[r] not in exclude]
             return hits[:k]
+
+    def _filtered(self, clauses: list) -> tuple[np.ndarray, tuple | None]:
+        """(mask, (rows, their vectors) or None) of a filter, cached per filter until the
+        catalogue changes: a kiosk asks for the same few filters again and again, and at a
+        million items gathering a 2.5% filter's rows costs more than searching them."""
+        key = tuple(clauses)
+        cached = self._filter_cache.get(key)
+        if cached is not None and cached[0] == self._version:
+            self._filter_cache.move_to_end(key)
+            return cached[1], cached[2]
+        mask = self.table.mask(clauses)
+        subset = self.index.exact_subset(mask)
+        if self._filter_cache and next(iter(self._filter_cache.values()))[0] != self._version:
+            self._filter_cache.clear()  # all stale together
+        self._filter_cache[key] = (self._version, mask, subset)
+        budget = FILTER_CACHE_BYTES
+        for old_key in reversed(list(self._filter_cache)):
+            entry = self._filter_cache[old_key]
+            budget -= entry[1].nbytes + (entry[2][1].nbytes if entry[2] is not None else 0)
+            if budget < 0 or len(self._filter_cache) > FILTER_CACHE_ENTRIES:
+                del self._filter_cache[old_key]
+        return mask, subset
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
         """A catalogue id's stored embedding, else the photo's. Looked up under the lock, so

@@ -95,7 +95,7 @@ def writer_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
                 raise CatalogError(f"{root}: another process (pid {holder}) is changing this "
                                    f"catalogue; gave up waiting after {timeout:g} s")
             time.sleep(pause)
-            pause = min(pause * 2, 0.05)
+            pause = min(pause * 2, 0.005)  # short: a long nap loses the race to others
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         yield

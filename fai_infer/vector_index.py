@@ -124,6 +124,19 @@ class VectorIndex:
         order = part[np.argsort(-scores[part], kind="stable")]
         return order.astype(np.int64), scores[order].astype(np.float32)
 
+    def exact_subset(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(live rows passing ``mask``, their vectors) when ``search`` would answer this filter
+        exactly by gathering them; None when it would use HNSW or score every row."""
+        allowed = self.alive & mask[:self.rows]
+        candidates = int(np.count_nonzero(allowed))
+        if self.hnsw is not None and candidates > self.exact_below and (
+                candidates > self.exact_filter_below):
+            return None
+        if candidates * 4 >= self.rows and self.rows > self.exact_below:
+            return None
+        rows = np.flatnonzero(allowed)
+        return rows, np.ascontiguousarray(self.vectors[rows])
+
     def _search_hnsw(self, query: np.ndarray, k: int, allowed: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray]:
         check = None

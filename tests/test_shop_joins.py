@@ -155,3 +155,25 @@ def test_compact_and_update_from_the_command_line(tmp_path):
     assert again.info()["deltas"] == 0 and len(again) == 7
     assert again.get("p001").metadata["price"] == "19.90"
     assert again.matching(["price<20"]) == ["p001"]
+
+
+def test_a_reader_follows_a_compaction_without_reloading_the_catalogue(tmp_path, encoder,
+                                                                        monkeypatch):
+    rng = np.random.default_rng(3)
+    vecs = rng.normal(size=(40, encoder.dim))
+    writer = catalog_of(encoder, [f"i{i}" for i in range(30)], None,
+                        [{"colour": "red"}] * 30, vecs[:30])
+    writer.save(tmp_path / "cat")
+    reader = Catalog.open(tmp_path / "cat", encoder)
+    writer.add_embeddings(["a1", "a2"], vecs[30:32], metadata=[{"colour": "blue"}] * 2)
+    reader.refresh()  # applied a1, a2 from the first generation's deltas
+    writer.add_embeddings(["a3"], vecs[32:33], metadata=[{"colour": "blue"}])  # not yet seen
+    writer.remove(["i0"])
+    writer.compact()
+    monkeypatch.setattr(Catalog, "_load", lambda self, root: pytest.fail("reloaded"))
+    assert reader.refresh()
+    assert sorted(reader.matching({"colour": "blue"})) == ["a1", "a2", "a3"]
+    assert "i0" not in reader and len(reader) == 32
+    writer.add_embeddings(["a4"], vecs[33:34])  # a delta of the new generation
+    assert reader.refresh() and "a4" in reader
+    assert reader.similar_to_vector(vecs[33], k=1)[0].id == "a4"
