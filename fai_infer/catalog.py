@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from fai_infer.basket import round_robin
 from fai_infer.buffers import load_with_headroom
-from fai_infer.display import MAX_FILTERS, choose_display
+from fai_infer.display import checked_display, choose_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where, parse_where
 from fai_infer.metadata import MetadataTable
@@ -111,6 +112,25 @@ def _unit_rows(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
     if len(bad):
         raise ValueError(f"{what} {int(bad[0])} is zero or not finite")
     return np.ascontiguousarray(v / norms[:, None], dtype=np.float32)
+
+
+def checked_embeddings(ids: Sequence[str], vectors: Any, paths: Sequence[str] | None,
+                       dim: int) -> tuple[list[str], np.ndarray, list[str]]:
+    """``add_embeddings``' input, checked for every back end: unique non-empty ids, one finite
+    non-zero ``dim``-d vector each (returned L2-normalised), one path each (stored form)."""
+    ids = [str(i) for i in ids]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
+    if any(not i for i in ids):
+        raise ValueError("an id is empty")
+    units = _unit_rows(vectors, dim, "vector") if len(ids) else np.zeros((0, dim), np.float32)
+    if len(units) != len(ids):
+        raise ValueError(f"{len(units)} vectors for {len(ids)} ids")
+    paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
+    if len(paths) != len(ids):
+        raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+    return ids, units, paths
 
 
 def _rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
@@ -509,19 +529,7 @@ class Catalog:
         like ``similar_to_vector`` and L2-normalised. An existing id is replaced (keeping its
         metadata unless a row is given). ``metadata``: rows aligned with ``ids`` or a mapping
         id -> row."""
-        ids = [str(i) for i in ids]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
-        if any(not i for i in ids):
-            raise ValueError("an id is empty")
-        v = _unit_rows(vectors, self.encoder.dim, "vector") if len(ids) else np.zeros(
-            (0, self.encoder.dim), np.float32)
-        if len(v) != len(ids):
-            raise ValueError(f"{len(v)} vectors for {len(ids)} ids")
-        paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
-        if len(paths) != len(ids):
-            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+        ids, v, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
         rows = _rows_for(ids, metadata)
         self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows, vectors=v))
 
@@ -683,17 +691,7 @@ class Catalog:
         default); unknown columns and more than MAX_FILTERS filters are refused by name.
         Stored with the next base (``save``/``compact``)."""
         known = list(self.table.columns) if known is None else list(known)
-        for kind, cols in (("filters", filters), ("caption", caption)):
-            if cols is None:
-                continue
-            cols = [c.strip() for c in cols if c.strip()]
-            unknown = [c for c in cols if c not in known]
-            if unknown:
-                raise ValueError(f"--{kind} {','.join(unknown)}: no such metadata column "
-                                 f"(columns: {', '.join(known) or 'none'})")
-            if kind == "filters" and len(cols) > MAX_FILTERS:
-                raise ValueError(f"--filters: at most {MAX_FILTERS} columns, got {len(cols)}")
-            self._display[kind] = cols
+        self._display.update(checked_display(filters, caption, known))
 
     def display(self) -> dict[str, list[str]]:
         """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
@@ -864,28 +862,4 @@ class Catalog:
         with self._lock:
             vec = {h.id: self.index.vectors[self._row_of[h.id]] for hits in lists for h in hits
                    if h.id in self._row_of}
-        chosen: list[Hit] = []
-        taken: set[str] = set()
-        picked = np.zeros((0, basket.shape[1]), np.float32)
-        while len(chosen) < k:
-            progressed = False
-            for i, hits in enumerate(lists):
-                if len(chosen) >= k:
-                    break
-                left = [h for h in hits if h.id not in taken and h.id in vec]
-                if not left:
-                    continue
-                rel = np.array([h.score for h in left], np.float32)
-                if diversity > 0 and len(picked):
-                    red = (np.stack([vec[h.id] for h in left]) @ picked.T).max(axis=1)
-                    best = int(np.argmax((1 - diversity) * rel - diversity * red))
-                else:
-                    best = 0  # nearest first (lists are sorted by similarity)
-                h = left[best]
-                chosen.append(Hit(h.id, h.score, h.path, h.metadata, source=names[i]))
-                taken.add(h.id)
-                picked = np.vstack([picked, vec[h.id][None]])
-                progressed = True
-            if not progressed:
-                break
-        return chosen
+        return round_robin(lists, vec, names, k, diversity, basket.shape[1])

@@ -6,6 +6,8 @@ without configuration; ``--filters``/``--caption`` override and are stored with 
 
 from __future__ import annotations
 
+from typing import Sequence
+
 MAX_FILTERS = 6
 MAX_FILTER_VALUES = 150
 NAME_COLUMNS = ("name", "prod_name", "product_name", "productdisplayname", "title",
@@ -50,3 +52,22 @@ def default_display(rows: list[dict[str, str]], id_column: str = "id"
         values = [str(r.get(c, "") or "") for r in rows]
         stats[c] = (sorted(set(values) - {""}), sum(1 for v in values if v))
     return choose_display(stats, id_column)
+
+
+def checked_display(filters: Sequence[str] | None, caption: Sequence[str] | None,
+                    known: Sequence[str]) -> dict[str, list[str]]:
+    """The chosen filter/caption columns (None: not chosen), each a known column and at most
+    MAX_FILTERS filters; a mistake is one ValueError naming the columns there are."""
+    out = {}
+    for kind, cols in (("filters", filters), ("caption", caption)):
+        if cols is None:
+            continue
+        cols = [c.strip() for c in cols if c.strip()]
+        unknown = [c for c in cols if c not in known]
+        if unknown:
+            raise ValueError(f"--{kind} {','.join(unknown)}: no such metadata column "
+                             f"(columns: {', '.join(known) or 'none'})")
+        if kind == "filters" and len(cols) > MAX_FILTERS:
+            raise ValueError(f"--filters: at most {MAX_FILTERS} columns, got {len(cols)}")
+        out[kind] = cols
+    return out

@@ -34,7 +34,7 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -91,26 +91,26 @@ def _write(root: Path, tmp: Path, writers: dict[str, Callable[[Path], None]],
     for name, write in writers.items():
         path = tmp / name
         write(path)
-        _fsync_path(path)
+        fsync_path(path)
         files[name] = {"bytes": path.stat().st_size, "sha256": sha256_file(path)}
     manifest = dict(manifest, files=files)
     (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    _fsync_path(tmp / MANIFEST)
-    _fsync_path(tmp)
+    fsync_path(tmp / MANIFEST)
+    fsync_path(tmp)
     previous = current_generation_name(root)
     number = int(previous.split("-")[1]) + 1 if previous else 1
     gen = root / f"gen-{number:06d}"
     if gen.exists():  # a leftover of a crash after the rename, never made current
         shutil.rmtree(gen)
     os.rename(tmp, gen)
-    _fsync_path(root)
+    fsync_path(root)
     pointer = root / f"{CURRENT}.tmp"
     with open(pointer, "w") as fh:
         fh.write(gen.name + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(pointer, root / CURRENT)
-    _fsync_path(root)
+    fsync_path(root)
     collect_generations(root, keep={gen.name, previous})
     return gen
 

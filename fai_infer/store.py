@@ -28,7 +28,7 @@ from typing import Iterator
 
 import numpy as np
 
-from fai_infer.storage import CatalogError
+from fai_infer.storage import CatalogError, fsync_path
 
 LOCK = "LOCK"
 DELTA_MAGIC = b"FAIDELTA1\n"
@@ -103,14 +103,6 @@ def writer_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
         os.close(fd)  # releases the flock
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_delta(root: Path, gen: Path, number: int, delta: Delta, dim: int) -> Path:
     """Commit ``delta`` as number ``number`` of generation ``gen`` (the caller holds the
     writer lock). Full or read-only storage is one CatalogError; nothing partial is left."""
@@ -130,7 +122,7 @@ def write_delta(root: Path, gen: Path, number: int, delta: Delta, dim: int) -> P
             raise CatalogError(f"{root}: {gen.name}/{target.name} already exists (two writers "
                                f"without the lock?)")
         os.rename(tmp, target)
-        _fsync_dir(gen)
+        fsync_path(gen)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise CatalogError(f"{root}: could not save the change ({exc.strerror or exc}); the "

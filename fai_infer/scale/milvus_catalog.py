@@ -17,13 +17,15 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _rows_for, _unit_rows
+from fai_infer.basket import round_robin
+from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _rows_for, checked_embeddings
+from fai_infer.display import checked_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import parse_where
 from fai_infer.preprocess import ImageInput, describe
 from fai_infer.progress import Progress
 from fai_infer.search import exact_top_k
-from fai_infer.sources import looks_like_path, read_metadata, stored_path
+from fai_infer.sources import looks_like_path, read_metadata
 from fai_infer.scale import require
 from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
                                            TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
@@ -275,15 +277,7 @@ class MilvusCatalog:
                     caption: Sequence[str] | None = None, rows=None) -> None:
         """For this session (a page's --filters/--caption); the collection keeps its own."""
         known = self.manifest.columns + self.manifest.unfiltered
-        for kind, cols in (("filters", filters), ("caption", caption)):
-            if cols is None:
-                continue
-            cols = [c.strip() for c in cols if c.strip()]
-            unknown = [c for c in cols if c not in known]
-            if unknown:
-                raise ValueError(f"--{kind} {','.join(unknown)}: no such metadata column "
-                                 f"(columns: {', '.join(known) or 'none'})")
-            self._display[kind] = cols
+        self._display.update(checked_display(filters, caption, known))
 
     def caption(self, hit: Hit, columns: Sequence[str] | None = None) -> str:
         cols = self.display()["caption"] if columns is None else columns
@@ -451,7 +445,7 @@ class MilvusCatalog:
             hits, vecs = self._search(vector, pool, where, exclude, vectors=True)
             lists.append(usable(hits, vecs))
             vec.update(vecs)
-        return _round_robin(lists, vec, names, k, float(diversity), basket.shape[1])
+        return round_robin(lists, vec, names, k, float(diversity), basket.shape[1])
 
     # -- live updates --------------------------------------------------------------------------
     def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
@@ -460,19 +454,7 @@ class MilvusCatalog:
                        | None = None) -> None:
         """As ``Catalog.add_embeddings``: vectors made by this model, checked and L2-normalised;
         an existing id is replaced, keeping its metadata unless a row is given."""
-        ids = [str(i) for i in ids]
-        if len(set(ids)) != len(ids):
-            dup = next(i for i in ids if ids.count(i) > 1)
-            raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
-        if any(not i for i in ids):
-            raise ValueError("an id is empty")
-        units = _unit_rows(vectors, self.encoder.dim) if len(ids) else np.zeros(
-            (0, self.encoder.dim), np.float32)
-        if len(units) != len(ids):
-            raise ValueError(f"{len(units)} vectors for {len(ids)} ids")
-        paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
-        if len(paths) != len(ids):
-            raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+        ids, units, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
         if isinstance(metadata, Mapping):
             given = [metadata.get(i) for i in ids]
         else:
@@ -539,33 +521,3 @@ class MilvusCatalog:
 
     def close(self) -> None:
         self.client.close()
-
-
-def _round_robin(lists: list[list[Hit]], vec: dict[str, np.ndarray], names: list[str], k: int,
-                 diversity: float, dim: int) -> list[Hit]:
-    """Catalog._cover's merge: each basket item's turn picks by maximal marginal relevance."""
-    chosen: list[Hit] = []
-    taken: set[str] = set()
-    picked = np.zeros((0, dim), np.float32)
-    while len(chosen) < k:
-        progressed = False
-        for i, hits in enumerate(lists):
-            if len(chosen) >= k:
-                break
-            left = [h for h in hits if h.id not in taken]
-            if not left:
-                continue
-            rel = np.array([h.score for h in left], np.float32)
-            if diversity > 0 and len(picked):
-                red = (np.stack([vec[h.id] for h in left]) @ picked.T).max(axis=1)
-                best = int(np.argmax((1 - diversity) * rel - diversity * red))
-            else:
-                best = 0
-            h = left[best]
-            chosen.append(Hit(h.id, h.score, h.path, h.metadata, source=names[i]))
-            taken.add(h.id)
-            picked = np.vstack([picked, vec[h.id][None]])
-            progressed = True
-        if not progressed:
-            break
-    return chosen
