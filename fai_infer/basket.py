@@ -7,9 +7,11 @@ watches, and near-duplicates of one another collapse.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+from fai_infer.preprocess import describe
 
 if TYPE_CHECKING:
     from fai_infer.catalog import Hit
@@ -48,3 +50,21 @@ def round_robin(lists: list[list["Hit"]], vectors: dict[str, np.ndarray], names:
         if not progressed:
             break
     return chosen
+
+
+def prepare_basket(items: Sequence[Any], mode: str, diversity: float,
+                   vector_of: Callable[[Any], tuple[np.ndarray, str | None]]
+                   ) -> tuple[np.ndarray, list[str], set[str], list[np.ndarray]]:
+    """Checked arguments -> (basket vectors, a name per item, catalogue ids to leave out,
+    vectors of basket photos that are not catalogue items). ``vector_of(item)`` -> (vector,
+    its catalogue id or None)."""
+    if len(items) == 0:
+        raise ValueError("the basket is empty")
+    if mode not in ("cover", "centroid"):
+        raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
+    if not 0.0 <= float(diversity) <= 1.0:
+        raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
+    vectors, own = zip(*(vector_of(it) for it in items))
+    names = [o if o else describe(it) for it, o in zip(items, own)]
+    photos = [v for v, o in zip(vectors, own) if not o]
+    return np.stack(vectors), names, {o for o in own if o}, photos

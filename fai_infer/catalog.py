@@ -23,17 +23,17 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.basket import round_robin
+from fai_infer.basket import prepare_basket, round_robin
 from fai_infer.buffers import load_with_headroom
 from fai_infer.display import checked_display, choose_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where, parse_where
 from fai_infer.metadata import MetadataTable
-from fai_infer.preprocess import ImageInput, describe
+from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
-                               read_metadata, stored_path)
+                               photos_by_stem, read_metadata, stored_path)
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
                              read_delta, write_delta, writer_lock)
 from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
@@ -114,6 +114,17 @@ def _unit_rows(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
     return np.ascontiguousarray(v / norms[:, None], dtype=np.float32)
 
 
+def query_vector(vector: Any, dim: int) -> np.ndarray:
+    """A query embedding made elsewhere, checked and L2-normalised (any positive scale)."""
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if v.shape[0] != dim:
+        raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model makes {dim}")
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError("vector is zero or not finite")
+    return v / norm
+
+
 def checked_embeddings(ids: Sequence[str], vectors: Any, paths: Sequence[str] | None,
                        dim: int) -> tuple[list[str], np.ndarray, list[str]]:
     """``add_embeddings``' input, checked for every back end: unique non-empty ids, one finite
@@ -133,7 +144,7 @@ def checked_embeddings(ids: Sequence[str], vectors: Any, paths: Sequence[str] | 
     return ids, units, paths
 
 
-def _rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
+def rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
     """Metadata rows aligned with ``ids`` from a list of rows or a mapping id -> row."""
     if metadata is None:
         return [{} for _ in ids]
@@ -530,14 +541,14 @@ class Catalog:
         metadata unless a row is given). ``metadata``: rows aligned with ``ids`` or a mapping
         id -> row."""
         ids, v, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
-        rows = _rows_for(ids, metadata)
+        rows = rows_for(ids, metadata)
         self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows, vectors=v))
 
     def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
         """Set metadata columns of existing items without re-encoding (given columns change,
         others stay). Returns the ids that are not in the catalogue."""
         ids = [str(i) for i in ids]
-        rows = _rows_for(ids, rows)
+        rows = rows_for(ids, rows)
         missing: list[str] = []
 
         def make() -> Delta:
@@ -553,14 +564,7 @@ class Catalog:
         """Encode and add photos (id = file stem; an existing id's photo is replaced and keeps
         its metadata unless new metadata is given). Two files with one stem are refused by
         name. Returns what was skipped. Commits at once when the catalogue lives on disk."""
-        paths = [Path(p) for p in paths]
-        by_stem: dict[str, list[str]] = {}
-        for p in paths:
-            by_stem.setdefault(p.stem, []).append(str(p))
-        clashes = [names for names in by_stem.values() if len(names) > 1]
-        if clashes:
-            raise ValueError("two files would get the same id: " + "; ".join(
-                " and ".join(names) for names in clashes) + " (rename one)")
+        paths = photos_by_stem(paths)
         return self._encode_and_add(paths, [p.stem for p in paths],
                                     read_metadata(metadata, id_column), 32, 2, progress)
 
@@ -793,15 +797,9 @@ class Catalog:
                           exclude: Iterable[str] = ()) -> list[Hit]:
         """The k items nearest an embedding made elsewhere by the same model (e.g. cached by a
         web back end); it is L2-normalised here, so any positive scale works."""
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.encoder.dim:
-            raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model "
-                             f"makes {self.encoder.dim}")
-        norm = float(np.linalg.norm(v))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise ValueError("vector is zero or not finite")
+        query = query_vector(vector, self.encoder.dim)
         self._maybe_refresh()
-        return self._search(v / norm, k, where, set(exclude))
+        return self._search(query, k, where, set(exclude))
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
@@ -819,17 +817,8 @@ class Catalog:
 
         ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
         normalised mean embedding), the earlier behaviour."""
-        if len(items) == 0:
-            raise ValueError("the basket is empty")
         self._maybe_refresh()
-        if mode not in ("cover", "centroid"):
-            raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
-        if not 0.0 <= float(diversity) <= 1.0:
-            raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
-        vectors, own = zip(*(self._vector(it) for it in items))
-        names = [o if o else describe(it) for it, o in zip(items, own)]
-        exclude = {o for o in own if o}
-        photos = [v for v, o in zip(vectors, own) if not o]
+        basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
 
         def usable(hits: list[Hit]) -> list[Hit]:
             # A basket photo that is not a catalogue id still must not come back as its twin.
@@ -839,11 +828,10 @@ class Catalog:
                 return [h for h in hits if h.id in self._row_of and not any(
                     float(self.index.vectors[self._row_of[h.id]] @ v) > 0.9999 for v in photos)]
 
-        basket = np.stack(vectors)
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
-            hits = usable(self._search(query, k + len(vectors), where, exclude))[:k]
+            hits = usable(self._search(query, k + len(basket), where, exclude))[:k]
             with self._lock:
                 for h in hits:
                     row = self._row_of.get(h.id)

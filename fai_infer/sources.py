@@ -11,7 +11,7 @@ import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from fai_infer.storage import CatalogError
 
@@ -117,3 +117,16 @@ def join_metadata(ids: list[str], meta: dict[str, dict[str, str]], source: str,
         raise CatalogError(text + "; pick the column that holds the file names with "
                                   "--id-column")
     return Join(rows, len(rows), text)
+
+
+def photos_by_stem(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Photos to add by file stem (the id); two files with one stem are refused by name."""
+    paths = [Path(p) for p in paths]
+    by_stem: dict[str, list[str]] = {}
+    for p in paths:
+        by_stem.setdefault(p.stem, []).append(str(p))
+    clashes = [names for names in by_stem.values() if len(names) > 1]
+    if clashes:
+        raise ValueError("two files would get the same id: " + "; ".join(
+            " and ".join(names) for names in clashes) + " (rename one)")
+    return paths

@@ -17,15 +17,16 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.basket import round_robin
-from fai_infer.catalog import Hit, NotInCatalogue, Skipped, _rows_for, checked_embeddings
+from fai_infer.basket import prepare_basket, round_robin
+from fai_infer.catalog import (Hit, NotInCatalogue, Skipped, rows_for, checked_embeddings,
+                               query_vector)
 from fai_infer.display import checked_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import parse_where
-from fai_infer.preprocess import ImageInput, describe
+from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import exact_top_k
-from fai_infer.sources import looks_like_path, read_metadata
+from fai_infer.sources import looks_like_path, photos_by_stem, read_metadata
 from fai_infer.scale import require
 from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
                                            TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
@@ -402,30 +403,13 @@ class MilvusCatalog:
         return self._search(self._unit(vector), k, where, set(exclude))[0]
 
     def _unit(self, vector: np.ndarray) -> np.ndarray:
-        v = np.asarray(vector, dtype=np.float32).reshape(-1)
-        if v.shape[0] != self.encoder.dim:
-            raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model "
-                             f"makes {self.encoder.dim}")
-        norm = float(np.linalg.norm(v))
-        if not np.isfinite(norm) or norm == 0.0:
-            raise ValueError("vector is zero or not finite")
-        return v / norm
+        return query_vector(vector, self.encoder.dim)
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10, where=None,
                           mode: str = "cover", diversity: float = 0.3) -> list[Hit]:
         """Same ranking as ``Catalog.similar_to_basket`` (see there): every basket item's own
         neighbours merged round-robin with an MMR pick, or ``mode="centroid"``."""
-        if len(items) == 0:
-            raise ValueError("the basket is empty")
-        if mode not in ("cover", "centroid"):
-            raise ValueError(f"mode must be 'cover' or 'centroid', not {mode!r}")
-        if not 0.0 <= float(diversity) <= 1.0:
-            raise ValueError(f"diversity must be between 0 and 1, not {diversity}")
-        vectors, own = zip(*(self._vector(it) for it in items))
-        names = [o if o else describe(it) for it, o in zip(items, own)]
-        exclude = {o for o in own if o}
-        photos = [v for v, o in zip(vectors, own) if not o]
-        basket = np.stack(vectors)
+        basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
 
         def usable(hits: list[Hit], vecs: dict) -> list[Hit]:
             # A basket photo that is not a catalogue id still must not come back as its twin.
@@ -434,7 +418,7 @@ class MilvusCatalog:
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
-            hits, vecs = self._search(query, k + len(vectors), where, exclude, vectors=True)
+            hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
             hits = usable(hits, vecs)[:k]
             for h in hits:
                 h.source = names[int(np.argmax(basket @ vecs[h.id]))]
@@ -458,7 +442,7 @@ class MilvusCatalog:
         if isinstance(metadata, Mapping):
             given = [metadata.get(i) for i in ids]
         else:
-            given = _rows_for(ids, metadata) if metadata is not None else [None] * len(ids)
+            given = rows_for(ids, metadata) if metadata is not None else [None] * len(ids)
         old = {r["id"]: r for r in self._existing(ids)}
         rows = [dict(g) if g is not None else dict(old.get(i, {}).get("meta") or {})
                 for i, g in zip(ids, given)]
@@ -488,14 +472,7 @@ class MilvusCatalog:
     def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
             id_column: str = "id", progress: bool = False) -> list[Skipped]:
         """Encode and add photos (id = file stem), as ``Catalog.add``; returns what was skipped."""
-        paths = [Path(p) for p in paths]
-        by_stem: dict[str, list[str]] = {}
-        for p in paths:
-            by_stem.setdefault(p.stem, []).append(str(p))
-        clashes = [names for names in by_stem.values() if len(names) > 1]
-        if clashes:
-            raise ValueError("two files would get the same id: " + "; ".join(
-                " and ".join(names) for names in clashes) + " (rename one)")
+        paths = photos_by_stem(paths)
         meta = read_metadata(metadata, id_column)
         skipped: list[Skipped] = []
         bar = Progress(len(paths), "adding") if progress and paths else None
