@@ -211,7 +211,8 @@ def bench_size(n: int, real: np.ndarray, encoder: Encoder, tmp: Path, a) -> tupl
     query_times(reader, queries[:len(BRANDS)], brand)
     query_times(reader, queries[:5], RANGE)
     row |= stats_ms(query_times(reader, queries), "query")
-    row |= stats_ms(query_times(reader, queries, brand), "filter")
+    row |= stats_ms(query_times(reader, queries, brand), "filter")  # another value each time
+    row |= stats_ms(query_times(reader, queries, FILTER), "filter_repeat")  # one, cached rows
     row |= stats_ms(query_times(reader, queries, RANGE), "range")
     reader.live = True
     row |= stats_ms(query_times(reader, queries), "live_query")
@@ -363,7 +364,7 @@ CHANGE_COLUMNS = ["n", "add_p50_ms", "add_p95_ms", "add_max_ms", "remove_p50_ms"
                   "remove_p95_ms", "update_p50_ms", "update_p95_ms", "refresh_p50_ms",
                   "refresh_p95_ms", "refresh_max_ms"]
 QUERY_COLUMNS = ["n", "query_p50_ms", "query_p95_ms", "live_query_p50_ms", "filter_p50_ms",
-                 "filter_p95_ms", "filter_recall", "filter_exact_p50_ms", "filter_hnsw_p50_ms", "filter_hnsw_recall",
+                 "filter_p95_ms", "filter_repeat_p50_ms", "filter_repeat_p95_ms", "filter_recall", "filter_exact_p50_ms", "filter_hnsw_p50_ms", "filter_hnsw_recall",
                  "filter_after_compact_p50_ms", "range_p50_ms", "range_p95_ms", "range_recall"]
 CONCURRENCY_COLUMNS = ["n", "writers", "adds_each", "readers", "lost", "base_items_lost",
                        "count_ok", "failed_writes", "failed_but_kept", "failed_reads", "readers_saw_all", "adds_s",
@@ -379,9 +380,12 @@ def goals(rows: list[dict], conc: dict | None, encode_ms: float) -> list[dict]:
            ("remove one item", "<= 10 ms", r["remove_p50_ms"],
             f"{r['remove_p50_ms']:.3g} ms p50, {r['remove_p95_ms']:.3g} p95",
             r["remove_p50_ms"] <= 10),
-           ("2.5% filter query", "<= 2 ms", r["filter_p50_ms"],
+           ("2.5% filter query, another value each query", "<= 2 ms", r["filter_p50_ms"],
             f"{r['filter_p50_ms']:.3g} ms p50, {r['filter_p95_ms']:.3g} p95, recall@10 "
-            f"{r['filter_recall']:.3g}", r["filter_p50_ms"] <= 2)]
+            f"{r['filter_recall']:.3g}", r["filter_p50_ms"] <= 2),
+           ("2.5% filter query, the same filter again", "<= 2 ms", r["filter_repeat_p50_ms"],
+            f"{r['filter_repeat_p50_ms']:.3g} ms p50, {r['filter_repeat_p95_ms']:.3g} p95",
+            r["filter_repeat_p50_ms"] <= 2)]
     graph = [x for x in rows if x["engine"] == "hnsw"]  # below EXACT_BELOW there is no graph
     if len(graph) > 1:
         lo, hi = min(graph, key=lambda x: x["n"]), max(graph, key=lambda x: x["n"])

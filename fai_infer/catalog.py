@@ -33,7 +33,7 @@ from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
-                               photos_by_stem, read_metadata, stored_path)
+                               normalise_id, photos_by_stem, read_metadata, stored_path)
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
                              read_delta, write_delta, writer_lock)
 from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
@@ -179,6 +179,8 @@ class Catalog:
         self.skipped: list[Skipped] = []
         self.warnings: list[str] = []
         self.id_column = "id"
+        self.id_normalise = False  # ids also found ignoring case, spaces and leading zeros
+        self._normal: tuple[int, dict[str, str]] = (-1, {})
         self.live = live
         self.lock_timeout = lock_timeout
         self._display: dict[str, list[str]] = {}
@@ -194,7 +196,8 @@ class Catalog:
         return self.index.live
 
     def __contains__(self, item_id: object) -> bool:
-        return item_id in self._row_of
+        self._maybe_refresh()
+        return self._resolve(item_id) is not None
 
     @property
     def exact_below(self) -> int:
@@ -241,18 +244,19 @@ class Catalog:
     def get(self, item_id: str) -> Hit:
         self._maybe_refresh()
         with self._lock:
-            r = self._row_of.get(item_id)
-            if r is None:
+            found = self._resolve(item_id)
+            if found is None:
                 raise NotInCatalogue(item_id)
-            return Hit(item_id, 1.0, self._paths[r], self.table.row(r))
+            r = self._row_of[found]
+            return Hit(found, 1.0, self._paths[r], self.table.row(r))
 
     def vector(self, item_id: str) -> np.ndarray:
         """The stored embedding of a catalogue item."""
         with self._lock:
-            r = self._row_of.get(item_id)
-            if r is None:
+            found = self._resolve(item_id)
+            if found is None:
                 raise NotInCatalogue(item_id)
-            return self.index.vectors[r].copy()
+            return self.index.vectors[self._row_of[found]].copy()
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -273,7 +277,7 @@ class Catalog:
         source = "metadata" if isinstance(metadata, Mapping) else str(metadata)
         join = join_metadata(ids, meta, source, id_column, id_normalise)
         cat = cls(encoder)
-        cat.id_column = id_column
+        cat.id_column, cat.id_normalise = id_column, id_normalise
         if join.warning:
             cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
@@ -354,6 +358,7 @@ class Catalog:
         self.root, self._gen, self._applied, self._delta_rows = root, gen.name, 0, 0
         self.id_column = manifest.get("id_column") if isinstance(
             manifest.get("id_column"), str) else "id"
+        self.id_normalise = manifest.get("id_normalise") is True
         display = manifest.get("display")
         self._display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
                          if isinstance(display, dict) and isinstance(display.get(k), list)}
@@ -462,9 +467,21 @@ class Catalog:
 
     def _adopt(self, other: "Catalog") -> None:
         for name in ("index", "table", "_ids", "_paths", "_row_of", "_gen", "_applied",
-                     "_delta_rows", "id_column", "_display"):
+                     "_delta_rows", "id_column", "id_normalise", "_display"):
             setattr(self, name, getattr(other, name))
         self._version += 1
+
+    def _resolve(self, item_id: object) -> str | None:
+        """The stored id ``item_id`` names: itself, or (for a catalogue indexed with
+        ``id_normalise``) the one equal to it ignoring case, spaces and leading zeros."""
+        if not isinstance(item_id, str):
+            return None
+        if item_id in self._row_of or not self.id_normalise:
+            return item_id if item_id in self._row_of else None
+        with self._lock:
+            if self._normal[0] != self._version:
+                self._normal = (self._version, {normalise_id(i): i for i in self._row_of})
+            return self._normal[1].get(normalise_id(item_id))
 
     def _maybe_refresh(self) -> None:
         if self.live and self.root is not None:
@@ -552,8 +569,9 @@ class Catalog:
         missing: list[str] = []
 
         def make() -> Delta:
-            missing[:] = [i for i in ids if i not in self._row_of]
-            keep = [(i, r) for i, r in zip(ids, rows) if i in self._row_of]
+            found = [self._resolve(i) for i in ids]
+            missing[:] = [i for i, f in zip(ids, found) if f is None]
+            keep = [(f, r) for f, r in zip(found, rows) if f is not None]
             return Delta(update_ids=[i for i, _ in keep], update_rows=[r for _, r in keep])
 
         self._commit(make)
@@ -574,8 +592,9 @@ class Catalog:
         missing: list[str] = []
 
         def make() -> Delta:
-            missing[:] = [i for i in ids if i not in self._row_of]
-            return Delta(remove=[i for i in ids if i in self._row_of])
+            found = [self._resolve(i) for i in ids]
+            missing[:] = [i for i, f in zip(ids, found) if f is None]
+            return Delta(remove=list(dict.fromkeys(f for f in found if f is not None)))
 
         self._commit(make)
         return missing
@@ -663,7 +682,8 @@ class Catalog:
                     "next_label": self.index.next_label,
                     "preprocess": self.encoder.spec.to_dict(),
                     "exact_below": self.index.exact_below, "engine": self.engine,
-                    "id_column": self.id_column, "display": self._display,
+                    "id_column": self.id_column, "id_normalise": self.id_normalise,
+                    "display": self._display,
                     "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         if self.root is not None and self._gen and root.resolve() == self.root.resolve():
             manifest["folded"] = {"generation": self._gen, "deltas": self._applied}
@@ -777,9 +797,9 @@ class Catalog:
         an id removed meanwhile is "not in the catalogue", never a KeyError or a file search."""
         if isinstance(item, str):
             with self._lock:
-                row = self._row_of.get(item)
-                if row is not None:
-                    return self.index.vectors[row].copy(), item
+                found = self._resolve(item)
+                if found is not None:
+                    return self.index.vectors[self._row_of[found]].copy(), found
             if not looks_like_path(item):
                 raise NotInCatalogue(item)
         return self.encoder.embed([item])[0], None

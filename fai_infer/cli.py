@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -91,7 +92,18 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 
 
 def cmd_index(a: argparse.Namespace) -> int:
-    check_writable(Path(a.out))  # before minutes of encoding, not after
+    out = Path(a.out)
+    existed = out.exists()
+    check_writable(out)  # before minutes of encoding, not after
+    try:
+        return _index(a)
+    except BaseException:
+        if not existed and out.is_dir() and not (out / "CURRENT").exists():
+            shutil.rmtree(out, ignore_errors=True)  # no empty husk that later "is not a catalogue"
+        raise
+
+
+def _index(a: argparse.Namespace) -> int:
     t0 = time.time()
     cat = scale_cli.build_with_ray(a, _encoder(a)) if a.ray or a.ray_address else Catalog.build(
         a.folder, a.metadata, a.id_column, _encoder(a),
@@ -190,9 +202,9 @@ def cmd_remove(a: argparse.Namespace) -> int:
         print(json.dumps({"catalog": a.catalog, "count": len(cat), "missing": missing}))
     else:
         print(f"{visible(a.catalog)}: {len(cat)} items left")
-        for m in missing:
-            print(f"  not in the catalogue: {visible(m)}", file=sys.stderr)
-    return 0
+    for m in missing:
+        print(f"fai remove: error: not in the catalogue: {visible(m)}", file=sys.stderr)
+    return EXIT_ERROR if missing else 0  # a job must notice ids that matched nothing
 
 
 def cmd_compact(a: argparse.Namespace) -> int:
@@ -216,15 +228,19 @@ def cmd_update(a: argparse.Namespace) -> int:
     meta = read_metadata(a.metadata, a.id_column)
     cat = Catalog.open(a.catalog, _encoder(a))
     ids = list(meta)
-    missing = cat.update_metadata(ids, [meta[i] for i in ids])
+    rows = [{c: v for c, v in meta[i].items() if c != a.id_column} for i in ids]  # not the key
+    missing = cat.update_metadata(ids, rows)
     if a.json:
         print(json.dumps({"catalog": a.catalog, "updated": len(ids) - len(missing),
                           "missing": missing}))
     else:
         print(f"{visible(a.catalog)}: metadata of {len(ids) - len(missing)} item(s) updated")
-        for m in missing[:20]:
-            print(f"  not in the catalogue: {visible(m)}", file=sys.stderr)
-    return 0
+    for m in missing[:20]:
+        print(f"fai update: error: not in the catalogue: {visible(m)}", file=sys.stderr)
+    if len(missing) > 20:
+        print(f"fai update: error: ... and {len(missing) - 20} more ids not in the catalogue",
+              file=sys.stderr)
+    return EXIT_ERROR if missing else 0  # a nightly job must notice rows that matched nothing
 
 
 def cmd_info(a: argparse.Namespace) -> int:

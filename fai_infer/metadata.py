@@ -16,6 +16,7 @@ import numpy as np
 
 from fai_infer.buffers import Growable
 from fai_infer.filters import RANGE_OPS, Clause, compare_array, number
+from fai_infer.sources import shorten
 
 ABSENT = -1  # the row has no value in this column (shown as "")
 MAX_LISTED = 12
@@ -159,9 +160,9 @@ class MetadataTable:
             return name
         folded = [c for c in self.columns if c.casefold() == name.casefold()]
         close = folded or difflib.get_close_matches(name, self.columns, n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"where {name!r}: no such metadata column (columns: "
-                         f"{', '.join(self.columns) or 'none'}){hint}")
+        hint = f"; did you mean {', '.join(shorten(c) for c in close)}?" if close else ""
+        raise ValueError(f"where {shorten(name)!r}: no such metadata column (columns: "
+                         f"{', '.join(shorten(c) for c in self.columns[:40]) or 'none'}){hint}")
 
     def _codes_for(self, column: str, wanted: str) -> list[int]:
         """Codes whose value equals ``wanted`` case-insensitively ("" matches absent too)."""
@@ -173,10 +174,11 @@ class MetadataTable:
             folded = {v.casefold(): v for v in known}
             close = [folded[c] for c in difflib.get_close_matches(wanted, list(folded), n=3,
                                                                   cutoff=0.6)]
-            shown = ", ".join(known[:MAX_LISTED]) + (", ..." if len(known) > MAX_LISTED else "")
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ValueError(f"where {column}={wanted!r}: no item has this value (values: "
-                             f"{shown}){hint}")
+            shown = ", ".join(shorten(v) for v in known[:MAX_LISTED]) + (
+                ", ..." if len(known) > MAX_LISTED else "")
+            hint = f"; did you mean {', '.join(shorten(c) for c in close)}?" if close else ""
+            raise ValueError(f"where {shorten(column)}={shorten(wanted)!r}: no item has this "
+                             f"value (values: {shown}){hint}")
         return codes
 
     def _bitset(self, column: str, code: int) -> np.ndarray:

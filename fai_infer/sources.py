@@ -8,6 +8,7 @@ join is reported, never silent, and ``normalise_id`` offers the usual fix.
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,23 +64,51 @@ def normalise_id(text: str) -> str:
     return folded.lstrip("0") or ("0" if folded else "")
 
 
+def _csv_text(path: Path) -> str:
+    """The file as text: UTF-8 (with or without BOM), else Windows-1252, what Excel exports in
+    Western Europe (every byte decodes, so a wrong guess shows as odd letters, never a loss)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _delimiter(header: str) -> str:
+    """',' unless the header line is clearly split by ';', a tab or '|' (European exports)."""
+    counts = {d: header.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] > counts[","] else ","
+
+
 def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
-    """A CSV path or a mapping id -> row -> {id: row} with string values."""
+    """A CSV path or a mapping id -> row -> {id: row} with string values. The CSV may be
+    UTF-8 or Windows-1252 and separated by ',', ';', tabs or '|'."""
     if source is None:
         return {}
     if isinstance(source, Mapping):
         return {str(k): {str(c): str(v) for c, v in row.items()} for k, row in source.items()}
     path = Path(source)
+    reader = None
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if not reader.fieldnames or id_column not in reader.fieldnames:
-                raise CatalogError(f"{path}: no {id_column!r} column (columns: "
-                                   f"{', '.join(reader.fieldnames or [])}); use --id-column")
-            return {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
-                    for row in reader}
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise CatalogError(f"{path}: cannot read metadata CSV ({exc})") from None
+        text = _csv_text(path)
+        reader = csv.DictReader(io.StringIO(text, newline=""),
+                                delimiter=_delimiter(text.split("\n", 1)[0]))
+        if not reader.fieldnames or id_column not in reader.fieldnames:
+            raise CatalogError(f"{path}: no {id_column!r} column (columns: "
+                               f"{', '.join(shorten(c) for c in reader.fieldnames or [])}); "
+                               f"use --id-column")
+        return {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
+                for row in reader}
+    except (OSError, csv.Error) as exc:
+        where = f" line {reader.line_num}" if reader is not None and reader.line_num else ""
+        raise CatalogError(f"{path}: cannot read metadata CSV{where} ({exc})") from None
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """A value for a one-line message: hostile 100 kB cells must not become 100 kB lines."""
+    text = str(text)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 @dataclass

@@ -33,7 +33,22 @@ from fai_infer.storage import CatalogError, fsync_path
 LOCK = "LOCK"
 DELTA_MAGIC = b"FAIDELTA1\n"
 DELTA_PREFIX = "delta-"
-LOCK_TIMEOUT_S = float(os.environ.get("FAI_LOCK_TIMEOUT", "60"))
+LOCK_TIMEOUT_S = 60.0
+
+
+def lock_timeout() -> float:
+    """Seconds a writer waits for the lock: $FAI_LOCK_TIMEOUT, else 60."""
+    text = os.environ.get("FAI_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return LOCK_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1e7:
+        raise CatalogError(f"FAI_LOCK_TIMEOUT={text[:40]!r}: expected seconds to wait for a "
+                           f"catalogue's writer lock (a number, 0 or more)")
+    return value
 _HEADER_LIMIT = 1 << 30
 
 
@@ -73,7 +88,7 @@ def writer_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
     """Hold the catalogue's writer lock. A second writer waits up to ``timeout`` seconds, then
     fails with one line naming the holder's pid. The kernel drops the lock of a killed
     process, so a crash never leaves the catalogue locked."""
-    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+    timeout = lock_timeout() if timeout is None else timeout
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     try:
@@ -92,8 +107,9 @@ def writer_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
                     raise
             if time.monotonic() >= deadline:
                 holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-                raise CatalogError(f"{root}: another process (pid {holder}) is changing this "
-                                   f"catalogue; gave up waiting after {timeout:g} s")
+                raise CatalogError(f"{root}: another process is changing this catalogue (the "
+                                   f"last writer to take its lock was pid {holder}); gave up "
+                                   f"waiting after {timeout:g} s (FAI_LOCK_TIMEOUT)")
             time.sleep(pause)
             pause = min(pause * 2, 0.005)  # short: a long nap loses the race to others
         os.ftruncate(fd, 0)

@@ -54,8 +54,37 @@ def local_ray():
     needs("ray")
     from fai_infer.scale.ray_index import ray_session
 
+    before = listeners()
     with ray_session(None, num_cpus=2) as ray:
+        ray.listening_before_fai = before
         yield ray
+
+
+def listeners() -> set[tuple[str, str]]:
+    """(local address, port) of every listening TCP socket on this machine (/proc/net)."""
+    found = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                address, port = fields[1].split(":")
+                found.add((address, port))
+    return found
+
+
+LOOPBACK = {"0100007F", "00000000000000000000000001000000",  # 127.0.0.1, ::1
+            "0000000000000000FFFF00000100007F"}  # ::ffff:127.0.0.1
+
+
+def test_a_local_ray_listens_on_loopback_only(local_ray):
+    """Started after Ray was imported (as here): its servers still bind 127.0.0.1 only."""
+    new = listeners() - local_ray.listening_before_fai
+    assert new, "Ray opened no listening socket? (the check would prove nothing)"
+    assert all(address in LOOPBACK for address, _ in new), sorted(new)
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +280,26 @@ def test_cli_push_and_query_milvus(big, tmp_path, capsys):
     assert len(err) == 1 and "no such metadata column" in err[0]
     assert main(["push", str(tmp_path / "nope"), "--milvus", db]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_a_pushed_collection_answers_a_new_process(big, tmp_path):
+    """fai push in one process, fai query in the next: the collection must be loaded again."""
+    needs("pymilvus")
+    needs("milvus_lite")
+    small = Catalog(big.encoder)
+    small.add_embeddings(big.ids[:200], big.embeddings[:200], big.paths[:200], big.rows[:200])
+    small.save(tmp_path / "cat")
+    db, model = str(tmp_path / "p.db"), str(big.encoder.path)
+
+    def fai(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "fai_infer", *args, "--model", model],
+                              capture_output=True, text=True, cwd=ROOT, timeout=180)
+
+    assert fai("push", str(tmp_path / "cat"), "--milvus", db).returncode == 0
+    res = fai("query", "--milvus", db, "--id", "i0003", "-k", "3", "--json")
+    assert res.returncode == 0, res.stderr
+    want = [h.id for h in small.similar("i0003", k=3)]
+    assert [h["id"] for h in json.loads(res.stdout)[0]["hits"]] == want
 
 
 def test_shop_page_serves_a_milvus_collection(milvus, big):

@@ -146,7 +146,7 @@ def test_compact_and_update_from_the_command_line(tmp_path):
     csv = write_csv(tmp_path / "prices.csv", [{"id": "p001", "price": "19.90"},
                                               {"id": "nope", "price": "1"}])
     res = run_fai("update", str(cat), "--metadata", str(csv))
-    assert res.returncode == 0 and "1 item(s) updated" in res.stdout and "nope" in res.stderr
+    assert res.returncode == 1 and "1 item(s) updated" in res.stdout and "nope" in res.stderr
     info = json.loads(run_fai("info", str(cat), "--json").stdout)
     assert info["deltas"] == 2 and info["count"] == 7
     res = run_fai("compact", str(cat))
@@ -177,3 +177,48 @@ def test_a_reader_follows_a_compaction_without_reloading_the_catalogue(tmp_path,
     writer.add_embeddings(["a4"], vecs[33:34])  # a delta of the new generation
     assert reader.refresh() and "a4" in reader
     assert reader.similar_to_vector(vecs[33], k=1)[0].id == "a4"
+
+
+def test_a_normalised_catalogue_finds_items_by_the_csvs_ids_later(zero_padded_shop, tmp_path):
+    folder, csv = zero_padded_shop
+    built = Catalog.build(folder, csv, "article_id", encoder=Encoder(OTHER_MODEL),
+                          id_normalise=True)
+    built.save(tmp_path / "cat")
+    cat = Catalog.open(tmp_path / "cat")
+    assert "101" in cat and cat.get("101").id == "0000101"
+    assert cat.similar("101", k=3)[0].id != "0000101"  # the item itself is left out
+    prices = write_csv(tmp_path / "prices.csv", [{"article_id": "102", "price": "9"}])
+    res = run_fai("update", str(tmp_path / "cat"), "--metadata", str(prices),
+                  "--id-column", "article_id")
+    assert res.returncode == 0, res.stderr
+    row = Catalog.open(tmp_path / "cat").get("0000102").metadata
+    assert row["price"] == "9" and row["article_id"] == "102"  # the key is not rewritten
+    assert run_fai("remove", str(tmp_path / "cat"), "103").returncode == 0
+    res = run_fai("remove", str(tmp_path / "cat"), "999")
+    assert res.returncode == 1 and "not in the catalogue: 999" in res.stderr
+
+
+def test_european_csvs_semicolons_and_windows_1252(tmp_path):
+    write_products(tmp_path / "shop", 6, csv_name=None)
+    text = "Artikelnummer;Farbe;Preis\n" + "".join(
+        f"p{i:03d};{'Weiß' if i % 2 else 'Grün'};{10 + i},99\n" for i in range(6))
+    (tmp_path / "artikel.csv").write_bytes(text.encode("cp1252"))
+    cat = Catalog.build(tmp_path / "shop", tmp_path / "artikel.csv", "Artikelnummer",
+                        encoder=Encoder(OTHER_MODEL))
+    assert cat.get("p001").metadata == {"Artikelnummer": "p001", "Farbe": "Weiß",
+                                        "Preis": "11,99"}
+    assert sorted(cat.matching({"Farbe": "grün"})) == ["p000", "p002", "p004"]
+
+
+def test_odd_settings_and_huge_values_are_one_short_line(priced, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), FAI_LOCK_TIMEOUT="abc")
+    write_products(tmp_path / "shop", 4)
+    res = subprocess.run([sys.executable, "-m", "fai_infer", "index", str(tmp_path / "shop"),
+                          "--out", str(tmp_path / "cat"), "--model", str(OTHER_MODEL)],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert "FAI_LOCK_TIMEOUT='abc'" in res.stderr and len(res.stderr.splitlines()) == 1
+    assert not (tmp_path / "cat").exists()  # a failed first index leaves no empty husk
+    with pytest.raises(ValueError) as err:
+        priced.similar("i1", where={"colour": "x" * 100_000})
+    assert len(str(err.value)) < 500

@@ -34,7 +34,7 @@ from fai_infer.sources import list_images  # noqa: E402
 from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
-from ui.http_api import HttpApi  # noqa: E402
+from ui.http_api import HttpApi, log_failure  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.text import markdown_escape  # noqa: E402
@@ -332,7 +332,8 @@ class ShopDemo:
             raise gr.Error("bad request: that item is not in the catalogue") from None
         except ValueError as exc:
             raise gr.Error(f"bad request: {exc}") from None
-        except Exception:  # never pass internals (paths, stack details) to a client
+        except Exception as exc:  # never pass internals (paths, stack details) to a client
+            log_failure("api_similar", exc)  # ... but the shop's operator sees why
             raise gr.Error("the search failed on the server") from None
         return json.dumps(hits, ensure_ascii=False)
 

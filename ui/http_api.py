@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from typing import Any, Callable
 
@@ -23,6 +24,12 @@ from starlette.responses import JSONResponse
 
 from fai_infer import ImageError
 from fai_infer.catalog import NotInCatalogue
+
+
+def log_failure(what: str, exc: BaseException) -> None:
+    """One line on the server's stderr for a failure the client only hears of as "failed"."""
+    text = " ".join(str(exc).split())[:300]
+    print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
 PATHS = ("/api/similar", "/api/basket")
 Search = Callable[[str, Any, Any], list[dict]]
@@ -70,7 +77,8 @@ class HttpApi:
             return JSONResponse({"error": "that item is not in the catalogue"}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)
             return JSONResponse({"error": str(exc)}, 400)
-        except Exception:  # never pass internals (paths, stack details) to a client
+        except Exception as exc:  # never pass internals (paths, stack details) to a client
+            log_failure(request.url.path, exc)  # ... but the shop's operator sees why
             return JSONResponse({"error": "the search failed on the server"}, 500)
         return JSONResponse({"hits": hits})
 

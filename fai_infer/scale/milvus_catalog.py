@@ -218,6 +218,13 @@ class MilvusCatalog:
                                f"{MANIFEST_KEY} property)") from None
         self.encoder = encoder or Encoder()
         self._check_model()
+        # A collection is searchable only once loaded; a new process (fai query, the page)
+        # must load it itself (loading a loaded collection is a no-op).
+        try:
+            self.client.load_collection(collection)
+        except Exception as exc:  # pymilvus raises its own exception types
+            raise CatalogError(f"{self.where_text}: cannot load the collection "
+                               f"({str(exc).splitlines()[0] if str(exc) else exc})") from None
         self.id_column = self.manifest.id_column
         self.root = None
         self.skipped: list[Skipped] = []

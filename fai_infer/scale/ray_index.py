@@ -50,6 +50,12 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
     ray = require("ray", "fai index --ray")
     require("ray.data", "fai index --ray")
+    if address is None:
+        # Ray reads that variable when it is first imported; a program (or a test) that
+        # imported Ray before us would otherwise start servers on every interface.
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     started = not ray.is_initialized()
     if started:
         common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
