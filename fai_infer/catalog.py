@@ -25,7 +25,7 @@ import numpy as np
 
 from fai_infer.basket import prepare_basket, round_robin
 from fai_infer.buffers import load_with_headroom
-from fai_infer.display import checked_display, choose_display
+from fai_infer.display import checked_display, choose_display, column_order
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where, parse_where
 from fai_infer.metadata import MetadataTable
@@ -37,8 +37,8 @@ from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_p
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
                              read_delta, write_delta, writer_lock)
 from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
-from fai_infer.storage import (CatalogError, current_generation_name, read_generation,
-                               write_generation)
+from fai_infer.storage import (CatalogError, current_generation_name, peek_manifest,
+                               read_generation, write_generation)
 from fai_infer.vector_index import VectorIndex
 
 CATALOG_FORMAT = 2
@@ -91,11 +91,10 @@ def remembered_model(path: str | os.PathLike) -> str | None:
     verifying checksums (``open`` does that next, with the model's weights checked too): at a
     million items hashing twice would double the start-up time."""
     try:
-        name = current_generation_name(Path(path))
-        manifest = json.loads((Path(path) / str(name) / "manifest.json").read_text())
-    except (CatalogError, OSError, ValueError):
+        manifest = peek_manifest(Path(path))
+    except CatalogError:
         return None
-    model = manifest.get("model_path") if isinstance(manifest, dict) else None
+    model = manifest.get("model_path")
     return model if isinstance(model, str) and Path(model).is_file() else None
 
 
@@ -154,13 +153,6 @@ def rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
     if len(rows) != len(ids):
         raise ValueError(f"{len(rows)} metadata rows for {len(ids)} ids")
     return [{str(c): str(v) for c, v in (r or {}).items()} for r in rows]
-
-
-def _column_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
-    order: list[str] = []
-    for r in rows:
-        order += [c for c in r if c not in order]
-    return order
 
 
 class Catalog:
@@ -281,7 +273,7 @@ class Catalog:
         if join.warning:
             cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
-            cat.set_display(filters, caption, known=_column_order(meta.values()))
+            cat.set_display(filters, caption, known=column_order(meta.values()))
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
         return cat
 
@@ -295,17 +287,10 @@ class Catalog:
         if encoder is None:
             remembered = remembered_model(root)
             encoder = Encoder(remembered) if remembered else Encoder()
-        for attempt in range(OPEN_RETRIES):
-            before = current_generation_name(root) if root.is_dir() else None
-            try:
-                cat = cls(encoder, live=live, lock_timeout=lock_timeout)
-                cat._load(root)
-                return cat
-            except (CatalogError, FileNotFoundError):
-                moved = root.is_dir() and current_generation_name(root) != before
-                if not moved or attempt == OPEN_RETRIES - 1:
-                    raise
-        raise AssertionError("unreachable")
+        cat = cls(encoder, live=live, lock_timeout=lock_timeout)
+        cat.root = root
+        cat.refresh()  # nothing loaded yet: reads the current generation, retrying on a race
+        return cat
 
     def _load(self, root: Path) -> None:
         """Read the current base and apply its deltas (self is fresh)."""
@@ -400,10 +385,11 @@ class Catalog:
                                f"{encoder.dim}-d embeddings")
 
     # -- keeping up with other processes -----------------------------------------------------
-    def _replay(self, gen: Path) -> int:
-        """Apply the deltas committed to ``gen`` after the last one applied; returns how many."""
+    def _replay(self, gen: Path, upto: int | None = None) -> int:
+        """Apply the deltas committed to ``gen`` after the last one applied (up to number
+        ``upto``); returns how many."""
         applied = 0
-        while True:
+        while upto is None or self._applied < upto:
             path = delta_path(gen, self._applied + 1)
             try:
                 delta = read_delta(self.root, path, self.index.dim)
@@ -413,6 +399,7 @@ class Catalog:
             self._applied += 1
             self._delta_rows += delta.size()
             applied += 1
+        return applied
 
     def refresh(self) -> bool:
         """Pick up what other processes committed since this catalogue was opened or last
@@ -424,7 +411,7 @@ class Catalog:
             for attempt in range(OPEN_RETRIES):
                 name = current_generation_name(self.root)
                 try:
-                    if name == self._gen:
+                    if name is not None and name == self._gen:
                         return self._replay(self.root / name) > 0
                     if self._follow_compaction(name):
                         return True
@@ -443,22 +430,14 @@ class Catalog:
         folded) and we have applied, or can still read, every one of them, our state already
         equals its base: switch to it without reloading (a million items reload in seconds,
         and every writer would do it under the lock)."""
-        try:
-            manifest = json.loads((self.root / name / "manifest.json").read_text())
-        except (OSError, ValueError):
-            return False
-        folded = manifest.get("folded") if isinstance(manifest, dict) else None
+        folded = peek_manifest(self.root, name).get("folded")
         if (not isinstance(folded, dict) or folded.get("generation") != self._gen
                 or not isinstance(folded.get("deltas"), int)
                 or folded["deltas"] < self._applied):
             return False
-        old = self.root / str(self._gen)
-        try:
-            while self._applied < folded["deltas"]:  # the previous generation is still kept
-                delta = read_delta(self.root, delta_path(old, self._applied + 1), self.index.dim)
-                self._apply(delta)
-                self._applied += 1
-        except FileNotFoundError:
+        # The previous generation is kept one compaction longer: read what we have not seen.
+        self._replay(self.root / str(self._gen), upto=folded["deltas"])
+        if self._applied < folded["deltas"]:
             return False  # collected meanwhile: the caller reloads (state stays consistent)
         self._gen, self._applied, self._delta_rows = name, 0, 0
         self._replay(self.root / name)

@@ -6,7 +6,7 @@ without configuration; ``--filters``/``--caption`` override and are stored with 
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 MAX_FILTERS = 6
 MAX_FILTER_VALUES = 150
@@ -41,12 +41,18 @@ def choose_display(stats: dict[str, tuple[list[str], int]], id_column: str = "id
     return filters, named[:1]
 
 
+def column_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
+    """Every column of the rows, in order of first appearance (the CSV's order)."""
+    order: dict[str, None] = {}
+    for r in rows:
+        order.update(dict.fromkeys(r))
+    return list(order)
+
+
 def default_display(rows: list[dict[str, str]], id_column: str = "id"
                     ) -> tuple[list[str], list[str]]:
     """``choose_display`` for metadata rows (dicts)."""
-    order: list[str] = []
-    for r in rows:
-        order += [c for c in r if c not in order]
+    order = column_order(rows)
     stats = {}
     for c in order:
         values = [str(r.get(c, "") or "") for r in rows]

@@ -126,11 +126,23 @@ def collect_generations(root: Path, keep: set[str | None]) -> None:
 def current_generation_name(root: Path) -> str | None:
     try:
         name = (Path(root) / CURRENT).read_text().strip()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     if not name.startswith("gen-") or "/" in name or ".." in name:
         raise CatalogError(f"{root}: {CURRENT} is corrupt ({name[:40]!r})")
     return name
+
+
+def peek_manifest(root: Path, name: str | None = None) -> dict:
+    """A generation's manifest (default: the current one) read without verifying anything, for
+    a hint that ``read_generation`` checks later or that is safe to be wrong about; {} when
+    it cannot be read."""
+    name = name or current_generation_name(root)
+    try:
+        manifest = json.loads((Path(root) / str(name) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def read_generation(root: Path) -> tuple[Path, dict]:

@@ -108,16 +108,16 @@ class VectorIndex:
         k = min(k, candidates)
         if k <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        use_hnsw = self.hnsw is not None and candidates > self.exact_below and (
-            mask is None or candidates > self.exact_filter_below)
-        if use_hnsw:
+        plan = self._plan(candidates, mask is not None)
+        if plan == "hnsw":
             rows, scores = self._search_hnsw(query, k, None if mask is None else allowed)
             if len(rows) >= k:
                 return rows, scores
+            plan = self._plan(candidates, mask is not None, graph=False)
+        if plan == "gather":
+            return exact_top_k(self.vectors, query, k, np.flatnonzero(allowed))
         if mask is None and self.live == self.rows:
             return exact_top_k(self.vectors, query, k)
-        if candidates * 4 < self.rows:  # selective: score only the candidates
-            return exact_top_k(self.vectors, query, k, np.flatnonzero(allowed))
         scores = self.vectors @ query
         scores[~allowed] = -np.inf
         part = np.argpartition(-scores, k - 1)[:k]
@@ -128,14 +128,18 @@ class VectorIndex:
         """(live rows passing ``mask``, their vectors) when ``search`` would answer this filter
         exactly by gathering them; None when it would use HNSW or score every row."""
         allowed = self.alive & mask[:self.rows]
-        candidates = int(np.count_nonzero(allowed))
-        if self.hnsw is not None and candidates > self.exact_below and (
-                candidates > self.exact_filter_below):
-            return None
-        if candidates * 4 >= self.rows and self.rows > self.exact_below:
+        if self._plan(int(np.count_nonzero(allowed)), filtered=True) != "gather":
             return None
         rows = np.flatnonzero(allowed)
         return rows, np.ascontiguousarray(self.vectors[rows])
+
+    def _plan(self, candidates: int, filtered: bool, graph: bool = True) -> str:
+        """How ``search`` answers: "hnsw" (large, broad enough), "gather" (score only the
+        candidates: a selective filter or many tombstones) or "scan" (score every row)."""
+        if graph and self.hnsw is not None and candidates > self.exact_below and (
+                not filtered or candidates > self.exact_filter_below):
+            return "hnsw"
+        return "gather" if candidates * 4 < self.rows else "scan"
 
     def _search_hnsw(self, query: np.ndarray, k: int, allowed: np.ndarray | None
                      ) -> tuple[np.ndarray, np.ndarray]:
