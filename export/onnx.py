@@ -228,6 +228,9 @@ def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: byte
     return report
 
 
+GATE_PHOTOS = 300  # photos beside the calibration set that judge the int8 gate
+
+
 def generated_files(folder: Path, size: int, count: int = 8) -> list[Path]:
     """Generated product images written as PNG files, for parity without real photos."""
     import cv2
@@ -280,12 +283,21 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
         keep = f"; the checked fp32 model is kept at {out}"
         if calib is None:
             raise ExportError("--int8 needs --calib DIR with at least 300 photos" + keep)
-        paths = list_images(calib, calib_count)
+        paths = list_images(calib, calib_count + GATE_PHOTOS)
         if len(paths) < min(300, calib_count):
             raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
                               + keep)
+        # The gate is judged on other photos than the calibration's when the folder has them
+        # (interleaved, so both samples spread over the whole folder).
+        if len(paths) >= 2 * calib_count:
+            calib_paths, gate_paths = paths[0::2][:calib_count], paths[1::2]
+        else:
+            calib_paths, gate_paths = paths[:calib_count], paths[calib_count:]
         try:
-            q_bytes, figures = quantize_int8(data, load_squares(paths, spec), spec, log=log)
+            q_bytes, figures = quantize_int8(
+                data, load_squares(calib_paths, spec), spec,
+                eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
+                log=log)
         except QuantizationGateError as exc:
             raise ExportError(f"{exc}{keep}") from None
         q_proto = onnx.load_from_string(q_bytes)
@@ -318,8 +330,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=float, default=FP32_TOLERANCE,
                    help="max abs difference allowed between torch and onnxruntime")
     p.add_argument("--int8", action="store_true",
-                   help="also write NAME.int8.onnx: static QDQ U8S8 with reduce_range")
-    p.add_argument("--calib", default=None, help="folder of >= 300 photos to calibrate int8 on")
+                   help="also write NAME.int8.onnx: static QDQ U8S8 (export/quantize.py), "
+                   "written only if it passes the quality gate")
+    p.add_argument("--calib", default=None, help="folder of >= 300 photos to calibrate int8 "
+                   "on; up to 300 more of its photos judge the gate")
     p.add_argument("--calib-count", type=int, default=300, help="photos used for calibration")
     p.add_argument("--report", default=None, help="also write the report as JSON here")
     a = p.parse_args(argv)

@@ -1,9 +1,17 @@
-"""Static int8 quantisation (QDQ, uint8 activations, int8 weights, reduce_range), gated on
-quality.
+"""Static int8 quantisation (QDQ, uint8 activations, int8 per-channel weights), gated on
+quality. Two settings, picked by the network's shape (:func:`int8_recipe`):
 
-Measured on this CPU (AVX2, no VNNI): this format ran ~1.9x faster than fp32 on the seed
-encoder, while dynamic quantisation and S8S8 QOperator were slower than fp32, and dropping
-reduce_range made the embedding error ~7x larger (int16 saturation in AVX2 u8s8 kernels).
+- plain convolutions (the seed family): only the convs, with reduce_range. Measured on this CPU
+  (AVX2, no VNNI) ~1.9x faster than fp32 on the seed encoder; dynamic quantisation and S8S8
+  QOperator were slower than fp32, and dropping reduce_range made the embedding error ~7x
+  larger (int16 saturation in AVX2 u8s8 kernels).
+- depthwise-separable networks (EfficientNet-Lite): every conv but the stem, *and* the ReLU6
+  clips, residual adds and the global pool, without reduce_range. Quantising the convs alone
+  left each block switching between int8 and fp32 around its clips and depthwise convs and ran
+  slower than fp32; whole int8 blocks run ~1.7x faster, and 8-bit weights keep the embedding
+  closer to fp32 than 7-bit ones here (1x1 and depthwise kernels sum few products, so the
+  saturation that hurts the seed's 3x3x512 convs does not bite). The stem sees raw pixels
+  through 3 channels: it gains nothing from int8 and costs accuracy, so it stays fp32.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import onnx
 from fai_infer.ort import ort  # first: telemetry off before onnxruntime loads
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                       QuantType, quantize_static)
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from fai_infer.preprocess import PreprocessSpec, to_tensor
 
@@ -43,15 +52,20 @@ class SquaresReader(CalibrationDataReader):
         return {"image": self.batches[self.i - 1]}
 
 
-def fp32_convs(proto: onnx.ModelProto) -> list[str]:
-    """Convolutions kept in fp32: the first (it sees raw pixels, and 3 input channels gain
-    nothing from int8) and depthwise ones (one filter per channel: few MACs, and per-channel
-    7-bit weights there cost the most accuracy). Measured on EfficientNet-Lite0 at 224 px:
-    quantising them too dropped the mean cosine to fp32 from 0.996 to 0.987."""
-    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
-    depthwise = [n.name for n in convs
-                 if any(a.name == "group" and a.i > 1 for a in n.attribute)]
-    return ([convs[0].name] if convs else []) + depthwise
+def depthwise_convs(proto: onnx.ModelProto) -> list[str]:
+    """Convolutions with one filter per channel group (MobileNet-style depthwise)."""
+    return [n.name for n in proto.graph.node if n.op_type == "Conv"
+            and any(a.name == "group" and a.i > 1 for a in n.attribute)]
+
+
+def int8_recipe(proto: onnx.ModelProto) -> dict:
+    """quantize_static settings for this network (see the module docstring for why); the
+    first conv (the stem) stays fp32 in both."""
+    stem = [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
+    if depthwise_convs(proto):
+        return {"op_types_to_quantize": ["Conv", "Clip", "Add", "GlobalAveragePool"],
+                "nodes_to_exclude": stem, "reduce_range": False}
+    return {"op_types_to_quantize": ["Conv"], "nodes_to_exclude": stem, "reduce_range": True}
 
 
 def _embed(model: bytes | str, x: np.ndarray) -> np.ndarray:
@@ -84,12 +98,15 @@ def quantize_int8(fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(fp32)
-        quantize_static(str(src), str(dst), SquaresReader(calib_squares, spec),
+        # Fold the exporter's Constant nodes into initializers first: a conv whose bias is not
+        # an initializer keeps an fp32 bias, and onnxruntime cannot fuse it into QLinearConv.
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        quantize_static(str(pre), str(dst), SquaresReader(calib_squares, spec),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8, per_channel=True, reduce_range=True,
+                        weight_type=QuantType.QInt8, per_channel=True,
                         calibrate_method=CalibrationMethod.MinMax,
-                        op_types_to_quantize=["Conv"],
-                        nodes_to_exclude=fp32_convs(onnx.load_from_string(fp32)))
+                        **int8_recipe(onnx.load_from_string(fp32)))
         q_bytes = dst.read_bytes()
     x = to_tensor(eval_squares, spec)
     ref, got = _embed(fp32, x), _embed(q_bytes, x)

@@ -78,6 +78,45 @@ def test_int8_gate_fails_with_broken_calibration():
                       log=lambda *a: None)
 
 
+def test_int8_quantises_whole_lite_blocks_and_keeps_only_the_stem_fp32():
+    """Depthwise-separable networks are quantised block-whole (convs, ReLU6 clips, residual
+    adds, pool): quantising only some convs left fp32 islands that ran slower than fp32."""
+    import torch
+
+    from export.onnx import to_onnx_proto
+    from export.quantize import int8_recipe
+    from fai_infer.preprocess import PreprocessSpec
+    from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
+    from train.model import AutoEncoder, EmbeddingModel, ModelConfig
+
+    torch.manual_seed(0)
+    ae = AutoEncoder(ModelConfig(arch="efficientnet-lite0", image_size=64, pooling="avg",
+                                 embed_dim=24, general_dim=16)).eval()
+    proto = to_onnx_proto(EmbeddingModel(ae), 64, 17)
+    recipe = int8_recipe(proto)
+    assert {"Clip", "Add", "Conv"} <= set(recipe["op_types_to_quantize"])
+    assert not recipe["reduce_range"] and len(recipe["nodes_to_exclude"]) == 1
+    spec = PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)
+    q_bytes, figures = quantize_int8(proto.SerializeToString(), generated_squares(64, 32),
+                                     spec, log=lambda *a: None, gate=False)
+    q = onnx.load_from_string(q_bytes)
+    fed_by = {o: n for n in q.graph.node for o in n.output}
+    plain = [n for n in q.graph.node if n.op_type == "Conv"
+             and fed_by.get(n.input[1], None) is not None
+             and fed_by[n.input[1]].op_type != "DequantizeLinear"]
+    convs = [n for n in q.graph.node if n.op_type == "Conv"]
+    quantised = [n for n in convs if n.input[1] in fed_by
+                 and fed_by[n.input[1]].op_type == "DequantizeLinear"]
+    assert len(convs) - len(quantised) == 1 and not plain  # the stem alone stays fp32
+    # ReLU6 inside the blocks is int8 too: folded into its quantiser's range, or between a
+    # dequantise and a quantise, never an fp32 island
+    before = [n for n in proto.graph.node if n.op_type == "Clip" and "_blocks." in n.name]
+    after = [n for n in q.graph.node if n.op_type == "Clip" and "_blocks." in n.name]
+    assert len(before) >= 16
+    assert all(fed_by[c.input[0]].op_type == "DequantizeLinear" for c in after)
+    assert 0 < figures["mean_cosine"] <= 1.0 + 1e-6
+
+
 def test_export_cli_int8_refuses_too_few_calibration_photos(tiny_run, tmp_path):
     from export.onnx import main
 

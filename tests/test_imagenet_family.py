@@ -193,3 +193,25 @@ def test_unseen_kinds_never_reach_training(tmp_path):
     used = np.concatenate([trainer.train_idx, trainer.holdout_idx])
     genders = {trainer.catalogue.rows[i]["gender"] for i in used}
     assert kinds and not genders & kinds
+
+
+def test_choose_picks_on_the_holdout_and_writes_an_exportable_checkpoint(lite_run, products,
+                                                                        tmp_path):
+    from export.onnx import export
+    from fai_infer import Encoder
+    from train.choose import main
+
+    out = tmp_path / "chosen.pt"
+    choice = main(["--checkpoint", str(lite_run / "best.pt"), "--out", str(out), "--data",
+                   str(products), "--sizes", "64", "--weights", "0.5,1.0",
+                   "--general-dims", "8,16", "--columns", "colour,gender",
+                   "--cache-dir", str(lite_run / "cache")])
+    assert len(choice["rows"]) == 4
+    best = max(choice["rows"], key=lambda r: (r["worst margin"], r["mean"]))
+    ckpt = torch.load(out, map_location="cpu", weights_only=True)
+    assert ckpt["model_config"]["general_dim"] == best["general_dims"]
+    assert ckpt["model_config"]["general_weight"] == best["general_weight"]
+    assert ckpt["model_config"]["embed_dim"] == best["general_dims"] + 16
+    report = export(out, tmp_path / "chosen.onnx", log=lambda *a: None)
+    assert report["fp32"]["parity_max_abs_diff"][8] < 1e-4
+    assert Encoder(tmp_path / "chosen.onnx").dim == best["general_dims"] + 16

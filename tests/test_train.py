@@ -83,3 +83,51 @@ def test_ablation_sweep_trains_each_recipe_and_tabulates_it(products, tmp_path):
     again = main(["--data", str(products), "--out", str(tmp_path), "--recipes", "recon",
                   "--epochs", "1"])  # finished runs are read back, not retrained
     assert again[0]["train_seconds"] == rows[0]["train_seconds"]
+
+
+def test_weight_average_warms_up_then_lags_and_swaps_back():
+    import torch
+
+    from train.ema import WeightAverage
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.fill_(0.0)
+    avg = WeightAverage(net, 0.9)
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    avg.update(net)  # warm-up: decay min(0.9, 2/11)
+    expected = 1 - 2 / 11
+    assert torch.allclose(avg.shadow["weight"], torch.full((1, 2), expected))
+    for _ in range(200):
+        avg.update(net)
+    assert 0.99 < float(avg.shadow["weight"][0, 0]) < 1.0  # follows, never overshoots
+    with torch.no_grad():
+        net.weight.fill_(5.0)
+    with avg.swapped_in(net):
+        assert float(net.weight[0, 0]) < 1.0  # the average is in the model ...
+    assert float(net.weight[0, 0]) == 5.0  # ... and the live weights are back after
+
+
+def test_imagenet_ablation_sweep_scores_the_frozen_reference_and_each_protection(products,
+                                                                                tmp_path):
+    import json
+
+    from train.ablations import main
+
+    recipe = tmp_path / "tiny-lite.json"
+    recipe.write_text(json.dumps({
+        "arch": "efficientnet-lite0", "image_size": 64, "pooling": "avg", "embed_dim": 32,
+        "general_dim": 16, "freeze_blocks": 5, "bn_eval": True, "backbone_lr_scale": 0.1,
+        "distill_weight": 1.0, "instance_weight": 1.0, "batch_size": 8, "holdout": 0.2,
+        "unseen_column": "gender", "unseen_fraction": 0.0}))
+    rows = main(["--data", str(products), "--out", str(tmp_path / "sweep"), "--config",
+                 str(recipe), "--epochs", "1", "--label-columns", "colour", "--eval-columns",
+                 "colour,gender", "--recipes", "lite0+ema,lite0-general", "--cache-dir",
+                 str(tmp_path / "cache")])
+    assert [r["recipe"] for r in rows] == ["frozen ImageNet", "lite0+ema", "lite0-general"]
+    assert rows[1]["config"]["ema_decay"] == 0.998 and rows[2]["config"]["general_dim"] == 0
+    for r in rows:
+        assert 0 <= r["holdout"]["P@10 colour"] <= 1 and 0 <= r["val_shopper"]["item@10"] <= 1
+    table = (tmp_path / "sweep" / "ablations.md").read_text()
+    assert table.count("\n| ") == 3 and "frozen ImageNet" in table

@@ -1,5 +1,10 @@
 """python -m train.ablations: one table, one budget, one term changed at a time.
 
+Two sweeps. Without ``--config`` the seed family's (64 px, from scratch). With ``--config
+configs/lite0.json`` the ImageNet family's: each row takes one protection against forgetting out
+of (or adds one to) that recipe, and is also scored on the unseen kinds, beside the frozen
+ImageNet reference measured once in the same sweep.
+
 Every recipe below trains for the same number of epochs at the same size and seed, then is
 scored by ``train.evaluate`` (gallery = the whole catalogue) on the holdout carved out of
 *train* (what recipe choices are made on) and on the val split (what ``docs/quality.md``
@@ -48,9 +53,35 @@ RECIPES: dict[str, tuple[str, dict]] = {
 }
 
 
+# The ImageNet family: name -> (what it shows, overrides on top of --config, e.g. lite0.json).
+LITE_RECIPES: dict[str, tuple[str, dict]] = {
+    "lite0": ("the shipped recipe: every protection below on", {}),
+    "lite0+ema": ("+ weight averaging (EMA, decay 0.998)", {"ema_decay": 0.998}),
+    "lite0-distill": ("without the distillation toward the frozen features",
+                      {"distill_weight": 0.0}),
+    "lite0-freeze": ("without partial freezing: every block trains, BatchNorm statistics too",
+                     {"freeze_blocks": 0, "bn_eval": False}),
+    "lite0-lr1x": ("backbone at the head's learning rate (x1, with weight decay) instead of x0.1",
+                   {"backbone_lr_scale": 1.0}),
+    "lite0-instance": ("without the label-free instance term (camera view -> its clean photo)",
+                       {"instance_weight": 0.0}),
+    "lite0-general": ("without the fixed general part: the whole embedding is learned",
+                      {"general_dim": 0}),
+    "lite0-naive": ("plain fine-tuning: none of the protections (no freezing, BatchNorm "
+                    "trained, lr x1, no distillation, no instance term, no general part)",
+                    {"freeze_blocks": 0, "bn_eval": False, "backbone_lr_scale": 1.0,
+                     "distill_weight": 0.0, "instance_weight": 0.0, "general_dim": 0}),
+}
+REFERENCE_ROW = "frozen ImageNet"
+
+
+def recipes_for(base: TrainConfig) -> dict[str, tuple[str, dict]]:
+    return RECIPES if base.arch == "seed" else LITE_RECIPES
+
+
 def train_recipe(name: str, base: TrainConfig, root: Path) -> dict:
     """Train one recipe unless its checkpoint is already there; return its training record."""
-    what, overrides = RECIPES[name]
+    what, overrides = recipes_for(base)[name]
     out = root / name
     record = out / "trained.json"
     if record.is_file():
@@ -81,31 +112,69 @@ def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool) -> 
     results = evaluate_splits(checkpoint, cfg["data"], cfg["csv"],
                               ["holdout", "val"] if evaluate_val else ["holdout"],
                               columns=(first, second), cache_dir=cfg["cache_dir"], shopper=True,
-                              holdout_fraction=cfg["holdout"])
+                              holdout_fraction=cfg["holdout"],
+                              unseen=cfg["arch"] != "seed" and cfg["unseen_fraction"] > 0,
+                              unseen_fraction=cfg.get("unseen_fraction", 0))
+    _keep(row, results)
+    summary.write_text(json.dumps(row, indent=2))
+    return row
+
+
+def _keep(row: dict, results: dict) -> None:
+    """The model's (or the reference's) figures of each split into one ablation row."""
+    if "unseen" in results:
+        row["unseen"] = results.pop("unseen")["table"]["model"]
     for split, result in results.items():
         row[split] = result["table"]["model"]
         row[f"{split}_shopper"] = result["shopper"]["model"]
         row[f"{split}_pixels"] = result["table"]["raw pixels 32x32"]
         row[f"{split}_pixels_shopper"] = result["shopper"]["raw pixels 32x32"]
+
+
+def reference_row(base: TrainConfig, root: Path, evaluate_val: bool) -> dict:
+    """The frozen ImageNet features of the sweep's backbone at 224 px, scored once on the same
+    splits: the line every row of the ImageNet sweep is read against."""
+    from train.evaluate import REFERENCE_SIZE, evaluate_splits
+
+    summary = root / "reference" / "summary.json"
+    if summary.is_file():
+        return json.loads(summary.read_text())
+    first, second = base.eval_columns.split(",")[:2]
+    results = evaluate_splits(f"imagenet:{base.arch}", base.data, base.csv,
+                              ["holdout", "val"] if evaluate_val else ["holdout"],
+                              columns=(first, second), cache_dir=base.cache_dir, shopper=True,
+                              holdout_fraction=base.holdout, unseen=base.unseen_fraction > 0,
+                              unseen_fraction=base.unseen_fraction)
+    row = {"recipe": REFERENCE_ROW, "what": f"{base.arch} features, frozen, {REFERENCE_SIZE} px",
+           "columns": [first, second], "train_seconds": 0.0, "holdout_recon": float("nan")}
+    _keep(row, results)
+    summary.parent.mkdir(parents=True, exist_ok=True)
     summary.write_text(json.dumps(row, indent=2))
     return row
 
 
+# (row key, figure, header): the columns of the table; unseen ones appear when measured.
+COLUMNS = (("holdout", "P@1 {t}", "holdout P@1 type"), ("holdout", "P@10 {t}", "holdout P@10 type"),
+           ("holdout", "P@10 {p}", "holdout P@10 type+colour"),
+           ("holdout_shopper", "item@10", "holdout shopper item@10"),
+           ("holdout_shopper", "P@10 {t}", "holdout shopper P@10 type"),
+           ("val", "P@1 {t}", "val P@1 type"), ("val", "P@10 {t}", "val P@10 type"),
+           ("val", "P@10 {p}", "val P@10 type+colour"),
+           ("val_shopper", "item@10", "val shopper item@10"),
+           ("val_shopper", "P@10 {t}", "val shopper P@10 type"),
+           ("unseen", "P@1 {t}", "unseen P@1 type"), ("unseen", "P@10 {t}", "unseen P@10 type"),
+           ("unseen", "P@10 {p}", "unseen P@10 type+colour"))
+
+
 def markdown(rows: list[dict]) -> str:
-    head = ("| recipe | holdout P@10 type | holdout P@10 type+colour | holdout shopper item@10 | "
-            "holdout shopper P@10 type | val P@1 type | val P@10 type | val P@10 type+colour | "
-            "val shopper item@10 | val shopper P@10 type | recon MSE | minutes |")
-    lines = [head, "|" + "---|" * 12]
+    columns = [c for c in COLUMNS if c[0] != "unseen" or any("unseen" in r for r in rows)]
+    head = ("| recipe | " + " | ".join(c[2] for c in columns) + " | recon MSE | minutes |")
+    lines = [head, "|" + "---|" * (len(columns) + 3)]
     nan = float("nan")
     for r in rows:
         first, second = r.get("columns", ["articleType", "baseColour"])
-        pair = f"{first}+{second}"
-        h, hs = r["holdout"], r["holdout_shopper"]
-        v, vs = r.get("val", {}), r.get("val_shopper", {})
-        cells = [h.get(f"P@10 {first}", nan), h.get(f"P@10 {pair}", nan), hs.get("item@10", nan),
-                 hs.get(f"P@10 {first}", nan), v.get(f"P@1 {first}", nan),
-                 v.get(f"P@10 {first}", nan), v.get(f"P@10 {pair}", nan),
-                 vs.get("item@10", nan), vs.get(f"P@10 {first}", nan)]
+        cells = [r.get(key, {}).get(fig.format(t=first, p=f"{first}+{second}"), nan)
+                 for key, fig, _ in columns]
         lines.append(f"| {r['recipe']} | " + " | ".join(f"{c:.3f}" for c in cells)
                      + f" | {r['holdout_recon']:.4f} | {r['train_seconds'] / 60:.1f} |")
     return "\n".join(lines)
@@ -116,29 +185,46 @@ def main(argv: list[str] | None = None) -> list[dict]:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data/myntra", help="labelled catalogue folder")
     p.add_argument("--out", default="runs/ablations", help="one sub-folder per recipe")
-    p.add_argument("--recipes", default=",".join(RECIPES),
-                   help="comma-separated subset of: " + ", ".join(RECIPES))
+    p.add_argument("--config", default=None,
+                   help="base recipe of the ImageNet sweep, e.g. configs/lite0.json (default: "
+                   "the seed sweep)")
+    p.add_argument("--recipes", default=None,
+                   help="comma-separated subset (default: all) of the seed sweep's: "
+                   + ", ".join(RECIPES) + "; or the ImageNet sweep's: " + ", ".join(LITE_RECIPES))
     p.add_argument("--label-columns", default="articleType,baseColour",
                    help="label columns of the recipes that use labels")
     p.add_argument("--eval-columns", default="articleType,baseColour",
                    help="two columns the figures count matches on: type, and type+second")
     p.add_argument("--epochs", type=int, default=4, help="the same budget for every recipe")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--width", type=float, default=0.5)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--image-size", type=int, default=None,
+                   help="default: 64 for the seed sweep, the --config's size otherwise")
+    p.add_argument("--width", type=float, default=0.5, help="seed sweep only")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="default: 64 for the seed sweep, the --config's otherwise")
     p.add_argument("--limit", type=int, default=0, help="first N photos only (smoke tests)")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--no-val", action="store_true", help="skip the val evaluation")
     a = p.parse_args(argv)
-    names = [n.strip() for n in a.recipes.split(",") if n.strip()]
-    unknown = [n for n in names if n not in RECIPES]
+    common = dict(data=a.data, epochs=a.epochs, patience=a.epochs, limit=a.limit,
+                  cache_dir=a.cache_dir, label_columns=a.label_columns,
+                  eval_columns=a.eval_columns)
+    if a.config:
+        from train.config import load_recipe
+
+        base = replace(TrainConfig(**load_recipe(a.config, TrainConfig, p.error)), **common)
+    else:
+        base = TrainConfig(image_size=64, width=a.width, batch_size=64, **common)
+    if a.image_size:
+        base = replace(base, image_size=a.image_size)
+    if a.batch_size:
+        base = replace(base, batch_size=a.batch_size)
+    known = recipes_for(base)
+    names = [n.strip() for n in (a.recipes or ",".join(known)).split(",") if n.strip()]
+    unknown = [n for n in names if n not in known]
     if unknown:
-        p.error(f"unknown recipe(s) {unknown}; known: {list(RECIPES)}")
-    base = TrainConfig(data=a.data, epochs=a.epochs, patience=a.epochs, image_size=a.image_size,
-                       width=a.width, batch_size=a.batch_size, limit=a.limit, cache_dir=a.cache_dir,
-                       label_columns=a.label_columns, eval_columns=a.eval_columns)
+        p.error(f"unknown recipe(s) {unknown} for this sweep; known: {list(known)}")
     root = Path(a.out)
-    rows = []
+    rows = [] if base.arch == "seed" else [reference_row(base, root, not a.no_val)]
     for name in names:
         rows.append(run_recipe(name, base, root, not a.no_val))
         (root / "ablations.md").write_text(markdown(rows) + "\n")

@@ -1,11 +1,18 @@
-"""python -m train.choose: pick the test size and the general/shop balance on the holdout.
+"""python -m train.choose: pick the test size and the embedding's make-up on the holdout.
 
 The ImageNet family's embedding is [general | shop] (``train/model.py``: a fixed PCA of the
-pooled features and a learned projection), weighted w and 1 - w. Neither w nor the test size
-needs retraining, so both are chosen after training, on the holdout carved out of train (never
-val, never the unseen kinds), by one criterion fixed beforehand: the worst of the model's
-margins over the frozen ImageNet reference on the holdout figures, then their mean. Writes a
-copy of the checkpoint with the choice applied, ready for ``python -m export.onnx``.
+pooled features and a learned projection), weighted w and 1 - w. None of the test size, w, or
+how many of the general part's leading PCA components to keep needs retraining, so all three
+are chosen after training by one criterion fixed beforehand: the worst of the model's margins
+over the frozen ImageNet reference, then their mean, over
+
+- the holdout carved out of train (P@1/P@10 type, P@10 type+colour, synthetic shopper item@10
+  and P@10 type), and
+- the *proxy kinds* (``--proxy-fraction`` at training: kinds kept out of every gradient),
+  queried among themselves (P@1/P@10 type, P@10 type+colour): the stand-in for unseen kinds.
+
+Never val, never the unseen kinds. Writes a copy of the checkpoint with the choice applied,
+ready for ``python -m export.onnx``.
 """
 
 from __future__ import annotations
@@ -18,71 +25,120 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fai_infer.cli import OneLineParser
 from fai_infer.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
-from train.data import decode_all, load_catalogue, unseen_mask
+from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
-from train.metrics import label_codes, retrieval_table, shopper_table
-from fai_infer.cli import OneLineParser
-
-FIGURES = ("P@10 {t}", "P@10 {t}+{c}", "shopper item@10", "shopper P@10 {t}")
+from train.metrics import l2_normalise, label_codes, retrieval_table, shopper_table
+from train.model import AutoEncoder, ModelConfig
 
 
-def embedding_parts(model, squares: np.ndarray, spec: PreprocessSpec) -> dict[str, np.ndarray]:
-    """general and shop parts (each unit rows) of every square, in one onnxruntime pass: the
-    head's weights set to 1 and 1 make its output the two unit parts side by side."""
-    from train.model import EmbeddingModel
+class PooledAndShop(torch.nn.Module):
+    """Encoder -> [pooled features | unit shop part]: everything any make-up of the split
+    embedding is computed from, in one onnxruntime pass."""
 
-    saved = model.head.weights.clone()
-    model.head.weights.fill_(1.0)
-    try:
-        both = module_embedder(EmbeddingModel(model), spec)(squares)
-    finally:
-        model.head.weights.copy_(saved)
-    g = model.head.general_dim
-    return {"general": both[:, :g], "shop": both[:, g:]}
+    def __init__(self, model: AutoEncoder):
+        super().__init__()
+        self.encoder, self.head = model.encoder, model.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.head.pool(self.encoder(x))
+        return torch.cat([f, torch.nn.functional.normalize(self.head.proj(f), dim=1)], dim=1)
 
 
-def combine(parts: dict[str, np.ndarray], weight: float) -> np.ndarray:
-    return np.concatenate([np.sqrt(weight) * parts["general"],
+def embedding_parts(model: AutoEncoder, squares: np.ndarray, spec: PreprocessSpec
+                    ) -> dict[str, np.ndarray]:
+    """The general part's PCA coordinates (all ``general_dim``, not yet normalised) and the
+    unit shop part of every square."""
+    head = model.head
+    both = module_embedder(PooledAndShop(model), spec)(squares)
+    features = head.pca_mean.numel()
+    pooled, shop = both[:, :features], both[:, features:]
+    coords = (pooled - head.pca_mean.numpy()) @ head.pca_basis.numpy().T
+    return {"general": coords.astype(np.float32), "shop": shop}
+
+
+def combine(parts: dict[str, np.ndarray], weight: float, dims: int) -> np.ndarray:
+    """The embedding the head makes with ``dims`` general components and weight ``weight``."""
+    general = l2_normalise(parts["general"][:, :dims])
+    return np.concatenate([np.sqrt(weight) * general,
                            np.sqrt(1 - weight) * parts["shop"]], axis=1)
 
 
-def figures(gallery: np.ndarray, queries: np.ndarray, shots: np.ndarray,
-            labels: dict[str, np.ndarray], t: str, c: str) -> dict[str, float]:
-    clean = retrieval_table(gallery, queries, labels)
-    shop = shopper_table(gallery, queries, shots, labels)
-    row = {f.format(t=t, c=c): clean[f.format(t=t, c=c)] for f in FIGURES[:2]}
-    row["shopper item@10"] = shop["item@10"]
-    row[f"shopper P@10 {t}"] = shop[f"P@10 {t}"]
-    return row
+def with_choice(model: AutoEncoder, dims: int, weight: float) -> AutoEncoder:
+    """A copy of ``model`` whose head keeps the first ``dims`` general components, weighted
+    ``weight``: the PCA basis is ordered by variance, so dropping its tail is a smaller PCA."""
+    mc = replace(model.cfg, general_dim=dims, general_weight=weight,
+                 embed_dim=dims + model.head.shop_dim)
+    state = model.state_dict()
+    state["head.pca_basis"] = state["head.pca_basis"][:dims].clone()
+    state["head.weights"] = torch.tensor([weight, 1 - weight]).sqrt()
+    chosen = AutoEncoder(mc)
+    chosen.load_state_dict(state)
+    return chosen.eval()
+
+
+class Figures:
+    """The criterion's figures for any embedding of the whole catalogue."""
+
+    def __init__(self, cat, queries: np.ndarray, proxy_rows: np.ndarray, t: str, c: str):
+        self.queries, self.proxy_rows, self.t, self.c = queries, proxy_rows, t, c
+        self.labels = {t: label_codes(cat.column(t)),
+                       f"{t}+{c}": label_codes(cat.column(t), cat.column(c))}
+
+    def __call__(self, gallery: np.ndarray, shots: np.ndarray) -> dict[str, float]:
+        t, c = self.t, self.c
+        clean = retrieval_table(gallery, self.queries, self.labels)
+        shop = shopper_table(gallery, self.queries, shots, self.labels)
+        row = {f"P@1 {t}": clean[f"P@1 {t}"], f"P@10 {t}": clean[f"P@10 {t}"],
+               f"P@10 {t}+{c}": clean[f"P@10 {t}+{c}"], "shopper item@10": shop["item@10"],
+               f"shopper P@10 {t}": shop[f"P@10 {t}"]}
+        if len(self.proxy_rows) > 10:
+            rows = self.proxy_rows
+            sub = {k: v[rows] for k, v in self.labels.items()}
+            proxy = retrieval_table(gallery[rows], np.arange(len(rows)), sub)
+            row |= {f"proxy P@1 {t}": proxy[f"P@1 {t}"], f"proxy P@10 {t}": proxy[f"P@10 {t}"],
+                    f"proxy P@10 {t}+{c}": proxy[f"P@10 {t}+{c}"]}
+        return row
+
+
+def _numbers(text: str, kind: type) -> list:
+    return [kind(x) for x in text.split(",") if x.strip()]
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = OneLineParser(prog="python -m train.choose", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt of an ImageNet-family run")
     p.add_argument("--out", required=True, help="where the checkpoint with the choice goes")
     p.add_argument("--data", default="../shared/data/myntra", help="the training catalogue")
     p.add_argument("--sizes", default="160,224", help="test sizes to try")
     p.add_argument("--weights", default="0.25,0.4,0.5,0.6,0.75,1.0",
                    help="general-part weights to try")
+    p.add_argument("--general-dims", default="",
+                   help="how many leading general components to try keeping (default: the "
+                   "checkpoint's, and half of it)")
     p.add_argument("--columns", default="articleType,baseColour", help="type, second column")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     a = p.parse_args(argv)
     model, spec, ckpt = load_checkpoint(a.checkpoint)
-    if not ckpt["model_config"].get("general_dim"):
+    full = ckpt["model_config"].get("general_dim", 0)
+    if not full:
         p.error(f"{a.checkpoint}: no general/shop split to balance (seed family?)")
+    dims_list = _numbers(a.general_dims, int) or sorted({full, full // 2})
+    if any(d < 1 or d > full for d in dims_list):
+        p.error(f"--general-dims {a.general_dims}: each must be 1..{full}")
     t, c = [x.strip() for x in a.columns.split(",")][:2]
-    cat = load_catalogue(a.data, ckpt["train_config"].get("csv"))
     tc = ckpt["train_config"]
+    cat = load_catalogue(a.data, tc.get("csv"))
+    kinds = cat.column(tc.get("unseen_column", t))
+    is_unseen, _ = unseen_mask(kinds, tc.get("unseen_fraction", 0))
+    is_proxy, proxy = proxy_mask(kinds, tc.get("proxy_fraction", 0), tc.get("unseen_fraction", 0))
     queries = query_indices(cat, "holdout", tc.get("holdout", 0.1))
-    is_unseen, _ = unseen_mask(cat.column(tc.get("unseen_column", t)),
-                               tc.get("unseen_fraction", 0))
-    queries = queries[~is_unseen[queries]]
-    labels = {t: label_codes(cat.column(t)), f"{t}+{c}": label_codes(cat.column(t),
-                                                                        cat.column(c))}
-    rows: list[dict] = []
+    queries = queries[~is_unseen[queries] & ~is_proxy[queries]]
+    is_train = np.array([s == "train" for s in cat.splits])
+    figures = Figures(cat, queries, np.flatnonzero(is_proxy & is_train), t, c)
     shots: dict[int, np.ndarray] = {}  # the queries re-shot, once per input size
 
     def shots_at(size: int) -> np.ndarray:
@@ -92,31 +148,35 @@ def main(argv: list[str] | None = None) -> dict:
 
     ref_spec, ref_embed = imagenet_embedder(ckpt["model_config"]["arch"])
     squares, _ = decode_all(cat.paths, PreprocessSpec(size=ref_spec.size), 2, a.cache_dir)
-    reference = figures(ref_embed(squares), queries, ref_embed(shots_at(ref_spec.size)),
-                        labels, t, c)
+    reference = figures(ref_embed(squares), ref_embed(shots_at(ref_spec.size)))
     print("frozen reference:", json.dumps({k: round(v, 3) for k, v in reference.items()}))
-    for size in [int(x) for x in a.sizes.split(",")]:
+    rows: list[dict] = []
+    for size in _numbers(a.sizes, int):
         s_spec = replace(spec, size=size)
         squares, _ = decode_all(cat.paths, PreprocessSpec(size=size), 2, a.cache_dir)
         gallery = embedding_parts(model, squares, s_spec)
         shot_parts = embedding_parts(model, shots_at(size), s_spec)
-        for w in [float(x) for x in a.weights.split(",")]:
-            row = figures(combine(gallery, w), queries, combine(shot_parts, w), labels, t, c)
-            margins = [row[k] - reference[k] for k in row]
-            rows.append({"size": size, "general_weight": w, **row,
-                         "worst margin": min(margins), "mean": float(np.mean(list(row.values())))})
-            print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
-                              for k, v in rows[-1].items()}), flush=True)
+        for dims in dims_list:
+            for w in _numbers(a.weights, float):
+                row = figures(combine(gallery, w, dims), combine(shot_parts, w, dims))
+                margins = [row[k] - reference[k] for k in row]
+                rows.append({"size": size, "general_dims": dims, "general_weight": w, **row,
+                             "worst margin": min(margins),
+                             "mean": float(np.mean(list(row.values())))})
+                print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
+                                  for k, v in rows[-1].items()}), flush=True)
     best = max(rows, key=lambda r: (r["worst margin"], r["mean"]))
-    print(f"{len(queries)} holdout queries (unseen kinds left out)")
-    print(f"chosen on the holdout: size {best['size']}, general weight {best['general_weight']}")
-    w = best["general_weight"]
-    model.head.weights.copy_(torch.tensor([w, 1 - w]).sqrt())
-    ckpt["model"] = model.state_dict()
-    ckpt["model_config"] = dict(ckpt["model_config"], general_weight=w)
+    print(f"{len(queries)} holdout queries, {len(figures.proxy_rows)} photos of "
+          f"{len(proxy)} proxy kinds (unseen kinds left out)")
+    print(f"chosen on the holdout: size {best['size']}, {best['general_dims']} general dims, "
+          f"general weight {best['general_weight']}")
+    chosen = with_choice(model, best["general_dims"], best["general_weight"])
+    ckpt["model"] = chosen.state_dict()
+    ckpt["model_config"] = chosen.cfg.to_dict()
     ckpt["preprocess"] = replace(spec, size=best["size"]).to_dict()
     ckpt["choice"] = {"criterion": "max worst margin over the frozen reference, then mean, "
-                      "on the holdout", "reference": reference, "rows": rows}
+                      "on the holdout and the proxy kinds", "proxy_kinds": sorted(proxy),
+                      "reference": reference, "rows": rows}
     save_atomic(ckpt, a.out)
     Path(a.out).with_suffix(".choice.json").write_text(json.dumps(ckpt["choice"], indent=2))
     print(f"written {a.out}")

@@ -119,6 +119,18 @@ def unseen_mask(values: list[str], fraction: float) -> tuple[np.ndarray, set[str
     return np.array([v in kinds for v in values], dtype=bool), kinds
 
 
+def proxy_mask(values: list[str], fraction: float, unseen_fraction: float
+               ) -> tuple[np.ndarray, set[str]]:
+    """(which rows are of a *proxy* kind, the proxy kinds): about ``fraction`` of the kinds
+    that are not unseen, by another stable hash, also kept out of every gradient. Their
+    train photos, queried among themselves, stand in for unseen kinds when ``train.choose``
+    makes its choices, so the real unseen kinds are never looked at before the final report."""
+    unseen = unseen_kinds(values, unseen_fraction) if unseen_fraction > 0 else set()
+    kinds = {v for v in set(values) if v and v not in unseen
+             and stable_fraction(v, "proxy") < fraction} if fraction > 0 else set()
+    return np.array([v in kinds for v in values], dtype=bool), kinds
+
+
 def holdout_mask(ids: list[str], fraction: float) -> np.ndarray:
     """Part of *train* kept out of the gradient for early stopping and recipe choices."""
     return np.array([stable_fraction(i, "holdout") < fraction for i in ids], dtype=bool)

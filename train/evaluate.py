@@ -181,9 +181,12 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
     centre = gallery_pixels.mean(axis=0)
     emb[PIXELS] = l2_normalise(gallery_pixels - centre)
 
+    is_unseen, kinds = unseen_mask(cat.column(first), unseen_fraction)
     results = {}
     for split in splits:
         queries = query_indices(cat, split, holdout_fraction)
+        if split == "holdout":  # training never saw the unseen kinds: not its holdout either
+            queries = queries[~is_unseen[queries]]
         if len(queries) == 0:
             raise SystemExit(f"no '{split}' photos in {data}")
         result = {"model_file": model, "data": data, "split": split,
@@ -200,7 +203,6 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
     if unseen:
-        is_unseen, kinds = unseen_mask(cat.column(first), unseen_fraction)
         rows = np.flatnonzero(is_unseen)
         sub = {k: v[rows] for k, v in labels.items()}
         everyone = np.arange(len(rows))

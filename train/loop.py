@@ -34,8 +34,9 @@ from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels
 from train.checkpoint import save_atomic
 from train.config import opt
 from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_catalogue,
-                        unseen_mask)
+                        proxy_mask, unseen_mask)
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone, load_imagenet
+from train.ema import WeightAverage
 from train.metrics import label_codes, retrieval_table
 from train.model import AutoEncoder, ModelConfig
 from train.objectives import (LabelHeads, instance_contrastive, joint_label_groups,
@@ -70,9 +71,15 @@ class TrainConfig:
                                 "toward the frozen ImageNet features of the clean photo")
     instance_weight: float = opt(0.0, "weight of the instance term: a camera-like view must "
                                  "find its own clean photo among the batch's (NT-Xent)")
+    ema_decay: float = opt(0.0, "keep an exponential moving average of the weights with this "
+                           "decay (e.g. 0.998) and score/save it instead of the live weights "
+                           "(0 = off)")
     unseen_fraction: float = opt(0.2, "share of --unseen-column values never trained on "
                                  "(stable hash; train.evaluate --unseen measures them)")
     unseen_column: str = opt("articleType", "the column whose values are held out as unseen")
+    proxy_fraction: float = opt(0.0, "share of the other --unseen-column values also kept out "
+                                "of training: their train photos stand in for unseen kinds in "
+                                "train.choose (0 = off)")
     epochs: int = opt(30, "maximum epochs (30 at 64 px: ~36 min on 2 CPU cores)")
     patience: int = opt(6, "early stopping: epochs without holdout improvement")
     batch_size: int = opt(64, "batch size")
@@ -176,6 +183,7 @@ class Trainer:
         self.heads = LabelHeads(self.labelled_dim, self.label_sizes) if self.labelled_dim else \
             LabelHeads(cfg.embed_dim, {})
         self.heads.to(self.device)
+        self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, len(self.train_idx) // cfg.batch_size)
@@ -194,16 +202,10 @@ class Trainer:
         cfg = self.cfg
         if not cfg.init:
             load_imagenet(self.model.encoder)
-        teacher = imagenet_backbone(cfg.arch)
-        feats = []
-        with torch.no_grad():
-            for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
-                          leave=False):
-                x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
-                feats.append(teacher(x).mean(dim=(2, 3)))
-        self.teacher = F.normalize(torch.cat(feats), dim=1)
+        feats = self._frozen_features()
+        self.teacher = F.normalize(feats, dim=1)
         if self.model.head.general_dim and not cfg.init:
-            self.model.head.set_general_basis(torch.cat(feats)[torch.from_numpy(self.train_idx)])
+            self.model.head.set_general_basis(feats[torch.from_numpy(self.train_idx)])
         frozen = self.model.encoder.frozen_prefix(cfg.freeze_blocks)
         for module in frozen:
             for p in module.parameters():
@@ -213,6 +215,36 @@ class Trainer:
                 if isinstance(m, torch.nn.BatchNorm2d):
                     for p in m.parameters():
                         p.requires_grad_(False)
+
+    def _frozen_features(self) -> torch.Tensor:
+        """Pooled features of the frozen ImageNet network for every clean photo, computed once
+        per (network, preprocessing, photo list) and kept in --cache-dir: a sweep of recipes
+        on one catalogue pays for them once."""
+        import hashlib
+
+        cfg = self.cfg
+        key = hashlib.sha1(json.dumps([cfg.arch, self.spec.to_dict(),
+                                       [str(p) for p in self.catalogue.paths]]).encode())
+        cache = (Path(cfg.cache_dir) / f"frozen-{cfg.arch}-{key.hexdigest()[:16]}.npy"
+                 if cfg.cache_dir else None)
+        if cache is not None and cache.is_file():
+            feats = np.load(cache)
+            if feats.shape[0] == len(self.images):
+                return torch.from_numpy(feats)
+        teacher = imagenet_backbone(cfg.arch)
+        parts = []
+        with torch.no_grad():
+            for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
+                          leave=False):
+                x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
+                parts.append(teacher(x).mean(dim=(2, 3)))
+        feats = torch.cat(parts)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
+            np.save(tmp, feats.numpy())
+            tmp.replace(cache)
+        return feats
 
     def _param_groups(self) -> list[dict]:
         """The backbone learns slower, and without weight decay pulling it away from ImageNet."""
@@ -288,7 +320,9 @@ class Trainer:
         self.vocab, targets = encode_labels(cat.rows, columns)
         self.targets = {k: torch.from_numpy(v) for k, v in targets.items()}
         is_unseen, unseen = unseen_mask(cat.column(cfg.unseen_column), cfg.unseen_fraction)
-        is_train = np.array([s == "train" for s in cat.splits]) & ~is_unseen
+        is_proxy, proxy = proxy_mask(cat.column(cfg.unseen_column), cfg.proxy_fraction,
+                                     cfg.unseen_fraction)
+        is_train = np.array([s == "train" for s in cat.splits]) & ~is_unseen & ~is_proxy
         held = holdout_mask(cat.ids, cfg.holdout) & is_train
         self.train_idx = np.flatnonzero(is_train & ~held)
         self.holdout_idx = np.flatnonzero(held)
@@ -296,8 +330,10 @@ class Trainer:
             self.holdout_idx = self.train_idx[-max(1, len(self.train_idx) // 10):]
             self.train_idx = self.train_idx[: len(self.train_idx) - len(self.holdout_idx)]
         print(f"{len(cat)} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
-              f"{int((~is_train & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
-              f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}")
+              f"{int(((np.array(cat.splits) != 'train') & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
+              f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}"
+              + (f"; {int(is_proxy.sum())} photos of {len(proxy)} proxy kinds kept out for "
+                 "train.choose" if proxy else ""))
 
     # -- one step -------------------------------------------------------------------------------
     def _losses(self, idx: np.ndarray, train: bool) -> dict[str, torch.Tensor]:
@@ -355,6 +391,8 @@ class Trainer:
             losses["total"].backward()
             self.opt.step()
             self.sched.step()
+            if self.ema is not None:
+                self.ema.update(self.model)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             bar.set_postfix(loss=f"{sums['total'] / n:.4f}", mse=f"{sums['recon'] / n:.4f}")
@@ -362,8 +400,15 @@ class Trainer:
                 break
         return {f"train_{k}": v / max(1, n) for k, v in sums.items()}
 
-    @torch.no_grad()
     def evaluate_holdout(self) -> dict[str, float]:
+        """Holdout losses and retrieval figures, of the averaged weights when --ema-decay."""
+        if self.ema is None:
+            return self._evaluate_holdout()
+        with self.ema.swapped_in(self.model):
+            return self._evaluate_holdout()
+
+    @torch.no_grad()
+    def _evaluate_holdout(self) -> dict[str, float]:
         self.model.eval()
         self.heads.eval()
         sums: dict[str, float] = {}
@@ -390,9 +435,13 @@ class Trainer:
         return res
 
     # -- checkpoints ------------------------------------------------------------------------------
-    def _state(self) -> dict:
+    def _state(self, averaged: bool = True) -> dict:
+        """What a checkpoint holds; ``model`` is the weight average when there is one."""
+        weights = self.model.state_dict()
+        if averaged and self.ema is not None:
+            weights = weights | self.ema.shadow
         return {
-            "model": self.model.state_dict(),
+            "model": {k: v.detach().clone() for k, v in weights.items()},
             "model_config": self.cfg.model_config().to_dict(),
             "preprocess": self.spec.to_dict(),
             "train_config": asdict(self.cfg),
@@ -411,6 +460,8 @@ class Trainer:
         self.gen.set_state(ckpt["generator"])
         self.epoch, self.best, self.bad_epochs = ckpt["epoch"], ckpt["best"], ckpt["bad_epochs"]
         self.history = ckpt["history"]
+        if self.ema is not None and "ema" in ckpt:
+            self.ema.load_state_dict(ckpt["ema"])
         print(f"resumed from {path} at epoch {self.epoch}")
 
     def fit(self) -> dict:
@@ -431,10 +482,12 @@ class Trainer:
                 save_atomic(self._state(), self.out / "best.pt")
             else:
                 self.bad_epochs += 1
-            state = self._state() | {"optimizer": self.opt.state_dict(),
+            state = self._state(averaged=False) | {"optimizer": self.opt.state_dict(),
                                      "scheduler": self.sched.state_dict(),
                                      "generator": self.gen.get_state(), "best": self.best,
                                      "bad_epochs": self.bad_epochs}
+            if self.ema is not None:
+                state["ema"] = self.ema.state_dict()
             save_atomic(state, self.out / "last.pt")
             shown = {k: round(v, 4) for k, v in row.items() if k.startswith(("holdout_P@10",
                      "holdout_recon", "holdout_total", "train_total"))}
