@@ -2,6 +2,8 @@
 
 import json
 
+import numpy as np
+import pytest
 import torch
 
 from train.checkpoint import load_checkpoint
@@ -131,3 +133,34 @@ def test_imagenet_ablation_sweep_scores_the_frozen_reference_and_each_protection
         assert 0 <= r["holdout"]["P@10 colour"] <= 1 and 0 <= r["val_shopper"]["item@10"] <= 1
     table = (tmp_path / "sweep" / "ablations.md").read_text()
     assert table.count("\n| ") == 3 and "frozen ImageNet" in table
+
+
+def test_paired_margin_tells_a_difference_from_the_luck_of_the_queries():
+    from train.metrics import paired_margin
+
+    rng = np.random.default_rng(0)
+    a = (rng.random(1000) < 0.8).astype(float)
+    assert paired_margin(a, a) == (0.0, 0.0, 0.0)
+    better = np.maximum(a, (rng.random(1000) < 0.3))  # wins on ~6% of the queries, never loses
+    m, lo, hi = paired_margin(better, a)
+    assert 0 < lo <= m <= hi and m == pytest.approx(better.mean() - a.mean())
+    coin = (rng.random(1000) < 0.8).astype(float)  # another model, as good on average
+    m, lo, hi = paired_margin(coin, a)
+    assert lo < 0 < hi
+
+
+def test_evaluate_reports_margins_over_the_frozen_reference_on_the_same_queries(
+        tiny_run, products, tmp_path):
+    from train.evaluate import main
+
+    result = main(["--checkpoint", str(tiny_run / "best.pt"), "--data", str(products),
+                   "--columns", "colour,gender", "--unseen", "--unseen-fraction", "0.5",
+                   "--shopper",
+                   "--json", str(tmp_path / "e.json")])
+    ref = next(n for n in result["table"] if n.startswith("frozen ImageNet"))
+    assert ref not in result["margins"] and "model" in result["margins"]
+    for part, margins in (("table", result["margins"]), ("unseen", result["unseen_margins"])):
+        m, lo, hi = margins["model"]["P@10 colour"]
+        assert m == pytest.approx(result[part]["model"]["P@10 colour"]
+                                  - result[part][ref]["P@10 colour"])
+        assert lo <= m <= hi

@@ -29,8 +29,8 @@ import numpy as np
 
 from fai_infer.preprocess import PreprocessSpec, square_resize, to_tensor
 from train.data import decode_all, holdout_mask, load_catalogue, unseen_mask
-from train.metrics import (l2_normalise, label_codes, pixel_features, retrieval_table,
-                           shopper_table)
+from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_table,
+                           pixel_features, shopper_table)
 from train.shopper_photos import shopper_photos
 from fai_infer.cli import OneLineParser
 
@@ -159,8 +159,9 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
         raise SystemExit(f"{data}: no column {', '.join(missing)} to score on (its columns: "
                          f"{have}); choose two with --columns")
     names = {"model": model, **{Path(m).name: m for m in also}}
-    if reference:
-        names[f"frozen ImageNet {reference} {REFERENCE_SIZE}px"] = f"imagenet:{reference}"
+    reference_name = f"frozen ImageNet {reference} {REFERENCE_SIZE}px" if reference else None
+    if reference_name:
+        names[reference_name] = f"imagenet:{reference}"
     embedders = {name: make_embedder(m, image_size if name == "model" else None)
                  for name, m in names.items()}
     squares: dict[int, np.ndarray] = {}
@@ -189,9 +190,10 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             queries = queries[~is_unseen[queries]]
         if len(queries) == 0:
             raise SystemExit(f"no '{split}' photos in {data}")
+        per = {n: per_query_table(e, queries, labels) for n, e in emb.items()}
         result = {"model_file": model, "data": data, "split": split,
                   "queries": int(len(queries)), "gallery": int(len(cat)),
-                  "table": {n: retrieval_table(e, queries, labels) for n, e in emb.items()}}
+                  "table": _means(per), **_margins(per, reference_name)}
         if shopper:
             shots = {size: shopper_squares(cat, queries, size, workers, cache_dir)
                      for size in squares}
@@ -206,11 +208,26 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
         rows = np.flatnonzero(is_unseen)
         sub = {k: v[rows] for k, v in labels.items()}
         everyone = np.arange(len(rows))
+        per = {n: per_query_table(e[rows], everyone, sub) for n, e in emb.items()}
         results["unseen"] = {
             "model_file": model, "data": data, "split": "unseen kinds",
             "kinds": sorted(kinds), "queries": int(len(rows)), "gallery": int(len(rows)),
-            "table": {n: retrieval_table(e[rows], everyone, sub) for n, e in emb.items()}}
+            "table": _means(per), **_margins(per, reference_name)}
     return results
+
+
+def _means(per: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
+    return {n: {k: float(v.mean()) for k, v in figs.items()} for n, figs in per.items()}
+
+
+def _margins(per: dict[str, dict[str, np.ndarray]], reference: str | None) -> dict:
+    """{"margins": {model: {figure: [margin, low, high]}}} over the frozen reference, on the
+    same queries, with 95% paired bootstrap intervals; nothing without a reference."""
+    if reference is None or reference not in per:
+        return {}
+    ref = per[reference]
+    return {"margins": {n: {k: list(paired_margin(v, ref[k])) for k, v in figs.items()}
+                        for n, figs in per.items() if n != reference}}
 
 
 def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
@@ -223,6 +240,8 @@ def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
     result = results[split]
     if "unseen" in results:
         result["unseen"] = results["unseen"]["table"]
+        if "margins" in results["unseen"]:
+            result["unseen_margins"] = results["unseen"]["margins"]
         result["unseen_kinds"] = results["unseen"]["kinds"]
         result["unseen_queries"] = results["unseen"]["queries"]
     return result
@@ -243,6 +262,21 @@ def summary_table(result: dict, columns: tuple[str, str]) -> str:
     for row in result["table"]:
         cells = [f"{result[p][row][f]:.3f}" if row in result[p] else "-" for p, f in keys]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def margin_table(result: dict, columns: tuple[str, str]) -> str:
+    """Each model's margin over the frozen reference, val and unseen kinds, with intervals."""
+    t, c = columns
+    figs = [f"P@1 {t}", f"P@10 {t}", f"P@10 {t}+{c}"]
+    parts = [("val", "margins")] + ([("unseen", "unseen_margins")]
+                                    if "unseen_margins" in result else [])
+    head = "| features | " + " | ".join(f"{n} {f}" for n, _ in parts for f in figs) + " |"
+    lines = [head, "|" + "---|" * (len(parts) * len(figs) + 1)]
+    for name in result["margins"]:
+        cells = [result[key][name][f] for _, key in parts for f in figs]
+        lines.append(f"| {name} | " + " | ".join(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+                                                  for m, lo, hi in cells) + " |")
     return "\n".join(lines)
 
 
@@ -317,6 +351,9 @@ def main(argv: list[str] | None = None) -> dict:
               f"{result['unseen_queries']} photos queried among themselves)\n"
               + format_table(result, "unseen"))
     print("\nsummary\n" + summary_table(result, (first, second)))
+    if "margins" in result:
+        print("\nmargin over the frozen reference on the same queries [95% paired bootstrap "
+              "interval]\n" + margin_table(result, (first, second)))
     if result["queries"] < 50:
         print(f"note: only {result['queries']} '{a.split}' queries (a CSV without a split column "
               f"gets about 10% of its ids as val by a stable hash): these figures are noisy")

@@ -49,31 +49,48 @@ def top_k_neighbours(gallery: np.ndarray, queries: np.ndarray, k: int,
     return out
 
 
-def precision_at(neighbours: np.ndarray, queries: np.ndarray, labels: np.ndarray,
-                 k: int) -> float:
-    """Mean fraction of the first k neighbours whose label equals the query's."""
-    same = labels[neighbours[:, :k]] == labels[queries][:, None]
-    return float(same.mean())
-
-
 def l2_normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+def _per_query(nn: np.ndarray, queries: np.ndarray,
+               label_sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    res: dict[str, np.ndarray] = {}
+    for name, codes in label_sets.items():
+        same = codes[nn[:, :10]] == codes[queries][:, None]
+        res[f"P@1 {name}"] = same[:, 0].astype(np.float64)
+        res[f"P@10 {name}"] = same.mean(axis=1)
+    return res
+
+
 def _precisions(nn: np.ndarray, queries: np.ndarray,
                 label_sets: dict[str, np.ndarray]) -> dict[str, float]:
-    res: dict[str, float] = {}
-    for name, codes in label_sets.items():
-        res[f"P@1 {name}"] = precision_at(nn, queries, codes, 1)
-        res[f"P@10 {name}"] = precision_at(nn, queries, codes, 10)
-    return res
+    return {k: float(v.mean()) for k, v in _per_query(nn, queries, label_sets).items()}
+
+
+def per_query_table(emb: np.ndarray, queries: np.ndarray,
+                    label_sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Each query's own P@1 and P@10 per label set: what :func:`retrieval_table` averages, kept
+    apart so that two models scored on the same queries can be compared pairwise."""
+    return _per_query(top_k_neighbours(l2_normalise(emb), queries, 10), queries, label_sets)
 
 
 def retrieval_table(emb: np.ndarray, queries: np.ndarray,
                     label_sets: dict[str, np.ndarray]) -> dict[str, float]:
     """P@1 and P@10 for each named label set, e.g. {'articleType': codes, ...}."""
-    return _precisions(top_k_neighbours(l2_normalise(emb), queries, 10), queries, label_sets)
+    return {k: float(v.mean()) for k, v in per_query_table(emb, queries, label_sets).items()}
+
+
+def paired_margin(a: np.ndarray, b: np.ndarray, resamples: int = 2000,
+                  seed: int = 0) -> tuple[float, float, float]:
+    """mean(a - b) over the same queries with a 95% paired bootstrap interval: whether a
+    difference of 0.01 between two models is a difference or the luck of these queries."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    rng = np.random.default_rng(seed)
+    means = np.array([d[rng.integers(0, len(d), len(d))].mean() for _ in range(resamples)])
+    lo, hi = np.percentile(means, [2.5, 97.5])
+    return float(d.mean()), float(lo), float(hi)
 
 
 def own_item_rank(gallery: np.ndarray, queries: np.ndarray,
