@@ -11,7 +11,8 @@ over the frozen ImageNet reference, then their mean, over
 - the *proxy kinds* (``--proxy-fraction`` at training: kinds kept out of every gradient),
   queried among themselves (P@1/P@10 type, P@10 type+colour): the stand-in for unseen kinds.
 
-Never val, never the unseen kinds. Writes a copy of the checkpoint with the choice applied,
+Never val, never the unseen kinds. Sizes whose fp32 encoder is slower here than ``--max-ms``
+per photo are left out before anything is scored. Writes a copy of the checkpoint with the choice applied,
 ready for ``python -m export.onnx``.
 """
 
@@ -103,6 +104,26 @@ class Figures:
         return row
 
 
+def fp32_ms_per_photo(model: AutoEncoder, size: int, runs: int = 100) -> float:
+    """Median onnxruntime fp32 time of one photo (batch 1) through the exported encoder at
+    ``size``: the runtime's cost of that choice on this machine."""
+    import time
+
+    from export.onnx import session, to_onnx_proto
+    from train.model import EmbeddingModel
+
+    sess = session(to_onnx_proto(EmbeddingModel(model).eval(), size, 17).SerializeToString())
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    for _ in range(10):
+        sess.run(None, {"image": x})
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        sess.run(None, {"image": x})
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
+
+
 def _numbers(text: str, kind: type) -> list:
     return [kind(x) for x in text.split(",") if x.strip()]
 
@@ -119,6 +140,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--general-dims", default="",
                    help="how many leading general components to try keeping (default: the "
                    "checkpoint's, and half of it)")
+    p.add_argument("--max-ms", type=float, default=8.0,
+                   help="leave out test sizes whose fp32 encoder takes longer than this per "
+                   "photo here (onnxruntime, batch 1, median; 0 = no limit)")
     p.add_argument("--columns", default="articleType,baseColour", help="type, second column")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     a = p.parse_args(argv)
@@ -151,7 +175,17 @@ def main(argv: list[str] | None = None) -> dict:
     reference = figures(ref_embed(squares), ref_embed(shots_at(ref_spec.size)))
     print("frozen reference:", json.dumps({k: round(v, 3) for k, v in reference.items()}))
     rows: list[dict] = []
+    sizes, speed = [], {}
     for size in _numbers(a.sizes, int):
+        speed[size] = fp32_ms_per_photo(model, size)
+        fits = not a.max_ms or speed[size] <= a.max_ms
+        print(f"{size} px: {speed[size]:.2f} ms per photo fp32"
+              + ("" if fits else f", over --max-ms {a.max_ms}: left out"))
+        if fits:
+            sizes.append(size)
+    if not sizes:
+        p.error(f"no size in --sizes {a.sizes} runs within --max-ms {a.max_ms} here")
+    for size in sizes:
         s_spec = replace(spec, size=size)
         squares, _ = decode_all(cat.paths, PreprocessSpec(size=size), 2, a.cache_dir)
         gallery = embedding_parts(model, squares, s_spec)
@@ -160,7 +194,8 @@ def main(argv: list[str] | None = None) -> dict:
             for w in _numbers(a.weights, float):
                 row = figures(combine(gallery, w, dims), combine(shot_parts, w, dims))
                 margins = [row[k] - reference[k] for k in row]
-                rows.append({"size": size, "general_dims": dims, "general_weight": w, **row,
+                rows.append({"size": size, "ms_per_photo": speed[size], "general_dims": dims,
+                             "general_weight": w, **row,
                              "worst margin": min(margins),
                              "mean": float(np.mean(list(row.values())))})
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
@@ -176,6 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
     ckpt["preprocess"] = replace(spec, size=best["size"]).to_dict()
     ckpt["choice"] = {"criterion": "max worst margin over the frozen reference, then mean, "
                       "on the holdout and the proxy kinds", "proxy_kinds": sorted(proxy),
+                      "fp32_ms_per_photo": speed, "max_ms": a.max_ms,
                       "reference": reference, "rows": rows}
     save_atomic(ckpt, a.out)
     Path(a.out).with_suffix(".choice.json").write_text(json.dumps(ckpt["choice"], indent=2))
