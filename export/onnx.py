@@ -321,7 +321,8 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt from python -m train")
     p.add_argument("--out", required=True, help="output file, e.g. models/fai-default.onnx")
-    p.add_argument("--name", default=None, help="model name in the metadata (default: file stem)")
+    p.add_argument("--name", default=None,
+                   help="model name in the metadata (none given: the output file's stem)")
     p.add_argument("--version", default="1", help="model version in the metadata")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (17 or newer)")
     p.add_argument("--parity-images", default=None,

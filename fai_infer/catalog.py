@@ -33,7 +33,8 @@ from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
-                               normalise_id, photos_by_stem, read_metadata, stored_path)
+                               normalise_id, photos_by_stem, read_metadata, shorten,
+                               stored_path)
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
                              read_delta, write_delta, writer_lock)
 from fai_infer.store_check import (check_arrays, check_columns, check_items, check_manifest)
@@ -153,6 +154,20 @@ def rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
     if len(rows) != len(ids):
         raise ValueError(f"{len(rows)} metadata rows for {len(ids)} ids")
     return [{str(c): str(v) for c, v in (r or {}).items()} for r in rows]
+
+
+def _model_label(source) -> str:
+    """'fai-lite0 v2 (int8, id 5250904ce839)' for an Encoder or a catalogue's manifest (older
+    manifests know only the name): what a shop needs to tell two models apart. The id is the
+    hash of weights + quantisation that a catalogue remembers."""
+    if isinstance(source, dict):
+        name, version = source.get("model_name"), source.get("model_version")
+        quant, ident = source.get("model_quantization"), str(source.get("model_sha256", ""))
+    else:
+        name, version = source.info.name, source.info.version
+        quant, ident = source.info.quantization, source.model_sha256
+    label = shorten(str(name)) + (f" v{shorten(str(version))}" if version else "")
+    return label + f" ({shorten(str(quant)) + ', ' if quant else ''}id {ident[:12]})"
 
 
 class Catalog:
@@ -365,10 +380,10 @@ class Catalog:
         encoder = self.encoder
         if manifest["model_sha256"] != encoder.model_sha256:
             raise CatalogError(
-                f"{root}: indexed with model {manifest.get('model_name')!r} "
-                f"(weights {manifest['model_sha256'][:12]}), but the loaded model is "
-                f"{encoder.info.name!r} (weights {encoder.model_sha256[:12]}); re-index with "
-                f"'fai index PHOTOS_DIR --out {root}' or load the model it was built with")
+                f"{root}: indexed with model {_model_label(manifest)}, but the loaded model is "
+                f"{_model_label(encoder)}; re-index with 'fai index PHOTOS_DIR --out {root}' "
+                f"or load the model file it was built with (--model; it was "
+                f"{shorten(str(manifest.get('model_path', '?')))})")
         stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(
             encoder.spec.to_dict()))  # as JSON stores it: tuples become lists
         if stored_spec is not None and stored_spec != spec:
@@ -657,6 +672,8 @@ class Catalog:
         manifest = {"format_version": CATALOG_FORMAT, "count": len(ids),
                     "dim": self.encoder.dim, "model_sha256": self.encoder.model_sha256,
                     "model_name": self.encoder.info.name,
+                    "model_version": self.encoder.info.version,
+                    "model_quantization": self.encoder.info.quantization,
                     "model_path": str(Path(self.encoder.path).absolute()),
                     "next_label": self.index.next_label,
                     "preprocess": self.encoder.spec.to_dict(),

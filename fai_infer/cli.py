@@ -253,7 +253,8 @@ def cmd_info(a: argparse.Namespace) -> int:
     print(f"{visible(a.catalog)}: {info['count']} items, {info['dim']}-d, "
           f"{info['engine']} search")
     print(f"  model: {visible(m['name'])} v{visible(m['version'])} ({m['quantization']}, "
-          f"{m['input_size']}px), weights sha256 {m['weights_sha256']}")
+          f"{m['input_size']}px), id {cat.encoder.model_sha256[:12]} (weights + "
+          f"quantisation; what catalogues remember), weights sha256 {m['weights_sha256']}")
     print(f"  model file: {visible(cat.encoder.path)}; {info['deltas']} change(s) since the "
           f"last compaction")
     print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")

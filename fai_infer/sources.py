@@ -81,6 +81,15 @@ def _delimiter(header: str) -> str:
     return best if counts[best] > counts[","] else ","
 
 
+def csv_dict_reader(path: str | os.PathLike) -> csv.DictReader:
+    """A DictReader over a shop's CSV whatever its dialect: UTF-8 or Windows-1252, separated
+    by ',', ';', tabs or '|'. The one CSV reader of the project (the runtime's joins and the
+    training catalogue both use it)."""
+    text = _csv_text(Path(path))
+    return csv.DictReader(io.StringIO(text, newline=""),
+                          delimiter=_delimiter(text.split("\n", 1)[0]))
+
+
 def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
     """A CSV path or a mapping id -> row -> {id: row} with string values. The CSV may be
     UTF-8 or Windows-1252 and separated by ',', ';', tabs or '|'."""
@@ -91,9 +100,7 @@ def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
     path = Path(source)
     reader = None
     try:
-        text = _csv_text(path)
-        reader = csv.DictReader(io.StringIO(text, newline=""),
-                                delimiter=_delimiter(text.split("\n", 1)[0]))
+        reader = csv_dict_reader(path)
         if not reader.fieldnames or id_column not in reader.fieldnames:
             raise CatalogError(f"{path}: no {id_column!r} column (columns: "
                                f"{', '.join(shorten(c) for c in reader.fieldnames or [])}); "

@@ -176,6 +176,21 @@ def test_init_fine_tunes_with_other_label_columns(lite_run, products, tmp_path):
     ckpt = torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=True)
     assert ckpt["model_config"]["arch"] == "efficientnet-lite0"  # the shape came from --init
     assert set(ckpt["label_vocab"]) == {"gender"}
+    # ... and so did the recipe: the protections against forgetting it was trained with
+    tc, parent = ckpt["train_config"], torch.load(lite_run / "best.pt", weights_only=True)
+    for key in ("freeze_blocks", "bn_eval", "backbone_lr_scale", "distill_weight",
+                "instance_weight", "image_size"):
+        assert tc[key] == parent["train_config"][key], key
+    assert tc["freeze_blocks"] == 5 and tc["distill_weight"] == 1
+
+
+def test_init_recipe_gives_way_to_flags_and_to_a_named_recipe(lite_run, products):
+    from train.__main__ import parse_config
+
+    base = ["--init", str(lite_run / "best.pt"), "--data", str(products)]
+    assert parse_config(base).distill_weight == 1
+    assert parse_config(base + ["--distill-weight", "3"]).distill_weight == 3
+    assert parse_config(base + ["--config", "configs/lite0-v2.json"]).distill_weight == 2
 
 
 def test_unseen_kinds_never_reach_training(tmp_path):
@@ -215,3 +230,13 @@ def test_choose_picks_on_the_holdout_and_writes_an_exportable_checkpoint(lite_ru
     report = export(out, tmp_path / "chosen.onnx", log=lambda *a: None)
     assert report["fp32"]["parity_max_abs_diff"][8] < 1e-4
     assert Encoder(tmp_path / "chosen.onnx").dim == best["general_dims"] + 16
+
+
+def test_choose_defaults_to_the_checkpoints_own_data_and_label_columns(lite_run, tmp_path):
+    from train.choose import main
+
+    choice = main(["--checkpoint", str(lite_run / "best.pt"), "--out", str(tmp_path / "c.pt"),
+                   "--sizes", "64", "--weights", "1.0", "--general-dims", "16",
+                   "--max-ms", "0", "--cache-dir", str(lite_run / "cache")])
+    assert [r["general_weight"] for r in choice["rows"]] == [1.0]
+    assert "P@10 colour" in choice["rows"][0]  # the run's label column, not Myntra's

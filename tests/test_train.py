@@ -125,10 +125,11 @@ def test_imagenet_ablation_sweep_scores_the_frozen_reference_and_each_protection
         "unseen_column": "gender", "unseen_fraction": 0.0}))
     rows = main(["--data", str(products), "--out", str(tmp_path / "sweep"), "--config",
                  str(recipe), "--epochs", "1", "--label-columns", "colour", "--eval-columns",
-                 "colour,gender", "--recipes", "lite0+ema,lite0-general", "--cache-dir",
-                 str(tmp_path / "cache")])
+                 "colour,gender", "--recipes", "lite0+ema,lite0-general", "--test-size", "96",
+                 "--cache-dir", str(tmp_path / "cache")])
     assert [r["recipe"] for r in rows] == ["frozen ImageNet", "lite0+ema", "lite0-general"]
     assert rows[1]["config"]["ema_decay"] == 0.998 and rows[2]["config"]["general_dim"] == 0
+    assert rows[1]["test_size"] == 96 and rows[1]["config"]["image_size"] == 64
     for r in rows:
         assert 0 <= r["holdout"]["P@10 colour"] <= 1 and 0 <= r["val_shopper"]["item@10"] <= 1
     table = (tmp_path / "sweep" / "ablations.md").read_text()
@@ -164,3 +165,18 @@ def test_evaluate_reports_margins_over_the_frozen_reference_on_the_same_queries(
         assert m == pytest.approx(result[part]["model"]["P@10 colour"]
                                   - result[part][ref]["P@10 colour"])
         assert lo <= m <= hi
+
+
+def test_training_reads_a_european_shop_csv(tmp_path):
+    """Semicolons and Windows-1252, as Excel exports them in Western Europe: the training
+    catalogue reads what the runtime's index reads (one CSV reader)."""
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    for i in range(3):
+        cv2.imwrite(str(tmp_path / "images" / f"SKU-{i}.jpg"), np.zeros((8, 8, 3), np.uint8))
+    (tmp_path / "shop.csv").write_bytes(
+        "sku;kind;price\nSKU-0;Shirts;1,5\nSKU-1;Tröja;2\nSKU-2;Hats\n".encode("cp1252"))
+    cat = load_catalogue(tmp_path, tmp_path / "shop.csv", "sku")
+    assert cat.ids == ["SKU-0", "SKU-1", "SKU-2"]
+    assert cat.column("kind") == ["Shirts", "Tröja", "Hats"] and cat.column("price")[2] == ""

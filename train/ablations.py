@@ -97,7 +97,8 @@ def train_recipe(name: str, base: TrainConfig, root: Path) -> dict:
     return row
 
 
-def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool) -> dict:
+def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool,
+               test_size: int | None = None) -> dict:
     """Train (unless done) and score one recipe: holdout and val, clean and shopper photos."""
     from train.evaluate import evaluate_splits
 
@@ -114,7 +115,9 @@ def run_recipe(name: str, base: TrainConfig, root: Path, evaluate_val: bool) -> 
                               columns=(first, second), cache_dir=cfg["cache_dir"], shopper=True,
                               holdout_fraction=cfg["holdout"],
                               unseen=cfg["arch"] != "seed" and cfg["unseen_fraction"] > 0,
-                              unseen_fraction=cfg.get("unseen_fraction", 0))
+                              unseen_fraction=cfg.get("unseen_fraction", 0),
+                              image_size=test_size)
+    row["test_size"] = test_size or cfg["image_size"]
     _keep(row, results)
     summary.write_text(json.dumps(row, indent=2))
     return row
@@ -201,6 +204,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--width", type=float, default=0.5, help="seed sweep only")
     p.add_argument("--batch-size", type=int, default=None,
                    help="default: 64 for the seed sweep, the --config's otherwise")
+    p.add_argument("--test-size", type=int, default=None,
+                   help="score every recipe at this input size (default: its training size); "
+                   "the ImageNet family pools globally, so e.g. train 128, test 224 as shipped")
     p.add_argument("--limit", type=int, default=0, help="first N photos only (smoke tests)")
     p.add_argument("--cache-dir", default=".cache")
     p.add_argument("--no-val", action="store_true", help="skip the val evaluation")
@@ -226,7 +232,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     root = Path(a.out)
     rows = [] if base.arch == "seed" else [reference_row(base, root, not a.no_val)]
     for name in names:
-        rows.append(run_recipe(name, base, root, not a.no_val))
+        rows.append(run_recipe(name, base, root, not a.no_val, a.test_size))
         (root / "ablations.md").write_text(markdown(rows) + "\n")
         print(markdown(rows), flush=True)
     return rows

@@ -133,7 +133,11 @@ def main(argv: list[str] | None = None) -> dict:
                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", required=True, help="RUN/best.pt of an ImageNet-family run")
     p.add_argument("--out", required=True, help="where the checkpoint with the choice goes")
-    p.add_argument("--data", default="../shared/data/myntra", help="the training catalogue")
+    p.add_argument("--data", default=None,
+                   help="the training catalogue (default: the one the checkpoint was trained on)")
+    p.add_argument("--csv", default=None, help="its metadata CSV (default: the checkpoint's)")
+    p.add_argument("--id-column", default=None,
+                   help="the CSV column holding the photo id (default: the checkpoint's)")
     p.add_argument("--sizes", default="160,224", help="test sizes to try")
     p.add_argument("--weights", default="0.25,0.4,0.5,0.6,0.75,1.0",
                    help="general-part weights to try")
@@ -143,7 +147,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max-ms", type=float, default=8.0,
                    help="leave out test sizes whose fp32 encoder takes longer than this per "
                    "photo here (onnxruntime, batch 1, median; 0 = no limit)")
-    p.add_argument("--columns", default="articleType,baseColour", help="type, second column")
+    p.add_argument("--columns", default=None,
+                   help="two label columns the figures count matches on: the kind, and a "
+                   "second for kind+second (default: the checkpoint's first two label columns)")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     a = p.parse_args(argv)
     model, spec, ckpt = load_checkpoint(a.checkpoint)
@@ -153,9 +159,22 @@ def main(argv: list[str] | None = None) -> dict:
     dims_list = _numbers(a.general_dims, int) or sorted({full, full // 2})
     if any(d < 1 or d > full for d in dims_list):
         p.error(f"--general-dims {a.general_dims}: each must be 1..{full}")
-    t, c = [x.strip() for x in a.columns.split(",")][:2]
     tc = ckpt["train_config"]
-    cat = load_catalogue(a.data, tc.get("csv"))
+    data = a.data or tc.get("data", "")
+    if not Path(data).is_dir():
+        p.error(f"--data {data}: no such catalogue folder")
+    # The checkpoint's CSV and id column belong to its own data: a new --data brings its own.
+    csv_path = a.csv or (tc.get("csv") if a.data is None else None)
+    id_column = a.id_column or tc.get("id_column", "id")
+    cat = load_catalogue(data, csv_path, id_column)
+    columns = [x.strip() for x in (a.columns or tc.get("label_columns", "")).split(",")
+               if x.strip()]
+    missing = [x for x in columns if not cat.rows or x not in cat.rows[0]]
+    if not columns or missing:
+        p.error(f"{data}: no label column {', '.join(missing) or '(none given)'} to score on "
+                f"(its columns: {', '.join(cat.rows[0]) if cat.rows else 'none'}); name two "
+                "with --columns")
+    t, c = (columns + columns)[:2]
     kinds = cat.column(tc.get("unseen_column", t))
     is_unseen, _ = unseen_mask(kinds, tc.get("unseen_fraction", 0))
     is_proxy, proxy = proxy_mask(kinds, tc.get("proxy_fraction", 0), tc.get("unseen_fraction", 0))

@@ -21,14 +21,15 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type) -> None:
         flag = "--" + f.name.replace("_", "-")
         kind = hints[f.name]
         text = f.metadata.get("help", "")
+        # a help text that says its own default ("default: the CSV in --data") keeps it alone
+        shown = text if "default" in text.lower() else f"{text} (default: {f.default})"
         if kind is bool:
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=f.default, help=f"{text} (default: {f.default})")
+                                default=f.default, help=shown)
             continue
         args = typing.get_args(kind)
         base = next((a for a in args if a is not type(None)), kind) if args else kind
-        parser.add_argument(flag, dest=f.name, type=base, default=f.default,
-                            help=f"{text} (default: {f.default})")
+        parser.add_argument(flag, dest=f.name, type=base, default=f.default, help=shown)
 
 
 def from_args(cls: type[T], ns: argparse.Namespace) -> T:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.sources import list_images
+from fai_infer.sources import csv_dict_reader, list_images, shorten
 from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
 CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")
@@ -75,15 +75,14 @@ def load_catalogue(root: str | Path, csv_path: str | Path | None = None, id_colu
     rows: list[dict[str, str]]
     if csv_path is not None:
         try:
-            with open(csv_path, newline="", encoding="utf-8-sig") as fh:
-                reader = csv.DictReader(fh)
-                columns = reader.fieldnames or []
-                if id_column not in columns:
-                    raise SystemExit(f"{csv_path}: no {id_column!r} column (columns: "
-                                     f"{', '.join(columns)}); name the id column with "
-                                     f"--id-column")
-                all_rows = list(reader)
-        except (OSError, UnicodeDecodeError, csv.Error) as exc:
+            reader = csv_dict_reader(csv_path)
+            columns = reader.fieldnames or []
+            if id_column not in columns:
+                raise SystemExit(f"{csv_path}: no {id_column!r} column (columns: "
+                                 f"{', '.join(shorten(c) for c in columns)}); name the id "
+                                 f"column with --id-column")
+            all_rows = [{k: (v or "") for k, v in r.items() if k is not None} for r in reader]
+        except (OSError, csv.Error) as exc:
             raise SystemExit(f"{csv_path}: cannot read the CSV ({exc})") from None
         rows = [r for r in all_rows if r.get(id_column, "") in images]
         if all_rows and not rows:
