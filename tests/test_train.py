@@ -155,10 +155,14 @@ def test_evaluate_reports_margins_over_the_frozen_reference_on_the_same_queries(
     from train.evaluate import main
 
     result = main(["--checkpoint", str(tiny_run / "best.pt"), "--data", str(products),
+                   "--confusions", "3",
                    "--columns", "colour,gender", "--unseen", "--unseen-fraction", "0.5",
                    "--shopper",
                    "--json", str(tmp_path / "e.json")])
     ref = next(n for n in result["table"] if n.startswith("frozen ImageNet"))
+    misses = round((1 - result["table"]["model"]["P@1 colour"]) * result["queries"])
+    assert sum(c for _, _, c in result["confusions"]) <= misses
+    assert all(a < b for a, b, _ in result["confusions"])  # each pair once, sorted
     assert ref not in result["margins"] and "model" in result["margins"]
     for part, margins in (("table", result["margins"]), ("unseen", result["unseen_margins"])):
         m, lo, hi = margins["model"]["P@10 colour"]

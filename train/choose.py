@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--csv", default=None, help="its metadata CSV (default: the checkpoint's)")
     p.add_argument("--id-column", default=None,
                    help="the CSV column holding the photo id (default: the checkpoint's)")
-    p.add_argument("--sizes", default="160,224", help="test sizes to try")
+    p.add_argument("--sizes", default="160,192,224", help="test sizes to try")
     p.add_argument("--weights", default="0.25,0.4,0.5,0.6,0.75,1.0",
                    help="general-part weights to try")
     p.add_argument("--general-dims", default="",

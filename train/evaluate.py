@@ -143,7 +143,7 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                     holdout_fraction: float = 0.1, also: Sequence[str] = (),
                     reference: str | None = None, unseen: bool = False,
                     unseen_fraction: float = 0.2, image_size: int | None = None,
-                    id_column: str = "id") -> dict[str, dict]:
+                    id_column: str = "id", confusions: int = 0) -> dict[str, dict]:
     """One result per split, each a table of rows (the model, ``also``'s models, the frozen
     ImageNet ``reference`` such as 'efficientnet-lite0', raw pixels) by figures. The catalogue
     is decoded once per input size and embedded once per model for all splits.
@@ -194,6 +194,9 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
         result = {"model_file": model, "data": data, "split": split,
                   "queries": int(len(queries)), "gallery": int(len(cat)),
                   "table": _means(per), **_margins(per, reference_name)}
+        if confusions:
+            result["confusions"] = confused_pairs(emb["model"], queries, cat.column(first),
+                                                  confusions)
         if shopper:
             shots = {size: shopper_squares(cat, queries, size, workers, cache_dir)
                      for size in squares}
@@ -214,6 +217,21 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             "kinds": sorted(kinds), "queries": int(len(rows)), "gallery": int(len(rows)),
             "table": _means(per), **_margins(per, reference_name)}
     return results
+
+
+def confused_pairs(emb: np.ndarray, queries: np.ndarray, kinds: list[str],
+                   top: int) -> list[list]:
+    """The pairs of kinds most often mixed up at P@1 (the query's nearest neighbour is of the
+    other kind): [kind, kind, count], most frequent first. Where precision is lost, and
+    whether it is lost between near-synonyms."""
+    from collections import Counter
+
+    from train.metrics import top_k_neighbours
+
+    nearest = top_k_neighbours(l2_normalise(emb), queries, 1)[:, 0]
+    pairs = Counter(tuple(sorted((kinds[q], kinds[n]))) for q, n in zip(queries, nearest)
+                    if kinds[q] != kinds[n])
+    return [[a, b, c] for (a, b), c in pairs.most_common(top)]
 
 
 def _means(per: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, float]]:
@@ -319,6 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--image-size", type=int, default=None,
                    help="test a checkpoint at this input size (default: its training size)")
     p.add_argument("--id-column", default="id", help="CSV column holding the photo id")
+    p.add_argument("--confusions", type=int, default=0, metavar="N",
+                   help="also list the N pairs of kinds the model most often mixes up at P@1")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     p.add_argument("--json", default=None, help="write the result here (default: beside a "
                    "checkpoint as NAME.evaluate.json; runs/evaluate/ for an .onnx model)")
@@ -340,7 +360,8 @@ def main(argv: list[str] | None = None) -> dict:
     result = evaluate(model, a.data, a.csv, a.split, (first, second), cache_dir=a.cache_dir,
                       shopper=a.shopper, holdout_fraction=a.holdout_fraction, also=a.also,
                       reference=reference, unseen=a.unseen, unseen_fraction=a.unseen_fraction,
-                      image_size=a.image_size, id_column=a.id_column)
+                      image_size=a.image_size, id_column=a.id_column,
+                      confusions=a.confusions)
     print(f"{result['queries']} {a.split} queries against {result['gallery']} photos "
           f"(query left out)\n" + format_table(result))
     if "shopper" in result:
@@ -351,6 +372,10 @@ def main(argv: list[str] | None = None) -> dict:
               f"{result['unseen_queries']} photos queried among themselves)\n"
               + format_table(result, "unseen"))
     print("\nsummary\n" + summary_table(result, (first, second)))
+    if result.get("confusions"):
+        misses = round((1 - result["table"]["model"][f"P@1 {first}"]) * result["queries"])
+        print(f"\nkinds most often mixed up at P@1 ({misses} misses in all)\n"
+              + "\n".join(f"{c:5d}  {a} / {b}" for a, b, c in result["confusions"]))
     if "margins" in result:
         print("\nmargin over the frozen reference on the same queries [95% paired bootstrap "
               "interval]\n" + margin_table(result, (first, second)))
