@@ -21,7 +21,7 @@ from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
 from fai_infer.preprocess import ImageError
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
-from fai_infer.storage import CatalogError, check_writable
+from fai_infer.storage import CatalogError, check_writable, peek_manifest
 
 EXIT_USAGE, EXIT_ERROR = 2, 1
 MAX_K = 1000
@@ -244,7 +244,19 @@ def cmd_update(a: argparse.Namespace) -> int:
 
 
 def cmd_info(a: argparse.Namespace) -> int:
-    cat = Catalog.open(a.catalog, _encoder(a))
+    try:
+        cat = Catalog.open(a.catalog, _encoder(a))
+    except CatalogError:
+        # Still say what the catalogue is (e.g. after a model upgrade), then the one-line error.
+        manifest = peek_manifest(Path(a.catalog)) if Path(a.catalog).is_dir() else {}
+        if manifest.get("model_sha256"):
+            version = manifest.get("model_version")
+            print(f"{visible(a.catalog)}: {manifest.get('count')} items, {manifest.get('dim')}-d, "
+                  f"indexed with model {visible(str(manifest.get('model_name')))}"
+                  + (f" v{visible(str(version))}" if version else "")
+                  + f" (id {str(manifest['model_sha256'])[:12]}) from "
+                  f"{visible(str(manifest.get('model_path', '?')))}")
+        raise
     info = cat.info()
     if a.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))

@@ -199,3 +199,17 @@ def test_training_on_a_csv_without_the_label_columns_warns_and_lists_them(shop, 
     err = capsys.readouterr().err
     assert "label column(s) articleType, baseColour not in the metadata" in err
     assert "article_id, prod_name, product_type_no" in err and "without labels" in err
+
+
+def test_info_still_describes_a_catalogue_the_loaded_model_cannot_search(shop):
+    """After a model upgrade a shop's first question is what the old catalogue was built
+    with: `fai info` says it (stdout) before the one-line refusal (stderr), and both models
+    are told apart by name, version, quantisation and id."""
+    r = subprocess.run(FAI + ["info", str(shop / "int8.cat"), "--model", str(SHIPPED)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    enc, other = Encoder(SHIPPED), Encoder(OTHER_MODEL)
+    assert f"id {other.model_sha256[:12]}" in r.stdout and "12 items" in r.stdout
+    line = r.stderr.strip()
+    assert "\n" not in line and f"id {enc.model_sha256[:12]}" in line
+    assert f"v{other.info.version}" in line and other.info.quantization in line
