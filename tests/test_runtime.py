@@ -197,3 +197,24 @@ def test_similar_to_vector_rejects_wrong_vectors(shop, bad, why):
         bad = np.full(shop.encoder.dim, np.nan)
     with pytest.raises(ValueError, match=why):
         shop.similar_to_vector(bad)
+
+
+def test_embed_squares_runs_in_batches_with_the_same_result(monkeypatch):
+    """Thousands of squares in one call must not become one giant onnxruntime batch (at 224 px
+    that is tens of GB of activations); the result is the same as one batch."""
+    from export.synthetic import generated_squares
+
+    enc = Encoder()
+    squares = generated_squares(enc.spec.size, 5, seed=3)
+    whole = enc.embed_squares(squares, batch_size=5)
+    seen = []
+    real_run = enc.session.run
+
+    class Spy:
+        def run(self, names, feeds):
+            seen.append(len(next(iter(feeds.values()))))
+            return real_run(names, feeds)
+
+    monkeypatch.setattr(enc, "session", Spy())
+    np.testing.assert_allclose(enc.embed_squares(squares, batch_size=2), whole, atol=1e-5)
+    assert seen == [2, 2, 1]
