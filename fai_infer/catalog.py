@@ -156,7 +156,7 @@ def rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
     return [{str(c): str(v) for c, v in (r or {}).items()} for r in rows]
 
 
-def _model_label(source) -> str:
+def model_label(source) -> str:
     """'fai-lite0 v2 (int8, id 5250904ce839)' for an Encoder or a catalogue's manifest (older
     manifests know only the name): what a shop needs to tell two models apart. The id is the
     hash of weights + quantisation that a catalogue remembers."""
@@ -380,8 +380,8 @@ class Catalog:
         encoder = self.encoder
         if manifest["model_sha256"] != encoder.model_sha256:
             raise CatalogError(
-                f"{root}: indexed with model {_model_label(manifest)}, but the loaded model is "
-                f"{_model_label(encoder)}; re-index with 'fai index PHOTOS_DIR --out {root}' "
+                f"{root}: indexed with model {model_label(manifest)}, but the loaded model is "
+                f"{model_label(encoder)}; re-index with 'fai index PHOTOS_DIR --out {root}' "
                 f"or load the model file it was built with (--model; it was "
                 f"{shorten(str(manifest.get('model_path', '?')))})")
         stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from fai_infer import __version__
-from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped, remembered_model
+from fai_infer.catalog import (Catalog, Hit, NotInCatalogue, Skipped, model_label,
+                               remembered_model)
 from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
@@ -250,11 +251,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         # Still say what the catalogue is (e.g. after a model upgrade), then the one-line error.
         manifest = peek_manifest(Path(a.catalog)) if Path(a.catalog).is_dir() else {}
         if manifest.get("model_sha256"):
-            version = manifest.get("model_version")
             print(f"{visible(a.catalog)}: {manifest.get('count')} items, {manifest.get('dim')}-d, "
-                  f"indexed with model {visible(str(manifest.get('model_name')))}"
-                  + (f" v{visible(str(version))}" if version else "")
-                  + f" (id {str(manifest['model_sha256'])[:12]}) from "
+                  f"indexed with model {visible(model_label(manifest))} from "
                   f"{visible(str(manifest.get('model_path', '?')))}")
         raise
     info = cat.info()

@@ -32,7 +32,7 @@ from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import l2_normalise, label_codes, retrieval_table, shopper_table
-from train.model import AutoEncoder, ModelConfig
+from train.model import AutoEncoder
 
 
 class PooledAndShop(torch.nn.Module):
