@@ -203,6 +203,16 @@ class BaseCatalog(ABC):
     def remove(self, ids: Iterable[str]) -> list[str]:
         """Remove items by id; returns the ids that were not in the catalogue."""
 
+    @abstractmethod
+    def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
+        """Set metadata columns of existing items without re-encoding (given columns change,
+        others stay). Returns the ids that are not in the catalogue."""
+
+    def refresh(self) -> bool:
+        """Catch up with what other processes changed; whether anything did (a service that
+        is always current has nothing to catch up with)."""
+        return False
+
     # -- hooks -------------------------------------------------------------------------------
     def _before_read(self) -> None:
         """Catch up with other writers before a search (a live local catalogue refreshes)."""

@@ -13,7 +13,7 @@ from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 
 
 def test_proxy_kinds_are_stable_apart_from_unseen_and_never_trained(tmp_path):
-    from tests.conftest import write_products
+    from tests.helpers import write_products
     from train.data import load_catalogue, proxy_mask, unseen_mask
     from train.loop import TrainConfig, Trainer
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from tests.conftest import catalog_of, ROOT, write_products
+from tests.helpers import catalog_of, ROOT, write_products
 
 CHURN = """
 import sys
@@ -167,7 +167,7 @@ def _vec(item: str, dim: int) -> np.ndarray:
 
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
     from fai_infer.store import writer_lock
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"
@@ -216,7 +216,7 @@ def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_change
 
 
 def test_corrupted_or_truncated_delta_is_one_error_naming_it(tmp_path):
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"
@@ -243,7 +243,7 @@ def test_corrupted_or_truncated_delta_is_one_error_naming_it(tmp_path):
 
 
 def test_missing_delta_before_later_ones_is_an_error_not_silent_loss(tmp_path):
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"

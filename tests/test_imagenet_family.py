@@ -194,7 +194,7 @@ def test_init_recipe_gives_way_to_flags_and_to_a_named_recipe(lite_run, products
 
 
 def test_unseen_kinds_never_reach_training(tmp_path):
-    from tests.conftest import write_products
+    from tests.helpers import write_products
     from train.data import load_catalogue, unseen_kinds
     from train.loop import TrainConfig, Trainer
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from fai_infer import Encoder
-from tests.conftest import MYNTRA, needs_myntra
+from tests.helpers import MYNTRA, needs_myntra
 
 
 @needs_myntra

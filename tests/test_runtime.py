@@ -9,7 +9,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
 from fai_infer.search import HnswSearch, exact_top_k
-from tests.conftest import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
+from tests.helpers import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.search import exact_top_k
-from tests.conftest import OTHER_MODEL, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, write_products
 
 EXTRA = "the 'scale' extra is not installed (pip install -e '.[scale]'; make test installs it)"
 

@@ -12,7 +12,7 @@ import threading
 import pytest
 
 from fai_infer import Catalog, Encoder, NotInCatalogue
-from tests.conftest import catalog_of, ROOT, write_products
+from tests.helpers import catalog_of, ROOT, write_products
 
 
 @pytest.fixture()

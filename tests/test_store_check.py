@@ -16,7 +16,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.storage import CURRENT
-from tests.conftest import catalog_of, ROOT, write_products
+from tests.helpers import catalog_of, ROOT, write_products
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.store import is_delta_name
-from tests.conftest import OTHER_MODEL, ROOT
+from tests.helpers import OTHER_MODEL, ROOT
 
 WRITERS, ADDS = 4, 50
 DEADLINE_S = 120  # no child may outlive this, whatever happens

@@ -44,7 +44,7 @@ def test_resume_continues_from_last_epoch(tiny_run, products, tmp_path):
 
 
 def test_folder_without_csv_gets_a_deterministic_split(tmp_path):
-    from tests.conftest import write_products
+    from tests.helpers import write_products
 
     write_products(tmp_path, 30, csv_name=None)
     a = load_catalogue(tmp_path)
