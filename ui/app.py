@@ -31,7 +31,7 @@ from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E
 from fai_infer.catalog import NotInCatalogue  # noqa: E402
 from fai_infer.display import MAX_FILTER_VALUES  # noqa: E402
 from fai_infer.sources import list_images  # noqa: E402
-from fai_infer.cli import OneLineParser, k_value  # noqa: E402
+from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.http_api import HttpApi, log_failure  # noqa: E402
