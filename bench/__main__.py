@@ -63,6 +63,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="fai-bench-"))
+    try:
+        return measure(a, out, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # photos, catalogues, models: gigabytes
+
+
+def measure(a: argparse.Namespace, out: Path, tmp: Path) -> dict:
+    """Every section of the benchmark; scratch files under ``tmp``."""
     sizes = [500, 2000] if a.quick else [int(s) for s in a.sizes.split(",")]
     repeats = 2 if a.quick else 7
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor()
