@@ -91,11 +91,15 @@ def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, nam
               f"labels={tc.get('label_columns')}x{tc.get('label_weight')} "
               f"contrastive={tc.get('contrastive_weight')} distill={tc.get('distill_weight', 0)} "
               f"instance={tc.get('instance_weight', 0)} recon={tc.get('recon_weight')}")
+    parts = model.parts()
     meta = {
         "format_version": str(FORMAT_VERSION),
         "model_name": name,
         "model_version": version,
-        "embedding_dim": str(ckpt["model_config"]["embed_dim"]),
+        "embedding_dim": str(max(stop for _, stop in parts.values())),
+        "embedding_parts": json.dumps(parts, sort_keys=True),
+        "colour_weight": str(ckpt["model_config"].get("colour_weight", 0.0)
+                             if "colour" in parts else 0.0),
         "input_size": str(spec.size),
         "preprocess": json.dumps(spec.to_dict(), sort_keys=True),
         "model_config": json.dumps(ckpt["model_config"], sort_keys=True),

@@ -6,6 +6,7 @@ import json
 import math
 from dataclasses import dataclass, field
 
+from fai_infer.parts import EmbeddingParts
 from fai_infer.preprocess import PreprocessSpec
 
 META_PREFIX = "fai."
@@ -33,6 +34,7 @@ class ModelInfo:
     training: str = ""
     git_commit: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    parts: EmbeddingParts | None = None  # garment / colour spans; None: one part
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str) -> "ModelInfo":
@@ -71,15 +73,18 @@ class ModelInfo:
         if input_size and input_size != spec.size:
             raise ValueError(f"{source}: bad model metadata: input_size {input_size} differs "
                              f"from the preprocessing size {spec.size}")
+        parts = EmbeddingParts.from_metadata(fai.get("embedding_parts"), fai.get("colour_weight"),
+                                             dim, source)
         return cls(name=fai.get("model_name", "unnamed"), version=fai.get("model_version", "?"),
                    dim=dim, input_size=input_size, preprocess=spec,
                    weights_sha256=fai["weights_sha256"],
                    quantization=fai.get("quantization", "fp32"),
                    training=fai.get("training", ""), git_commit=fai.get("git_commit", ""),
-                   extra=fai)
+                   extra=fai, parts=parts)
 
     def summary(self) -> dict:
         return {"name": self.name, "version": self.version, "dim": self.dim,
                 "input_size": self.input_size, "quantization": self.quantization,
                 "weights_sha256": self.weights_sha256, "training": self.training,
-                "git_commit": self.git_commit}
+                "git_commit": self.git_commit,
+                "parts": (self.parts or EmbeddingParts.whole(self.dim)).to_dict()}

@@ -19,7 +19,8 @@ from fai_infer.cli_util import OneLineParser
 # what it is labelled with (the new shop's), and the run's own bookkeeping.
 NOT_INHERITED = {"data", "csv", "id_column", "out", "init", "resume", "label_columns",
                  "contrastive_columns", "eval_columns", "unseen_column", "unseen_fraction",
-                 "proxy_fraction", "limit", "cache_dir", "device", "max_minutes", "workers"}
+                 "proxy_fraction", "limit", "cache_dir", "device", "max_minutes", "workers",
+                 "group_column", "holdout_groups"}
 
 
 def inherited_recipe(checkpoint: str, error) -> dict:

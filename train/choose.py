@@ -19,6 +19,7 @@ ready for ``python -m export.onnx``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -32,46 +33,83 @@ from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import l2_normalise, label_codes, retrieval_table, shopper_table
+from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
 from train.model import AutoEncoder
 
 
 class PooledAndShop(torch.nn.Module):
-    """Encoder -> [pooled features | unit shop part]: everything any make-up of the split
-    embedding is computed from, in one onnxruntime pass."""
+    """Encoder -> [pooled features | unit shop part | colour part]: everything any make-up of
+    the split embedding is computed from, in one onnxruntime pass."""
 
     def __init__(self, model: AutoEncoder):
         super().__init__()
-        self.encoder, self.head = model.encoder, model.head
+        self.model = model
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.head.pool(self.encoder(x))
-        return torch.cat([f, torch.nn.functional.normalize(self.head.proj(f), dim=1)], dim=1)
+        m = self.model
+        f = m.head.pool(m.encoder(m.backbone_input(x)))
+        out = [f, torch.nn.functional.normalize(m.head.proj(f), dim=1)]
+        if m.colour is not None:
+            out.append(m.colour(x * INPUT_STD[0] + INPUT_MEAN[0]))
+        return torch.cat(out, dim=1)
 
 
 def embedding_parts(model: AutoEncoder, squares: np.ndarray, spec: PreprocessSpec
                     ) -> dict[str, np.ndarray]:
-    """The general part's PCA coordinates (all ``general_dim``, not yet normalised) and the
-    unit shop part of every square."""
+    """The general part's PCA coordinates (all ``general_dim``, not yet normalised), the unit
+    shop part and (models with one) the unit colour part of every square."""
     head = model.head
     both = module_embedder(PooledAndShop(model), spec)(squares)
-    features = head.pca_mean.numel()
-    pooled, shop = both[:, :features], both[:, features:]
+    features, shop = head.pca_mean.numel(), head.shop_dim
+    pooled = both[:, :features]
     coords = (pooled - head.pca_mean.numpy()) @ head.pca_basis.numpy().T
-    return {"general": coords.astype(np.float32), "shop": shop}
+    out = {"general": coords.astype(np.float32), "shop": both[:, features:features + shop]}
+    if model.colour is not None:
+        out["colour"] = both[:, features + shop:]
+    return out
 
 
-def combine(parts: dict[str, np.ndarray], weight: float, dims: int) -> np.ndarray:
-    """The embedding the head makes with ``dims`` general components and weight ``weight``."""
+def combine(parts: dict[str, np.ndarray], weight: float, dims: int,
+            colour: float | None = None) -> np.ndarray:
+    """The embedding the head makes with ``dims`` general components, general weight
+    ``weight`` and (a model with a colour part) colour weight ``colour``."""
     general = l2_normalise(parts["general"][:, :dims])
-    return np.concatenate([np.sqrt(weight) * general,
-                           np.sqrt(1 - weight) * parts["shop"]], axis=1)
+    garment = np.concatenate([np.sqrt(weight) * general,
+                              np.sqrt(1 - weight) * parts["shop"]], axis=1)
+    if colour is None or "colour" not in parts:
+        return garment
+    return np.concatenate([np.sqrt(1 - colour) * garment, np.sqrt(colour) * parts["colour"]],
+                          axis=1)
 
 
-def with_choice(model: AutoEncoder, dims: int, weight: float) -> AutoEncoder:
+def interpolated(model: AutoEncoder, alpha: float) -> AutoEncoder:
+    """WiSE-FT: a copy whose backbone weights are (1 - alpha) x ImageNet's + alpha x the
+    fine-tuned ones (alpha = 1: the fine-tuned model). Interpolating in weight space keeps
+    much of what fine-tuning lost of robustness to other photos, at no cost at run time."""
+    import copy
+
+    from train.efficientnet_lite import load_imagenet
+
+    out = copy.deepcopy(model).eval()
+    if alpha >= 1.0:
+        return out
+    frozen = load_imagenet(type(model.encoder)(model.encoder.variant)).state_dict()
+    tuned = model.encoder.state_dict()
+    mixed = {k: ((1 - alpha) * frozen[k] + alpha * v) if v.is_floating_point() else v
+             for k, v in tuned.items()}
+    out.encoder.load_state_dict(mixed)
+    return out
+
+
+def with_choice(model: AutoEncoder, dims: int, weight: float,
+                colour: float | None = None) -> AutoEncoder:
     """A copy of ``model`` whose head keeps the first ``dims`` general components, weighted
-    ``weight``: the PCA basis is ordered by variance, so dropping its tail is a smaller PCA."""
+    ``weight`` (and, with a colour part, colour weight ``colour``): the PCA basis is ordered
+    by variance, so dropping its tail is a smaller PCA."""
     mc = replace(model.cfg, general_dim=dims, general_weight=weight,
                  embed_dim=dims + model.head.shop_dim)
+    if colour is not None and model.colour is not None:
+        mc = replace(mc, colour_weight=colour)
     state = model.state_dict()
     state["head.pca_basis"] = state["head.pca_basis"][:dims].clone()
     state["head.weights"] = torch.tensor([weight, 1 - weight]).sqrt()
@@ -102,6 +140,19 @@ class Figures:
             row |= {f"proxy P@1 {t}": proxy[f"P@1 {t}"], f"proxy P@10 {t}": proxy[f"P@10 {t}"],
                     f"proxy P@10 {t}+{c}": proxy[f"P@10 {t}+{c}"]}
         return row
+
+
+class ShopFigures:
+    """The second shop's figures (``train/shop_eval.py``) for any embedding of its photos."""
+
+    def __init__(self, groups: list[str], types: list[str]):
+        self.groups, self.types = groups, types
+
+    def __call__(self, emb: np.ndarray) -> dict[str, float]:
+        from train.shop_eval import shop_per_query
+
+        per = shop_per_query(emb, self.groups, self.types)
+        return {f"shop {k}": float(v.mean()) for k, v in per.items()}
 
 
 def fp32_ms_per_photo(model: AutoEncoder, size: int, runs: int = 100) -> float:
@@ -150,8 +201,25 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--columns", default=None,
                    help="two label columns the figures count matches on: the kind, and a "
                    "second for kind+second (default: the checkpoint's first two label columns)")
+    p.add_argument("--wise", default="1.0", metavar="A,A",
+                   help="WiSE-FT: backbone weights (1 - A) x ImageNet + A x fine-tuned to try "
+                   "(1.0 = the fine-tuned backbone as trained)")
+    p.add_argument("--colour-weights", default="0.1,0.2,0.3",
+                   help="default colour weights to try (models with a colour part)")
+    p.add_argument("--shop", default=None, metavar="DIR",
+                   help="a second shop (photos + CSV) whose same-design and type figures join "
+                   "the criterion, e.g. ../shared/data/hm-dev")
+    p.add_argument("--shop-id-column", default=None,
+                   help="its photo id column (default: the column naming its photos)")
+    p.add_argument("--group-column", default="product_code",
+                   help="the second shop's column naming one design in several colours")
+    p.add_argument("--type-column", default="product_type_name",
+                   help="the second shop's column naming the kind of item")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     a = p.parse_args(argv)
+    alphas = _numbers(a.wise, float)
+    if not alphas or any(not 0.0 <= x <= 1.0 for x in alphas):
+        p.error(f"--wise {a.wise}: each must be from 0 to 1")
     model, spec, ckpt = load_checkpoint(a.checkpoint)
     full = ckpt["model_config"].get("general_dim", 0)
     if not full:
@@ -189,10 +257,44 @@ def main(argv: list[str] | None = None) -> dict:
             shots[size] = shopper_squares(cat, queries, size, 2, a.cache_dir)
         return shots[size]
 
-    ref_spec, ref_embed = imagenet_embedder(ckpt["model_config"]["arch"])
-    squares, _ = decode_all(cat.paths, PreprocessSpec(size=ref_spec.size), 2, a.cache_dir)
-    reference = figures(ref_embed(squares), ref_embed(shots_at(ref_spec.size)))
-    print("frozen reference:", json.dumps({k: round(v, 3) for k, v in reference.items()}))
+    shop_figures, shop_cat = None, None
+    if a.shop:
+        from train.data import detect_id_column
+
+        shop_cat = load_catalogue(a.shop, None, a.shop_id_column or detect_id_column(a.shop))
+        for column in (a.group_column, a.type_column):
+            if not shop_cat.rows or column not in shop_cat.rows[0]:
+                p.error(f"--shop {a.shop}: no column {column!r}; name it with --group-column / "
+                        "--type-column")
+        shop_figures = ShopFigures(shop_cat.column(a.group_column),
+                                   shop_cat.column(a.type_column))
+
+    def shop_squares(size: int) -> np.ndarray:
+        sq, errors = decode_all(shop_cat.paths, PreprocessSpec(size=size), 2, a.cache_dir,
+                                desc="decode shop")
+        bad = [e for e in errors if e]
+        if bad:
+            p.error(f"--shop {a.shop}: {len(bad)} photos cannot be read, e.g. {bad[0]}")
+        return sq
+
+    def scored(gallery: np.ndarray, shots_: np.ndarray, shop_: np.ndarray | None) -> dict:
+        row = figures(gallery, shots_)
+        if shop_figures is not None and shop_ is not None:
+            row |= shop_figures(shop_)
+        return row
+
+    # The reference is the better of the frozen features of the photos and of their grey
+    # versions, figure by figure: what a colour-blind garment part must beat too.
+    reference: dict[str, float] = {}
+    arch = ckpt["model_config"]["arch"]
+    for grey in (False, True):
+        ref_spec, ref_embed = imagenet_embedder(arch, grey=grey)
+        squares, _ = decode_all(cat.paths, PreprocessSpec(size=ref_spec.size), 2, a.cache_dir)
+        shop_ref = ref_embed(shop_squares(ref_spec.size)) if shop_figures else None
+        figs = scored(ref_embed(squares), ref_embed(shots_at(ref_spec.size)), shop_ref)
+        print(f"frozen reference{' (grey photos)' if grey else ''}:",
+              json.dumps({k: round(v, 3) for k, v in figs.items()}))
+        reference = {k: max(v, reference.get(k, v)) for k, v in figs.items()}
     rows: list[dict] = []
     sizes, speed = [], {}
     for size in _numbers(a.sizes, int):
@@ -204,32 +306,43 @@ def main(argv: list[str] | None = None) -> dict:
             sizes.append(size)
     if not sizes:
         p.error(f"no size in --sizes {a.sizes} runs within --max-ms {a.max_ms} here")
+    colours = _numbers(a.colour_weights, float) if model.colour is not None else [None]
     for size in sizes:
         s_spec = replace(spec, size=size)
         squares, _ = decode_all(cat.paths, PreprocessSpec(size=size), 2, a.cache_dir)
-        gallery = embedding_parts(model, squares, s_spec)
-        shot_parts = embedding_parts(model, shots_at(size), s_spec)
-        for dims in dims_list:
-            for w in _numbers(a.weights, float):
-                row = figures(combine(gallery, w, dims), combine(shot_parts, w, dims))
+        shop_sq = shop_squares(size) if shop_figures else None
+        for alpha in alphas:
+            mixed = interpolated(model, alpha)
+            gallery = embedding_parts(mixed, squares, s_spec)
+            shot_parts = embedding_parts(mixed, shots_at(size), s_spec)
+            shop_parts = embedding_parts(mixed, shop_sq, s_spec) if shop_figures else None
+            for dims, w, cw in itertools.product(dims_list, _numbers(a.weights, float), colours):
+                row = scored(combine(gallery, w, dims, cw), combine(shot_parts, w, dims, cw),
+                             combine(shop_parts, w, dims, cw) if shop_parts else None)
                 margins = [row[k] - reference[k] for k in row]
-                rows.append({"size": size, "ms_per_photo": speed[size], "general_dims": dims,
-                             "general_weight": w, **row,
-                             "worst margin": min(margins),
+                rows.append({"size": size, "ms_per_photo": speed[size], "wise_alpha": alpha,
+                             "general_dims": dims, "general_weight": w, "colour_weight": cw,
+                             **row, "worst margin": min(margins),
+                             "worst figure": min(row, key=lambda k: row[k] - reference[k]),
                              "mean": float(np.mean(list(row.values())))})
                 print(json.dumps({k: round(v, 3) if isinstance(v, float) else v
                                   for k, v in rows[-1].items()}), flush=True)
     best = max(rows, key=lambda r: (r["worst margin"], r["mean"]))
     print(f"{len(queries)} holdout queries, {len(figures.proxy_rows)} photos of "
           f"{len(proxy)} proxy kinds (unseen kinds left out)")
-    print(f"chosen on the holdout: size {best['size']}, {best['general_dims']} general dims, "
-          f"general weight {best['general_weight']}")
-    chosen = with_choice(model, best["general_dims"], best["general_weight"])
+    print(f"chosen on the holdout{', proxy kinds and ' + a.shop if a.shop else ''}: size "
+          f"{best['size']}, WiSE-FT alpha {best['wise_alpha']}, {best['general_dims']} general "
+          f"dims, general weight {best['general_weight']}, colour weight "
+          f"{best['colour_weight']} (worst margin {best['worst margin']:+.3f} on "
+          f"{best['worst figure']})")
+    chosen = with_choice(interpolated(model, best["wise_alpha"]), best["general_dims"],
+                         best["general_weight"], best["colour_weight"])
     ckpt["model"] = chosen.state_dict()
     ckpt["model_config"] = chosen.cfg.to_dict()
     ckpt["preprocess"] = replace(spec, size=best["size"]).to_dict()
-    ckpt["choice"] = {"criterion": "max worst margin over the frozen reference, then mean, "
-                      "on the holdout and the proxy kinds", "proxy_kinds": sorted(proxy),
+    ckpt["choice"] = {"criterion": "max worst margin over the frozen reference (the better "
+                      "of colour and grey photos per figure), then mean, on the holdout, the "
+                      "proxy kinds" + (f" and {a.shop}" if a.shop else ""), "proxy_kinds": sorted(proxy),
                       "fp32_ms_per_photo": speed, "max_ms": a.max_ms,
                       "reference": reference, "rows": rows}
     save_atomic(ckpt, a.out)

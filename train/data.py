@@ -23,7 +23,7 @@ from tqdm import tqdm
 from fai_infer.sources import csv_dict_reader, list_images, shorten
 from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
-CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv")
+CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv", "articles.csv")
 
 
 @dataclass
@@ -58,6 +58,30 @@ def _index_images(folder: Path) -> dict[str, Path]:
         if p.is_file():
             found.setdefault(p.stem, p)
     return found
+
+
+def detect_id_column(root: str | Path, csv_path: str | Path | None = None) -> str:
+    """The CSV column whose values name the photos (file stems), so a shop's own CSV works
+    without being told; 'id' when there is no CSV or no column fits (load_catalogue then
+    names the columns in its one-line error)."""
+    root = Path(root)
+    image_dir = root / "images" if (root / "images").is_dir() else root
+    stems = {p.stem for p in list_images(image_dir)}
+    if csv_path is None:
+        csv_path = next((root / c for c in CSV_CANDIDATES if (root / c).is_file()), None)
+    if csv_path is None or not stems:
+        return "id"
+    try:
+        reader = csv_dict_reader(csv_path)
+        rows = [r for _, r in zip(range(200), reader)]
+    except (OSError, csv.Error):
+        return "id"
+    best, hits = "id", 0
+    for column in reader.fieldnames or []:
+        found = sum((r.get(column) or "") in stems for r in rows)
+        if found > hits:
+            best, hits = column, found
+    return best
 
 
 def load_catalogue(root: str | Path, csv_path: str | Path | None = None, id_column: str = "id",

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
 from fai_infer.preprocess import PreprocessSpec, square_resize, to_tensor
-from train.data import decode_all, holdout_mask, load_catalogue, unseen_mask
+from train.data import decode_all, detect_id_column, holdout_mask, load_catalogue, unseen_mask
 from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_table,
                            pixel_features, shopper_table)
 from train.shopper_photos import shopper_photos
@@ -84,6 +84,40 @@ def onnx_embedder(path: str) -> Embedder:
     return encoder.spec, lambda squares: _batched(encoder.embed_squares, squares)
 
 
+def model_parts(model: str):
+    """The garment/colour layout of a model file or checkpoint (None for references)."""
+    from fai_infer.parts import EmbeddingParts
+
+    if model.startswith(("imagenet:", "imagenet-grey:")):
+        return None
+    if model.endswith(".onnx"):
+        from fai_infer.encoder import Encoder
+
+        return Encoder(model).info.parts
+    from train.checkpoint import load_checkpoint
+    from train.model import EmbeddingModel
+
+    ae, _, _ = load_checkpoint(model)
+    parts = EmbeddingModel(ae).parts()
+    if "colour" not in parts:
+        return EmbeddingParts.whole(parts["garment"][1])
+    return EmbeddingParts(tuple(parts["garment"]), tuple(parts["colour"]),
+                          ae.cfg.colour_weight)
+
+
+def colour_variants(name: str, parts, weights: Sequence[str]) -> dict[str, Callable]:
+    """Rows for a model with a colour part at other colour weights: name -> vectors -> the
+    vectors as if exported with that weight (both sides, so any metric stays a dot product)."""
+    if parts is None or not parts.has_colour:
+        return {}
+    out = {}
+    for w in weights:
+        value = parts.default_colour if w == "default" else float(w)
+        label = f"{name} colour={value:g}" + (" (default)" if w == "default" else "")
+        out[label] = (lambda v, value=value: parts.stored_as(v, value))
+    return out
+
+
 def pooled(backbone):
     """Backbone feature map -> global average -> L2 norm, as one module (torch imported late:
     evaluating an ONNX file needs no torch)."""
@@ -100,19 +134,27 @@ def pooled(backbone):
     return Pooled()
 
 
-def imagenet_embedder(variant: str = "efficientnet-lite0", size: int = REFERENCE_SIZE
-                      ) -> Embedder:
+def imagenet_embedder(variant: str = "efficientnet-lite0", size: int = REFERENCE_SIZE,
+                      grey: bool = False) -> Embedder:
     """The frozen ImageNet backbone, globally average-pooled and L2-normalised: the first thing
-    a shop's engineer would try, and the reference every model here must beat."""
+    a shop's engineer would try, and the reference every model here must beat. ``grey``: the
+    same on the photos' luma (what a colour-blind garment part starts from)."""
+    import torch
+
     from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone
+    from train.model import Luma
 
     spec = PreprocessSpec(size=size, mean=INPUT_MEAN, std=INPUT_STD)
-    return spec, module_embedder(pooled(imagenet_backbone(variant)), spec)
+    backbone = imagenet_backbone(variant)
+    if grey:
+        backbone = torch.nn.Sequential(Luma(), backbone)
+    return spec, module_embedder(pooled(backbone), spec)
 
 
 def make_embedder(model: str, image_size: int | None = None) -> Embedder:
-    if model.startswith("imagenet:"):
-        return imagenet_embedder(model.split(":", 1)[1] or "efficientnet-lite0")
+    if model.startswith(("imagenet:", "imagenet-grey:")):
+        kind, variant = model.split(":", 1)
+        return imagenet_embedder(variant or "efficientnet-lite0", grey=kind == "imagenet-grey")
     if model.endswith(".onnx"):
         return onnx_embedder(model)
     return checkpoint_embedder(model, image_size)
@@ -143,14 +185,19 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                     holdout_fraction: float = 0.1, also: Sequence[str] = (),
                     reference: str | None = None, unseen: bool = False,
                     unseen_fraction: float = 0.2, image_size: int | None = None,
-                    id_column: str = "id", confusions: int = 0) -> dict[str, dict]:
+                    id_column: str = "id", confusions: int = 0,
+                    colour_weights: Sequence[str] = (), shop: "ShopSet | None" = None
+                    ) -> dict[str, dict]:
     """One result per split, each a table of rows (the model, ``also``'s models, the frozen
     ImageNet ``reference`` such as 'efficientnet-lite0', raw pixels) by figures. The catalogue
     is decoded once per input size and embedded once per model for all splits.
 
     ``unseen``: the unseen kinds (about ``unseen_fraction`` of the first column's values, the
     stable hash training leaves out) queried only among themselves, every photo of them a
-    query: how the model does on kinds it never saw."""
+    query: how the model does on kinds it never saw.
+
+    ``colour_weights`` ('0', 'default', ...) adds rows for models with a colour part at those
+    weights; ``shop`` scores a second shop (:class:`ShopSet`) with the same models."""
     cat = load_catalogue(data, csv, id_column)
     first, second = columns
     missing = [c for c in columns if not cat.rows or c not in cat.rows[0]]
@@ -162,8 +209,11 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
     reference_name = f"frozen ImageNet {reference} {REFERENCE_SIZE}px" if reference else None
     if reference_name:
         names[reference_name] = f"imagenet:{reference}"
+        names[f"{reference_name} grey"] = f"imagenet-grey:{reference}"
     embedders = {name: make_embedder(m, image_size if name == "model" else None)
                  for name, m in names.items()}
+    variants = {label: (name, fn) for name, m in names.items()
+                for label, fn in colour_variants(name, model_parts(m), colour_weights).items()}
     squares: dict[int, np.ndarray] = {}
     bad: set[int] = set()
     for spec, _ in embedders.values():
@@ -177,6 +227,7 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
     labels = {first: label_codes(cat.column(first)),
               f"{first}+{second}": label_codes(cat.column(first), cat.column(second))}
     emb = {name: embed(squares[spec.size]) for name, (spec, embed) in embedders.items()}
+    emb |= {label: fn(emb[name]) for label, (name, fn) in variants.items()}
     pix_size = max(32, min(squares))
     gallery_pixels = pixel_features(squares[pix_size])
     centre = gallery_pixels.mean(axis=0)
@@ -201,9 +252,10 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             shots = {size: shopper_squares(cat, queries, size, workers, cache_dir)
                      for size in squares}
             result["shopper"] = {}
-            for name, (spec, embed) in embedders.items():
-                result["shopper"][name] = shopper_table(emb[name], queries,
-                                                        embed(shots[spec.size]), labels)
+            shot_emb = {name: embed(shots[spec.size]) for name, (spec, embed) in embedders.items()}
+            shot_emb |= {label: fn(shot_emb[name]) for label, (name, fn) in variants.items()}
+            for name, vectors in shot_emb.items():
+                result["shopper"][name] = shopper_table(emb[name], queries, vectors, labels)
             shot_pixels = l2_normalise(pixel_features(shots[pix_size]) - centre)
             result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
@@ -216,7 +268,61 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             "model_file": model, "data": data, "split": "unseen kinds",
             "kinds": sorted(kinds), "queries": int(len(rows)), "gallery": int(len(rows)),
             "table": _means(per), **_margins(per, reference_name)}
+    if shop is not None:
+        results["shop"] = evaluate_shop(shop, embedders, variants, reference_name, workers,
+                                        cache_dir)
     return results
+
+
+@dataclass
+class ShopSet:
+    """A second shop to score: a folder (+ CSV), its id, group and type columns; ``holdout``
+    > 0 keeps only the groups a stable hash holds apart (what ``train.adapt`` never trains on)
+    as queries and gallery."""
+
+    data: str
+    csv: str | None = None
+    id_column: str = "article_id"
+    group_column: str = "product_code"
+    type_column: str = "product_type_name"
+    holdout: float = 0.0
+
+
+def evaluate_shop(shop: ShopSet, embedders: dict[str, Embedder], variants: dict,
+                  reference_name: str | None, workers: int, cache_dir: str | None) -> dict:
+    """Every model (and raw pixels) on the second shop: the figures of ``train/shop_eval.py``
+    with margins over the frozen reference on the same queries."""
+    from train.shop_eval import held_apart_groups, shop_per_query
+
+    cat = load_catalogue(shop.data, shop.csv, shop.id_column)
+    for column in (shop.group_column, shop.type_column):
+        if not cat.rows or column not in cat.rows[0]:
+            have = ", ".join(cat.rows[0]) if cat.rows else "none"
+            raise SystemExit(f"{shop.data}: no column {column!r} (its columns: {have}); name "
+                             f"them with --group-column / --type-column")
+    if shop.holdout > 0:
+        cat = cat.subset(list(np.flatnonzero(held_apart_groups(cat.column(shop.group_column),
+                                                                 shop.holdout))))
+    squares: dict[int, np.ndarray] = {}
+    bad: set[int] = set()
+    for spec, _ in embedders.values():
+        if spec.size not in squares:
+            squares[spec.size], errors = decode_all(cat.paths, PreprocessSpec(size=spec.size),
+                                                    workers, cache_dir, desc="decode shop")
+            bad |= {i for i, e in enumerate(errors) if e}
+    good = [i for i in range(len(cat)) if i not in bad]
+    cat = cat.subset(good)
+    squares = {size: sq[good] for size, sq in squares.items()}
+    emb = {name: embed(squares[spec.size]) for name, (spec, embed) in embedders.items()}
+    emb |= {label: fn(emb[name]) for label, (name, fn) in variants.items()}
+    pixels = pixel_features(squares[max(32, min(squares))])
+    emb[PIXELS] = l2_normalise(pixels - pixels.mean(axis=0))
+    groups, types = cat.column(shop.group_column), cat.column(shop.type_column)
+    per = {n: shop_per_query(e, groups, types) for n, e in emb.items()}
+    queries = len(next(iter(per.values()))["P@1 type"])
+    return {"data": shop.data, "split": "held-apart groups" if shop.holdout else "all",
+            "queries": int(queries), "gallery": int(len(cat)), "table": _means(per),
+            **_margins(per, reference_name)}
 
 
 def confused_pairs(emb: np.ndarray, queries: np.ndarray, kinds: list[str],
@@ -262,19 +368,27 @@ def evaluate(model: str, data: str, csv: str | None = None, split: str = "val",
             result["unseen_margins"] = results["unseen"]["margins"]
         result["unseen_kinds"] = results["unseen"]["kinds"]
         result["unseen_queries"] = results["unseen"]["queries"]
+    if "shop" in results:
+        shop = results["shop"]
+        result["shop"] = shop["table"]
+        result["shop_info"] = {k: shop[k] for k in ("data", "split", "queries", "gallery")}
+        if "margins" in shop:
+            result["shop_margins"] = shop["margins"]
     return result
 
 
 SUMMARY = (("table", "P@1 {t}"), ("table", "P@10 {t}"), ("table", "P@10 {t}+{c}"),
            ("shopper", "item@10"), ("shopper", "P@10 {t}"),
-           ("unseen", "P@1 {t}"), ("unseen", "P@10 {t}"), ("unseen", "P@10 {t}+{c}"))
+           ("unseen", "P@1 {t}"), ("unseen", "P@10 {t}"), ("unseen", "P@10 {t}+{c}"),
+           ("shop", "same design Hit@10"), ("shop", "same design P@1"), ("shop", "P@10 type"),
+           ("shop", "P@1 type"))
 
 
 def summary_table(result: dict, columns: tuple[str, str]) -> str:
     """One row per model, the headline figures of every set side by side."""
     t, c = columns
     keys = [(part, fig.format(t=t, c=c)) for part, fig in SUMMARY if part in result]
-    names = {"table": "val", "shopper": "shopper", "unseen": "unseen kinds"}
+    names = {"table": "val", "shopper": "shopper", "unseen": "unseen kinds", "shop": "shop"}
     head = "| features | " + " | ".join(f"{names[p]} {f}" for p, f in keys) + " |"
     lines = [head, "|" + "---|" * (len(keys) + 1)]
     for row in result["table"]:
@@ -287,12 +401,15 @@ def margin_table(result: dict, columns: tuple[str, str]) -> str:
     """Each model's margin over the frozen reference, val and unseen kinds, with intervals."""
     t, c = columns
     figs = [f"P@1 {t}", f"P@10 {t}", f"P@10 {t}+{c}"]
-    parts = [("val", "margins")] + ([("unseen", "unseen_margins")]
-                                    if "unseen_margins" in result else [])
-    head = "| features | " + " | ".join(f"{n} {f}" for n, _ in parts for f in figs) + " |"
-    lines = [head, "|" + "---|" * (len(parts) * len(figs) + 1)]
+    parts = [("val", "margins", figs)] + ([("unseen", "unseen_margins", figs)]
+                                          if "unseen_margins" in result else [])
+    if "shop_margins" in result:
+        parts.append(("shop", "shop_margins", ["same design Hit@10", "P@10 type"]))
+    head = "| features | " + " | ".join(f"{n} {f}" for n, _, fs in parts for f in fs) + " |"
+    lines = [head, "|" + "---|" * (sum(len(fs) for *_, fs in parts) + 1)]
     for name in result["margins"]:
-        cells = [result[key][name][f] for _, key in parts for f in figs]
+        cells = [result[key][name][f] if name in result[key] else (float("nan"),) * 3
+                 for _, key, fs in parts for f in fs]
         lines.append(f"| {name} | " + " | ".join(f"{m:+.3f} [{lo:+.3f}, {hi:+.3f}]"
                                                   for m, lo, hi in cells) + " |")
     return "\n".join(lines)
@@ -306,6 +423,13 @@ def format_table(result: dict, key: str = "table") -> str:
     for name, vals in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.3f}" for c in cols) + " |")
     return "\n".join(lines)
+
+
+def _is_weight(text: str) -> bool:
+    try:
+        return 0.0 <= float(text) <= 1.0
+    except ValueError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -336,9 +460,27 @@ def main(argv: list[str] | None = None) -> dict:
                    help="another .onnx or checkpoint scored in the same run (repeatable)")
     p.add_argument("--image-size", type=int, default=None,
                    help="test a checkpoint at this input size (default: its training size)")
-    p.add_argument("--id-column", default="id", help="CSV column holding the photo id")
+    p.add_argument("--id-column", default=None, help="CSV column holding the photo id "
+                   "(default: the column whose values name the photos)")
     p.add_argument("--confusions", type=int, default=0, metavar="N",
                    help="also list the N pairs of kinds the model most often mixes up at P@1")
+    p.add_argument("--colour-weights", default="0", metavar="W,W",
+                   help="for models with a colour part, also score these colour weights "
+                   "(0..1 or 'default'); '' for none")
+    p.add_argument("--shop", default=None, metavar="DIR",
+                   help="also score a second shop (a folder of photos + a CSV): same-design "
+                   "Hit@10 / P@1 and type P@10 / P@1, every model beside the references")
+    p.add_argument("--shop-csv", default=None, help="the second shop's CSV (default: found in "
+                   "--shop)")
+    p.add_argument("--shop-id-column", default=None, help="the second shop's photo id column "
+                   "(default: the column whose values name its photos)")
+    p.add_argument("--group-column", default="product_code",
+                   help="second shop: the column naming one design in several colours")
+    p.add_argument("--type-column", default="product_type_name",
+                   help="second shop: the column naming the kind of item")
+    p.add_argument("--shop-holdout", type=float, default=0.0, metavar="F",
+                   help="second shop: score only the groups train.adapt holds apart at this "
+                   "fraction (gallery = those groups)")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     p.add_argument("--json", default=None, help="write the result here (default: beside a "
                    "checkpoint as NAME.evaluate.json; runs/evaluate/ for an .onnx model)")
@@ -357,11 +499,23 @@ def main(argv: list[str] | None = None) -> dict:
                 "articleType,baseColour")
     first, second = cols
     reference = None if a.reference.lower() == "none" else a.reference
+    shop = None
+    if a.shop:
+        if not Path(a.shop).is_dir():
+            p.error(f"--shop {a.shop}: no such folder")
+        id_column = a.shop_id_column or detect_id_column(a.shop, a.shop_csv)
+        shop = ShopSet(a.shop, a.shop_csv, id_column, a.group_column, a.type_column,
+                       a.shop_holdout)
+    weights = [w.strip() for w in a.colour_weights.split(",") if w.strip()]
+    for w in weights:
+        if w != "default" and not _is_weight(w):
+            p.error(f"--colour-weights: {w!r} is not a number from 0 to 1 or 'default'")
     result = evaluate(model, a.data, a.csv, a.split, (first, second), cache_dir=a.cache_dir,
                       shopper=a.shopper, holdout_fraction=a.holdout_fraction, also=a.also,
                       reference=reference, unseen=a.unseen, unseen_fraction=a.unseen_fraction,
-                      image_size=a.image_size, id_column=a.id_column,
-                      confusions=a.confusions)
+                      image_size=a.image_size,
+                      id_column=a.id_column or detect_id_column(a.data, a.csv),
+                      confusions=a.confusions, colour_weights=weights, shop=shop)
     print(f"{result['queries']} {a.split} queries against {result['gallery']} photos "
           f"(query left out)\n" + format_table(result))
     if "shopper" in result:
@@ -371,6 +525,11 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"\nunseen kinds ({len(result['unseen_kinds'])} kinds never trained on, "
               f"{result['unseen_queries']} photos queried among themselves)\n"
               + format_table(result, "unseen"))
+    if "shop" in result:
+        info = result["shop_info"]
+        print(f"\nsecond shop {info['data']} ({info['split']}: {info['queries']} queries whose "
+              f"design has another photo, gallery {info['gallery']})\n"
+              + format_table(result, "shop"))
     print("\nsummary\n" + summary_table(result, (first, second)))
     if result.get("confusions"):
         misses = round((1 - result["table"]["model"][f"P@1 {first}"]) * result["queries"])

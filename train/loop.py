@@ -38,7 +38,8 @@ from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_c
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone, load_imagenet
 from train.ema import WeightAverage
 from train.metrics import label_codes, retrieval_table
-from train.model import AutoEncoder, ModelConfig
+from train.shop_eval import held_apart_groups
+from train.model import AutoEncoder, ModelConfig, backbone_input, luma
 from train.objectives import (LabelHeads, instance_contrastive, joint_label_groups,
                               supervised_contrastive)
 
@@ -61,6 +62,12 @@ class TrainConfig:
     general_dim: int = opt(0, "ImageNet family: embedding dims that are a fixed PCA of the "
                            "frozen ImageNet features (the rest is the learned shop part)")
     general_weight: float = opt(0.5, "share of the embedding's squared norm for the general part")
+    grey: bool = opt(False, "ImageNet family: the backbone sees the photo's luma only, so the "
+                     "garment part of the embedding is blind to colour")
+    colour: bool = opt(False, "ImageNet family: append the fixed colour histogram part "
+                       "(train/colour.py) that queries weigh against the garment part")
+    colour_weight: float = opt(0.25, "default share of the embedding's squared norm for the "
+                               "colour part (train.choose picks it; queries may change it)")
     freeze_blocks: int = opt(0, "ImageNet family: keep the stem and the first N-1 blocks at "
                              "their ImageNet values")
     bn_eval: bool = opt(False, "ImageNet family: keep the backbone's BatchNorm statistics and "
@@ -97,6 +104,12 @@ class TrainConfig:
                                    "('' = the first label column)")
     eval_columns: str = opt("articleType,baseColour", "CSV columns the holdout retrieval "
                             "figures count matches on (reported, not trained on)")
+    group_column: str = opt("", "CSV column naming one design in several colours (e.g. "
+                            "product_code): its photos are each other's positives in the "
+                            "contrastive term and batches pair them up")
+    holdout_groups: float = opt(0.0, "the share of groups (--group-column; else of photos), "
+                                "by stable hash, kept apart as val and never trained on "
+                                "(train.adapt judges there)")
     views: int = opt(1, "augmented views per photo (2 = SimCLR-style pairs, no labels needed)")
     holdout: float = opt(0.1, "fraction of train held out for early stopping")
     workers: int = opt(2, "decode threads")
@@ -112,7 +125,8 @@ class TrainConfig:
         return ModelConfig(image_size=self.image_size, width=self.width, norm=self.norm,
                            pooling=pooling, embed_dim=self.embed_dim, arch=self.arch,
                            general_dim=self.general_dim if self.arch != "seed" else 0,
-                           general_weight=self.general_weight)
+                           general_weight=self.general_weight, grey=self.grey,
+                           colour=self.colour, colour_weight=self.colour_weight)
 
     def preprocess_spec(self) -> PreprocessSpec:
         if self.arch == "seed":
@@ -146,6 +160,29 @@ def encode_labels(rows: list[dict[str, str]], columns: list[str]
     return vocab, targets
 
 
+def paired_order(order: np.ndarray, groups: np.ndarray, gen: torch.Generator) -> np.ndarray:
+    """A shuffled order in which each photo is followed by another of its group when one is
+    left, so every batch holds positive pairs for the contrastive term (random batches of a
+    shop with two or three colours per design would hold almost none). Each photo once."""
+    members: dict[int, list[int]] = {}
+    for i in order:
+        members.setdefault(int(groups[i]), []).append(int(i))
+    used: set[int] = set()
+    out: list[int] = []
+    for i in order:
+        i = int(i)
+        if i in used:
+            continue
+        used.add(i)
+        out.append(i)
+        partners = [j for j in members[int(groups[i])] if j not in used]
+        if partners:
+            j = partners[int(torch.randint(len(partners), (1,), generator=gen))]
+            used.add(j)
+            out.append(j)
+    return np.array(out, dtype=np.int64)
+
+
 def lr_lambda(total_steps: int, warmup: int):
     def f(step: int) -> float:
         if step < warmup:
@@ -157,6 +194,7 @@ def lr_lambda(total_steps: int, warmup: int):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
+        self.started = time.time()  # --max-minutes counts from here: data, teacher pass, all
         if cfg.init:
             cfg = self._shape_from_init(cfg)
         self.cfg = cfg
@@ -223,7 +261,7 @@ class Trainer:
         import hashlib
 
         cfg = self.cfg
-        key = hashlib.sha1(json.dumps([cfg.arch, self.spec.to_dict(),
+        key = hashlib.sha1(json.dumps([cfg.arch, self.spec.to_dict(), "grey" * cfg.grey,
                                        [str(p) for p in self.catalogue.paths]]).encode())
         cache = (Path(cfg.cache_dir) / f"frozen-{cfg.arch}-{key.hexdigest()[:16]}.npy"
                  if cfg.cache_dir else None)
@@ -237,6 +275,7 @@ class Trainer:
             for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
                           leave=False):
                 x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
+                x = backbone_input(x, self.model.cfg)
                 parts.append(teacher(x).mean(dim=(2, 3)))
         feats = torch.cat(parts)
         if cache is not None:
@@ -280,7 +319,8 @@ class Trainer:
         except Exception as exc:  # torch raises many types for a file that is not a checkpoint
             raise SystemExit(f"--init {cfg.init}: not a training checkpoint ({exc})") from None
         shape = {k: mc[k] for k in ("arch", "image_size", "width", "norm", "pooling",
-                                    "embed_dim", "general_dim", "general_weight") if k in mc}
+                                    "embed_dim", "general_dim", "general_weight", "grey",
+                                    "colour", "colour_weight") if k in mc}
         shape.setdefault("arch", "seed")
         return dataclasses.replace(cfg, **shape)
 
@@ -322,7 +362,20 @@ class Trainer:
         is_unseen, unseen = unseen_mask(cat.column(cfg.unseen_column), cfg.unseen_fraction)
         is_proxy, proxy = proxy_mask(cat.column(cfg.unseen_column), cfg.proxy_fraction,
                                      cfg.unseen_fraction)
-        is_train = np.array([s == "train" for s in cat.splits]) & ~is_unseen & ~is_proxy
+        self.group_ids: torch.Tensor | None = None
+        splits = cat.splits
+        groups = list(cat.ids)  # without a group column, every photo is its own group
+        if cfg.group_column:
+            if not cat.rows or cfg.group_column not in cat.rows[0]:
+                have = ", ".join(cat.rows[0]) if cat.rows else "none"
+                raise SystemExit(f"--group-column {cfg.group_column}: not a column of the "
+                                 f"metadata (its columns: {have})")
+            groups = cat.column(cfg.group_column)
+            self.group_ids = torch.from_numpy(label_codes(groups))
+        if cfg.holdout_groups > 0:
+            apart = held_apart_groups(groups, cfg.holdout_groups)
+            splits = ["val" if x else "train" for x in apart]
+        is_train = np.array([s == "train" for s in splits]) & ~is_unseen & ~is_proxy
         held = holdout_mask(cat.ids, cfg.holdout) & is_train
         self.train_idx = np.flatnonzero(is_train & ~held)
         self.holdout_idx = np.flatnonzero(held)
@@ -330,7 +383,7 @@ class Trainer:
             self.holdout_idx = self.train_idx[-max(1, len(self.train_idx) // 10):]
             self.train_idx = self.train_idx[: len(self.train_idx) - len(self.holdout_idx)]
         print(f"{len(cat)} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
-              f"{int(((np.array(cat.splits) != 'train') & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
+              f"{int(((np.array(splits) != 'train') & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
               f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}"
               + (f"; {int(is_proxy.sum())} photos of {len(proxy)} proxy kinds kept out for "
                  "train.choose" if proxy else ""))
@@ -350,6 +403,8 @@ class Trainer:
             x = torch.cat([x, clean])
         copies = views + int(paired)
         target = clean.repeat(copies, 1, 1, 1).to(self.device)
+        if cfg.grey:  # a colour-blind backbone can only be asked to rebuild the luma
+            target = luma(target)
         out_ = self.model.parts(self._model_input(x.to(self.device)))
         emb, shop = out_["embedding"], out_.get("shop")
         zero = emb.new_zeros(())
@@ -357,7 +412,9 @@ class Trainer:
         t = {k: v[idx].repeat(copies).to(self.device) for k, v in self.targets.items()}
         out["label"] = self.heads.loss(shop, t) if t and shop is not None else zero
         if train and cfg.contrastive_weight > 0 and shop is not None:
-            if t:
+            if self.group_ids is not None:  # the same design, any colour
+                group = self.group_ids[idx].repeat(copies).to(self.device)
+            elif t:
                 group = joint_label_groups(t, self.contrastive_columns, self.label_sizes)
             else:
                 group = torch.arange(len(idx), device=self.device).repeat(copies)
@@ -381,6 +438,8 @@ class Trainer:
         cfg = self.cfg
         self._set_train_mode()
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
+        if self.group_ids is not None:
+            order = paired_order(order, self.group_ids.numpy(), self.gen)
         batches = [order[i : i + cfg.batch_size]
                    for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size)]
         sums: dict[str, float] = {}
@@ -467,7 +526,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        start = time.time()
+        start = self.started
         deadline = start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
         while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
             t0 = time.time()

@@ -22,9 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.efficientnet_lite import EfficientNetLite, LiteDecoder, VARIANTS
+from train.colour import COLOUR_DIM, ColourHistogram
+from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, LiteDecoder, VARIANTS
 
 SEED_CHANNELS = (64, 128, 256, 512, 512)
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what OpenCV's grey conversion uses
 ARCHES = ("seed", *VARIANTS)
 
 
@@ -38,6 +40,9 @@ class ModelConfig:
     arch: str = "seed"  # seed | efficientnet-lite0 | efficientnet-lite1 | efficientnet-lite2
     general_dim: int = 0  # lite: dims of the embedding that are a fixed PCA of ImageNet features
     general_weight: float = 0.5  # lite: share of the squared norm given to the general part
+    grey: bool = False  # lite: the backbone sees the photo's luma only (garment, not colour)
+    colour: bool = False  # lite: append the fixed colour histogram (train/colour.py) after it
+    colour_weight: float = 0.25  # share of the squared norm given to the colour part
 
     def channels(self) -> list[int]:
         return [max(8, int(round(c * self.width))) for c in SEED_CHANNELS]
@@ -149,6 +154,38 @@ class SplitHead(nn.Module):
         return self.parts(z)["embedding"]
 
 
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) -> its BT.601 luma in all three channels. Linear, so it holds for the
+    normalised photo too when the channels share one mean and std (the ImageNet family's do)."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).reshape(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+
+
+class Luma(nn.Module):
+    """:func:`luma` as a module, to put in front of a backbone."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return luma(x)
+
+
+def backbone_input(x: torch.Tensor, cfg: ModelConfig) -> torch.Tensor:
+    """What the backbone sees: the normalised photo, or (``grey``) its luma."""
+    return luma(x) if cfg.grey else x
+
+
+def search_embedding(encoder: nn.Module, head: nn.Module, colour: nn.Module | None,
+                     cfg: ModelConfig, x: torch.Tensor) -> torch.Tensor:
+    """The search embedding: the garment part (colour-blind when ``grey``), then (``colour``)
+    the colour part, with squared norms 1 - colour_weight and colour_weight, so the whole is a
+    unit vector and a query can reweigh the parts (the export records where each lies)."""
+    garment = head(encoder(backbone_input(x, cfg)))
+    if colour is None:
+        return garment
+    rgb = x * INPUT_STD[0] + INPUT_MEAN[0]
+    w = cfg.colour_weight
+    return torch.cat([garment * (1 - w) ** 0.5, colour(rgb) * w ** 0.5], dim=1)
+
+
 class AutoEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -157,6 +194,11 @@ class AutoEncoder(nn.Module):
         if cfg.arch not in ARCHES:
             raise ValueError(f"unknown arch {cfg.arch!r}: use one of {', '.join(ARCHES)}")
         self.cfg = cfg
+        if (cfg.grey or cfg.colour) and cfg.arch == "seed":
+            raise ValueError("grey and colour are options of the ImageNet family, not the seed")
+        if not 0.0 < cfg.colour_weight < 1.0:
+            raise ValueError(f"colour_weight must be in (0, 1), got {cfg.colour_weight}")
+        self.colour = ColourHistogram() if cfg.colour else None
         if cfg.arch != "seed":
             self.encoder = EfficientNetLite(cfg.arch)
             self.decoder = LiteDecoder(self.encoder.out_channels)
@@ -183,13 +225,16 @@ class AutoEncoder(nn.Module):
         """Parameters of encoder + decoder: the figure the seed network is specified by."""
         return sum(p.numel() for m in (self.encoder, self.decoder) for p in m.parameters())
 
+    def backbone_input(self, x: torch.Tensor) -> torch.Tensor:
+        return backbone_input(x, self.cfg)
+
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        return search_embedding(self.encoder, self.head, self.colour, self.cfg, x)
 
     def parts(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Everything the training terms need from one forward pass: the reconstruction, the
         pooled features, the embedding and (split heads) its general and shop parts."""
-        z = self.encoder(x)
+        z = self.encoder(self.backbone_input(x))
         if isinstance(self.head, SplitHead):
             out = self.head.parts(z)
         else:
@@ -199,7 +244,7 @@ class AutoEncoder(nn.Module):
         return out
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.encoder(x)
+        z = self.encoder(self.backbone_input(x))
         return self.decoder(z), self.head(z)
 
 
@@ -208,8 +253,17 @@ class EmbeddingModel(nn.Module):
 
     def __init__(self, ae: AutoEncoder):
         super().__init__()
-        self.encoder = ae.encoder
-        self.head = ae.head
+        self.encoder, self.head, self.colour, self.cfg = ae.encoder, ae.head, ae.colour, ae.cfg
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(x))
+        return search_embedding(self.encoder, self.head, self.colour, self.cfg, x)
+
+    def parts(self) -> dict[str, list[int]]:
+        """Where each part lies in the output: {name: [start, stop]} (what the runtime reads
+        to weigh garment against colour at query time)."""
+        garment = self.head.proj.out_features if isinstance(self.head, EmbeddingHead) \
+            else self.head.general_dim + self.head.shop_dim
+        out = {"garment": [0, garment]}
+        if self.colour is not None:
+            out["colour"] = [garment, garment + COLOUR_DIM]
+        return out
