@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +26,12 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fai_infer.basket import prepare_basket, round_robin
+from fai_infer.confidence import MatchScale, fit_scale, label, sample_rows
 from fai_infer.display import checked_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where
 from fai_infer.hits import Hit, NotInCatalogue, Skipped
+from fai_infer.parts import EmbeddingParts
 from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.sources import looks_like_path, photos_by_stem, read_metadata, shorten, stored_path
@@ -38,6 +41,7 @@ __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
            "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
 
 ADD_BATCH = 4096  # photos encoded per committed change while indexing or adding
+_SCALE_LOCK = threading.Lock()  # one scale fit at a time (a fit is rare: once per change)
 
 
 # -- input checks shared by every back end ----------------------------------------------------
@@ -217,6 +221,26 @@ class BaseCatalog(ABC):
     def _before_read(self) -> None:
         """Catch up with other writers before a search (a live local catalogue refreshes)."""
 
+    def _generation(self) -> Any:
+        """Anything that changes when the catalogue's items change: the key of its cached
+        match scale, refitted on the first query after a change. Back ends override this
+        with something cheaper and surer than the count."""
+        return len(self)
+
+    def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(ids, unit vectors) of the items at these positions (ascending) in the catalogue's
+        own order: the scale's sample. Back ends with the vectors at hand override this."""
+        ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        wanted, start = set(int(p) for p in positions), 0
+        for batch_ids, batch_vecs, _, _ in self.iter_batches():
+            keep = [i for i in range(len(batch_ids)) if start + i in wanted]
+            ids += [batch_ids[i] for i in keep]
+            vecs.append(batch_vecs[keep])
+            start += len(batch_ids)
+        dim = self.encoder.dim
+        return ids, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+
     def _known_columns(self) -> list[str]:
         return list(self.columns())
 
@@ -232,6 +256,52 @@ class BaseCatalog(ABC):
             raise NotInCatalogue(item_id)
         return found[1].copy()
 
+    def parts(self) -> EmbeddingParts:
+        """The model's garment / colour layout (one whole part for a model without colour)."""
+        return self.encoder.info.parts or EmbeddingParts.whole(self.encoder.dim)
+
+    def _colour(self, colour: float | None) -> float | None:
+        """A checked colour weight, None for the model's default (one key per weighting)."""
+        parts = self.parts()
+        value = parts.check_weight(colour)
+        return None if value is None or value == parts.default_colour else value
+
+    def match_scale(self, colour: float | None = None) -> MatchScale | None:
+        """This catalogue's scale of nearest-neighbour scores under a colour weight (fitted on
+        first use after any change, then cached); None for a catalogue too small to have one."""
+        colour = self._colour(colour)
+        generation = self._generation()
+        with _SCALE_LOCK:
+            cache: dict = self.__dict__.setdefault("_match_scales", {})
+            if (generation, colour) not in cache:
+                if any(g != generation for g, _ in cache):
+                    cache.clear()  # the catalogue changed: every weighting is refitted lazily
+                cache[(generation, colour)] = self._fit_scale(colour)
+            return cache[(generation, colour)]
+
+    def _fit_scale(self, colour: float | None) -> MatchScale | None:
+        ids, vectors = self._vectors_at(sample_rows(len(self)))
+        parts = self.parts()
+
+        def nearest_other(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            out = np.full(len(queries), -np.inf)
+            for n, (item_id, query) in enumerate(zip(ids, parts.reweigh(queries, colour))):
+                hits = self._search(query, 1, None, {item_id})[0]
+                if hits:
+                    out[n] = hits[0].score
+            return out
+
+        return fit_scale(vectors, np.arange(len(ids)), nearest_other)
+
+    def _rated(self, hits: list[Hit], colour: float | None) -> list[Hit]:
+        """Hits with their confidence and words on the catalogue's scale (same weighting)."""
+        scale = self.match_scale(colour) if hits else None
+        if scale is not None:
+            for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
+                hit.confidence = round(float(value), 4)
+                hit.match = label(hit.confidence)
+        return hits
+
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
         """A catalogue id's stored embedding, else the photo's; a string that is neither an id
         nor looks like a path is "not in the catalogue", never a file search."""
@@ -244,25 +314,31 @@ class BaseCatalog(ABC):
         return self.encoder.embed([item])[0], None
 
     def similar(self, image_or_id: ImageInput | str, k: int = 10,
-                where: Where | None = None) -> list[Hit]:
+                where: Where | None = None, colour: float | None = None) -> list[Hit]:
         """The k catalogue items most like a photo (path, bytes, array) or a catalogue id (which
         is itself left out). ``where`` filters on metadata (``fai_infer.filters``: equality,
-        ``!=``, ranges) and still gives k hits if k items match."""
+        ``!=``, ranges) and still gives k hits if k items match. ``colour`` (0..1, None: the
+        model's default) weighs the colour part against the garment part (``parts.py``): 0 is
+        "this design in any colour". Each hit carries its confidence and words."""
+        colour = self._colour(colour)
         self._before_read()
         vector, own = self._vector(image_or_id)
-        return self._search(vector, k, where, {own} if own else set())[0]
+        query = self.parts().reweigh(vector[None], colour)[0]
+        return self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
-                          exclude: Iterable[str] = ()) -> list[Hit]:
+                          exclude: Iterable[str] = (), colour: float | None = None) -> list[Hit]:
         """The k items nearest an embedding made elsewhere by the same model (e.g. cached by a
-        web back end); it is L2-normalised here, so any positive scale works."""
-        query = query_vector(vector, self.encoder.dim)
+        web back end); it is L2-normalised here, so any positive scale works. ``colour`` as in
+        :meth:`similar`."""
+        colour = self._colour(colour)
+        query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
         self._before_read()
-        return self._search(query, k, where, set(exclude))[0]
+        return self._rated(self._search(query, k, where, set(exclude))[0], colour)
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
-                          diversity: float = 0.3) -> list[Hit]:
+                          diversity: float = 0.3, colour: float | None = None) -> list[Hit]:
         """Items that go with the whole basket; basket items themselves are never returned, and
         each hit's ``source`` names the basket item it was found for.
 
@@ -275,7 +351,10 @@ class BaseCatalog(ABC):
         ``source``, so scores interleave rather than fall monotonically.
 
         ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
-        normalised mean embedding), the earlier behaviour."""
+        normalised mean embedding), the earlier behaviour. ``colour`` as in :meth:`similar`:
+        it weighs every basket item's query."""
+        colour = self._colour(colour)
+        parts = self.parts()
         self._before_read()
         basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
 
@@ -287,19 +366,21 @@ class BaseCatalog(ABC):
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
+            query = parts.reweigh(query[None], colour)[0]
             hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
             hits = usable(hits, vecs)[:k]
             for h in hits:
                 h.source = names[int(np.argmax(basket @ vecs[h.id]))]
-            return hits
+            return self._rated(hits, colour)
         pool = min(len(self), 2 * k + 10 + len(exclude))
         lists: list[list[Hit]] = []
         found: dict[str, np.ndarray] = {}
-        for vector in basket:
-            hits, vecs = self._search(vector, pool, where, exclude, vectors=True)
+        for query in parts.reweigh(basket, colour):
+            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
             lists.append(usable(hits, vecs))
             found.update(vecs)
-        return round_robin(lists, found, names, k, float(diversity), basket.shape[1])
+        return self._rated(round_robin(lists, found, names, k, float(diversity),
+                                       basket.shape[1]), colour)
 
     def set_display(self, filters: Sequence[str] | None = None,
                     caption: Sequence[str] | None = None,

@@ -205,6 +205,15 @@ class Catalog(BaseCatalog):
         if self.live and self.root is not None:
             self.refresh()
 
+    def _generation(self) -> tuple[int, int]:
+        with self._lock:  # the state's version moves with every change, refreshes included
+            return self.state.version, len(self.state)
+
+    def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        with self._lock:
+            rows = self.state.live_rows()[positions]
+            return [self.state.ids[r] for r in rows], self.state.index.vectors[rows].copy()
+
     # -- changes -----------------------------------------------------------------------------
     def _commit(self, make: Callable[[], Delta | None]) -> Delta | None:
         """Make a delta against the newest state and commit it: under the writer lock (after

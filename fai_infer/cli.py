@@ -43,7 +43,8 @@ def _print_hits(title: str, hits: list[Hit], cat: BaseCatalog) -> None:
             text = ", ".join(f"{c}={v}" for c, v in h.metadata.items()
                              if v and c != cat.id_column and not is_code_column(c, []))
         via = f"  (for {visible(h.source)})" if h.source else ""
-        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(text[:120])}{via}")
+        words = f"  [{h.match}]" if h.match else ""
+        print(f"  {rank:>2}. {h.score:.3f}  {visible(h.id)}  {visible(text[:120])}{via}{words}")
 
 
 def _columns(text: str | None) -> list[str] | None:
@@ -118,13 +119,14 @@ def cmd_query(a: argparse.Namespace) -> int:
                                                                               _encoder(a))
     if where:
         cat.matching(where, limit=0)  # an unknown column or value: one line, before any query
+    cat.parts().check_weight(a.colour)  # a model without colour: one line, before any query
     results, failed = [], 0
     for kind, query in queries:
         t0 = time.perf_counter()
         try:
             if kind == "id" and query not in cat:
                 raise NotInCatalogue(query)
-            hits = cat.similar(query, k=a.k, where=where)
+            hits = cat.similar(query, k=a.k, where=where, colour=a.colour)
         except (ImageError, NotInCatalogue) as exc:
             failed += 1
             results.append({"query": query, "error": str(exc)})
@@ -142,7 +144,7 @@ def cmd_query(a: argparse.Namespace) -> int:
 def cmd_basket(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
     hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where), mode=a.mode,
-                                 diversity=a.diversity)
+                                 diversity=a.diversity, colour=a.colour)
     if a.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -230,6 +232,8 @@ def cmd_info(a: argparse.Namespace) -> int:
                   f"{visible(str(manifest.get('model_path', '?')))}")
         raise
     info = cat.info()
+    scale = cat.match_scale()
+    info["match_scale"] = scale.to_dict() if scale is not None else None
     if a.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))
         return 0
@@ -244,6 +248,17 @@ def cmd_info(a: argparse.Namespace) -> int:
     print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")
     print(f"  filters: {visible(', '.join(info['filters'])) or '(none)'}; caption: "
           f"{visible(', '.join(info['caption'])) or '(the id)'}")
+    if info.get("name"):
+        print(f"  shop name: {visible(info['name'])}")
+    parts = cat.parts()
+    print(f"  colour weight: default {parts.default_colour:g} (query --colour 0..1)"
+          if parts.has_colour else "  colour weight: none (this model has no colour part)")
+    if scale is None:
+        print("  match scale: none (too few items to say how close a hit is)")
+    else:
+        q = scale.to_dict()["nearest_neighbour_score_quantiles"]
+        print(f"  match scale: nearest-neighbour scores of {len(scale.neighbour_scores)} "
+              f"sampled items: " + ", ".join(f"{p} {v:.3f}" for p, v in q.items()))
     return 0
 
 
@@ -257,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
     common.add_argument("--json", action="store_true", help="print JSON (every command)")
     sub = p.add_subparsers(dest="command", required=True)
+    colour_arg = dict(type=float, default=None, metavar="W",
+                      help="colour weight 0..1 (models with a colour part): 0 = this design in any "
+                           "colour, 1 = colour only; default: the model's own")
 
     s = sub.add_parser("index", parents=[common], help="index a folder of photos")
     s.add_argument("folder", help="folder of product photos (searched recursively)")
@@ -288,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--where", action="append", metavar="COL=VAL",
                    help="filter on metadata, repeatable: gender=Women (one column given twice: "
                         "either value), colour!=Black, price<50, price>=10")
+    s.add_argument("--colour", **colour_arg)
     s.set_defaults(func=cmd_query)
 
     s = sub.add_parser("basket", parents=[common], help="items that go with a whole basket")
@@ -301,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "centroid: nearest the basket's mean embedding")
     s.add_argument("--diversity", type=float, default=0.3,
                    help="0..1: how strongly near-duplicates of one another are pushed down")
+    s.add_argument("--colour", **colour_arg)
     s.set_defaults(func=cmd_basket)
 
     s = sub.add_parser("add", parents=[common], help="add or update photos (id = file stem)")

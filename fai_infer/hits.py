@@ -17,19 +17,25 @@ class NotInCatalogue(ValueError):
 @dataclass
 class Hit:
     """One result. ``source``: for basket results, the basket item it was found for (its id,
-    or the photo's name for a basket photo that is not a catalogue item); else ""."""
+    or the photo's name for a basket photo that is not a catalogue item); else "".
+    ``confidence`` (0..1) and ``match`` (plain words) put ``score`` on the catalogue's own scale
+    (``fai_infer/confidence.py``); None where the catalogue is too small to have one."""
 
     id: str
     score: float
     path: str
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    confidence: float | None = None
+    match: str | None = None
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
                "metadata": self.metadata}
         if self.source:
             out["source"] = self.source
+        out["confidence"] = self.confidence
+        out["match"] = self.match
         return out
 
 

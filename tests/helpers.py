@@ -81,3 +81,59 @@ def hm_rows(n: int = 120) -> list[dict[str, str]]:
              "department_name": f"Dept {i % 20}", "season": ["SS", "AW"][i % 2],
              "detail_desc": f"Jersey top with narrow shoulder straps, style {i}"}
             for i in range(n)]
+
+
+# -- a tiny garment + colour model (train/colour.py) and its export ------------------------------
+def garment_colour_spec():
+    """The 64 px preprocessing the tiny garment + colour model is exported with."""
+    from fai_infer.preprocess import PreprocessSpec
+    from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
+
+    return PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)
+
+
+def garment_colour_model(colour_weight: float = 0.25):
+    """An untrained AutoEncoder with a grey-input garment part and a colour histogram part."""
+    import torch
+    from train.model import AutoEncoder, ModelConfig
+
+    torch.manual_seed(0)
+    model = AutoEncoder(ModelConfig(arch="efficientnet-lite0", image_size=64, pooling="avg",
+                                    embed_dim=48, general_dim=32, general_weight=0.5,
+                                    grey=True, colour=True, colour_weight=colour_weight))
+    model.head.set_general_basis(torch.randn(200, model.encoder.out_channels))
+    return model.eval()
+
+
+def export_garment_colour(folder: Path, colour_weight: float = 0.3) -> Path:
+    """The tiny garment + colour model exported to ONNX (as ``python -m export.onnx`` does)."""
+    from export.onnx import export
+    from train.checkpoint import save_atomic
+
+    model = garment_colour_model(colour_weight)
+    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(),
+            "preprocess": garment_colour_spec().to_dict(),
+            "train_config": {"arch": "efficientnet-lite0"}, "epoch": 0}
+    folder.mkdir(parents=True, exist_ok=True)
+    save_atomic(ckpt, folder / "m.pt")
+    export(folder / "m.pt", folder / "m.onnx", log=lambda *a: None)
+    return folder / "m.onnx"
+
+
+def product(colour: tuple[int, int, int], size: int = 64, shape: str = "shirt") -> np.ndarray:
+    """A white square with a coloured garment-like shape in the middle."""
+    img = np.full((size, size, 3), 255, np.uint8)
+    if shape == "shirt":
+        img[size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = colour
+        img[size // 4 : size // 3, size // 6 : 5 * size // 6] = colour
+    else:  # trousers: two legs
+        img[size // 5 : 4 * size // 5, size // 3 : 5 * size // 12] = colour
+        img[size // 5 : 4 * size // 5, 7 * size // 12 : 2 * size // 3] = colour
+    return img
+
+
+def equal_luma(colour: tuple[int, int, int], blue: int = 120) -> tuple[int, int, int]:
+    """A teal-ish colour with the same BT.601 luma as ``colour``: a grey backbone sees them
+    as one."""
+    y = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    return (0, int(round((y - 0.114 * blue) / 0.587)), blue)

@@ -11,33 +11,13 @@ import pytest
 import torch
 
 from fai_infer.parts import ColourWeightError, EmbeddingParts
-from fai_infer.preprocess import PreprocessSpec, to_tensor
+from fai_infer.preprocess import to_tensor
+from tests.helpers import (equal_luma, garment_colour_model,
+                           garment_colour_spec, product)
 from train.colour import COLOUR_DIM, ColourHistogram
-from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
-from train.model import AutoEncoder, EmbeddingModel, ModelConfig, luma
+from train.model import EmbeddingModel, luma
 
-SPEC = PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)
-
-
-def garment_colour_model(colour_weight: float = 0.25) -> AutoEncoder:
-    torch.manual_seed(0)
-    model = AutoEncoder(ModelConfig(arch="efficientnet-lite0", image_size=64, pooling="avg",
-                                    embed_dim=48, general_dim=32, general_weight=0.5,
-                                    grey=True, colour=True, colour_weight=colour_weight))
-    model.head.set_general_basis(torch.randn(200, model.encoder.out_channels))
-    return model.eval()
-
-
-def product(colour: tuple[int, int, int], size: int = 64, shape: str = "shirt") -> np.ndarray:
-    """A white square with a coloured garment-like shape in the middle."""
-    img = np.full((size, size, 3), 255, np.uint8)
-    if shape == "shirt":
-        img[size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = colour
-        img[size // 4 : size // 3, size // 6 : 5 * size // 6] = colour
-    else:  # trousers: two legs
-        img[size // 5 : 4 * size // 5, size // 3 : 5 * size // 12] = colour
-        img[size // 5 : 4 * size // 5, 7 * size // 12 : 2 * size // 3] = colour
-    return img
+SPEC = garment_colour_spec()
 
 
 def embed(model: AutoEncoder, squares: np.ndarray) -> np.ndarray:
@@ -48,9 +28,8 @@ def embed(model: AutoEncoder, squares: np.ndarray) -> np.ndarray:
 def test_the_garment_part_is_blind_to_colour_and_the_colour_part_sees_it():
     model = garment_colour_model()
     # Two colours of equal luma (BT.601): a grey backbone cannot tell them apart.
-    red, teal = (200, 40, 40), (0, 0, 0)
-    y = 0.299 * red[0] + 0.587 * red[1] + 0.114 * red[2]
-    teal = (0, int(round((y - 0.114 * 120) / 0.587)), 120)
+    red = (200, 40, 40)
+    teal = equal_luma(red)
     a, b = embed(model, np.stack([product(red), product(teal)]))
     parts = EmbeddingModel(model).parts()
     g0, g1 = parts["garment"]

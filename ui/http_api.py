@@ -8,6 +8,10 @@ one JSON line that names the problem, never a server path or exception text.
     curl -F image=@photo.jpg -F k=5 http://127.0.0.1:7860/api/similar
     curl -H 'content-type: application/json' -d '{"id": "15970", "k": 5}' .../api/similar
     curl -H 'content-type: application/json' -d '{"ids": ["15970", "39386"]}' .../api/basket
+    curl -H 'content-type: application/json' -d '{"id": "15970", "colour": 0}' .../api/similar
+
+Every request may carry ``colour`` (0..1: how much colour counts, 0 = this design in any
+colour; models with a colour part only); keys an endpoint does not know are refused by name.
 """
 
 from __future__ import annotations
@@ -35,11 +39,34 @@ def log_failure(what: str, exc: BaseException) -> None:
     print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
 PATHS = ("/api/similar", "/api/basket")
-Search = Callable[[str, Any, Any], list[dict]]
+Search = Callable[[Any, Any, Any, float | None], list[dict]]
 
 
 class BadRequest(ValueError):
     """A request this API cannot answer; its message is safe to show the client."""
+
+
+def check_keys(body: dict, allowed: tuple[str, ...]) -> None:
+    """Refuse a key this endpoint does not know, by name (a typo must not be ignored)."""
+    unknown = [str(key) for key in body if key not in allowed]
+    if unknown:
+        raise BadRequest(f"unknown key {unknown[0][:40]!r}; this endpoint takes "
+                         f"{', '.join(allowed)}")
+
+
+def colour_value(value: Any, form: bool = False) -> float | None:
+    """The request's ``colour``: a number 0..1 (a form field's text in multipart), or absent.
+    Range and the model's support are checked by the search (``fai_infer/parts.py``)."""
+    if value is None or (form and value == ""):
+        return None
+    if form:
+        try:
+            return float(str(value))
+        except ValueError:
+            raise BadRequest("colour must be a number from 0 to 1") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise BadRequest("colour must be a number from 0 to 1")
+    return float(value)
 
 
 class HttpApi:
@@ -68,17 +95,21 @@ class HttpApi:
         try:
             if request.url.path == "/api/basket":
                 body = await _json(request)
+                check_keys(body, ("ids", "k", "where", "colour"))
                 hits = await anyio.to_thread.run_sync(
-                    self.basket, body.get("ids"), body.get("k", 10), body.get("where", {}))
+                    self.basket, body.get("ids"), body.get("k", 10), body.get("where", {}),
+                    colour_value(body.get("colour")))
             elif request.headers.get("content-type", "").startswith("multipart/"):
                 hits = await self._upload(request)
             else:
                 body = await _json(request)
+                check_keys(body, ("id", "k", "where", "colour"))
                 if not isinstance(body.get("id"), str):
                     raise BadRequest("send a photo as multipart field 'image', or JSON with "
                                      "an item 'id'")
                 hits = await anyio.to_thread.run_sync(
-                    self.similar_id, body["id"], body.get("k", 10), body.get("where", {}))
+                    self.similar_id, body["id"], body.get("k", 10), body.get("where", {}),
+                    colour_value(body.get("colour")))
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
         except NotInCatalogue:
@@ -91,7 +122,9 @@ class HttpApi:
         return JSONResponse({"hits": hits})
 
     async def _upload(self, request: Request) -> list[dict]:
-        form = await request.form(max_files=1, max_fields=4)
+        form = await request.form(max_files=1, max_fields=5)
+        check_keys(dict(form), ("image", "k", "where", "colour"))
+        colour = colour_value(form.get("colour"), form=True)
         image = form.get("image")
         if image is None or isinstance(image, str):
             raise BadRequest("multipart requests need the photo in a file field 'image'")
@@ -105,7 +138,7 @@ class HttpApi:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             return await anyio.to_thread.run_sync(self.similar, path, form.get("k") or 10,
-                                                  where)
+                                                  where, colour)
         finally:
             os.unlink(path)
 

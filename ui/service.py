@@ -146,12 +146,21 @@ class ShopService:
         cols = self.caption_columns[:1]
         return self.cat.caption(hit, cols) if cols else hit.id
 
+    @property
+    def has_colour(self) -> bool:
+        """Whether the model can weigh colour at query time (the page shows the toggle)."""
+        return self.cat.parts().has_colour
+
     def card(self, hit: Hit, score: bool = True) -> dict:
+        """What a product card shows: name, details, price and, for a result, the match in
+        words (``match``) and its confidence (the bar); never a raw score or a timing."""
         details = " · ".join(hit.metadata.get(c, "") for c in self.caption_columns[1:]
                              if hit.metadata.get(c))
         out = {"id": hit.id, "name": self.name(hit), "details": details,
                "price": hit.metadata.get(self.price_column, "") if self.price_column else "",
-               "score": round(float(hit.score), 4) if score else None}
+               "score": round(float(hit.score), 4) if score else None,
+               "confidence": hit.confidence if score else None,
+               "match": hit.match if score else None}
         if hit.source:
             try:
                 out["for"] = self.name(self.cat.get(hit.source))
@@ -173,60 +182,62 @@ class ShopService:
                 continue
         return self.gallery(hits, origin), [h.id for h in hits]
 
-    def search_photo(self, image: str, k: float, *filters) -> tuple[list[dict], float]:
+    def search_photo(self, image: str, k: float, *filters, colour: float | None = None
+                     ) -> tuple[list[dict], float]:
         """Cards for an upload (checked against the upload budget first) or a catalogue id,
-        and the milliseconds it took."""
+        and the milliseconds it took (for logs and tests; shoppers are not shown it)."""
         t0 = time.perf_counter()
         if image not in self.cat:
             check_upload(image, self.cat.encoder.spec.size)
-        hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
+        hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters), colour=colour)
         return [self.card(h) for h in hits], 1000 * (time.perf_counter() - t0)
 
-    def similar_to_item(self, item_id: str, k: float, *filters) -> tuple[list[dict], str]:
-        t0 = time.perf_counter()
+    def similar_to_item(self, item_id: str, k: float, *filters, colour: float | None = None
+                        ) -> tuple[list[dict], str]:
+        """Cards like a catalogue item, and a line naming it (no timings for shoppers)."""
         try:
-            hits = self.cat.similar(item_id, k=bounded_k(k), where=self.where(filters))
+            hits = self.cat.similar(item_id, k=bounded_k(k), where=self.where(filters),
+                                    colour=colour)
             name = self.name(self.cat.get(item_id))
         except NotInCatalogue:
             return [], "That item is no longer in the catalogue."
-        ms = 1000 * (time.perf_counter() - t0)
-        return ([self.card(h) for h in hits],
-                f"More like {markdown_escape(name)}: {ms:.0f} ms")
+        return [self.card(h) for h in hits], f"More like **{markdown_escape(name)}**"
 
-    def basket_view(self, basket: list[str], k: float, *filters
+    def basket_view(self, basket: list[str], k: float, *filters, colour: float | None = None
                     ) -> tuple[list[dict], list[dict], str]:
         basket = [i for i in basket if i in self.cat]
         if not basket:
             return [], [], "The basket is empty: add any product to it."
-        t0 = time.perf_counter()
-        hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters))
-        ms = 1000 * (time.perf_counter() - t0)
+        hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters),
+                                          colour=colour)
         items = [self.card(self.cat.get(i), score=False) for i in basket if i in self.cat]
         return (items, [self.card(h) for h in hits],
-                f"Goes with your basket of {len(items)}: {ms:.0f} ms")
+                f"Goes with your basket of {len(items)}")
 
-    def answer(self, query: str, k: Any, filters: Any) -> list[dict]:
+    def answer(self, query: str, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         """One search for any API: ``query`` is a catalogue id or a checked upload's local
         path. Raises ImageError, NotInCatalogue or ValueError with a client-safe message."""
         where = parse_filters(filters)
+        colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         if query not in self.cat:
             check_upload(query, self.cat.encoder.spec.size)
-        return hits_json(self.cat.similar(query, k=bounded_k(k), where=where))
+        return hits_json(self.cat.similar(query, k=bounded_k(k), where=where, colour=colour))
 
-    def answer_id(self, item_id: str, k: Any, filters: Any) -> list[dict]:
+    def answer_id(self, item_id: str, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         """Like :meth:`answer` for a catalogue id only (a path is never taken from a client)."""
         if item_id not in self.cat:
             raise NotInCatalogue(item_id)
-        return self.answer(item_id, k, filters)
+        return self.answer(item_id, k, filters, colour)
 
-    def answer_basket(self, ids: Any, k: Any, filters: Any) -> list[dict]:
+    def answer_basket(self, ids: Any, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValueError("ids must be a non-empty list of catalogue item ids")
         missing = [i for i in ids if i not in self.cat]
         if missing:
             raise NotInCatalogue(missing[0])
         return hits_json(self.cat.similar_to_basket(ids, k=bounded_k(k),
-                                                    where=parse_filters(filters)))
+                                                    where=parse_filters(filters),
+                                                    colour=colour))
 
 
 def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
@@ -249,6 +260,7 @@ def hits_json(hits: list[Hit]) -> list[dict]:
                "metadata": h.metadata}
         if h.source:
             row["source"] = h.source
+        row["confidence"], row["match"] = h.confidence, h.match
         out.append(row)
     return out
 

@@ -226,6 +226,11 @@ class MilvusCatalog(BaseCatalog):
         self.root = None
         self.skipped: list[Skipped] = []
         self._display = {k: list(v) for k, v in self.manifest.display.items()}
+        self._writes = 0  # this process's changes: with the count, the match scale's key
+
+    def _generation(self) -> tuple[int, int]:
+        """Changes by this process, and the count (which other writers' adds/removes move)."""
+        return self._writes, len(self)
 
     def _check_model(self) -> None:
         man = self.manifest
@@ -419,6 +424,7 @@ class MilvusCatalog(BaseCatalog):
         if new_columns:
             self.manifest.unfiltered += new_columns  # kept in each row's metadata, not filterable
         self.manifest.note_values(rows)
+        self._writes += 1
         for start in range(0, len(ids), INSERT_BATCH):
             end = start + INSERT_BATCH
             self.client.upsert(self.name, [row_fields(i, v, p, m, self.manifest) for i, v, p, m
@@ -441,6 +447,7 @@ class MilvusCatalog(BaseCatalog):
         ids = [str(i) for i in ids]
         present = {r["id"] for r in self._existing(ids)}
         if present:
+            self._writes += 1
             self.client.delete(self.name, ids=sorted(present))
         return [i for i in ids if i not in present]
 
