@@ -391,6 +391,17 @@ class BaseCatalog(ABC):
         known = self._known_columns() if known is None else list(known)
         self._display.update(checked_display(filters, caption, known))
 
+    def shop_name(self) -> str:
+        """The shop's name set at index time (``fai index --name``), else ""."""
+        return (self._display.get("name") or [""])[0]
+
+    def set_shop_name(self, name: str) -> None:
+        """Name the shop (a page's default title); stored with the catalogue's display."""
+        name = " ".join(str(name).split())
+        if not name or len(name) > 80:
+            raise ValueError("a shop name is 1 to 80 characters")
+        self._display["name"] = [name]
+
     def display(self) -> dict[str, list[str]]:
         """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
         filters, caption = self._default_display()

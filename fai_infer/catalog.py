@@ -153,12 +153,14 @@ class Catalog(BaseCatalog):
     def build(cls, folder: str | os.PathLike, metadata: Any = None, id_column: str = "id",
               encoder: Encoder | None = None, batch_size: int = 32, decode_threads: int = 2,
               progress: bool = False, filters: Sequence[str] | None = None,
-              caption: Sequence[str] | None = None, id_normalise: bool = False) -> "Catalog":
+              caption: Sequence[str] | None = None, id_normalise: bool = False,
+              name: str | None = None) -> "Catalog":
         """Index every photo under ``folder``. Files that cannot be used are skipped and listed
         in ``.skipped``; a metadata CSV that matches few photos is reported in ``.warnings``
         (none at all is an error). ``filters``/``caption`` name the columns a page filters on
         and shows under each photo (defaults are chosen from the metadata otherwise).
-        ``id_normalise``: join CSV ids ignoring case and leading zeros."""
+        ``id_normalise``: join CSV ids ignoring case and leading zeros. ``name``: the shop's
+        name (a page's title)."""
         encoder = encoder or Encoder()
         folder = Path(folder)
         paths = list_images(folder)
@@ -172,6 +174,8 @@ class Catalog(BaseCatalog):
             cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
             cat.set_display(filters, caption, known=column_order(meta.values()))
+        if name is not None:
+            cat.set_shop_name(name)
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
         return cat
 
@@ -326,7 +330,7 @@ class Catalog(BaseCatalog):
             return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
                     "model": self.encoder.info.summary(), "root": str(self.root or ""),
                     "columns": list(self.state.table.distinct(self.state.index.alive)),
-                    "deltas": self.replica.applied, **self.display()}
+                    "deltas": self.replica.applied, **self.display(), "name": self.shop_name()}
 
     # -- the contract's primitives -----------------------------------------------------------
     def matching(self, where: Where, limit: int | None = None) -> list[str]:

@@ -87,6 +87,8 @@ def _index(a: argparse.Namespace) -> int:
                         progress=not a.json and sys.stderr.isatty(),
                         filters=_columns(a.filters), caption=_columns(a.caption),
                         id_normalise=a.id_normalise)
+    if a.name is not None:
+        cat.set_shop_name(a.name)
     seconds = time.time() - t0
     cat.save(a.out)
     report = {"catalog": str(a.out), "indexed": len(cat), "seconds": round(seconds, 2),
@@ -262,6 +264,84 @@ def cmd_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(a: argparse.Namespace) -> bool:
+    return not a.json and sys.stderr.isatty()
+
+
+def cmd_tag(a: argparse.Namespace) -> int:
+    """Missing labels from the photos' labelled neighbours; --apply writes the confident ones."""
+    from fai_infer.labels import apply_tags, tag
+
+    cat = Catalog.open(a.catalog, _encoder(a))
+    columns = _columns(a.columns) or cat.display()["filters"]
+    if not columns:
+        raise ValueError("name the label columns with --columns (this catalogue has no filter "
+                         "columns to default to)")
+    where = _parse_where(a.where)
+    found = tag(cat, columns, where, progress=_progress(a))
+    written = apply_tags(cat, found, a.min_confidence) if a.apply else []
+    if a.json:
+        print(json.dumps({"suggestions": [s.to_dict() for s in found[:a.limit]],
+                          "count": len(found), "applied": len(written)},
+                         indent=2, ensure_ascii=False))
+        return 0
+    print(f"{len(found)} missing label(s) in {visible(', '.join(columns))} can be suggested"
+          + (f"; {len(written)} at confidence >= {a.min_confidence:g} written" if a.apply
+             else f"; --apply writes those at confidence >= {a.min_confidence:g}"))
+    for s_ in found[:a.limit]:
+        print(f"  {s_.confidence:.2f}  {visible(s_.id)}  {visible(s_.column)} = "
+              f"{visible(s_.value)}")
+    return 0
+
+
+def cmd_audit(a: argparse.Namespace) -> int:
+    """Items whose label their photo's neighbours dispute, surest first."""
+    from fai_infer.labels import audit
+
+    cat = Catalog.open(a.catalog, _encoder(a))
+    found = audit(cat, a.column, _parse_where(a.where), progress=_progress(a))
+    if a.json:
+        print(json.dumps({"findings": [f.to_dict() for f in found[:a.limit]],
+                          "count": len(found)}, indent=2, ensure_ascii=False))
+        return 0
+    print(f"{len(found)} item(s) whose {visible(a.column)} their neighbours dispute "
+          f"(surest first):")
+    for f in found[:a.limit]:
+        print(f"  {f.sureness:.2f}  {visible(f.id)}  says {visible(f.label)!r}, looks like "
+              f"{visible(f.suggested)!r}")
+    return 0
+
+
+def cmd_duplicates(a: argparse.Namespace) -> int:
+    """Groups of near-identical photos."""
+    from fai_infer.duplicates import duplicates
+
+    cat = Catalog.open(a.catalog, _encoder(a))
+    found = duplicates(cat, a.threshold, progress=_progress(a))
+    if a.json:
+        print(json.dumps({"groups": [g.to_dict() for g in found[:a.limit]],
+                          "count": len(found), "threshold": a.threshold},
+                         indent=2, ensure_ascii=False))
+        return 0
+    print(f"{len(found)} group(s) of near-identical photos at score >= {a.threshold:g}:")
+    for g in found[:a.limit]:
+        best = g.pairs[0][2]
+        print(f"  {len(g.ids)} items (best {best:.3f}): {visible(', '.join(g.ids[:12]))}"
+              + (" ..." if len(g.ids) > 12 else ""))
+    return 0
+
+
+def _fraction(text: str) -> float:
+    """A number from 0 to 1 on the command line, else one usage line."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog="fai", description="FAI: find similar fashion items.")
     p.add_argument("--version", action="version", version=f"fai {__version__}")
@@ -290,6 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-normalise", action="store_true",
                    help="match CSV ids to photo names ignoring case, spaces and leading zeros "
                         "('0111565001.jpg' meets id 111565001)")
+    s.add_argument("--name", default=None,
+                   help="the shop's name: the title a page shows (default: the folder's name)")
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--decode-threads", type=int, default=2)
     scale_cli.add_index_arguments(s)
@@ -352,6 +434,39 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("info", parents=[common], help="describe a catalogue and its model")
     s.add_argument("catalog")
     s.set_defaults(func=cmd_info)
+
+    from fai_infer.duplicates import THRESHOLD
+    from fai_infer.labels import TAG_CONFIDENCE
+
+    s = sub.add_parser("tag", parents=[common],
+                       help="suggest missing labels from the photos' labelled neighbours")
+    s.add_argument("catalog")
+    s.add_argument("--columns", metavar="COL1,COL2", default=None,
+                   help="label columns to fill (default: the catalogue's filter columns)")
+    s.add_argument("--where", action="append", metavar="COL=VAL",
+                   help="only items passing this filter (as for query)")
+    s.add_argument("--apply", action="store_true",
+                   help="write the suggestions at --min-confidence or above into the catalogue")
+    s.add_argument("--min-confidence", type=_fraction, default=TAG_CONFIDENCE,
+                   help=f"0..1 (default {TAG_CONFIDENCE}: 90%% right on Myntra val)")
+    s.add_argument("--limit", type=int, default=50, help="lines printed (default 50)")
+    s.set_defaults(func=cmd_tag)
+
+    s = sub.add_parser("audit", parents=[common],
+                       help="items whose label their photo's neighbours dispute")
+    s.add_argument("catalog")
+    s.add_argument("--column", required=True, help="the label column to check")
+    s.add_argument("--where", action="append", metavar="COL=VAL",
+                   help="only items passing this filter (as for query)")
+    s.add_argument("--limit", type=int, default=50, help="lines printed (default 50)")
+    s.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("duplicates", parents=[common], help="groups of near-identical photos")
+    s.add_argument("catalog")
+    s.add_argument("--threshold", type=_fraction, default=THRESHOLD,
+                   help=f"score from which two photos count as one (default {THRESHOLD})")
+    s.add_argument("--limit", type=int, default=50, help="groups printed (default 50)")
+    s.set_defaults(func=cmd_duplicates)
     return p
 
 

@@ -106,7 +106,7 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
         manifest.get("id_column"), str) else "id"
     state.id_normalise = manifest.get("id_normalise") is True
     display = manifest.get("display")
-    state.display = {k: [str(c) for c in display[k]] for k in ("filters", "caption")
+    state.display = {k: [str(c) for c in display[k]] for k in ("filters", "caption", "name")
                      if isinstance(display, dict) and isinstance(display.get(k), list)}
     return state, gen.name, manifest
 

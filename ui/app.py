@@ -25,13 +25,16 @@ from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer.api import BaseCatalog, NotInCatalogue  # noqa: E402
 from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
+from fai_infer.confidence import NO_MATCH  # noqa: E402
 from fai_infer.preprocess import ImageError  # noqa: E402
 from fai_infer.storage import CatalogError  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
-from ui.http_api import HttpApi, log_failure  # noqa: E402
+from ui.http_api import PATHS as API_PATHS, HttpApi, log_failure  # noqa: E402
+from ui.merchandising import MerchService  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa: E402,F401
                         check_upload, hits_json, load_catalog, parse_filters, photo_lookup)
+from ui.text import markdown_escape, parse_labels  # noqa: E402
 
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
 
@@ -70,64 +73,122 @@ def uploaded_path(value: dict | str, cat: BaseCatalog) -> str:
 
 
 CSS = """
-.fai-grid {flex-wrap: wrap !important; gap: 14px !important}
-.fai-card {flex: 0 0 190px !important; min-width: 190px !important; max-width: 190px;
+.fai-grid {display: flex !important; flex-wrap: wrap !important; gap: 12px !important}
+.fai-card {flex: 0 0 190px !important; min-width: 0 !important; max-width: 190px;
+           display: flex !important; flex-direction: column !important;
+           justify-content: space-between !important; gap: 6px !important;
            border: 1px solid #e5e7eb; border-radius: 10px; padding: 8px !important;
            background: #fff; box-shadow: 0 1px 3px rgba(0,0,0,.06)}
 .fai-card img {width: 100%; height: 210px; object-fit: contain; background: #fafafa;
-               border-radius: 6px}
+               border-radius: 6px; display: block}
 .fai-name {font-weight: 600; font-size: 14px; margin-top: 6px; line-height: 1.25;
-           display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;
-           overflow: hidden}
-.fai-meta {color: #6b7280; font-size: 12px; margin-top: 2px}
-.fai-price {font-weight: 600; color: #111827; font-size: 13px; margin-top: 2px}
+           height: 2.5em; display: -webkit-box; -webkit-line-clamp: 2;
+           -webkit-box-orient: vertical; overflow: hidden}
+.fai-meta {color: #6b7280; font-size: 12px; margin-top: 2px; height: 1.3em; overflow: hidden;
+           white-space: nowrap; text-overflow: ellipsis}
+.fai-price {font-weight: 600; color: #111827; font-size: 13px; margin-top: 2px; height: 1.3em}
 .fai-bar {height: 6px; background: #e5e7eb; border-radius: 3px; margin-top: 6px}
 .fai-bar span {display: block; height: 6px; background: #10b981; border-radius: 3px}
-.fai-score {font-size: 11px; color: #374151; margin-top: 2px}
-.fai-for {font-size: 11px; color: #7c3aed; margin-top: 2px}
+.fai-match {font-size: 12px; color: #374151; margin-top: 2px; height: 1.3em}
+.fai-match.fai-weak {color: #9ca3af}
+.fai-for {font-size: 11px; color: #7c3aed; margin-top: 2px; height: 1.3em; overflow: hidden;
+          white-space: nowrap; text-overflow: ellipsis}
+.fai-buttons {gap: 4px !important; min-width: 0 !important}
+.fai-buttons button {width: 100%; min-width: 0 !important}
+#fai-query .fai-query {display: flex; gap: 12px; align-items: center; padding: 6px 0}
+#fai-query img {width: 88px; height: 88px; object-fit: contain; background: #fafafa;
+                border: 1px solid #e5e7eb; border-radius: 8px}
+#fai-query .fai-query-name {font-weight: 600}
+.fai-nomatch {background: #fef3c7; color: #92400e; border-radius: 8px; padding: 8px 12px;
+              margin-bottom: 8px; font-size: 14px}
+@media (max-width: 640px) {
+  .fai-grid {gap: 8px !important}
+  .fai-card {flex: 0 0 calc(50% - 4px) !important; max-width: calc(50% - 4px) !important;
+             padding: 6px !important}
+  .fai-card img {height: 150px}
+  .fai-name {font-size: 13px}
+}
 """
+
+LOOKS = ("this look", "this design in any colour")  # the colour toggle's two choices
+
+
+def colour_for(look: str | None) -> float | None:
+    """The toggle's choice -> a colour weight: the model's default, or colour 0."""
+    return 0.0 if look == LOOKS[1] else None
 
 
 def card_html(card: dict) -> str:
-    """One product card: photo (by item id), name, caption columns and a similarity bar. Every
-    piece of text is escaped; the photo link is this server's /fai/photo/<id>, never a path."""
+    """One product card: photo (by item id), name, caption columns and, for a result, how close
+    it is in words with a bar of its confidence (never a raw score or percentage). Every piece
+    of text is escaped; the photo link is this server's /fai/photo/<id>, never a path."""
     esc = html.escape
     parts = [f'<img src="{esc(photo_url(card["id"]))}" alt="{esc(card["name"])}" '
-             f'loading="lazy">', f'<div class="fai-name">{esc(card["name"])}</div>']
-    if card.get("price"):
-        parts.append(f'<div class="fai-price">{esc(card["price"])}</div>')
-    if card.get("details"):
-        parts.append(f'<div class="fai-meta">{esc(card["details"])}</div>')
-    if card.get("score") is not None:
-        pct = max(0, min(100, round(100 * card["score"])))
-        parts.append(f'<div class="fai-bar"><span style="width:{pct}%"></span></div>'
-                     f'<div class="fai-score">{pct}% similar</div>')
-    if card.get("for"):
+             f'loading="lazy">', f'<div class="fai-name">{esc(card["name"])}</div>',
+             f'<div class="fai-price">{esc(card.get("price") or "")}</div>',
+             f'<div class="fai-meta">{esc(card.get("details") or "")}</div>']
+    if card.get("match"):
+        width = max(3, min(100, round(100 * float(card.get("confidence") or 0))))
+        weak = " fai-weak" if card["match"] == NO_MATCH else ""
+        parts.append(f'<div class="fai-bar"><span style="width:{width}%"></span></div>'
+                     f'<div class="fai-match{weak}">{esc(card["match"])}</div>')
+    if "for" in card:
         parts.append(f'<div class="fai-for">goes with {esc(card["for"])}</div>')
     return "".join(parts)
+
+
+def query_html(card: dict | None) -> str:
+    """The panel above the results: the catalogue item they are like (after "More like this"
+    or a pick from the catalogue strip)."""
+    if not card:
+        return ""
+    esc = html.escape
+    return (f'<div class="fai-query"><img src="{esc(photo_url(card["id"]))}" '
+            f'alt="{esc(card["name"])}"><div>More like<br><span class="fai-query-name">'
+            f'{esc(card["name"])}</span></div></div>')
+
+
+def results_note(cards: list[dict]) -> str:
+    """Said above the results when even the best is no close match."""
+    if cards and cards[0].get("match") == NO_MATCH:
+        return ("No close match in this shop: these are the nearest items we have.")
+    return ""
 
 
 class ShopDemo(ShopService):
     """The page's handlers: the service's answers, with mistakes as messages on the page
     (``gr.Error``). Results travel as lists of cards in gr.State."""
 
-    def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
+    def search(self, image: str | None, k: float, look: str | None, *filters
+               ) -> tuple[list[dict], str, str]:
+        """(cards, status line, query panel) for an upload."""
         if not image:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
         try:
-            cards, ms = self.search_photo(image, k, *filters)
+            cards, _ = self.search_photo(image, k, *filters, colour=colour_for(look))
         except ImageError as exc:
             raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
         except ValueError:
             raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
                 from None
-        return cards, f"Most similar to your photo: {ms:.0f} ms"
+        return cards, "Most like your photo", ""
+
+    def more_like(self, item_id: str, k: float, look: str | None, *filters
+                  ) -> tuple[list[dict], str, str, None]:
+        """(cards, status, query panel showing the item, a cleared upload box)."""
+        cards, status = self.similar_to_item(item_id, k, *filters, colour=colour_for(look))
+        try:
+            item = self.card(self.cat.get(item_id), score=False)
+        except NotInCatalogue:
+            item = None
+        return cards, status, query_html(item), None
 
     def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
         """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
-        catalogue id: a JSON list of hits (id, score, photo, metadata); ``photo`` is the item's
-        image under this server (never a server path). ``where`` is a JSON object such as
-        {"gender": "Women"}; k is capped at MAX_K. Errors name the problem, never a path."""
+        catalogue id: a JSON list of hits (id, score, confidence, match, photo, metadata);
+        ``photo`` is the item's image under this server (never a server path). ``where`` is a
+        JSON object such as {"gender": "Women"}; k is capped at MAX_K. Errors name the
+        problem, never a path."""
         try:
             hits = self.answer(uploaded_path(image, self.cat), k, json.loads(where or "{}"))
         except ImageError as exc:
@@ -154,37 +215,46 @@ def photo_input() -> gr.Image:
 def build_app(demo: ShopDemo) -> gr.Blocks:
     # delete_cache: uploads older than UPLOAD_CACHE_SECONDS are removed while running, and all
     # of them at shutdown (a kiosk must not keep shoppers' photos).
-    with gr.Blocks(title="FAI — similar fashion items", analytics_enabled=False,
+    with gr.Blocks(title=demo.title, analytics_enabled=False,
                    delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as app:
         gr.HTML(f"<style>{CSS}</style>", padding=False)
-        gr.Markdown("## Find similar items")
+        gr.Markdown(f"## {markdown_escape(demo.title)}", elem_id="fai-title")
         gr.Markdown(demo.header(), elem_id="fai-header")
         results = gr.State([])  # cards: item ids and what is shown, never parsed from text
         visible_ids = gr.State([])
         basket = gr.State([])
         basket_cards = gr.State([])
         goes_with = gr.State([])
+        last = gr.State(None)  # ("item", id) or ("photo", path): rerun when the toggle moves
         with gr.Row():
             with gr.Column(scale=1, min_width=260):
                 photo = photo_input()
+                look = gr.Radio(list(LOOKS), value=LOOKS[0], label="Match",
+                                visible=demo.has_colour, elem_id="fai-look")
                 k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results")
-                filters = [gr.Dropdown(vals, multiselect=True, label=col, value=[])
+                filters = [gr.Dropdown(vals, multiselect=True, label=demo.labels.get(col, col),
+                                       value=[])
                            for col, vals in demo.filters.items()]
                 search_btn = gr.Button("Find similar", variant="primary", elem_id="fai-search")
                 status = gr.Markdown("", elem_id="fai-status")
             with gr.Column(scale=3):
+                query = gr.HTML("", elem_id="fai-query", padding=False)
                 with gr.Column(elem_id="fai-results"):
                     @gr.render(inputs=[results])
                     def show_results(cards: list[dict]):
                         if not cards:
                             gr.Markdown("Results appear here.")
                             return
+                        note = results_note(cards)
+                        if note:
+                            gr.HTML(f'<div class="fai-nomatch">{html.escape(note)}</div>',
+                                    padding=False)
                         with gr.Row(elem_classes="fai-grid"):
                             for card in cards:
                                 product_card(card)
-                browse = gr.Gallery(label="Catalogue: click any item to see similar ones",
-                                    columns=6, height=330, elem_id="fai-browse",
-                                    allow_preview=False)
+                browse = gr.Gallery(label="From the shop: click any item to see similar ones",
+                                    columns=6, height="auto", object_fit="contain",
+                                    elem_id="fai-browse", allow_preview=False)
         gr.Markdown("### Your basket")
         with gr.Column(elem_id="fai-basket"):
             @gr.render(inputs=[basket_cards])
@@ -194,9 +264,8 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                     return
                 with gr.Row(elem_classes="fai-grid"):
                     for card in cards:
-                        with gr.Column(elem_classes="fai-card"):
-                            gr.HTML(card_html(card), padding=False)
-        clear_btn = gr.Button("Empty basket", size="sm")
+                        basket_card(card)
+        clear_btn = gr.Button("Empty basket", size="sm", visible=False, elem_id="fai-clear")
         gr.Markdown("### Goes with your basket: something for each item in it")
         with gr.Column(elem_id="fai-basket-results"):
             @gr.render(inputs=[goes_with])
@@ -206,41 +275,69 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                         for card in cards:
                             product_card(card)
 
+        basket_outputs = [basket, basket_cards, goes_with, status, clear_btn]
+
         def product_card(card: dict) -> None:
             with gr.Column(elem_classes="fai-card"):
                 gr.HTML(card_html(card), padding=False)
-                with gr.Row():
+                with gr.Column(elem_classes="fai-buttons"):
                     more = gr.Button("More like this", size="sm", elem_classes="fai-more")
                     add = gr.Button("Add to basket", size="sm", elem_classes="fai-add")
             item = card["id"]
-            more.click(lambda kk, *f: demo.similar_to_item(item, kk, *f), [k, *filters],
-                       [results, status], api_visibility="private")
-            add.click(lambda items, kk, *f: add_to_basket(item, items, kk, *f),
-                      [basket, k, *filters], [basket, basket_cards, goes_with, status],
-                      api_visibility="private")
+            more.click(lambda kk, lk, *f: (*demo.more_like(item, kk, lk, *f), ("item", item)),
+                       [k, look, *filters], [results, status, query, photo, last],
+                       api_visibility="private")
+            add.click(lambda items, kk, lk, *f: change_basket(items + [item], kk, lk, *f),
+                      [basket, k, look, *filters], basket_outputs, api_visibility="private")
 
-        def add_to_basket(item: str, items: list[str], kk: float, *f):
-            if item and item not in items:
-                items = items + [item]
-            return (items, *demo.basket_view(items, kk, *f))
+        def basket_card(card: dict) -> None:
+            with gr.Column(elem_classes="fai-card"):
+                gr.HTML(card_html(card), padding=False)
+                remove = gr.Button("Remove", size="sm", elem_classes="fai-remove")
+            item = card["id"]
+            remove.click(lambda items, kk, lk, *f: change_basket(
+                [i for i in items if i != item], kk, lk, *f), [basket, k, look, *filters],
+                basket_outputs, api_visibility="private")
+
+        def change_basket(items: list[str], kk: float, lk: str | None, *f):
+            items = list(dict.fromkeys(i for i in items if i))
+            cards, hits, line = demo.basket_view(items, kk, *f, colour=colour_for(lk))
+            return items, cards, hits, line, gr.update(visible=bool(items))
 
         def browse_page(request: gr.Request, *f):
             return demo.browse(*f, origin=request_origin(request))
 
+        def search(image, kk, lk, *f):
+            return (*demo.search(image, kk, lk, *f), ("photo", image))
+
+        def rerun(state, image, kk, lk, items, *f):
+            """The toggle moved: the same search and basket, weighed anew."""
+            if state and state[0] == "item":
+                cards, line, panel, _ = demo.more_like(state[1], kk, lk, *f)
+            elif state and state[0] == "photo" and image:
+                cards, line, panel = demo.search(image, kk, lk, *f)
+            else:
+                cards, line, panel = gr.update(), gr.update(), gr.update()
+            _, _, hits, _, _ = change_basket(items, kk, lk, *f)
+            return cards, line, panel, hits
+
         # Programs use /similar (JSON hits); the page's own events stay private.
-        search_btn.click(demo.search, [photo, k, *filters], [results, status],
+        search_outputs = [results, status, query, last]
+        search_btn.click(search, [photo, k, look, *filters], search_outputs,
                          api_visibility="private")
-        photo.upload(demo.search, [photo, k, *filters], [results, status],
+        photo.upload(search, [photo, k, look, *filters], search_outputs,
                      api_visibility="private")
+        look.change(rerun, [last, photo, k, look, basket, *filters],
+                    [results, status, query, goes_with], api_visibility="private")
 
-        def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, *f):
+        def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, lk: str | None, *f):
             item = ids[evt.index] if 0 <= evt.index < len(ids) else ""
-            return demo.similar_to_item(item, kk, *f)
+            return (*demo.more_like(item, kk, lk, *f), ("item", item))
 
-        browse.select(pick_browsed, [visible_ids, k, *filters], [results, status],
-                      api_visibility="private")
-        clear_btn.click(lambda: ([], [], [], "Basket emptied."), None,
-                        [basket, basket_cards, goes_with, status], api_visibility="private")
+        browse.select(pick_browsed, [visible_ids, k, look, *filters],
+                      [results, status, query, photo, last], api_visibility="private")
+        clear_btn.click(lambda: ([], [], [], "Basket emptied.", gr.update(visible=False)), None,
+                        basket_outputs, api_visibility="private")
         for f in filters:
             f.change(browse_page, filters, [browse, visible_ids], api_visibility="private")
         app.load(browse_page, filters, [browse, visible_ids], api_visibility="private")
@@ -274,15 +371,35 @@ def parse_args(argv: list[str] | None = None) -> AppConfig:
     p.add_argument("-k", type=k_arg, default=8, help=f"results shown by default (1..{MAX_K})")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="uploads above are refused")
     p.add_argument("--cache-dir", default=str(CACHE), help="demo shop and index cache")
-    return AppConfig(**vars(p.parse_args(argv)))
+    p.add_argument("--title", help="the page's title (default: the shop name given to 'fai "
+                   "index --name', else the catalogue's folder name)")
+    p.add_argument("--labels", metavar="COL=Label,...",
+                   help="what shoppers read for filter and caption columns, e.g. "
+                        "product_type_name=Type (default: readable forms of the column names)")
+    p.add_argument("--merchandiser", action="store_true",
+                   help="serve the merchandiser's page instead (audit, duplicates, tag: "
+                        "findings with photos side by side)")
+    cfg = AppConfig(**vars(p.parse_args(argv)))
+    try:
+        parse_labels(cfg.labels)
+    except ValueError as exc:
+        p.error(str(exc))
+    return cfg
 
 
 def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     cat, label = load_catalog(cfg)
     split = lambda text: None if text is None else [  # noqa: E731
         c.strip() for c in text.split(",") if c.strip()]
-    shop = ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption))
-    app = build_app(shop)
+    shop = ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption), cfg.title,
+                    parse_labels(cfg.labels))
+    tools = MerchService(cat)
+    if cfg.merchandiser:
+        from ui.merch_page import build_merch_app
+
+        app = build_merch_app(shop, tools)
+    else:
+        app = build_app(shop)
     if cfg.share:
         print("--share: a public link will expose this catalogue's photos and search to anyone "
               "who has it.")
@@ -290,7 +407,7 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
                        max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
-                       api=HttpApi.for_service(shop))
+                       api=HttpApi.for_service(shop, tools), api_paths=API_PATHS)
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},

@@ -30,6 +30,7 @@ from fai_infer.hits import NotInCatalogue
 from fai_infer.preprocess import ImageError
 
 if TYPE_CHECKING:
+    from ui.merchandising import MerchService
     from ui.service import ShopService
 
 
@@ -38,7 +39,9 @@ def log_failure(what: str, exc: BaseException) -> None:
     text = " ".join(str(exc).split())[:300]
     print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
-PATHS = ("/api/similar", "/api/basket")
+PATHS = ("/api/similar", "/api/basket", "/api/tag", "/api/audit", "/api/duplicates")
+TOOL_KEYS = {"/api/tag": ("columns", "where", "limit"), "/api/audit": ("column", "where", "limit"),
+             "/api/duplicates": ("threshold", "limit")}
 Search = Callable[[Any, Any, Any, float | None], list[dict]]
 
 
@@ -73,15 +76,29 @@ class HttpApi:
     """ASGI app for :data:`PATHS`; ``similar(upload_path, k, where)``, ``similar_id(id, k,
     where)`` and ``basket(ids, k, where)`` do the searching."""
 
-    def __init__(self, similar: Search, similar_id: Search, basket: Search):
+    def __init__(self, similar: Search, similar_id: Search, basket: Search,
+                 tools: "MerchService | None" = None):
         self.similar = similar
         self.similar_id = similar_id
         self.basket = basket
+        self.tools = tools
 
     @classmethod
-    def for_service(cls, service: "ShopService") -> "HttpApi":
-        """The API of a shop's service (``ui/service.py``), the one the page stands on too."""
-        return cls(service.answer, service.answer_id, service.answer_basket)
+    def for_service(cls, service: "ShopService", tools: "MerchService | None" = None
+                    ) -> "HttpApi":
+        """The API of a shop's service (``ui/service.py``), the one the page stands on too,
+        and the merchandiser's tools (``ui/merchandising.py``) where given."""
+        return cls(service.answer, service.answer_id, service.answer_basket, tools)
+
+    def _tool(self, path: str, body: dict) -> list[dict]:
+        """tag / audit / duplicates: read-only findings (``ui/merchandising.py``)."""
+        check_keys(body, TOOL_KEYS[path])
+        limit = body.get("limit", 50)
+        if path == "/api/tag":
+            return self.tools.answer_tag(body.get("columns"), body.get("where", {}), limit)
+        if path == "/api/audit":
+            return self.tools.answer_audit(body.get("column"), body.get("where", {}), limit)
+        return self.tools.answer_duplicates(body.get("threshold"), limit)
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)
@@ -93,6 +110,14 @@ class HttpApi:
 
     async def _answer(self, request: Request) -> JSONResponse:
         try:
+            if request.url.path in TOOL_KEYS:
+                if self.tools is None:
+                    return JSONResponse({"error": "not found"}, 404)
+                body = await _json(request)
+                found = await anyio.to_thread.run_sync(self._tool, request.url.path, body)
+                key = "groups" if request.url.path == "/api/duplicates" else (
+                    "suggestions" if request.url.path == "/api/tag" else "findings")
+                return JSONResponse({key: found})
             if request.url.path == "/api/basket":
                 body = await _json(request)
                 check_keys(body, ("ids", "k", "where", "colour"))

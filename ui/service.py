@@ -23,10 +23,11 @@ from fai_infer.sources import list_images
 from fai_infer.storage import CatalogError
 from ui.demo_catalog import generate as generate_demo
 from ui.photos import photo_url
-from ui.text import markdown_escape
+from ui.text import markdown_escape, readable_column
 
 CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
 BROWSE_LIMIT = 60
+KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # the strip's kinds
 MAX_K = 50  # results per request, on every entry point
 # Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
 # most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).
@@ -48,6 +49,9 @@ class AppConfig:
     port: int = 7860
     share: bool = False
     k: int = 8
+    title: str | None = None
+    labels: str | None = None
+    merchandiser: bool = False
     max_upload_mb: float = 10.0
     cache_dir: str = str(CACHE)
 
@@ -121,10 +125,13 @@ class ShopService:
     them into its own errors."""
 
     def __init__(self, cat: BaseCatalog, label: str, default_k: int = 8,
-                 filters: list[str] | None = None, caption: list[str] | None = None):
+                 filters: list[str] | None = None, caption: list[str] | None = None,
+                 title: str | None = None, labels: dict[str, str] | None = None):
         self.cat = cat
         self.label = label
+        self.title = title or cat.shop_name() or label
         self.default_k = default_k
+        self._strip: tuple[Any, dict[str, str]] | None = None
         if filters is not None or caption is not None:
             cat.set_display(filters, caption)  # for this page only; the catalogue is not saved
         display = cat.display()
@@ -134,10 +141,17 @@ class ShopService:
         self.caption_columns = display["caption"]
         self.price_column = next((c for c in values if c.casefold() in ("price", "price_eur",
                                                                           "price_usd")), None)
+        unknown = sorted(set(labels or {}) - set(values))
+        if unknown:
+            raise ValueError(f"--labels: no column {unknown[0]!r} in this catalogue")
+        self.labels = {c: (labels or {}).get(c) or readable_column(c) for c in values}
+        kinds = [c for c in values if any(w in c.casefold() for w in KIND_WORDS)
+                 and 1 < len(values[c]) <= 500]
+        self.kind_column = (kinds or list(self.filters) or [None])[0]
 
     def header(self) -> str:
-        return (f"**{markdown_escape(self.label)}** · {len(self.cat)} items · click a product, "
-                f"upload a photo or use the camera to see the most similar items")
+        return (f"{len(self.cat)} items · click a product, upload a photo or use the camera "
+                f"to see the most similar items")
 
     def where(self, values: tuple) -> dict[str, list[str]]:
         return {col: list(v) for col, v in zip(self.filters, values) if v}
@@ -173,9 +187,35 @@ class ShopService:
         links absolute, which is how Gradio passes a link through instead of copying a file."""
         return [(photo_url(h.id, origin), self.name(h)) for h in hits]
 
+    def kinds(self) -> dict[str, str]:
+        """item id -> its kind (the strip's column), read once per catalogue state."""
+        generation = self.cat._generation()
+        if self._strip is None or self._strip[0] != generation:
+            col = self.kind_column
+            kinds = {}
+            for ids, _, _, rows in self.cat.iter_batches():
+                kinds.update((i, r.get(col, "") if col else "") for i, r in zip(ids, rows))
+            self._strip = (generation, kinds)
+        return self._strip[1]
+
+    def varied(self, ids: list[str], limit: int = BROWSE_LIMIT) -> list[str]:
+        """Up to ``limit`` of ``ids`` taking turns across kinds (commonest kind first), so the
+        strip opens on one or two of everything rather than the CSV's first rows."""
+        kinds = self.kinds()
+        groups: dict[str, list[str]] = {}
+        for i in ids:
+            groups.setdefault(kinds.get(i, ""), []).append(i)
+        order = sorted(groups, key=lambda kind: (-len(groups[kind]), kind))
+        out: list[str] = []
+        for turn in range(max((len(g) for g in groups.values()), default=0)):
+            out += [groups[kind][turn] for kind in order if turn < len(groups[kind])]
+            if len(out) >= limit:
+                break
+        return out[:limit]
+
     def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
-        hits = []  # the same filter mask as search, first BROWSE_LIMIT items
-        for item_id in self.cat.matching(self.where(filters), limit=BROWSE_LIMIT):
+        hits = []  # the same filter mask as search, a varied sample of what passes
+        for item_id in self.varied(self.cat.matching(self.where(filters), limit=None)):
             try:
                 hits.append(self.cat.get(item_id))
             except NotInCatalogue:  # removed by another process meanwhile

@@ -14,3 +14,33 @@ def markdown_escape(text: object) -> str:
     s = html.escape(str(text), quote=False)
     s = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in s)
     return _MARKDOWN_SPECIAL.sub(r"\\\1", s)
+
+
+_NAME_SUFFIXES = ("_name", "_names", " name")
+
+
+def readable_column(column: str) -> str:
+    """A column name a shopper can read: 'perceived_colour_value_name' -> 'Perceived colour
+    value', 'articleType' -> 'Article type', 'baseColour' -> 'Base colour'."""
+    text = column.strip()
+    for suffix in _NAME_SUFFIXES:
+        if text.casefold().endswith(suffix) and len(text) > len(suffix):
+            text = text[: -len(suffix)]
+            break
+    text = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", text)  # camelCase
+    text = " ".join(re.split(r"[_\-\s.]+", text)).strip().lower()
+    return (text[:1].upper() + text[1:]) if text else column
+
+
+def parse_labels(text: str | None) -> dict[str, str]:
+    """--labels 'product_type_name=Type,colour_group_name=Colour' -> {column: label}; one
+    ValueError for a piece without '='."""
+    out: dict[str, str] = {}
+    for piece in (text or "").split(","):
+        if not piece.strip():
+            continue
+        column, sep, label = piece.partition("=")
+        if not sep or not column.strip() or not label.strip():
+            raise ValueError(f"--labels: expected COLUMN=Label, got {piece.strip()!r}")
+        out[column.strip()] = label.strip()
+    return out

@@ -112,7 +112,7 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
     client = connect(uri, token)
     previous = _alias_target(client, collection)
     physical = f"{collection}_{time.strftime('%Y%m%d_%H%M%S')}_{os.getpid()}"
-    display = cat.display()
+    display = cat.display() | ({"name": [cat.shop_name()]} if cat.shop_name() else {})
     order = columns_of([dict.fromkeys(cat.columns(), "")],
                        display["filters"] + display["caption"])
     man = Manifest(model_sha256=cat.encoder.model_sha256, model_name=cat.encoder.info.name,
