@@ -2,9 +2,16 @@
 or one product uploaded under two ids.
 
 Why the embedding and not a perceptual hash: the index is already there, and an embedding
-survives a crop or a new backdrop that moves every bit of a hash. Items whose score reaches the
-threshold are linked; linked items form a group (a union-find over the links). Figures on Myntra
-val with 200 altered copies, beside perceptual hashing: docs/merchandising.md.
+survives a crop or a re-encode that moves many bits of a hash. But a fashion catalogue is full of
+different products shot alike (plain T-shirts on white score 0.95 with each other), so a score
+alone links far too much. Two items are linked when
+
+* their score reaches ``CERTAIN`` (the same file, or nearly), or
+* it reaches the threshold, they are each other's nearest item, and the pair stands out: one
+  of them is closer to the other by ``MARGIN`` than to anything else.
+
+Linked items form a group (a union-find over the links). Figures on Myntra val with 200 altered
+copies, beside perceptual hashing: docs/merchandising.md.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ from fai_infer.neighbours import Neighbours
 if TYPE_CHECKING:
     from fai_infer.api import BaseCatalog
 
-THRESHOLD = 0.95  # chosen on Myntra val's altered copies (docs/merchandising.md)
+THRESHOLD = 0.93  # chosen on Myntra val's altered copies (docs/merchandising.md)
+MARGIN = 0.03  # how far a pair must stand out from each item's next nearest
+CERTAIN = 0.985  # linked whatever else is near: re-uploads of one photo
 SEARCHED = 10  # neighbours per item: a group larger than this still links through its members
 
 
@@ -34,7 +43,7 @@ class DuplicateGroup:
 
 
 def groups(nb: Neighbours, threshold: float = THRESHOLD) -> list[DuplicateGroup]:
-    """Groups of items linked by scores at or above ``threshold``, largest and closest first."""
+    """Groups of linked items (see the module's docstring), largest and closest first."""
     parent = list(range(len(nb.ids)))
 
     def root(i: int) -> int:
@@ -43,11 +52,21 @@ def groups(nb: Neighbours, threshold: float = THRESHOLD) -> list[DuplicateGroup]
             i = parent[i]
         return i
 
+    def margin(i: int) -> float:
+        return float(nb.scores[i, 0] - nb.scores[i, 1]) if nb.scores.shape[1] > 1 else 1.0
+
+    def linked(i: int, slot: int, j: int, score: float) -> bool:
+        if score >= max(CERTAIN, threshold):
+            return True
+        return slot == 0 and nb.index[j, 0] == i and max(margin(i), margin(j)) >= MARGIN
+
     links: dict[tuple[int, int], float] = {}
     for i in range(len(nb.ids)):
-        for j, score in zip(nb.index[i], nb.scores[i]):
+        for slot, (j, score) in enumerate(zip(nb.index[i], nb.scores[i])):
             if j < 0 or score < threshold:
                 break  # neighbours are best first
+            if not linked(i, slot, int(j), float(score)):
+                continue
             pair = (min(i, int(j)), max(i, int(j)))
             links[pair] = max(links.get(pair, -1.0), float(score))
             parent[root(pair[0])] = root(pair[1])

@@ -23,7 +23,7 @@ VOTES = 10  # labelled neighbours that vote
 SEARCHED = 30  # neighbours searched per item, so VOTES labelled ones are usually among them
 # Suggestions at or above this confidence are applied by --apply: on Myntra val 90% of them
 # were right for articleType (docs/merchandising.md).
-TAG_CONFIDENCE = 0.7
+TAG_CONFIDENCE = 0.61
 MISSING = frozenset({"", "nan", "na", "n/a", "none", "null", "-", "?", "unknown"})
 
 

@@ -14,6 +14,7 @@ import pytest
 from tests.helpers import ROOT
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+MATCH_WORDS = re.compile("very close|similar|loosely similar|no close match in this shop")
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -172,15 +173,17 @@ def test_upload_in_a_real_browser_shows_k_product_cards(app_url, tmp_path):
         page.goto(url, wait_until="load")
         page.wait_for_selector("#fai-header", timeout=60_000)
         header = page.locator("#fai-header").inner_text()
-        assert "FAI demo shop" in header and "/" not in header and "exact" not in header
+        assert "FAI demo shop" in page.locator("#fai-title").inner_text()
+        assert "/" not in header and "exact" not in header
         page.locator("#fai-photo input[type=file]").set_input_files(str(demo_photo(cache)))
         wait_for_cards(page, "#fai-results", 8)
         cards = page.locator("#fai-results .fai-card")
         assert cards.count() == 8  # the default k
         first = cards.first.inner_text()
-        assert "% similar" in first and "More like this" in first
+        assert MATCH_WORDS.search(first) and "More like this" in first
+        assert "%" not in first  # words, not raw percentages
         assert re.search(r"\d+\.99", first)  # the demo's prices
-        assert "ms" in page.locator("#fai-status").inner_text()
+        assert not re.search(r"\d\s*ms\b", page.locator("#fai-status").inner_text())
         shot = tmp_path / "ui.png"
         page.screenshot(path=str(shot), full_page=False)
         browser.close()
@@ -264,7 +267,9 @@ def test_a_real_looking_csv_catalogue_in_a_real_browser(tmp_path):
     cache.mkdir()
     proc, url = start_app(cache, ("--catalog", str(shop / "images"), "--metadata",
                                   str(articles), "--id-column", "article_id", "--caption",
-                                  "prod_name,colour_group_name,index_name"))
+                                  "prod_name,colour_group_name,index_name",
+                                  "--title", "Northwind Fashion",
+                                  "--labels", "product_type_name=Type"))
     try:
         with playwright.sync_playwright() as p:
             browser = launch_chromium(p)
@@ -272,7 +277,9 @@ def test_a_real_looking_csv_catalogue_in_a_real_browser(tmp_path):
             page.goto(url, wait_until="load")
             page.wait_for_selector("#fai-browse img", timeout=60_000)
             text = page.locator("body").inner_text()
-            assert "product_type_name" in text and "colour_group_name" in text
+            assert "Northwind Fashion" in page.locator("#fai-title").inner_text()
+            assert "Type" in text and "Colour group" in text  # given and readable labels
+            assert "product_type_name" not in text and "colour_group_name" not in text
             for code in ("article_id", "product_code", "product_type_no", "colour_group_code",
                          "index_code", "detail_desc"):
                 assert code not in text, code
@@ -372,3 +379,67 @@ def test_plain_http_api_errors_are_one_safe_json_line(app_url):
             assert "Traceback" not in text and str(cache) not in text and "/tmp" not in text
             if status != 413:
                 assert set(response.json()) == {"error"}
+
+
+def cards_layout(page, where: str) -> dict:
+    """Cards per first row, their heights and widths, as the browser laid them out."""
+    return page.evaluate(f"""() => {{
+        const cards = [...document.querySelectorAll('{where} .fai-card')];
+        const top = cards[0].getBoundingClientRect().top;
+        return {{per_row: cards.filter(c => Math.abs(c.getBoundingClientRect().top - top) < 2)
+                 .length, heights: cards.map(c => Math.round(c.getBoundingClientRect().height)),
+                 width: cards[0].getBoundingClientRect().width}};
+    }}""")
+
+
+@needs_chromium
+@pytest.mark.parametrize("width,height,name,per_row", [(390, 844, "ui-phone.png", (2, 2)),
+                                                        (1400, 1000, "ui-desktop.png", (4, 8))])
+def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height, name,
+                                                  per_row):
+    """Two cards a row on a phone, four or more on a desktop, every card one height; the
+    strip opens varied; "More like this" shows the item it is like; a basket item can be
+    removed on its own; no timings or raw scores for shoppers."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    url, cache = app_url
+    rows = {r["id"]: r for r in csv.DictReader(open(cache / "demo-shop" / "metadata.csv"))}
+    with playwright.sync_playwright() as p:
+        browser = launch_chromium(p)
+        page = browser.new_page(viewport={"width": width, "height": height})
+        page.goto(url, wait_until="load")
+        page.wait_for_selector("#fai-browse img", timeout=60_000)
+        strip = page.locator("#fai-browse img")
+        first_kinds = set()
+        for i in range(6):
+            src = strip.nth(i).get_attribute("src") or ""
+            first_kinds.add(rows[src.rsplit("/", 1)[-1]]["type"])
+        assert len(first_kinds) >= 4, first_kinds  # not the CSV's first rows of one kind
+        assert not page.locator("#fai-look").is_visible()  # this model has no colour part
+        assert not page.locator("#fai-clear").is_visible()  # nothing to empty yet
+        strip.nth(2).click()
+        wait_for_cards(page, "#fai-results", 8)
+        picked = (strip.nth(2).get_attribute("src") or "").rsplit("/", 1)[-1]
+        assert page.locator("#fai-query img").get_attribute("src").endswith(picked)
+        assert rows[picked]["name"].lower() in page.locator("#fai-query").inner_text().lower()
+        layout = cards_layout(page, "#fai-results")
+        assert per_row[0] <= layout["per_row"] <= per_row[1], layout
+        assert len(set(layout["heights"])) == 1, layout  # buttons line up
+        text = page.locator("#fai-results").inner_text()
+        assert MATCH_WORDS.search(text) and "%" not in text
+        assert not re.search(r"\d\s*ms\b", page.locator("body").inner_text())
+        page.locator("#fai-results .fai-add").nth(0).click()
+        wait_for_cards(page, "#fai-basket", 1)
+        page.locator("#fai-results .fai-add").nth(1).click()
+        wait_for_cards(page, "#fai-basket", 2)
+        assert page.locator("#fai-clear").is_visible()
+        shot = tmp_path / name
+        page.locator("#fai-results").scroll_into_view_if_needed()
+        page.screenshot(path=str(shot), full_page=False)
+        names = page.locator("#fai-basket .fai-name").all_inner_texts()
+        page.locator("#fai-basket .fai-remove").first.click()
+        page.wait_for_function("document.querySelectorAll('#fai-basket .fai-card').length == 1",
+                               timeout=60_000)
+        assert page.locator("#fai-basket .fai-name").all_inner_texts() == names[1:]
+        browser.close()
+    assert shot.stat().st_size > 10_000
+    save_screenshot(shot, name)
