@@ -1,9 +1,12 @@
 """The shipped model must find what shoppers call similar better than raw pixels do."""
 
 import numpy as np
+import pytest
 
 from fai_infer import Encoder
 from tests.helpers import MYNTRA, needs_myntra
+
+pytestmark = pytest.mark.slow  # embeds thousands of Myntra photos
 
 
 @needs_myntra

@@ -104,6 +104,7 @@ def test_save_open_add_remove_persist(shop, tmp_path, encoder):
     assert again.similar(new[1], k=1)[0].id == "new1"
 
 
+@pytest.mark.slow
 def test_open_refuses_a_catalogue_of_another_model(shop, tmp_path, tiny_onnx):
     shop.save(tmp_path / "c")
     with pytest.raises(CatalogError, match="re-index"):
@@ -131,6 +132,7 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 
 
 @needs_myntra
+@pytest.mark.slow
 def test_hnsw_recall_on_real_embeddings(encoder):
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
     emb = encoder.embed(paths, batch_size=64)
@@ -165,6 +167,7 @@ def test_cli_index_query_basket_info(tmp_path):
 
 
 @needs_myntra
+@pytest.mark.slow
 def test_hnsw_recall_at_100k_on_a_clustered_catalogue(encoder):
     """The benchmark's catalogue (real embeddings padded with jittered copies): many near-
     copies of each product. At M=16 recall@10 stalled near 0.95 whatever ef; the default must

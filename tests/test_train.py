@@ -9,6 +9,8 @@ import torch
 from train.checkpoint import load_checkpoint
 from train.data import load_catalogue
 
+pytestmark = pytest.mark.slow  # real training runs
+
 
 def test_two_epochs_lower_the_loss_and_write_the_run_folder(tiny_run):
     metrics = json.loads((tiny_run / "metrics.json").read_text())
