@@ -104,7 +104,6 @@ def test_save_open_add_remove_persist(shop, tmp_path, encoder):
     assert again.similar(new[1], k=1)[0].id == "new1"
 
 
-@pytest.mark.slow
 def test_open_refuses_a_catalogue_of_another_model(shop, tmp_path, tiny_onnx):
     shop.save(tmp_path / "c")
     with pytest.raises(CatalogError, match="re-index"):
