@@ -205,3 +205,25 @@ def test_adapt_exports_only_when_no_judged_figure_is_worse():
     ok, why = beats(mixed, before)
     assert not ok and "P@10 type" in why
     assert not beats(before, before)[0]
+
+
+def test_confidence_is_the_share_of_nearest_neighbour_scores_a_hit_reaches():
+    from fai_infer.confidence import NO_MATCH, fit_scale, label, sample_rows
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    def nearest_other(q, rows):
+        sims = q @ vectors.T
+        sims[np.arange(len(rows)), rows] = -np.inf
+        return sims.max(axis=1)
+
+    rows = sample_rows(50)
+    scale = fit_scale(vectors[rows], rows, nearest_other)
+    nn = np.sort(nearest_other(vectors, np.arange(50)))
+    conf = scale.confidence([nn[0] - 0.1, nn[24], nn[-1] + 0.1])
+    assert conf[0] == 0.0 and conf[2] == 1.0 and abs(conf[1] - 0.5) < 0.03
+    assert label(0.9) == "very close" and label(0.01) == NO_MATCH and label(None) is None
+    assert fit_scale(vectors[:3], np.arange(3), nearest_other) is None  # too few to say
+    assert len(sample_rows(10**6)) == 400 and list(sample_rows(3)) == [0, 1, 2]

@@ -178,6 +178,18 @@ def shopper_squares(cat, queries: np.ndarray, size: int, workers: int,
     return np.stack([square_resize(s, spec) for s in shots])
 
 
+def centre_crops(squares: np.ndarray, share: float) -> np.ndarray:
+    """The middle ``share`` of each square, resized back to the square's size: a shopper's
+    photo often has the garment in the middle and a room around it."""
+    import cv2
+
+    n, size = len(squares), squares.shape[1]
+    lo = int(round(size * (1 - share) / 2))
+    hi = size - lo
+    return np.stack([cv2.resize(sq[lo:hi, lo:hi], (size, size), interpolation=cv2.INTER_CUBIC)
+                     for sq in squares]) if n else squares
+
+
 def evaluate_splits(model: str, data: str, csv: str | None = None,
                     splits: Sequence[str] = ("val",),
                     columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
@@ -186,8 +198,8 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                     reference: str | None = None, unseen: bool = False,
                     unseen_fraction: float = 0.2, image_size: int | None = None,
                     id_column: str = "id", confusions: int = 0,
-                    colour_weights: Sequence[str] = (), shop: "ShopSet | None" = None
-                    ) -> dict[str, dict]:
+                    colour_weights: Sequence[str] = (), shop: "ShopSet | None" = None,
+                    centre_crop: float = 0.0) -> dict[str, dict]:
     """One result per split, each a table of rows (the model, ``also``'s models, the frozen
     ImageNet ``reference`` such as 'efficientnet-lite0', raw pixels) by figures. The catalogue
     is decoded once per input size and embedded once per model for all splits.
@@ -254,8 +266,14 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             result["shopper"] = {}
             shot_emb = {name: embed(shots[spec.size]) for name, (spec, embed) in embedders.items()}
             shot_emb |= {label: fn(shot_emb[name]) for label, (name, fn) in variants.items()}
-            for name, vectors in shot_emb.items():
-                result["shopper"][name] = shopper_table(emb[name], queries, vectors, labels)
+            if centre_crop:  # test-time: the shot and its centre crop, embeddings averaged
+                spec, embed = embedders["model"]
+                crops = embed(centre_crops(shots[spec.size], centre_crop))
+                label = f"model + centre crop {centre_crop:g} (queries only)"
+                shot_emb[label] = l2_normalise(shot_emb["model"] + crops)
+            for name, vectors in shot_emb.items():  # the crop row searches the model's gallery
+                result["shopper"][name] = shopper_table(emb.get(name, emb["model"]), queries,
+                                                        vectors, labels)
             shot_pixels = l2_normalise(pixel_features(shots[pix_size]) - centre)
             result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
@@ -481,6 +499,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shop-holdout", type=float, default=0.0, metavar="F",
                    help="second shop: score only the groups train.adapt holds apart at this "
                    "fraction (gallery = those groups)")
+    p.add_argument("--centre-crop", type=float, default=0.0, metavar="SHARE",
+                   help="with --shopper: also score the model with each shopper photo's "
+                   "embedding averaged with that of its centre SHARE (e.g. 0.7)")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     p.add_argument("--json", default=None, help="write the result here (default: beside a "
                    "checkpoint as NAME.evaluate.json; runs/evaluate/ for an .onnx model)")
@@ -515,7 +536,8 @@ def main(argv: list[str] | None = None) -> dict:
                       reference=reference, unseen=a.unseen, unseen_fraction=a.unseen_fraction,
                       image_size=a.image_size,
                       id_column=a.id_column or detect_id_column(a.data, a.csv),
-                      confusions=a.confusions, colour_weights=weights, shop=shop)
+                      confusions=a.confusions, colour_weights=weights, shop=shop,
+                      centre_crop=a.centre_crop)
     print(f"{result['queries']} {a.split} queries against {result['gallery']} photos "
           f"(query left out)\n" + format_table(result))
     if "shopper" in result:
