@@ -91,13 +91,13 @@ def test_cli_shows_control_sequences_instead_of_obeying_them(shop):
     assert "red\\x1b]0;owned\\x07\\x1b[2J" in res.stdout
 
 
-def test_where_on_an_unknown_column_names_it_and_the_close_ones(tiny_onnx):
+def test_where_on_an_unknown_column_names_it_and_the_close_ones():
     import numpy as np
     import pytest
 
-    from fai_infer import Catalog, Encoder
+    from fai_infer import Encoder
 
-    enc = Encoder(tiny_onnx)
+    enc = Encoder(OTHER_MODEL)
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(6, enc.dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)

@@ -182,7 +182,8 @@ def test_ui_cache_follows_the_photo_folder(saved, tmp_path):
 
     shop = tmp_path / "shop"
     photos = write_products(shop, 6, csv_name=None)
-    cfg = AppConfig(catalog=str(shop), cache_dir=str(tmp_path / "cache"))
+    cfg = AppConfig(catalog=str(shop), cache_dir=str(tmp_path / "cache"),
+                    model=str(OTHER_MODEL))
     first, _ = load_catalog(cfg, log=lambda *a: None)
     photos[0].unlink()
     write_products(tmp_path / "more", 1, seed=3)[0].rename(shop / "images" / "new.jpg")
