@@ -15,30 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from bench import encoder_speed, model_sizes, search_speed
+from bench.photos import MYNTRA, sample_photos
 from bench.timing import sgemm_gflops, table
-from export.synthetic import generated_squares, scale_embeddings
+from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
 from fai_infer.encoder import default_model_path
 from train.model import ModelConfig
 
-MYNTRA = Path("../shared/data/myntra/images")
 FOOTPRINT_COLUMNS = ["n", "cold_first_result_s", "rss_mb", "on_disk_mb"]
-
-
-def sample_photos(folder: Path, n: int, tmp: Path) -> list[Path]:
-    if folder.is_dir():
-        return sorted(folder.glob("*.jpg"))[:n]
-    tmp.mkdir(parents=True, exist_ok=True)
-    out = []
-    for i, sq in enumerate(generated_squares(120, n, seed=5)):
-        out.append(tmp / f"g{i:05d}.jpg")
-        cv2.imwrite(str(out[-1]), sq[..., ::-1])
-    return out
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -75,6 +63,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="fai-bench-"))
+    try:
+        return measure(a, out, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # photos, catalogues, models: gigabytes
+
+
+def measure(a: argparse.Namespace, out: Path, tmp: Path) -> dict:
+    """Every section of the benchmark; scratch files under ``tmp``."""
     sizes = [500, 2000] if a.quick else [int(s) for s in a.sizes.split(",")]
     repeats = 2 if a.quick else 7
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "machine": platform.processor()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.__main__ import MYNTRA, sample_photos
+from bench.photos import MYNTRA, sample_photos
 from bench.timing import table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder

@@ -1,19 +1,35 @@
 """FAI kiosk runtime: embed product photos and find similar catalogue items.
 
 Depends on numpy, onnxruntime, opencv-python-headless and hnswlib only (never torch or gradio).
+The names below load on first use, so a light module (``fai_infer.cli_util``,
+``fai_infer.preprocess``) can be imported by training without onnxruntime or hnswlib.
 """
 
+import importlib as _importlib
 import os as _os
 
 # Before anything below can load onnxruntime (see fai_infer/ort.py for why).
 _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
-from fai_infer.catalog import Catalog, Hit, NotInCatalogue, Skipped
-from fai_infer.encoder import Encoder, default_model_path
-from fai_infer.model_info import ModelInfo
-from fai_infer.preprocess import ImageError, PreprocessSpec, preprocess
-from fai_infer.storage import CatalogError
+_WHERE = {
+    "BaseCatalog": "fai_infer.api", "Hit": "fai_infer.hits", "NotInCatalogue": "fai_infer.hits",
+    "Skipped": "fai_infer.hits", "Catalog": "fai_infer.catalog", "Encoder": "fai_infer.encoder",
+    "default_model_path": "fai_infer.encoder", "ModelInfo": "fai_infer.model_info",
+    "ImageError": "fai_infer.preprocess", "PreprocessSpec": "fai_infer.preprocess",
+    "preprocess": "fai_infer.preprocess", "CatalogError": "fai_infer.storage",
+}
 
-__all__ = ["Catalog", "CatalogError", "Encoder", "Hit", "ImageError", "ModelInfo",
-           "NotInCatalogue", "PreprocessSpec", "Skipped", "default_model_path", "preprocess"]
+__all__ = sorted(_WHERE)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'fai_infer' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

@@ -7,24 +7,20 @@ watches, and near-duplicates of one another collapse.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from fai_infer.hits import Hit
 from fai_infer.preprocess import describe
 
-if TYPE_CHECKING:
-    from fai_infer.catalog import Hit
 
-
-def round_robin(lists: list[list["Hit"]], vectors: dict[str, np.ndarray], names: list[str],
-                k: int, diversity: float, dim: int) -> list["Hit"]:
+def round_robin(lists: list[list[Hit]], vectors: dict[str, np.ndarray], names: list[str],
+                k: int, diversity: float, dim: int) -> list[Hit]:
     """Up to k hits, one per basket item in turn: ``(1 - diversity) * similarity to that item -
     diversity * similarity to the closest hit already picked`` (``diversity=0``: nearest
     first). Hits whose vector is unknown (removed meanwhile) are skipped; each result's
     ``source`` names the basket item it was picked for."""
-    from fai_infer.catalog import Hit
-
     chosen: list[Hit] = []
     taken: set[str] = set()
     picked = np.zeros((0, dim), np.float32)

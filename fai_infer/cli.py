@@ -15,8 +15,10 @@ import time
 from pathlib import Path
 
 from fai_infer import __version__
-from fai_infer.catalog import (Catalog, Hit, NotInCatalogue, Skipped, model_label,
-                               remembered_model)
+from fai_infer.api import BaseCatalog, Hit, NotInCatalogue, Skipped, caption_text, model_label
+from fai_infer.catalog import Catalog, remembered_model
+from fai_infer.cli_util import (EXIT_ERROR, EXIT_USAGE, MAX_K, OneLineParser,  # noqa: F401
+                                k_value, visible)
 from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
@@ -24,47 +26,19 @@ from fai_infer.preprocess import ImageError
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
 from fai_infer.storage import CatalogError, check_writable, peek_manifest
 
-EXIT_USAGE, EXIT_ERROR = 2, 1
-MAX_K = 1000
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage mistakes end in one line (what is wrong, and where help is), not a usage dump."""
-
-    def error(self, message: str):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def k_value(text: str, limit: int = MAX_K) -> int:
-    """-k: a whole number from 1 to ``limit`` (argparse turns the error into one usage line)."""
-    try:
-        k = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= k <= limit:
-        raise argparse.ArgumentTypeError(f"{k} is outside 1..{limit}")
-    return k
-
 
 def _parse_where(pairs: list[str] | None) -> list[Clause]:
     """--where column=value / column!=value / price<50 (repeatable; checked before any work)."""
     return parse_where(pairs or [])
 
 
-def visible(text: object) -> str:
-    """Text for a terminal with control characters shown, not obeyed: an id, file name or
-    metadata value holding ESC sequences must not recolour, retitle or rewrite the screen."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii")
-                   for ch in str(text))
-
-
-def _print_hits(title: str, hits: list[Hit], cat: Catalog) -> None:
+def _print_hits(title: str, hits: list[Hit], cat: BaseCatalog) -> None:
     """Rank, score, id and the catalogue's caption columns (e.g. the product name)."""
     print(visible(title))
     caption = cat.display()["caption"]
     for rank, h in enumerate(hits, 1):
         if caption:
-            text = " · ".join(h.metadata.get(c, "") for c in caption if h.metadata.get(c))
+            text = caption_text(h.metadata, caption)
         else:  # no name-like column: the row, less its id and code columns
             text = ", ".join(f"{c}={v}" for c, v in h.metadata.items()
                              if v and c != cat.id_column and not is_code_column(c, []))

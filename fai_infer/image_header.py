@@ -6,12 +6,17 @@ each conversion afterwards made full-size copies (5-6 GB measured). ``decoded_la
 width, height, channels and bytes per sample as the decoder will produce them (OpenCV,
 ``IMREAD_UNCHANGED``; only the first frame or page of a GIF, APNG or TIFF), so a caller can refuse
 an input by its decoded bytes and never allocate them.
+
+The one place an encoded image's bytes are parsed before decoding: one reader per format
+(signature, JPEG SOF, PNG chunks, GIF, BMP, WebP chunks, TIFF IFD), used for the decoded size,
+the format and dimensions (``header_size``), PNG chunk bounds and EXIF orientation.
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Iterator
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,29 @@ class Layout:
         depth = {1: "8-bit", 2: "16-bit", 4: "32-bit"}.get(self.sample_bytes,
                                                           f"{8 * self.sample_bytes}-bit")
         return f"{self.fmt} {self.width}x{self.height}, {self.channels} channel(s), {depth}"
+
+
+def png_chunks(buf: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(kind, offset of the data, declared length) of each PNG chunk header in ``buf``, in
+    order, up to IEND; a declared length may run past the end (the caller judges it)."""
+    pos, n = 8, len(buf)
+    while pos + 8 <= n:
+        (length,) = struct.unpack(">I", buf[pos : pos + 4])
+        kind = buf[pos + 4 : pos + 8]
+        yield kind, pos + 8, length
+        if kind == b"IEND":
+            return
+        pos += 12 + length
+
+
+def webp_chunks(buf: bytes) -> Iterator[tuple[bytes, int, int]]:
+    """(kind, offset of the data, declared length) of each RIFF chunk of a WebP."""
+    pos = 12
+    while pos + 8 <= len(buf):
+        kind = buf[pos : pos + 4]
+        (length,) = struct.unpack("<I", buf[pos + 4 : pos + 8])
+        yield kind, pos + 8, length
+        pos += 8 + length + (length & 1)
 
 
 def _png(buf: bytes) -> Layout | None:
@@ -93,22 +121,25 @@ def _webp(buf: bytes) -> Layout | None:
 _TIFF_TYPES = {3: ("H", 2), 4: ("I", 4)}  # SHORT, LONG
 
 
-def _tiff(buf: bytes) -> Layout | None:
-    """First IFD: ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel (classic TIFF)."""
-    end = "<" if buf[:2] == b"II" else ">"
-    if len(buf) < 8 or struct.unpack(end + "H", buf[2:4])[0] != 42:
+def tiff_tags(tiff: bytes, wanted: tuple[int, ...], partial: bool = False
+              ) -> dict[int, tuple[int, list[int]]] | None:
+    """{tag: (type, values)} of the ``wanted`` SHORT/LONG tags in the first IFD of classic TIFF
+    data (a TIFF file or an EXIF block); None when this is not TIFF or the IFD is cut short
+    (``partial``: then the tags read before the cut)."""
+    if len(tiff) < 8 or tiff[:4] not in (b"II*\x00", b"MM\x00*"):
         return None  # BigTIFF and anything else: not read here, so refused by the caller
-    (ifd,) = struct.unpack(end + "I", buf[4:8])
-    if ifd + 2 > len(buf):
+    end = "<" if tiff[:2] == b"II" else ">"
+    (ifd,) = struct.unpack(end + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
         return None
-    (count,) = struct.unpack(end + "H", buf[ifd : ifd + 2])
-    tags: dict[int, list[int]] = {}
+    (count,) = struct.unpack(end + "H", tiff[ifd : ifd + 2])
+    tags: dict[int, tuple[int, list[int]]] = {}
     for k in range(min(count, 512)):
-        entry = buf[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
         if len(entry) < 12:
-            return None
+            return tags if partial else None
         tag, typ, n = struct.unpack(end + "HHI", entry[:8])
-        if typ not in _TIFF_TYPES or tag not in (256, 257, 258, 277):
+        if typ not in _TIFF_TYPES or tag not in wanted:
             continue
         code, size = _TIFF_TYPES[typ]
         n = min(n, 16)
@@ -116,29 +147,78 @@ def _tiff(buf: bytes) -> Layout | None:
             raw = entry[8 : 8 + n * size]
         else:
             (offset,) = struct.unpack(end + "I", entry[8:12])
-            raw = buf[offset : offset + n * size]
+            raw = tiff[offset : offset + n * size]
         if len(raw) < n * size:
             return None
-        tags[tag] = list(struct.unpack(end + code * n, raw))
-    if 256 not in tags or 257 not in tags:
+        tags[tag] = (typ, list(struct.unpack(end + code * n, raw)))
+    return tags
+
+
+def _tiff(buf: bytes) -> Layout | None:
+    """First IFD: ImageWidth, ImageLength, BitsPerSample, SamplesPerPixel (classic TIFF)."""
+    tags = tiff_tags(buf, (256, 257, 258, 277))
+    if tags is None or 256 not in tags or 257 not in tags:
         return None
-    bits = max(tags.get(258, [8]))
-    channels = tags.get(277, [1])[0]
-    return Layout("tiff", tags[256][0], tags[257][0], max(1, channels), max(1, -(-bits // 8)))
+    bits = max(tags.get(258, (3, [8]))[1])
+    channels = tags.get(277, (3, [1]))[1][0]
+    return Layout("tiff", tags[256][1][0], tags[257][1][0], max(1, channels),
+                  max(1, -(-bits // 8)))
+
+
+def _exif_orientation(block: bytes) -> int:
+    """The Orientation tag (0x0112, a SHORT) of an EXIF block's first IFD, or 1."""
+    if block[:6] == b"Exif\x00\x00":
+        block = block[6:]
+    tags = tiff_tags(block, (0x0112,), partial=True)
+    typ, values = (tags or {}).get(0x0112, (0, []))
+    return values[0] if typ == 3 and values and 1 <= values[0] <= 8 else 1
+
+
+def exif_orientation(buf: bytes, fmt: str) -> int:
+    """EXIF orientation (1..8, 1 = as stored) of a PNG (eXIf chunk) or WebP (EXIF chunk), read
+    without decoding. OpenCV applies it to JPEGs (IMREAD_COLOR) and TIFFs itself, but not to
+    these when it keeps their alpha and depth (IMREAD_UNCHANGED), which is how they decode."""
+    chunks, kind = {"png": (png_chunks, b"eXIf"), "webp": (webp_chunks, b"EXIF")}.get(
+        fmt, (None, b""))
+    if chunks is None:
+        return 1
+    try:
+        for name, start, length in chunks(buf):
+            if name == kind:
+                return _exif_orientation(buf[start : start + length])
+    except struct.error:
+        pass
+    return 1
+
+
+def image_format(buf: bytes) -> str:
+    """jpeg, png, gif, bmp, webp, tiff or unknown, from the signature."""
+    if buf[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if buf[:8] == b"\x89PNG\r\n\x1a\n":
+        return "png"
+    if buf[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if buf[:2] == b"BM":
+        return "bmp"
+    if buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
+        return "webp"
+    if buf[:4] in (b"II*\x00", b"MM\x00*"):
+        return "tiff"
+    return "unknown"
+
+
+_READERS = {"jpeg": _jpeg, "png": _png, "gif": _gif, "bmp": _bmp, "webp": _webp, "tiff": _tiff}
 
 
 def decoded_layout(buf: bytes) -> Layout | None:
     """The decoded size of an encoded image, or None where its header cannot be read."""
-    if buf[:3] == b"\xff\xd8\xff":
-        return _jpeg(buf)
-    if buf[:8] == b"\x89PNG\r\n\x1a\n":
-        return _png(buf)
-    if buf[:6] in (b"GIF87a", b"GIF89a"):
-        return _gif(buf)
-    if buf[:2] == b"BM":
-        return _bmp(buf)
-    if buf[:4] == b"RIFF" and buf[8:12] == b"WEBP":
-        return _webp(buf)
-    if buf[:4] in (b"II*\x00", b"MM\x00*"):
-        return _tiff(buf)
-    return None
+    reader = _READERS.get(image_format(buf))
+    return reader(buf) if reader is not None else None
+
+
+def header_size(buf: bytes) -> tuple[str, tuple[int, int] | None]:
+    """(format, (width, height) or None) read from the first bytes of an encoded image."""
+    fmt = image_format(buf)
+    layout = decoded_layout(buf)
+    return fmt, (layout.width, layout.height) if layout is not None else None

@@ -22,17 +22,18 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from fai_infer.delta import (DELTA_PREFIX, Delta, delta_name, delta_path,  # noqa: F401
+                             is_delta_name)
 from fai_infer.storage import CatalogError, fsync_path
+from fai_infer.store_check import check_delta
 
 LOCK = "LOCK"
 DELTA_MAGIC = b"FAIDELTA1\n"
-DELTA_PREFIX = "delta-"
 LOCK_TIMEOUT_S = 60.0
 
 
@@ -50,37 +51,6 @@ def lock_timeout() -> float:
                            f"catalogue's writer lock (a number, 0 or more)")
     return value
 _HEADER_LIMIT = 1 << 30
-
-
-@dataclass
-class Delta:
-    """One committed change. Applied in this order: removals, additions (an id already present
-    is replaced; its metadata is kept when the new row is empty), metadata updates."""
-
-    remove: list[str] = field(default_factory=list)
-    add_ids: list[str] = field(default_factory=list)
-    add_paths: list[str] = field(default_factory=list)
-    add_rows: list[dict[str, str]] = field(default_factory=list)
-    vectors: np.ndarray | None = None
-    update_ids: list[str] = field(default_factory=list)
-    update_rows: list[dict[str, str]] = field(default_factory=list)
-
-    def size(self) -> int:
-        return len(self.remove) + len(self.add_ids) + len(self.update_ids)
-
-    def header(self) -> dict:
-        return {"remove": self.remove,
-                "add": {"ids": self.add_ids, "paths": self.add_paths, "rows": self.add_rows},
-                "update": {"ids": self.update_ids, "rows": self.update_rows}}
-
-
-def delta_name(number: int) -> str:
-    return f"{DELTA_PREFIX}{number:06d}"
-
-
-def is_delta_name(name: str) -> bool:
-    tail = name[len(DELTA_PREFIX):]
-    return name.startswith(DELTA_PREFIX) and len(tail) == 6 and tail.isdigit()
 
 
 @contextlib.contextmanager
@@ -148,8 +118,6 @@ def write_delta(root: Path, gen: Path, number: int, delta: Delta, dim: int) -> P
 
 def read_delta(root: Path, path: Path, dim: int) -> Delta:
     """A committed delta, checksum verified before it is parsed."""
-    from fai_infer.store_check import check_delta  # structure checks live with the others
-
     data = path.read_bytes()
     head = len(DELTA_MAGIC) + 64
     if not data.startswith(DELTA_MAGIC) or len(data) < head + 8:
@@ -170,7 +138,3 @@ def read_delta(root: Path, path: Path, dim: int) -> Delta:
         raise CatalogError(f"{root}: {path.parent.name}/{path.name} holds a partial vector")
     vectors = np.frombuffer(raw, dtype="<f4").reshape(-1, dim).astype(np.float32)
     return check_delta(root, path, header, vectors)
-
-
-def delta_path(gen: Path, number: int) -> Path:
-    return gen / delta_name(number)

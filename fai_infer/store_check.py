@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fai_infer.storage import CatalogError
-from fai_infer.store import Delta, is_delta_name
+from fai_infer.delta import Delta, is_delta_name
 
 DATA_FILES_BY_FORMAT = {
     1: {"embeddings.npy", "labels.npy", "items.json"},

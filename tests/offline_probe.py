@@ -66,7 +66,7 @@ def main() -> None:
 
     from ui.launch import local_client, start_app
     from fai_infer import Encoder
-    from tests.conftest import write_products
+    from tests.helpers import write_products
 
     photos = write_products(work / "shop", 12)
     ui: dict = {}

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import catalog_of
+from tests.helpers import catalog_of
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from tests.conftest import catalog_of, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
 CHURN = """
 import sys
@@ -36,7 +36,7 @@ def catalog_dir(tmp_path):
     extra = write_products(tmp_path / "more", 1, seed=5)[0]
     extra = extra.rename(extra.with_name("extra.jpg"))
     cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv",
-                        encoder=Encoder())
+                        encoder=Encoder(OTHER_MODEL))  # plumbing: the small model
     cat.save(tmp_path / "cat")
     return tmp_path / "cat", extra
 
@@ -78,7 +78,7 @@ def test_corrupted_or_truncated_files_are_detected_on_open(catalog_dir):
 
 def test_hnsw_index_file_is_checked_before_hnswlib_reads_it(tmp_path):
     write_products(tmp_path / "shop", 30)
-    enc = Encoder()
+    enc = Encoder(OTHER_MODEL)
     built = Catalog.build(tmp_path / "shop", encoder=enc)
     cat = catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings, exact_below=10)
     cat.save(tmp_path / "cat")
@@ -167,7 +167,7 @@ def _vec(item: str, dim: int) -> np.ndarray:
 
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
     from fai_infer.store import writer_lock
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"
@@ -216,7 +216,7 @@ def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_change
 
 
 def test_corrupted_or_truncated_delta_is_one_error_naming_it(tmp_path):
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"
@@ -243,7 +243,7 @@ def test_corrupted_or_truncated_delta_is_one_error_naming_it(tmp_path):
 
 
 def test_missing_delta_before_later_ones_is_an_error_not_silent_loss(tmp_path):
-    from tests.conftest import OTHER_MODEL
+    from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
     root = tmp_path / "cat"

@@ -7,26 +7,7 @@ import pytest
 
 from fai_infer import Catalog
 from fai_infer.display import MAX_FILTERS, default_display
-from tests.conftest import ROOT, write_products
-from tests.test_errors import write_csv
-
-TYPES = ["Vest top", "Bra", "Trousers", "Dress", "Sweater", "Sneakers", "Bag"]
-
-
-def hm_rows(n: int = 120) -> list[dict[str, str]]:
-    """The shape of H&M's articles.csv: ids in article_id, codes before names, a description."""
-    return [{"article_id": f"0{108775015 + i}", "product_code": str(108775 + i // 3),
-             "prod_name": f"Strap top {i}", "product_type_no": str(253 + i % 7),
-             "product_type_name": TYPES[i % 7], "graphical_appearance_no": str(1010016 + i % 5),
-             "graphical_appearance_name": ["Solid", "Stripe", "Denim"][i % 3],
-             "colour_group_code": str(9 + i % 9), "colour_group_name": f"Colour {i % 9}",
-             "perceived_colour_value_id": str(i % 4), "index_code": "ABCDEF"[i % 6],
-             "index_name": ["Ladieswear", "Menswear", "Divided"][i % 3],
-             "section_name": f"Section {i % 11}", "garment_group_name": f"Group {i % 4}",
-             "department_name": f"Dept {i % 20}", "season": ["SS", "AW"][i % 2],
-             "detail_desc": f"Jersey top with narrow shoulder straps, style {i}"}
-            for i in range(n)]
-
+from tests.helpers import ROOT, hm_rows, write_csv, write_products
 
 def test_defaults_skip_ids_and_codes_and_caption_with_the_name():
     filters, caption = default_display(hm_rows(), "article_id")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import SHIPPED, ROOT, OTHER_MODEL, write_csv, write_products
+from tests.helpers import SHIPPED, ROOT, OTHER_MODEL, write_csv, write_products
 
 FAI = [sys.executable, "-m", "fai_infer"]
 UI = [sys.executable, "-m", "ui.app", "--port", "1"]  # never reached: each case fails first

@@ -10,7 +10,9 @@ from export.onnx import ExportError, export
 from export.quantize import QuantizationGateError, quantize_int8
 from export.synthetic import generated_squares
 from fai_infer import Encoder
-from tests.conftest import MYNTRA, SHIPPED, write_products
+from tests.helpers import MYNTRA, SHIPPED, write_products
+
+pytestmark = pytest.mark.slow  # trains and exports models
 
 GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "default_model.json"
 

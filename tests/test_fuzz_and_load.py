@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from export.synthetic import generated_squares
 from fai_infer import Catalog, Encoder, ImageError
-from tests.conftest import catalog_of, write_products
+from tests.helpers import catalog_of, write_products
 
 ENCODER = Encoder()
 SEEDS = [cv2.imencode(ext, generated_squares(40, 1, seed=i)[0])[1].tobytes()

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fai_infer import Catalog, Encoder, ImageError
-from tests.conftest import ROOT, write_products
+from tests.helpers import ROOT, write_products
 from tests.hostile import make_bombs, make_hostile, png_raw
 
 

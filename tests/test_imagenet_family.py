@@ -14,6 +14,8 @@ from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels, to_ten
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, imagenet_backbone
 from train.model import AutoEncoder, ModelConfig
 
+pytestmark = pytest.mark.slow  # ImageNet weights and training runs
+
 LITE_SPEC = PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)
 
 
@@ -194,7 +196,7 @@ def test_init_recipe_gives_way_to_flags_and_to_a_named_recipe(lite_run, products
 
 
 def test_unseen_kinds_never_reach_training(tmp_path):
-    from tests.conftest import write_products
+    from tests.helpers import write_products
     from train.data import load_catalogue, unseen_kinds
     from train.loop import TrainConfig, Trainer
 

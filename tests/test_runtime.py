@@ -9,7 +9,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
 from fai_infer.search import HnswSearch, exact_top_k
-from tests.conftest import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
+from tests.helpers import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +131,7 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 
 
 @needs_myntra
+@pytest.mark.slow
 def test_hnsw_recall_on_real_embeddings(encoder):
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
     emb = encoder.embed(paths, batch_size=64)
@@ -165,6 +166,7 @@ def test_cli_index_query_basket_info(tmp_path):
 
 
 @needs_myntra
+@pytest.mark.slow
 def test_hnsw_recall_at_100k_on_a_clustered_catalogue(encoder):
     """The benchmark's catalogue (real embeddings padded with jittered copies): many near-
     copies of each product. At M=16 recall@10 stalled near 0.95 whatever ef; the default must

@@ -12,13 +12,14 @@ import threading
 import pytest
 
 from fai_infer import Catalog, Encoder, NotInCatalogue
-from tests.conftest import catalog_of, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
 
 @pytest.fixture()
 def shop(tmp_path):
     write_products(tmp_path / "shop", 8)
-    cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv", encoder=Encoder())
+    cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv",
+                        encoder=Encoder(OTHER_MODEL))  # plumbing: the small model
     cat.save(tmp_path / "cat")
     return tmp_path, cat
 
@@ -82,7 +83,7 @@ def test_cli_shows_control_sequences_instead_of_obeying_them(shop):
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    Catalog.build(tmp / "shop", meta, encoder=Encoder()).save(tmp / "evil")
+    Catalog.build(tmp / "shop", meta, encoder=Encoder(OTHER_MODEL)).save(tmp / "evil")
     res = subprocess.run([sys.executable, "-m", "fai_infer", "query", str(tmp / "evil"), "p001",
                           "-k", "2"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr

@@ -16,7 +16,7 @@ import pytest
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.filters import Clause, parse_where, passes
 from fai_infer.sources import normalise_id
-from tests.conftest import OTHER_MODEL, ROOT, catalog_of, write_csv, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_csv, write_products
 
 
 def run_fai(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -170,7 +170,9 @@ def test_a_reader_follows_a_compaction_without_reloading_the_catalogue(tmp_path,
     writer.add_embeddings(["a3"], vecs[32:33], metadata=[{"colour": "blue"}])  # not yet seen
     writer.remove(["i0"])
     writer.compact()
-    monkeypatch.setattr(Catalog, "_load", lambda self, root: pytest.fail("reloaded"))
+    from fai_infer.replica import Replica
+
+    monkeypatch.setattr(Replica, "open", lambda self: pytest.fail("reloaded"))
     assert reader.refresh()
     assert sorted(reader.matching({"colour": "blue"})) == ["a1", "a2", "a3"]
     assert "i0" not in reader and len(reader) == 32

@@ -16,7 +16,7 @@ import pytest
 from fai_infer import Catalog, Encoder
 from fai_infer import vector_index
 from fai_infer.search import HnswSearch
-from tests.conftest import OTHER_MODEL
+from tests.helpers import OTHER_MODEL
 
 DIM_MODEL = OTHER_MODEL  # the smallest model file: vectors here come from numpy, not photos
 N = 4000

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from fai_infer import Catalog, Encoder
-from tests.conftest import OTHER_MODEL
+from tests.helpers import OTHER_MODEL
 
 ENC = Encoder(OTHER_MODEL)
 POOL = [f"item{i:02d}" for i in range(14)]

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from train.checkpoint import load_checkpoint
+from tests.helpers import write_csv
 from train.data import load_catalogue
 
-from tests.conftest import write_csv
+pytestmark = pytest.mark.slow  # real training runs
 
 
 def test_two_epochs_lower_the_loss_and_write_the_run_folder(tiny_run):
@@ -46,7 +47,7 @@ def test_resume_continues_from_last_epoch(tiny_run, products, tmp_path):
 
 
 def test_folder_without_csv_gets_a_deterministic_split(tmp_path):
-    from tests.conftest import write_products
+    from tests.helpers import write_products
 
     write_products(tmp_path, 30, csv_name=None)
     a = load_catalogue(tmp_path)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
+
+pytestmark = pytest.mark.slow  # a server and a real browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -245,8 +247,8 @@ def test_a_real_looking_csv_catalogue_in_a_real_browser(tmp_path):
     skip the codes, cards are captioned with the product name."""
     playwright = pytest.importorskip("playwright.sync_api")
     from ui.launch import start_app
-    from tests.test_display import hm_rows
-    from tests.test_errors import write_csv
+    from tests.helpers import hm_rows
+    from tests.helpers import write_csv
     from ui.demo_catalog import generate
 
     shop = generate(tmp_path / "shop")

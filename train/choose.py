@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fai_infer.cli import OneLineParser
+from fai_infer.cli_util import OneLineParser
 from fai_infer.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
@@ -160,7 +160,7 @@ def fp32_ms_per_photo(model: AutoEncoder, size: int, runs: int = 100) -> float:
     ``size``: the runtime's cost of that choice on this machine."""
     import time
 
-    from export.onnx import session, to_onnx_proto
+    from train.onnx_graph import session, to_onnx_proto
     from train.model import EmbeddingModel
 
     sess = session(to_onnx_proto(EmbeddingModel(model).eval(), size, 17).SerializeToString())

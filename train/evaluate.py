@@ -32,7 +32,7 @@ from train.data import decode_all, detect_id_column, holdout_mask, load_catalogu
 from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_table,
                            pixel_features, shopper_table)
 from train.shopper_photos import shopper_photos
-from fai_infer.cli import OneLineParser
+from fai_infer.cli_util import OneLineParser
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
 PIXELS = "raw pixels 32x32"
@@ -53,7 +53,7 @@ def _batched(fn: Callable[[np.ndarray], np.ndarray], squares: np.ndarray,
 def module_embedder(module, spec: PreprocessSpec) -> Callable[[np.ndarray], np.ndarray]:
     """A torch module (images -> embeddings) exported in memory and run by onnxruntime: the
     same numbers as torch (export checks that to 1e-4) at several times its CPU speed."""
-    from export.onnx import session, to_onnx_proto
+    from train.onnx_graph import session, to_onnx_proto
 
     module.eval()
     sess = session(to_onnx_proto(module, spec.size, 17).SerializeToString())

@@ -8,15 +8,11 @@ with the shipped model once (cached), and serves it on 127.0.0.1:7860. ``--catal
 from __future__ import annotations
 
 import argparse
-import hashlib
 import html
 import json
 import os
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 # Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -27,96 +23,17 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
 from starlette.middleware import Middleware  # noqa: E402
 
-from fai_infer import Catalog, CatalogError, Encoder, Hit, ImageError  # noqa: E402
-from fai_infer.catalog import NotInCatalogue  # noqa: E402
-from fai_infer.display import MAX_FILTER_VALUES  # noqa: E402
-from fai_infer.sources import list_images  # noqa: E402
-from fai_infer.cli import OneLineParser, k_value  # noqa: E402
-from fai_infer.preprocess import check_decoded_size  # noqa: E402
-from ui.demo_catalog import generate as generate_demo  # noqa: E402
-from ui.http_api import HttpApi, log_failure  # noqa: E402
+from fai_infer.api import BaseCatalog, NotInCatalogue  # noqa: E402
+from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
+from fai_infer.preprocess import ImageError  # noqa: E402
+from fai_infer.storage import CatalogError  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
+from ui.http_api import HttpApi, log_failure  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
-from ui.text import markdown_escape  # noqa: E402
+from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa: E402,F401
+                        check_upload, hits_json, load_catalog, parse_filters, photo_lookup)
 
-CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
-BROWSE_LIMIT = 60
-MAX_K = 50  # results per request, on every entry point
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
-# Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
-# most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).
-UPLOAD_MAX_DECODED_BYTES = 32 * 1024 * 1024
-
-
-@dataclass
-class AppConfig:
-    catalog: str | None = None
-    metadata: str | None = None
-    id_column: str = "id"
-    filters: str | None = None
-    caption: str | None = None
-    index: str | None = None
-    milvus: str | None = None
-    collection: str = "fai"
-    model: str | None = None
-    host: str = "127.0.0.1"
-    port: int = 7860
-    share: bool = False
-    k: int = 8
-    max_upload_mb: float = 10.0
-    cache_dir: str = str(CACHE)
-
-
-def folder_fingerprint(folder: Path, metadata: str | None) -> str:
-    """Names, sizes and mtimes of the photos (and the metadata CSV): the cached index is
-    rebuilt when photos are added, removed or replaced, not only when the path changes."""
-    h = hashlib.sha256()
-    files = list_images(folder) + ([Path(metadata)] if metadata else [])
-    for path in files:
-        try:
-            st = path.stat()
-        except OSError:
-            continue
-        h.update(f"{path}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
-    return h.hexdigest()
-
-
-def load_catalog(cfg: AppConfig, log=print) -> tuple[Catalog, str]:
-    """The catalogue to serve and a label for it: --index, --catalog (indexed once, cached) or
-    the generated demo shop."""
-    if cfg.milvus:  # the scale extra's shared search service (docs/scale.md)
-        from fai_infer.scale.milvus_catalog import MilvusCatalog
-        return MilvusCatalog(cfg.milvus, cfg.collection, Encoder(cfg.model)), cfg.collection
-    if cfg.index:  # live: items other processes add or remove show up in the next search
-        return (Catalog.open(cfg.index, Encoder(cfg.model) if cfg.model else None, live=True),
-                Path(cfg.index).resolve().name)
-    encoder = Encoder(cfg.model)
-    if cfg.catalog:
-        folder, metadata, label = Path(cfg.catalog), cfg.metadata, Path(cfg.catalog).resolve().name
-    else:
-        folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
-        metadata, label = str(folder / "metadata.csv"), "FAI demo shop"
-    key = hashlib.sha256(f"{folder.resolve()}|{metadata}|{cfg.id_column}|{encoder.model_sha256}|"
-                         f"{folder_fingerprint(folder, metadata)}".encode())
-    cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
-    try:
-        return Catalog.open(cached, encoder, live=True), label
-    except CatalogError:
-        pass
-    log(f"indexing {folder} (first start only) ...")
-    cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
-    cat.save(cached)
-    cat.live = True
-    return cat, label
-
-
-def bounded_k(k: float | int | str) -> int:
-    """Any k a client sends -> 1..MAX_K (a million results must not be one request away)."""
-    try:
-        value = int(float(k))
-    except (TypeError, ValueError, OverflowError):  # OverflowError: 1e309 is infinite
-        raise ValueError("k must be a whole number") from None
-    return max(1, min(MAX_K, value))
 
 
 def k_arg(text: str) -> int:
@@ -135,7 +52,7 @@ def request_origin(request: gr.Request | None) -> str:
     return f"{proto}://{host}" if host else ""
 
 
-def uploaded_path(value: dict | str, cat: Catalog) -> str:
+def uploaded_path(value: dict | str, cat: BaseCatalog) -> str:
     """An API file argument -> a local path, only if Gradio itself stored it as an upload (a
     client must never make the server read arbitrary files); a catalogue id passes as is."""
     if isinstance(value, str) and value in cat:
@@ -150,16 +67,6 @@ def uploaded_path(value: dict | str, cat: Catalog) -> str:
     if not Path(path).resolve().is_relative_to(uploads):
         raise ValueError("only uploaded files can be searched with")
     return path
-
-
-def check_upload(path: str, target: int) -> None:
-    """Refuse an uploaded photo by its header against the upload budget before it decodes."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64 * 1024 * 1024)
-    except OSError:
-        raise ImageError("upload", "cannot read the uploaded file") from None
-    check_decoded_size(head, "upload", UPLOAD_MAX_DECODED_BYTES, target)
 
 
 CSS = """
@@ -200,124 +107,21 @@ def card_html(card: dict) -> str:
     return "".join(parts)
 
 
-class ShopDemo:
-    """Handlers behind the page; kept apart from layout so tests can call them directly.
-    Results travel as lists of cards (dicts with an item id, never a path) in gr.State."""
-
-    def __init__(self, cat: Catalog, label: str, default_k: int = 8,
-                 filters: list[str] | None = None, caption: list[str] | None = None):
-        self.cat = cat
-        self.label = label
-        self.default_k = default_k
-        if filters is not None or caption is not None:
-            cat.set_display(filters, caption)  # for this page only; the catalogue is not saved
-        display = cat.display()
-        values = cat.columns()
-        self.filters = {c: values.get(c, [])[:MAX_FILTER_VALUES]
-                        for c in display["filters"]}
-        self.caption_columns = display["caption"]
-        self.price_column = next((c for c in values if c.casefold() in ("price", "price_eur",
-                                                                          "price_usd")), None)
-
-    def header(self) -> str:
-        return (f"**{markdown_escape(self.label)}** · {len(self.cat)} items · click a product, "
-                f"upload a photo or use the camera to see the most similar items")
-
-    def where(self, values: tuple) -> dict[str, list[str]]:
-        return {col: list(v) for col, v in zip(self.filters, values) if v}
-
-    def name(self, hit: Hit) -> str:
-        cols = self.caption_columns[:1]
-        return self.cat.caption(hit, cols) if cols else hit.id
-
-    def card(self, hit: Hit, score: bool = True) -> dict:
-        details = " · ".join(hit.metadata.get(c, "") for c in self.caption_columns[1:]
-                             if hit.metadata.get(c))
-        out = {"id": hit.id, "name": self.name(hit), "details": details,
-               "price": hit.metadata.get(self.price_column, "") if self.price_column else "",
-               "score": round(float(hit.score), 4) if score else None}
-        if hit.source:
-            try:
-                out["for"] = self.name(self.cat.get(hit.source))
-            except NotInCatalogue:
-                out["for"] = hit.source
-        return out
-
-    def gallery(self, hits: list[Hit], origin: str = "") -> list[tuple[str, str]]:
-        """Photos by item id through ui.photos (never a server path); ``origin`` makes the
-        links absolute, which is how Gradio passes a link through instead of copying a file."""
-        return [(photo_url(h.id, origin), self.name(h)) for h in hits]
-
-    def browse(self, *filters, origin: str = "") -> tuple[list, list[str]]:
-        hits = []  # the same filter mask as search, first BROWSE_LIMIT items
-        for item_id in self.cat.matching(self.where(filters), limit=BROWSE_LIMIT):
-            try:
-                hits.append(self.cat.get(item_id))
-            except NotInCatalogue:  # removed by another process meanwhile
-                continue
-        return self.gallery(hits, origin), [h.id for h in hits]
+class ShopDemo(ShopService):
+    """The page's handlers: the service's answers, with mistakes as messages on the page
+    (``gr.Error``). Results travel as lists of cards in gr.State."""
 
     def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
         if not image:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
-        t0 = time.perf_counter()
         try:
-            if image not in self.cat:
-                check_upload(image, self.cat.encoder.spec.size)
-            hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
+            cards, ms = self.search_photo(image, k, *filters)
         except ImageError as exc:
             raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
         except ValueError:
             raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
                 from None
-        ms = 1000 * (time.perf_counter() - t0)
-        return [self.card(h) for h in hits], f"Most similar to your photo: {ms:.0f} ms"
-
-    def similar_to_item(self, item_id: str, k: float, *filters) -> tuple[list[dict], str]:
-        t0 = time.perf_counter()
-        try:
-            hits = self.cat.similar(item_id, k=bounded_k(k), where=self.where(filters))
-            name = self.name(self.cat.get(item_id))
-        except NotInCatalogue:
-            return [], "That item is no longer in the catalogue."
-        ms = 1000 * (time.perf_counter() - t0)
-        return ([self.card(h) for h in hits],
-                f"More like {markdown_escape(name)}: {ms:.0f} ms")
-
-    def basket_view(self, basket: list[str], k: float, *filters
-                    ) -> tuple[list[dict], list[dict], str]:
-        basket = [i for i in basket if i in self.cat]
-        if not basket:
-            return [], [], "The basket is empty: add any product to it."
-        t0 = time.perf_counter()
-        hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters))
-        ms = 1000 * (time.perf_counter() - t0)
-        items = [self.card(self.cat.get(i), score=False) for i in basket if i in self.cat]
-        return (items, [self.card(h) for h in hits],
-                f"Goes with your basket of {len(items)}: {ms:.0f} ms")
-
-    def answer(self, query: str, k: Any, filters: Any) -> list[dict]:
-        """One search for any API: ``query`` is a catalogue id or a checked upload's local
-        path. Raises ImageError, NotInCatalogue or ValueError with a client-safe message."""
-        where = parse_filters(filters)
-        if query not in self.cat:
-            check_upload(query, self.cat.encoder.spec.size)
-        return hits_json(self.cat.similar(query, k=bounded_k(k), where=where))
-
-    def answer_id(self, item_id: str, k: Any, filters: Any) -> list[dict]:
-        """Like :meth:`answer` for a catalogue id only (a path is never taken from a client)."""
-        if item_id not in self.cat:
-            raise NotInCatalogue(item_id)
-        return self.answer(item_id, k, filters)
-
-    def answer_basket(self, ids: Any, k: Any, filters: Any) -> list[dict]:
-        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
-            raise ValueError("ids must be a non-empty list of catalogue item ids")
-        missing = [i for i in ids if i not in self.cat]
-        if missing:
-            raise NotInCatalogue(missing[0])
-        return hits_json(self.cat.similar_to_basket(ids, k=bounded_k(k),
-                                                    where=parse_filters(filters)))
+        return cards, f"Most similar to your photo: {ms:.0f} ms"
 
     def api_similar(self, image: dict, k: int = 10, where: str = "{}") -> str:
         """API: top-k catalogue items for an uploaded photo (gradio_client.handle_file) or a
@@ -336,30 +140,6 @@ class ShopDemo:
             log_failure("api_similar", exc)  # ... but the shop's operator sees why
             raise gr.Error("the search failed on the server") from None
         return json.dumps(hits, ensure_ascii=False)
-
-
-def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
-    """A client's ``where``: a JSON object of column -> value or list of values, or a list of
-    clauses such as ["colour!=Black", "price<50"] (``fai_infer.filters``)."""
-    if isinstance(filters, list) and all(isinstance(x, str) for x in filters):
-        return filters
-    if not isinstance(filters, dict):
-        raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"} or a "
-                         "list such as [\"price<50\"]")
-    return {str(c): v for c, v in filters.items()
-            if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))}
-
-
-def hits_json(hits: list[Hit]) -> list[dict]:
-    """Hits as clients see them: the photo is a link on this server, never a path."""
-    out = []
-    for h in hits:
-        row = {"id": h.id, "score": round(float(h.score), 6), "photo": photo_url(h.id),
-               "metadata": h.metadata}
-        if h.source:
-            row["source"] = h.source
-        out.append(row)
-    return out
 
 
 def photo_input() -> gr.Image:
@@ -468,16 +248,6 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
     return app
 
 
-def photo_lookup(cat: Catalog):
-    """item id -> its photo's path, or None (ui.photos serves nothing else)."""
-    def lookup(item_id: str) -> str | None:
-        try:
-            return cat.get(item_id).path
-        except (KeyError, NotInCatalogue):
-            return None
-    return lookup
-
-
 def parse_args(argv: list[str] | None = None) -> AppConfig:
     p = OneLineParser(prog="python -m ui.app", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -520,7 +290,7 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
                        max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
-                       api=HttpApi(shop.answer, shop.answer_id, shop.answer_basket))
+                       api=HttpApi.for_service(shop))
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},

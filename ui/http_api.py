@@ -2,8 +2,8 @@
 
 For a shop's back end that would rather speak curl than gradio_client. It sits behind the same
 ``RequestGuard`` as the page (loopback by default, Host check, the upload cap, no URL inputs),
-and answers through the same search code as the page's own API. Errors are one JSON line that
-names the problem, never a server path or exception text.
+and answers through the same service as the page (``ui/service.py``, no Gradio). Errors are
+one JSON line that names the problem, never a server path or exception text.
 
     curl -F image=@photo.jpg -F k=5 http://127.0.0.1:7860/api/similar
     curl -H 'content-type: application/json' -d '{"id": "15970", "k": 5}' .../api/similar
@@ -16,14 +16,17 @@ import json
 import os
 import sys
 import tempfile
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from fai_infer import ImageError
-from fai_infer.catalog import NotInCatalogue
+from fai_infer.hits import NotInCatalogue
+from fai_infer.preprocess import ImageError
+
+if TYPE_CHECKING:
+    from ui.service import ShopService
 
 
 def log_failure(what: str, exc: BaseException) -> None:
@@ -47,6 +50,11 @@ class HttpApi:
         self.similar = similar
         self.similar_id = similar_id
         self.basket = basket
+
+    @classmethod
+    def for_service(cls, service: "ShopService") -> "HttpApi":
+        """The API of a shop's service (``ui/service.py``), the one the page stands on too."""
+        return cls(service.answer, service.answer_id, service.answer_basket)
 
     async def __call__(self, scope, receive, send) -> None:
         request = Request(scope, receive)

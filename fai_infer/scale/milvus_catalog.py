@@ -13,20 +13,16 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.basket import prepare_basket, round_robin
-from fai_infer.catalog import (Hit, NotInCatalogue, Skipped, rows_for, checked_embeddings,
-                               query_vector)
-from fai_infer.display import checked_display
+from fai_infer.api import (BaseCatalog, Hit, NotInCatalogue, Skipped, check_model,
+                           checked_embeddings, rows_for)
 from fai_infer.encoder import Encoder
-from fai_infer.filters import parse_where
-from fai_infer.preprocess import ImageInput
+from fai_infer.filters import Where, parse_where
 from fai_infer.progress import Progress
 from fai_infer.search import exact_top_k
-from fai_infer.sources import looks_like_path, photos_by_stem, read_metadata
 from fai_infer.scale import require
 from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
                                            TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
@@ -197,8 +193,9 @@ class _LazyIds:
         return len(self.cat)
 
 
-class MilvusCatalog:
-    """``Catalog``'s search, filters, basket, add and remove, answered by a Milvus collection."""
+class MilvusCatalog(BaseCatalog):
+    """The catalogue contract (``fai_infer/api.py``) answered by a Milvus collection: this
+    class supplies the two primitives, the reads and the writes."""
 
     engine = "milvus"
 
@@ -231,23 +228,11 @@ class MilvusCatalog:
         self._display = {k: list(v) for k, v in self.manifest.display.items()}
 
     def _check_model(self) -> None:
-        man, enc = self.manifest, self.encoder
-        again = f"push it again with 'fai push CATALOG {self.where_text}'"
-        if man.model_sha256 != enc.model_sha256:
-            raise CatalogError(
-                f"{self.where_text}: indexed with model {man.model_name!r} (weights "
-                f"{man.model_sha256[:12]}), but the loaded model is {enc.info.name!r} (weights "
-                f"{enc.model_sha256[:12]}); {again} or load the model it was built with")
-        spec = json.loads(json.dumps(enc.spec.to_dict()))
-        if man.preprocess != spec:
-            changed = sorted(k for k in set(man.preprocess) | set(spec)
-                             if man.preprocess.get(k) != spec.get(k))
-            raise CatalogError(f"{self.where_text}: indexed with another preprocessing "
-                               f"({', '.join(changed)} differ) than model {enc.info.name!r} "
-                               f"uses; {again} or load the model it was built with")
-        if man.dim != enc.dim:
-            raise CatalogError(f"{self.where_text}: catalogue is {man.dim}-d, the model makes "
-                               f"{enc.dim}-d embeddings")
+        man = self.manifest
+        check_model(self.where_text, {"model_sha256": man.model_sha256,
+                                      "model_name": man.model_name,
+                                      "preprocess": man.preprocess, "dim": man.dim},
+                    self.encoder, f"push it again with 'fai push CATALOG {self.where_text}'")
 
     # -- what the shop page and the CLI read ---------------------------------------------------
     def __len__(self) -> int:
@@ -277,19 +262,10 @@ class MilvusCatalog:
         return {c: list(self.manifest.values.get(c, []))
                 for c in sorted(self.manifest.columns + self.manifest.unfiltered)}
 
-    def display(self) -> dict[str, list[str]]:
-        return {"filters": list(self._display.get("filters", [])),
-                "caption": list(self._display.get("caption", []))}
-
-    def set_display(self, filters: Sequence[str] | None = None,
-                    caption: Sequence[str] | None = None, rows=None) -> None:
-        """For this session (a page's --filters/--caption); the collection keeps its own."""
-        known = self.manifest.columns + self.manifest.unfiltered
-        self._display.update(checked_display(filters, caption, known))
-
-    def caption(self, hit: Hit, columns: Sequence[str] | None = None) -> str:
-        cols = self.display()["caption"] if columns is None else columns
-        return " · ".join(hit.metadata.get(c, "") for c in cols if hit.metadata.get(c)) or hit.id
+    def _known_columns(self) -> list[str]:
+        """The display is for this session (a page's --filters/--caption); the collection
+        keeps its own."""
+        return self.manifest.columns + self.manifest.unfiltered
 
     def info(self) -> dict:
         return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
@@ -340,7 +316,7 @@ class MilvusCatalog:
         return bool(self.client.query(self.name, filter=f"c{i}_t == {literal(folded)}",
                                       output_fields=["id"], limit=1))
 
-    def _search(self, query: np.ndarray, k: int, where, exclude: set[str],
+    def _search(self, query: np.ndarray, k: int, where: Where | None, exclude: set[str],
                 vectors: bool = False) -> tuple[list[Hit], dict[str, np.ndarray]]:
         """Top k under a filter; excluded ids are over-fetched and dropped. With ``vectors``
         also the hits' embeddings (the basket's near-duplicate checks need them)."""
@@ -391,52 +367,11 @@ class MilvusCatalog:
                 for i, s in zip(order, scores)]
         return hits, {h.id: matrix[i] for h, i in zip(hits, order)}
 
-    def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
-        """A catalogue id's stored embedding, else the photo's."""
-        if isinstance(item, str):
-            rows = self._rows([item], ["vector"])
-            if rows:
-                return np.asarray(rows[0]["vector"], np.float32), item
-            if not looks_like_path(item):
-                raise NotInCatalogue(item)
-        return self.encoder.embed([item])[0], None
-
-    def similar(self, image_or_id: ImageInput | str, k: int = 10, where=None) -> list[Hit]:
-        vector, own = self._vector(image_or_id)
-        return self._search(vector, k, where, {own} if own else set())[0]
-
-    def similar_to_vector(self, vector: np.ndarray, k: int = 10, where=None,
-                          exclude: Iterable[str] = ()) -> list[Hit]:
-        return self._search(self._unit(vector), k, where, set(exclude))[0]
-
-    def _unit(self, vector: np.ndarray) -> np.ndarray:
-        return query_vector(vector, self.encoder.dim)
-
-    def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10, where=None,
-                          mode: str = "cover", diversity: float = 0.3) -> list[Hit]:
-        """Same ranking as ``Catalog.similar_to_basket`` (see there): every basket item's own
-        neighbours merged round-robin with an MMR pick, or ``mode="centroid"``."""
-        basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
-
-        def usable(hits: list[Hit], vecs: dict) -> list[Hit]:
-            # A basket photo that is not a catalogue id still must not come back as its twin.
-            return [h for h in hits if not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)]
-
-        if mode == "centroid":
-            query = basket.mean(axis=0)
-            query /= max(float(np.linalg.norm(query)), 1e-12)
-            hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
-            hits = usable(hits, vecs)[:k]
-            for h in hits:
-                h.source = names[int(np.argmax(basket @ vecs[h.id]))]
-            return hits
-        pool = min(len(self), 2 * k + 10 + len(exclude))
-        lists, vec = [], {}
-        for vector in basket:
-            hits, vecs = self._search(vector, pool, where, exclude, vectors=True)
-            lists.append(usable(hits, vecs))
-            vec.update(vecs)
-        return round_robin(lists, vec, names, k, float(diversity), basket.shape[1])
+    def _stored(self, item_id: str) -> tuple[str, np.ndarray] | None:
+        if not isinstance(item_id, str):
+            return None
+        rows = self._rows([item_id], ["vector"])
+        return (item_id, np.asarray(rows[0]["vector"], np.float32)) if rows else None
 
     # -- live updates --------------------------------------------------------------------------
     def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
@@ -444,16 +379,41 @@ class MilvusCatalog:
                        metadata: Sequence[Mapping[str, str]] | Mapping[str, Mapping[str, str]]
                        | None = None) -> None:
         """As ``Catalog.add_embeddings``: vectors made by this model, checked and L2-normalised;
-        an existing id is replaced, keeping its metadata unless a row is given."""
+        an existing id is replaced, keeping its metadata unless a (non-empty) row is given."""
         ids, units, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
         if isinstance(metadata, Mapping):
             given = [metadata.get(i) for i in ids]
         else:
             given = rows_for(ids, metadata) if metadata is not None else [None] * len(ids)
         old = {r["id"]: r for r in self._existing(ids)}
-        rows = [dict(g) if g is not None else dict(old.get(i, {}).get("meta") or {})
+        rows = [dict(g) if g else dict(old.get(i, {}).get("meta") or {})
                 for i, g in zip(ids, given)]
         paths = [p or old.get(i, {}).get("path", "") for i, p in zip(ids, paths)]
+        self._upsert(ids, units, paths, rows)
+
+    def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
+        """As ``Catalog.update_metadata``: given columns change, others stay, no re-encoding.
+        Returns the ids that are not in the collection."""
+        ids = [str(i) for i in ids]
+        changes = rows_for(ids, rows)
+        old: dict[str, dict] = {}
+        for start in range(0, len(ids), 1000):
+            old.update((r["id"], r) for r in self._rows(ids[start:start + 1000],
+                                                        ["vector", "path", "meta"]))
+        found = [(i, c) for i, c in zip(ids, changes) if i in old]
+        if found:
+            merged: dict[str, dict[str, str]] = {}
+            for i, change in found:  # one id given twice: both changes, in order
+                merged.setdefault(i, dict(old[i]["meta"] or {})).update(change)
+            keys = list(merged)
+            self._upsert(keys, np.asarray([old[i]["vector"] for i in keys], np.float32),
+                         [old[i]["path"] for i in keys], [merged[i] for i in keys])
+        return [i for i in ids if i not in old]
+
+    def _upsert(self, ids: list[str], units: np.ndarray, paths: list[str],
+                rows: list[dict[str, str]]) -> None:
+        """Write whole rows; columns the collection does not filter on stay in each row's
+        metadata; the manifest (values for a UI's filters) follows."""
         new_columns = [c for c in columns_of(rows) if c not in self.manifest.columns
                        and c not in self.manifest.unfiltered]
         if new_columns:
@@ -475,25 +435,6 @@ class MilvusCatalog:
 
     def _physical(self) -> str:
         return self.client.describe_collection(self.name).get("collection_name", self.name)
-
-    def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
-            id_column: str = "id", progress: bool = False) -> list[Skipped]:
-        """Encode and add photos (id = file stem), as ``Catalog.add``; returns what was skipped."""
-        paths = photos_by_stem(paths)
-        meta = read_metadata(metadata, id_column)
-        skipped: list[Skipped] = []
-        bar = Progress(len(paths), "adding") if progress and paths else None
-        for positions, emb, bad in self.encoder.embed_stream(paths, 32, 2):
-            skipped += [Skipped(str(paths[p]), reason) for p, reason in bad]
-            ids = [paths[p].stem for p in positions]
-            self.add_embeddings(ids, emb, [str(paths[p].absolute()) for p in positions],
-                                {i: meta[i] for i in ids if i in meta} if meta else None)
-            if bar is not None:
-                bar.update(len(positions) + len(bad))
-        if bar is not None:
-            bar.close()
-        self.skipped += skipped
-        return skipped
 
     def remove(self, ids: Iterable[str]) -> list[str]:
         """Remove items by id; returns the ids that were not in the catalogue."""

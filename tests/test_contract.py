@@ -1,0 +1,167 @@
+"""One contract, every back end: the same tests over an in-memory ``Catalog``, a stored one
+reopened from disk, and a Milvus Lite collection (only where the scale extra is installed).
+
+Built from vectors made elsewhere (``add_embeddings``) with the small 64 px model, so the suite
+needs no photos to encode except in the ``add`` test."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fai_infer import BaseCatalog, Catalog, CatalogError, Encoder, NotInCatalogue
+from fai_infer.filters import parse_where, passes
+from fai_infer.search import exact_top_k
+from tests.helpers import OTHER_MODEL, write_products
+
+N = 120
+BACKENDS = ["memory", "stored", "milvus"]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> Encoder:
+    return Encoder(OTHER_MODEL)
+
+
+def reference(encoder: Encoder) -> Catalog:
+    """The items every back end is loaded with: random unit vectors, a few metadata columns."""
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(N, encoder.dim)).astype(np.float32)
+    ids = [f"i{i:03d}" for i in range(N)]
+    rows = [{"name": f"Item {i}", "colour": ["Red", "Blue", "Green"][i % 3],
+             "gender": ["Men", "Women"][i % 2], "price": str(10 + i)} for i in range(N)]
+    cat = Catalog(encoder)
+    cat.add_embeddings(ids, vectors, [f"/photos/{i}.jpg" for i in ids], rows)
+    return cat
+
+
+@pytest.fixture(params=BACKENDS)
+def cat(request, encoder, tmp_path) -> BaseCatalog:
+    ref = reference(encoder)
+    if request.param == "memory":
+        yield ref
+    elif request.param == "stored":
+        ref.save(tmp_path / "cat")
+        yield Catalog.open(tmp_path / "cat", encoder)
+    else:
+        pytest.importorskip("pymilvus", reason="the 'scale' extra is not installed")
+        pytest.importorskip("milvus_lite", reason="the 'scale' extra is not installed")
+        from fai_infer.scale.milvus_catalog import MilvusCatalog, push
+
+        uri = str(tmp_path / "shop.db")
+        push(ref, uri, "shop")
+        milvus = MilvusCatalog(uri, "shop", encoder)
+        yield milvus
+        milvus.close()
+
+
+def brute_force(cat: BaseCatalog, query: np.ndarray, k: int, where=None,
+                leave_out: str | None = None) -> list[str]:
+    ids: list[str] = []
+    rows: list[dict] = []
+    batches = []
+    for batch_ids, vectors, _, batch_rows in cat.iter_batches(1000):
+        ids += batch_ids
+        rows += batch_rows
+        batches.append(vectors)
+    vectors = np.concatenate(batches)
+    clauses = parse_where(where)
+    allowed = np.array([passes(clauses, r) and i != leave_out for i, r in zip(ids, rows)])
+    return [ids[r] for r in exact_top_k(vectors, query, k, np.flatnonzero(allowed))[0]]
+
+
+def test_every_back_end_is_a_base_catalog(cat):
+    assert isinstance(cat, BaseCatalog)
+    assert len(cat) == N and "i001" in cat and "nope" not in cat
+
+
+def test_similar_by_id_leaves_the_item_out_and_ranks_exactly(cat):
+    hits = cat.similar("i005", k=5)
+    assert "i005" not in {h.id for h in hits}
+    assert [h.id for h in hits] == brute_force(cat, cat.vector("i005"), 5, leave_out="i005")
+    assert all(a.score >= b.score for a, b in zip(hits, hits[1:]))
+
+
+def test_similar_to_vector_normalises_and_filters(cat):
+    query = cat.vector("i010") * 4.0
+    where = ["colour!=Red", "price<100"]
+    hits = cat.similar_to_vector(query, k=6, where=where, exclude=["i010"])
+    assert [h.id for h in hits] == brute_force(cat, query / 4.0, 6, where, leave_out="i010")
+    assert all(h.metadata["colour"] != "Red" and float(h.metadata["price"]) < 100 for h in hits)
+    with pytest.raises(ValueError, match="zero or not finite"):
+        cat.similar_to_vector(np.zeros(cat.encoder.dim), k=3)
+    with pytest.raises(ValueError, match="values"):
+        cat.similar_to_vector(np.ones(3), k=3)
+
+
+def test_unknown_ids_and_columns_are_refused_by_name(cat):
+    with pytest.raises(NotInCatalogue):
+        cat.similar("no-such-item", k=3)
+    with pytest.raises(NotInCatalogue):
+        cat.get("no-such-item")
+    with pytest.raises(NotInCatalogue):
+        cat.vector("no-such-item")
+    with pytest.raises(ValueError, match="gendr"):
+        cat.similar("i001", k=3, where={"gendr": "Men"})
+
+
+@pytest.mark.parametrize("mode", ["cover", "centroid"])
+def test_basket_leaves_its_items_out_and_names_a_source(cat, mode):
+    basket = ["i001", "i050", "i099"]
+    hits = cat.similar_to_basket(basket, k=9, mode=mode, where={"gender": "Women"})
+    assert len(hits) == 9 and not {h.id for h in hits} & set(basket)
+    assert all(h.source in basket and h.metadata["gender"] == "Women" for h in hits)
+    if mode == "cover":
+        assert {h.source for h in hits} == set(basket)  # something for every item
+    with pytest.raises(ValueError, match="empty"):
+        cat.similar_to_basket([], k=3)
+    with pytest.raises(ValueError, match="mode"):
+        cat.similar_to_basket(basket, k=3, mode="median")
+
+
+def test_local_and_other_back_ends_answer_the_same(cat, encoder):
+    ref = reference(encoder)
+    for item in ("i003", "i077"):
+        assert [h.id for h in cat.similar(item, k=8)] == [h.id for h in ref.similar(item, k=8)]
+    basket = ["i002", "i040"]
+    got = [(h.id, h.source) for h in cat.similar_to_basket(basket, k=6)]
+    assert got == [(h.id, h.source) for h in ref.similar_to_basket(basket, k=6)]
+
+
+def test_display_and_captions(cat):
+    cat.set_display(filters=["colour", "gender"], caption=["name", "colour"])
+    assert cat.display() == {"filters": ["colour", "gender"], "caption": ["name", "colour"]}
+    hit = cat.get("i004")
+    assert cat.caption(hit) == "Item 4 · Blue" and cat.caption(hit, []) == "i004"
+    with pytest.raises(ValueError, match="no such metadata column"):
+        cat.set_display(filters=["colr"])
+    assert set(cat.columns()) >= {"name", "colour", "gender", "price"}
+    assert cat.matching({"colour": "Green"}, limit=3) and cat.matching({"colour": "Red"},
+                                                                      limit=0) == []
+
+
+def test_writes_are_seen_by_the_next_query(cat):
+    v = cat.vector("i020")
+    cat.add_embeddings(["fresh"], v[None] * 2, ["/photos/fresh.jpg"], [{"colour": "Red"}])
+    assert cat.similar("i020", k=1)[0].id == "fresh"
+    cat.add_embeddings(["fresh"], v[None], None, [{}])  # a new vector keeps the metadata
+    assert cat.get("fresh").metadata == {"colour": "Red"}
+    assert cat.update_metadata(["fresh", "ghost"], [{"price": "5"}, {"price": "6"}]) == ["ghost"]
+    assert cat.get("fresh").metadata == {"colour": "Red", "price": "5"}
+    assert cat.remove(["fresh", "ghost"]) == ["ghost"]
+    assert "fresh" not in cat and len(cat) == N
+    cat.refresh()  # nothing new from elsewhere: answers stay
+
+
+def test_add_encodes_photos_by_file_stem(cat, tmp_path):
+    photos = write_products(tmp_path / "shop", 3, size=64, csv_name=None)
+    assert cat.add(photos) == []
+    assert {"p000", "p001", "p002"} <= set(cat.matching({}, limit=None))
+    top = cat.similar(str(photos[1]), k=1)[0]
+    assert top.id == "p001" and top.score > 0.999
+
+
+def test_another_models_catalogue_is_refused(encoder, tmp_path):
+    reference(encoder).save(tmp_path / "cat")
+    with pytest.raises(CatalogError, match="indexed with model .* but the loaded model"):
+        Catalog.open(tmp_path / "cat", Encoder())
