@@ -6,8 +6,9 @@ words on a labelled catalogue (Myntra by default):
 
 - *kind present*: val photos searched against the rest of the catalogue (the query left out):
   which words their best hit gets, and how often that hit is of the query's kind;
-- *kind absent*: for a spread of kinds, the catalogue without that kind, searched with photos of
-  it (a hat in a shop without hats): which words the best hit gets. "no close match" is right.
+- *kind absent*: for a spread of ``--absent-column`` values (Myntra's subCategory: Headwear,
+  Watches, ...), the catalogue without them, searched with their photos (a hat in a shop
+  without headwear): which words the best hit gets. "no close match" is right.
 
 Each catalogue's scale is fitted exactly as the runtime fits it (same sample, same rule), over
 exact search, at the model's default colour weight and at colour 0.
@@ -32,18 +33,20 @@ from fai_infer.sources import list_images
 WORDS = [w for _, w in LABELS] + [NO_MATCH]
 
 
-def load_labels(data: Path, column: str) -> tuple[list[Path], list[str], list[str]]:
-    """Photos with a value in ``column``: (paths, kinds, splits)."""
+def load_labels(data: Path, column: str, group_column: str
+                ) -> tuple[list[Path], list[str], list[str], list[str]]:
+    """Photos with a value in ``column``: (paths, kinds, their groups, splits)."""
     with open(data / "styles.csv", newline="", encoding="utf-8") as fh:
         rows = {r["id"]: r for r in csv.DictReader(fh)}
-    paths, kinds, splits = [], [], []
+    paths, kinds, groups, splits = [], [], [], []
     for p in list_images(data / "images"):
         r = rows.get(p.stem)
         if r and r.get(column):
             paths.append(p)
             kinds.append(r[column])
+            groups.append(r.get(group_column) or r[column])
             splits.append(r.get("split", "train"))
-    return paths, kinds, splits
+    return paths, kinds, groups, splits
 
 
 def embed_all(encoder: Encoder, paths: list[Path]) -> np.ndarray:
@@ -94,8 +97,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--data", default="../shared/data/myntra", help="folder with images/ + "
                    "styles.csv (id, split and --column)")
     p.add_argument("--column", default="articleType", help="the kind of item")
+    p.add_argument("--absent-column", default="subCategory",
+                   help="what is taken out of the catalogue in turn: whole values of this "
+                   "column (a shop without headwear), so no near-synonym kind stays behind")
     p.add_argument("--absent-kinds", type=int, default=12,
-                   help="how many kinds to take out of the catalogue in turn")
+                   help="how many of its values to take out in turn")
     p.add_argument("--per-kind", type=int, default=40, help="queries per absent kind")
     p.add_argument("--json", default=None, help="also write the figures here")
     a = p.parse_args(argv)
@@ -103,18 +109,19 @@ def main(argv: list[str] | None = None) -> dict:
     if not (data / "styles.csv").is_file():
         raise SystemExit(f"--data {data}: no styles.csv there")
     encoder = Encoder(a.model)
-    paths, kinds, splits = load_labels(data, a.column)
+    paths, kinds, groups, splits = load_labels(data, a.column, a.absent_column)
     vectors, ok = embed_all(encoder, paths)
     keep = np.flatnonzero(ok)
     vectors = vectors[keep]
     kinds = [kinds[i] for i in keep]
+    groups_arr = np.array([groups[i] for i in keep])
     splits = [splits[i] for i in keep]
     kinds_arr = np.array(kinds)
     parts = encoder.info.parts
     weights = {"default": None}
     if parts is not None and parts.has_colour:
         weights["colour 0"] = 0.0
-    big = [k for k, n in Counter(kinds).items() if n >= a.per_kind]
+    big = [k for k, n in Counter(groups_arr.tolist()).items() if n >= a.per_kind]
     absent = sorted(big)[:: max(1, len(big) // a.absent_kinds)][: a.absent_kinds]
     result: dict = {"model": str(encoder.path), "absent_kinds": absent}
     for wname, w in weights.items():
@@ -131,8 +138,9 @@ def main(argv: list[str] | None = None) -> dict:
             counts["kind present"][word] += 1
             right["kind present"][word] += int(kinds_arr[q] == kinds_arr[b])
         for kind in absent:
-            inside = np.flatnonzero(kinds_arr != kind)
-            outside = np.flatnonzero(kinds_arr == kind)[: a.per_kind]
+            inside = np.flatnonzero(groups_arr != kind)
+            outside = np.flatnonzero(groups_arr == kind)
+            outside = outside[:: max(1, len(outside) // a.per_kind)][: a.per_kind]
             sub_scale = scale_of(gallery[inside])
             top = (gallery[outside] @ gallery[inside].T).max(axis=1)
             for c in sub_scale.confidence(top):
