@@ -182,10 +182,12 @@ def test_evaluate_scores_a_second_shop_colour_rows_and_a_centre_crop(tiny_run, p
                    "--columns", "colour,gender", "--shopper", "--centre-crop", "0.7",
                    "--shop", str(products), "--group-column", "colour", "--type-column",
                    "gender", "--json", str(tmp_path / "e.json")])
+    assert "shopper P@10 type" in result["shop"]["model"]
     ref = next(n for n in result["table"] if n.startswith("frozen ImageNet"))
     assert f"{ref} grey" in result["table"] and f"{ref} grey" in result["shop"]
     assert set(result["shop"]["model"]) == {"same design Hit@10", "same design P@1",
-                                            "P@10 type", "P@1 type"}
+                                            "P@10 type", "P@1 type", "shopper item@10",
+                                            "shopper P@10 type"}
     m, lo, hi = result["shop_margins"]["model"]["same design Hit@10"]
     assert m == pytest.approx(result["shop"]["model"]["same design Hit@10"]
                               - result["shop"][ref]["same design Hit@10"]) and lo <= m <= hi
