@@ -233,7 +233,7 @@ def test_confidence_is_the_share_of_nearest_neighbour_scores_a_hit_reaches():
 def test_adapt_judges_on_held_apart_designs_within_its_budget(tmp_path, capsys):
     import csv as csv_module
 
-    from tests.conftest import write_products
+    from tests.helpers import write_products
     from train.__main__ import main as train_main
     from train.adapt import main as adapt_main
 
