@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (MYNTRA, OTHER_MODEL, ROOT, SHIPPED, catalog_of,  # noqa: F401
-                           needs_myntra, write_csv, write_products)
+from tests.helpers import write_products
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,8 @@ from fai_infer.preprocess import PreprocessSpec
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
 from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 
+pytestmark = pytest.mark.slow  # real training runs
+
 
 def test_proxy_kinds_are_stable_apart_from_unseen_and_never_trained(tmp_path):
     from tests.helpers import write_products

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from tests.helpers import catalog_of, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
 CHURN = """
 import sys
@@ -36,11 +36,12 @@ def catalog_dir(tmp_path):
     extra = write_products(tmp_path / "more", 1, seed=5)[0]
     extra = extra.rename(extra.with_name("extra.jpg"))
     cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv",
-                        encoder=Encoder())
+                        encoder=Encoder(OTHER_MODEL))  # plumbing: the small model
     cat.save(tmp_path / "cat")
     return tmp_path / "cat", extra
 
 
+@pytest.mark.slow  # kills real processes at many points
 @pytest.mark.parametrize("mode", ["save", "add-remove"])
 def test_sigkill_at_many_points_leaves_a_whole_catalogue(catalog_dir, mode):
     root, extra = catalog_dir
@@ -78,7 +79,7 @@ def test_corrupted_or_truncated_files_are_detected_on_open(catalog_dir):
 
 def test_hnsw_index_file_is_checked_before_hnswlib_reads_it(tmp_path):
     write_products(tmp_path / "shop", 30)
-    enc = Encoder()
+    enc = Encoder(OTHER_MODEL)
     built = Catalog.build(tmp_path / "shop", encoder=enc)
     cat = catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings, exact_below=10)
     cat.save(tmp_path / "cat")
@@ -165,6 +166,7 @@ def _vec(item: str, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+@pytest.mark.slow  # kills real processes at many points
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
     from fai_infer.store import writer_lock
     from tests.helpers import OTHER_MODEL

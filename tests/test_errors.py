@@ -105,9 +105,10 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
         "train, CSV without the id column": (
             TRAIN + ["--data", shop, "--csv", str(r / "articles.csv"), "--out", str(r / "run"),
                      "--image-size", "32"], 1, "--id-column"),
-        "evaluate, CSV without the id column": (
+        # evaluate finds an id column that names the photos (article_id); none does here
+        "evaluate, CSV whose ids name no photo": (
             EVALUATE + ["--model", str(ROOT / "models/fai-default.onnx"), "--data", shop,
-                        "--csv", str(r / "articles.csv"), "--reference", "none"], 1,
+                        "--csv", str(r / "unmatched.csv"), "--reference", "none"], 1,
             "--id-column"),
         "evaluate a missing model": (EVALUATE + ["--model", str(r / "no.onnx"), "--data", shop],
                                      2, "no such model"),

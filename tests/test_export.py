@@ -12,6 +12,8 @@ from export.synthetic import generated_squares
 from fai_infer import Encoder
 from tests.helpers import MYNTRA, SHIPPED, write_products
 
+pytestmark = pytest.mark.slow  # trains and exports models
+
 GOLDEN = __import__("pathlib").Path(__file__).parent / "golden" / "default_model.json"
 
 

@@ -14,6 +14,8 @@ from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels, to_ten
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, imagenet_backbone
 from train.model import AutoEncoder, ModelConfig
 
+pytestmark = pytest.mark.slow  # ImageNet weights and training runs
+
 LITE_SPEC = PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)
 
 

@@ -6,6 +6,12 @@ import onnx
 import pytest
 
 from fai_infer import Encoder
+from tests.helpers import ROOT
+
+# A small exported model (64 px): no training needed to have a real file to edit.
+SMALL = ROOT / "models" / "fai-small-64-v2.onnx"
+DIM = int(next(p.value for p in onnx.load(str(SMALL)).metadata_props
+               if p.key == "fai.embedding_dim"))
 
 
 def _meta(model: onnx.ModelProto) -> dict[str, str]:
@@ -36,7 +42,8 @@ CASES = {
     "non-integer dim": (lambda m: _set(m, "fai.embedding_dim", "thirty-two"), "embedding_dim"),
     "fractional dim": (lambda m: _set(m, "fai.embedding_dim", "32.5"), "embedding_dim"),
     "zero dim": (lambda m: _set(m, "fai.embedding_dim", "0"), "embedding_dim"),
-    "dim not the output's": (lambda m: _set(m, "fai.embedding_dim", "33"), "output has 32"),
+    "dim not the output's": (lambda m: _set(m, "fai.embedding_dim", str(DIM + 1)),
+                             f"output has {DIM}"),
     "unparsable preprocessing": (lambda m: _set(m, "fai.preprocess", "{size: 32"),
                                  "preprocess"),
     "preprocessing not an object": (lambda m: _set(m, "fai.preprocess", "[1, 2]"),
@@ -54,14 +61,14 @@ CASES = {
 }
 
 
-def test_the_unedited_model_loads(tiny_onnx):
-    assert Encoder(tiny_onnx).dim == 32
+def test_the_unedited_model_loads():
+    assert Encoder(SMALL).dim == DIM
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_bad_model_metadata_is_refused_at_load_naming_the_file(tiny_onnx, tmp_path, case):
+def test_bad_model_metadata_is_refused_at_load_naming_the_file(tmp_path, case):
     edit, expected = CASES[case]
-    model = onnx.load(str(tiny_onnx))
+    model = onnx.load(str(SMALL))
     edit(model)
     path = tmp_path / "edited-model.onnx"
     onnx.save(model, str(path))

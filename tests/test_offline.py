@@ -71,6 +71,7 @@ def test_no_module_imports_onnxruntime_around_the_telemetry_switch():
 
 
 @pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
+@pytest.mark.slow
 def test_encoder_and_ui_stay_offline_for_16_seconds(tmp_path):
     home, work = tmp_path / "home", tmp_path / "work"
     home.mkdir()

@@ -1,46 +1,51 @@
 """The shipped model must find what shoppers call similar better than raw pixels do."""
 
 import numpy as np
+import pytest
 
 from fai_infer import Encoder
 from tests.helpers import MYNTRA, needs_myntra
 
+pytestmark = [pytest.mark.slow, needs_myntra]  # embeds thousands of Myntra photos
 
-@needs_myntra
-def test_shipped_model_beats_raw_pixels_on_held_out_photos():
+
+@pytest.fixture(scope="module")
+def gallery():
+    """Every third Myntra photo (~3,500, both splits) decoded and embedded once for the
+    module: (catalogue, encoder, squares, val query rows, embeddings)."""
     from train.data import load_catalogue
-    from train.metrics import label_codes, pixel_baseline, retrieval_table
-
-    cat = load_catalogue(MYNTRA)
-    cat = cat.subset(list(range(0, len(cat), 3)))  # every third photo: ~3,500, both splits
-    enc = Encoder()
-    squares = np.stack([enc.prepare(p) for p in cat.paths])
-    queries = np.array([i for i, s in enumerate(cat.splits) if s == "val"])
-    labels = {"type": label_codes(cat.column("articleType")),
-              "type+colour": label_codes(cat.column("articleType"), cat.column("baseColour"))}
-    model = retrieval_table(enc.embed_squares(squares), queries, labels)
-    pixels = retrieval_table(pixel_baseline(squares), queries, labels)
-    assert model["P@10 type"] > pixels["P@10 type"] + 0.03, (model, pixels)
-    assert model["P@10 type+colour"] > pixels["P@10 type+colour"] + 0.05, (model, pixels)
-
-
-@needs_myntra
-def test_shipped_model_finds_items_from_synthetic_shopper_photos():
-    """Cluttered, tilted, badly lit re-shots of val photos must still find their item, where
-    raw pixels are lost (measured on the full val split: item@10 0.386 against 0.004)."""
-    from train.evaluate import shopper_squares
-    from train.data import load_catalogue
-    from train.metrics import (l2_normalise, label_codes, pixel_baseline, pixel_features,
-                               shopper_table)
 
     cat = load_catalogue(MYNTRA)
     cat = cat.subset(list(range(0, len(cat), 3)))
     enc = Encoder()
     squares = np.stack([enc.prepare(p) for p in cat.paths])
     queries = np.array([i for i, s in enumerate(cat.splits) if s == "val"])
+    return cat, enc, squares, queries, enc.embed_squares(squares)
+
+
+def test_shipped_model_beats_raw_pixels_on_held_out_photos(gallery):
+    from train.metrics import label_codes, pixel_baseline, retrieval_table
+
+    cat, enc, squares, queries, embedded = gallery
+    labels = {"type": label_codes(cat.column("articleType")),
+              "type+colour": label_codes(cat.column("articleType"), cat.column("baseColour"))}
+    model = retrieval_table(embedded, queries, labels)
+    pixels = retrieval_table(pixel_baseline(squares), queries, labels)
+    assert model["P@10 type"] > pixels["P@10 type"] + 0.03, (model, pixels)
+    assert model["P@10 type+colour"] > pixels["P@10 type+colour"] + 0.05, (model, pixels)
+
+
+def test_shipped_model_finds_items_from_synthetic_shopper_photos(gallery):
+    """Cluttered, tilted, badly lit re-shots of val photos must still find their item, where
+    raw pixels are lost (measured on the full val split: item@10 0.386 against 0.004)."""
+    from train.evaluate import shopper_squares
+    from train.metrics import (l2_normalise, label_codes, pixel_baseline, pixel_features,
+                               shopper_table)
+
+    cat, enc, squares, queries, embedded = gallery
     shots = shopper_squares(cat, queries, enc.spec.size, workers=2, cache_dir=None)
     labels = {"type": label_codes(cat.column("articleType"))}
-    model = shopper_table(enc.embed_squares(squares), queries, enc.embed_squares(shots), labels)
+    model = shopper_table(embedded, queries, enc.embed_squares(shots), labels)
     gallery_pixels = pixel_features(squares)
     centre = gallery_pixels.mean(axis=0)
     pixels = shopper_table(l2_normalise(gallery_pixels - centre), queries,

@@ -9,11 +9,18 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
 from fai_infer.search import HnswSearch, exact_top_k
-from tests.helpers import catalog_of, MYNTRA, ROOT, SHIPPED, needs_myntra, write_products
+from tests.helpers import (MYNTRA, OTHER_MODEL, ROOT, SHIPPED, catalog_of, needs_myntra,
+                           write_products)
 
 
 @pytest.fixture(scope="module")
 def encoder():
+    """The small 64 px model: these tests check plumbing, not the shipped model's quality."""
+    return Encoder(OTHER_MODEL)
+
+
+@pytest.fixture(scope="module")
+def shipped():
     return Encoder()
 
 
@@ -35,9 +42,9 @@ def test_runtime_never_imports_torch_or_gradio(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def test_encoder_defaults_to_the_shipped_model(encoder):
-    assert encoder.path == SHIPPED
-    assert encoder.dim == encoder.info.dim and encoder.info.preprocess.size > 0
+def test_encoder_defaults_to_the_shipped_model(shipped):
+    assert shipped.path == SHIPPED
+    assert shipped.dim == shipped.info.dim and shipped.info.preprocess.size > 0
 
 
 def test_embed_accepts_paths_bytes_and_arrays(tmp_path, encoder):
@@ -104,10 +111,10 @@ def test_save_open_add_remove_persist(shop, tmp_path, encoder):
     assert again.similar(new[1], k=1)[0].id == "new1"
 
 
-def test_open_refuses_a_catalogue_of_another_model(shop, tmp_path, tiny_onnx):
+def test_open_refuses_a_catalogue_of_another_model(shop, tmp_path, shipped):
     shop.save(tmp_path / "c")
     with pytest.raises(CatalogError, match="re-index"):
-        Catalog.open(tmp_path / "c", Encoder(tiny_onnx))
+        Catalog.open(tmp_path / "c", shipped)
 
 
 def test_hnsw_engine_matches_exact_on_a_large_enough_catalogue(shop, encoder):
@@ -131,9 +138,10 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 
 
 @needs_myntra
-def test_hnsw_recall_on_real_embeddings(encoder):
+@pytest.mark.slow
+def test_hnsw_recall_on_real_embeddings(shipped):
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
-    emb = encoder.embed(paths, batch_size=64)
+    emb = shipped.embed(paths, batch_size=64)
     recall = recall_at_10(emb, emb[::25])
     assert recall >= 0.99, recall
 
@@ -144,7 +152,8 @@ def test_cli_index_query_basket_info(tmp_path):
     cli = [sys.executable, "-m", "fai_infer"]
     run = lambda *a: subprocess.run(cli + list(a), capture_output=True, text=True, cwd=ROOT)  # noqa
     res = run("index", str(tmp_path / "shop"), "--metadata", str(tmp_path / "shop" /
-              "metadata.csv"), "--out", str(tmp_path / "cat"), "--json")
+              "metadata.csv"), "--out", str(tmp_path / "cat"), "--json",
+              "--model", str(OTHER_MODEL))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert report["indexed"] == 12 and report["skipped"][0]["path"].endswith("notes.jpg")
@@ -165,14 +174,15 @@ def test_cli_index_query_basket_info(tmp_path):
 
 
 @needs_myntra
-def test_hnsw_recall_at_100k_on_a_clustered_catalogue(encoder):
+@pytest.mark.slow
+def test_hnsw_recall_at_100k_on_a_clustered_catalogue(shipped):
     """The benchmark's catalogue (real embeddings padded with jittered copies): many near-
     copies of each product. At M=16 recall@10 stalled near 0.95 whatever ef; the default must
     stay far above that."""
     from export.synthetic import scale_embeddings
 
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[:3000]
-    data = scale_embeddings(encoder.embed(paths, batch_size=64), 100_000)
+    data = scale_embeddings(shipped.embed(paths, batch_size=64), 100_000)
     queries = data[np.random.default_rng(1).integers(0, len(data), 100)]
     assert recall_at_10(data, queries) >= 0.98
 

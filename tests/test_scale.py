@@ -80,6 +80,7 @@ LOOPBACK = {"0100007F", "00000000000000000000000001000000",  # 127.0.0.1, ::1
             "0000000000000000FFFF00000100007F"}  # ::ffff:127.0.0.1
 
 
+@pytest.mark.slow
 def test_a_local_ray_listens_on_loopback_only(local_ray):
     """Started after Ray was imported (as here): its servers still bind 127.0.0.1 only."""
     new = listeners() - local_ray.listening_before_fai
@@ -108,6 +109,7 @@ def same_catalogue(ray_cat: Catalog, local: Catalog) -> None:
     assert [s.to_dict() for s in ray_cat.skipped] == [s.to_dict() for s in local.skipped]
 
 
+@pytest.mark.slow
 def test_ray_index_equals_the_local_indexer_even_when_a_worker_dies(local_ray, shop, encoder,
                                                                     tmp_path):
     from fai_infer.scale.ray_index import index_with_ray
@@ -126,6 +128,7 @@ def test_ray_index_equals_the_local_indexer_even_when_a_worker_dies(local_ray, s
     assert {"id", "embedding", "path", "metadata", "error"} <= set(shards.column_names)
 
 
+@pytest.mark.slow
 def test_ray_index_reads_a_list_of_paths(local_ray, shop, encoder, tmp_path):
     """A CSV of paths (relative to the list, one missing) with metadata columns of its own."""
     from fai_infer.scale.ray_index import index_with_ray
@@ -142,6 +145,7 @@ def test_ray_index_reads_a_list_of_paths(local_ray, shop, encoder, tmp_path):
     assert float(cat.embeddings[5] @ want) >= 0.9999
 
 
+@pytest.mark.slow
 def test_cli_index_with_ray(local_ray, shop, tmp_path, capsys):
     from fai_infer.cli import main
 
@@ -184,6 +188,7 @@ def milvus(big, tmp_path_factory):
     cat.close()
 
 
+@pytest.mark.slow
 def test_milvus_top10_equals_exact_search(milvus, big):
     rng = np.random.default_rng(0)
     found = total = 0
@@ -205,6 +210,7 @@ def test_milvus_top10_equals_exact_search(milvus, big):
     ["gender=Men", "gender=Women", "price>=100.5"],
     ["price<=0.5"],
 ])
+@pytest.mark.slow
 def test_milvus_filters_equal_local_filters(milvus, big, where):
     """Against the reference semantics (fai_infer.filters.passes) and exact search."""
     from fai_infer.filters import parse_where, passes
@@ -219,6 +225,7 @@ def test_milvus_filters_equal_local_filters(milvus, big, where):
         assert got == want, (where, got, want)
 
 
+@pytest.mark.slow
 def test_milvus_refuses_unknown_columns_and_values_by_name(milvus):
     with pytest.raises(ValueError, match="'gendr'.*did you mean gender"):
         milvus.similar("i0001", where={"gendr": "Men"})
@@ -226,6 +233,7 @@ def test_milvus_refuses_unknown_columns_and_values_by_name(milvus):
         milvus.similar("i0001", where={"colour": "rde"})
 
 
+@pytest.mark.slow
 def test_milvus_basket_equals_local_basket(milvus, big):
     basket = ["i0003", "i0100", "i2500"]
     for mode in ("cover", "centroid"):
@@ -234,6 +242,7 @@ def test_milvus_basket_equals_local_basket(milvus, big):
         assert got == want, mode
 
 
+@pytest.mark.slow
 def test_milvus_add_and_remove_are_visible_to_the_next_query(milvus, big, shop, tmp_path):
     first = milvus.similar("i0010", k=1)[0].id
     assert milvus.remove([first, "nope"]) == ["nope"]
@@ -249,6 +258,7 @@ def test_milvus_add_and_remove_are_visible_to_the_next_query(milvus, big, shop, 
     assert milvus.remove(["new_item"]) == [] and len(milvus) == 3000
 
 
+@pytest.mark.slow
 def test_milvus_refuses_another_models_collection(milvus):
     from fai_infer.scale.milvus_catalog import MilvusCatalog
 
@@ -258,6 +268,7 @@ def test_milvus_refuses_another_models_collection(milvus):
         MilvusCatalog(milvus.uri, "nothing_here", milvus.encoder)
 
 
+@pytest.mark.slow
 def test_cli_push_and_query_milvus(big, tmp_path, capsys):
     needs("pymilvus")
     needs("milvus_lite")
@@ -282,6 +293,7 @@ def test_cli_push_and_query_milvus(big, tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_pushed_collection_answers_a_new_process(big, tmp_path):
     """fai push in one process, fai query in the next: the collection must be loaded again."""
     needs("pymilvus")
@@ -302,6 +314,7 @@ def test_a_pushed_collection_answers_a_new_process(big, tmp_path):
     assert [h["id"] for h in json.loads(res.stdout)[0]["hits"]] == want
 
 
+@pytest.mark.slow
 def test_shop_page_serves_a_milvus_collection(milvus, big):
     pytest.importorskip("gradio", reason="the shop page needs the ui extra")
     from ui.app import AppConfig, ShopDemo, load_catalog

@@ -12,13 +12,14 @@ import threading
 import pytest
 
 from fai_infer import Catalog, Encoder, NotInCatalogue
-from tests.helpers import catalog_of, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
 
 @pytest.fixture()
 def shop(tmp_path):
     write_products(tmp_path / "shop", 8)
-    cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv", encoder=Encoder())
+    cat = Catalog.build(tmp_path / "shop", tmp_path / "shop" / "metadata.csv",
+                        encoder=Encoder(OTHER_MODEL))  # plumbing: the small model
     cat.save(tmp_path / "cat")
     return tmp_path, cat
 
@@ -82,7 +83,7 @@ def test_cli_shows_control_sequences_instead_of_obeying_them(shop):
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    Catalog.build(tmp / "shop", meta, encoder=Encoder()).save(tmp / "evil")
+    Catalog.build(tmp / "shop", meta, encoder=Encoder(OTHER_MODEL)).save(tmp / "evil")
     res = subprocess.run([sys.executable, "-m", "fai_infer", "query", str(tmp / "evil"), "p001",
                           "-k", "2"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr
@@ -90,13 +91,13 @@ def test_cli_shows_control_sequences_instead_of_obeying_them(shop):
     assert "red\\x1b]0;owned\\x07\\x1b[2J" in res.stdout
 
 
-def test_where_on_an_unknown_column_names_it_and_the_close_ones(tiny_onnx):
+def test_where_on_an_unknown_column_names_it_and_the_close_ones():
     import numpy as np
     import pytest
 
-    from fai_infer import Catalog, Encoder
+    from fai_infer import Encoder
 
-    enc = Encoder(tiny_onnx)
+    enc = Encoder(OTHER_MODEL)
     rng = np.random.default_rng(0)
     emb = rng.normal(size=(6, enc.dim)).astype(np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)

@@ -16,7 +16,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.storage import CURRENT
-from tests.helpers import catalog_of, ROOT, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     """Two small catalogues: exact search, and HNSW (so index.hnsw exists)."""
     base = tmp_path_factory.mktemp("stores")
     write_products(base / "shop", 12)
-    enc = Encoder()
+    enc = Encoder(OTHER_MODEL)  # plumbing: the small model
     built = Catalog.build(base / "shop", base / "shop" / "metadata.csv", encoder=enc)
     built.save(base / "exact")
     catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings,
@@ -182,7 +182,8 @@ def test_ui_cache_follows_the_photo_folder(saved, tmp_path):
 
     shop = tmp_path / "shop"
     photos = write_products(shop, 6, csv_name=None)
-    cfg = AppConfig(catalog=str(shop), cache_dir=str(tmp_path / "cache"))
+    cfg = AppConfig(catalog=str(shop), cache_dir=str(tmp_path / "cache"),
+                    model=str(OTHER_MODEL))
     first, _ = load_catalog(cfg, log=lambda *a: None)
     photos[0].unlink()
     write_products(tmp_path / "more", 1, seed=3)[0].rename(shop / "images" / "new.jpg")

@@ -18,6 +18,8 @@ from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.store import is_delta_name
 from tests.helpers import OTHER_MODEL, ROOT
 
+pytestmark = pytest.mark.slow  # real processes racing on one catalogue
+
 WRITERS, ADDS = 4, 50
 DEADLINE_S = 120  # no child may outlive this, whatever happens
 

@@ -7,7 +7,10 @@ import pytest
 import torch
 
 from train.checkpoint import load_checkpoint
+from tests.helpers import write_csv
 from train.data import load_catalogue
+
+pytestmark = pytest.mark.slow  # real training runs
 
 
 def test_two_epochs_lower_the_loss_and_write_the_run_folder(tiny_run):
@@ -169,6 +172,36 @@ def test_evaluate_reports_margins_over_the_frozen_reference_on_the_same_queries(
         assert m == pytest.approx(result[part]["model"]["P@10 colour"]
                                   - result[part][ref]["P@10 colour"])
         assert lo <= m <= hi
+
+
+def test_evaluate_scores_a_second_shop_colour_rows_and_a_centre_crop(tiny_run, products,
+                                                                    tmp_path):
+    from train.evaluate import main
+
+    result = main(["--checkpoint", str(tiny_run / "best.pt"), "--data", str(products),
+                   "--columns", "colour,gender", "--shopper", "--centre-crop", "0.7",
+                   "--shop", str(products), "--group-column", "colour", "--type-column",
+                   "gender", "--json", str(tmp_path / "e.json")])
+    assert "shopper P@10 type" in result["shop"]["model"]
+    ref = next(n for n in result["table"] if n.startswith("frozen ImageNet"))
+    assert f"{ref} grey" in result["table"] and f"{ref} grey" in result["shop"]
+    assert set(result["shop"]["model"]) == {"same design Hit@10", "same design P@1",
+                                            "P@10 type", "P@1 type", "shopper item@10",
+                                            "shopper P@10 type"}
+    m, lo, hi = result["shop_margins"]["model"]["same design Hit@10"]
+    assert m == pytest.approx(result["shop"]["model"]["same design Hit@10"]
+                              - result["shop"][ref]["same design Hit@10"]) and lo <= m <= hi
+    assert result["shop_info"]["queries"] == 48  # every colour has several photos
+    assert any(k.startswith("model + centre crop 0.7") for k in result["shopper"])
+
+
+def test_evaluate_finds_the_id_column_that_names_the_photos(products, tmp_path):
+    from train.data import detect_id_column
+
+    rows = [{"sku": "x", "article": p.stem} for p in sorted((products / "images").iterdir())]
+    write_csv(tmp_path / "a.csv", rows)
+    assert detect_id_column(products, tmp_path / "a.csv") == "article"
+    assert detect_id_column(products) == "id"
 
 
 def test_training_reads_a_european_shop_csv(tmp_path):

@@ -99,7 +99,7 @@ def table(scores: dict[str, dict[str, np.ndarray]]) -> str:
 
 
 def parse(argv: list[str] | None):
-    from fai_infer.cli import OneLineParser
+    from fai_infer.cli_util import OneLineParser
 
     p = OneLineParser(prog="python -m train.adapt", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -204,11 +204,8 @@ def main(argv: list[str] | None = None) -> dict:
                                      for f in FIGURES}}
     print("\nafter:\n" + table(scores))
     if ok:
-        from export.onnx import export
-
         model_path = out / "model.onnx"
-        export(best, model_path, name=f"fai-{Path(a.data).name}-adapted", version="1",
-               log=lambda *_: None)
+        export_checkpoint(best, model_path, f"fai-{Path(a.data).name}-adapted")
         print(f"exported {model_path}: beats the starting model on the held-apart designs "
               f"({why})")
         report["exported"] = str(model_path)
@@ -221,6 +218,20 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "adapt-report.json").write_text(json.dumps(report, indent=2))
     print(f"{report['minutes']:.1f} of {a.minutes:g} minutes; report {out / 'adapt-report.json'}")
     return report
+
+
+def export_checkpoint(checkpoint: Path, model_path: Path, name: str) -> None:
+    """``python -m export.onnx`` on the adapted checkpoint, as its own process: export sits
+    above training (it loads checkpoints), so training never imports it, and the export's
+    memory is not added to training's."""
+    import subprocess
+
+    res = subprocess.run([sys.executable, "-m", "export.onnx", "--checkpoint", str(checkpoint),
+                          "--out", str(model_path), "--name", name, "--version", "1"],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        lines = (res.stderr or res.stdout).strip().splitlines() or ["no message"]
+        raise RuntimeError(f"export of {checkpoint} failed: {lines[-1]}")
 
 
 def _keep_test_size(checkpoint: Path, init: str) -> None:

@@ -178,6 +178,18 @@ def shopper_squares(cat, queries: np.ndarray, size: int, workers: int,
     return np.stack([square_resize(s, spec) for s in shots])
 
 
+def centre_crops(squares: np.ndarray, share: float) -> np.ndarray:
+    """The middle ``share`` of each square, resized back to the square's size: a shopper's
+    photo often has the garment in the middle and a room around it."""
+    import cv2
+
+    n, size = len(squares), squares.shape[1]
+    lo = int(round(size * (1 - share) / 2))
+    hi = size - lo
+    return np.stack([cv2.resize(sq[lo:hi, lo:hi], (size, size), interpolation=cv2.INTER_CUBIC)
+                     for sq in squares]) if n else squares
+
+
 def evaluate_splits(model: str, data: str, csv: str | None = None,
                     splits: Sequence[str] = ("val",),
                     columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
@@ -186,8 +198,8 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                     reference: str | None = None, unseen: bool = False,
                     unseen_fraction: float = 0.2, image_size: int | None = None,
                     id_column: str = "id", confusions: int = 0,
-                    colour_weights: Sequence[str] = (), shop: "ShopSet | None" = None
-                    ) -> dict[str, dict]:
+                    colour_weights: Sequence[str] = (), shop: "ShopSet | None" = None,
+                    centre_crop: float = 0.0) -> dict[str, dict]:
     """One result per split, each a table of rows (the model, ``also``'s models, the frozen
     ImageNet ``reference`` such as 'efficientnet-lite0', raw pixels) by figures. The catalogue
     is decoded once per input size and embedded once per model for all splits.
@@ -254,8 +266,14 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             result["shopper"] = {}
             shot_emb = {name: embed(shots[spec.size]) for name, (spec, embed) in embedders.items()}
             shot_emb |= {label: fn(shot_emb[name]) for label, (name, fn) in variants.items()}
-            for name, vectors in shot_emb.items():
-                result["shopper"][name] = shopper_table(emb[name], queries, vectors, labels)
+            if centre_crop:  # test-time: the shot and its centre crop, embeddings averaged
+                spec, embed = embedders["model"]
+                crops = embed(centre_crops(shots[spec.size], centre_crop))
+                label = f"model + centre crop {centre_crop:g} (queries only)"
+                shot_emb[label] = l2_normalise(shot_emb["model"] + crops)
+            for name, vectors in shot_emb.items():  # the crop row searches the model's gallery
+                result["shopper"][name] = shopper_table(emb.get(name, emb["model"]), queries,
+                                                        vectors, labels)
             shot_pixels = l2_normalise(pixel_features(shots[pix_size]) - centre)
             result["shopper"][PIXELS] = shopper_table(emb[PIXELS], queries, shot_pixels, labels)
         results[split] = result
@@ -270,7 +288,7 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
             "table": _means(per), **_margins(per, reference_name)}
     if shop is not None:
         results["shop"] = evaluate_shop(shop, embedders, variants, reference_name, workers,
-                                        cache_dir)
+                                        cache_dir, shopper)
     return results
 
 
@@ -289,10 +307,14 @@ class ShopSet:
 
 
 def evaluate_shop(shop: ShopSet, embedders: dict[str, Embedder], variants: dict,
-                  reference_name: str | None, workers: int, cache_dir: str | None) -> dict:
+                  reference_name: str | None, workers: int, cache_dir: str | None,
+                  shopper: bool = False) -> dict:
     """Every model (and raw pixels) on the second shop: the figures of ``train/shop_eval.py``
-    with margins over the frozen reference on the same queries."""
-    from train.shop_eval import held_apart_groups, shop_per_query
+    with margins over the frozen reference on the same queries; ``shopper``: also every photo
+    re-shot as a synthetic shopper photo, searched against the shop's clean photos (does the
+    item come back, item@10; are the others of its type, shopper P@10 type)."""
+    from train.metrics import own_item_rank, top_k_neighbours
+    from train.shop_eval import group_queries, held_apart_groups, shop_per_query
 
     cat = load_catalogue(shop.data, shop.csv, shop.id_column)
     for column in (shop.group_column, shop.type_column):
@@ -319,6 +341,22 @@ def evaluate_shop(shop: ShopSet, embedders: dict[str, Embedder], variants: dict,
     emb[PIXELS] = l2_normalise(pixels - pixels.mean(axis=0))
     groups, types = cat.column(shop.group_column), cat.column(shop.type_column)
     per = {n: shop_per_query(e, groups, types) for n, e in emb.items()}
+    if shopper:
+        everyone = np.arange(len(cat))
+        type_codes = label_codes(types)
+        shots = {size: shopper_squares(cat, everyone, size, workers, cache_dir)
+                 for size in squares}
+        shot_emb = {name: embed(shots[spec.size]) for name, (spec, embed) in embedders.items()}
+        shot_emb |= {label: fn(shot_emb[name]) for label, (name, fn) in variants.items()}
+        for name, vectors in shot_emb.items():
+            gallery, shots_n = l2_normalise(emb[name]), l2_normalise(vectors)
+            ranks = own_item_rank(gallery, everyone, shots_n)
+            nn = top_k_neighbours(gallery, everyone, 10, query_vectors=shots_n)
+            # per design-query rows, like the figures above (queries: photos with a sibling)
+            rows = group_queries(label_codes(groups))
+            per[name]["shopper item@10"] = (ranks[rows] < 10).astype(np.float64)
+            per[name]["shopper P@10 type"] = (type_codes[nn[rows]] == type_codes[rows, None]
+                                              ).mean(axis=1)
     queries = len(next(iter(per.values()))["P@1 type"])
     return {"data": shop.data, "split": "held-apart groups" if shop.holdout else "all",
             "queries": int(queries), "gallery": int(len(cat)), "table": _means(per),
@@ -381,7 +419,7 @@ SUMMARY = (("table", "P@1 {t}"), ("table", "P@10 {t}"), ("table", "P@10 {t}+{c}"
            ("shopper", "item@10"), ("shopper", "P@10 {t}"),
            ("unseen", "P@1 {t}"), ("unseen", "P@10 {t}"), ("unseen", "P@10 {t}+{c}"),
            ("shop", "same design Hit@10"), ("shop", "same design P@1"), ("shop", "P@10 type"),
-           ("shop", "P@1 type"))
+           ("shop", "P@1 type"), ("shop", "shopper item@10"), ("shop", "shopper P@10 type"))
 
 
 def summary_table(result: dict, columns: tuple[str, str]) -> str:
@@ -392,7 +430,8 @@ def summary_table(result: dict, columns: tuple[str, str]) -> str:
     head = "| features | " + " | ".join(f"{names[p]} {f}" for p, f in keys) + " |"
     lines = [head, "|" + "---|" * (len(keys) + 1)]
     for row in result["table"]:
-        cells = [f"{result[p][row][f]:.3f}" if row in result[p] else "-" for p, f in keys]
+        cells = [f"{result[p][row][f]:.3f}" if f in result[p].get(row, {}) else "-"
+                 for p, f in keys]
         lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -421,7 +460,8 @@ def format_table(result: dict, key: str = "table") -> str:
     head = "| features | " + " | ".join(cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 1)]
     for name, vals in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.3f}" for c in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{vals[c]:.3f}" if c in vals else "-"
+                                                  for c in cols) + " |")
     return "\n".join(lines)
 
 
@@ -481,6 +521,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--shop-holdout", type=float, default=0.0, metavar="F",
                    help="second shop: score only the groups train.adapt holds apart at this "
                    "fraction (gallery = those groups)")
+    p.add_argument("--centre-crop", type=float, default=0.0, metavar="SHARE",
+                   help="with --shopper: also score the model with each shopper photo's "
+                   "embedding averaged with that of its centre SHARE (e.g. 0.7)")
     p.add_argument("--cache-dir", default=".cache", help="decoded-photo cache")
     p.add_argument("--json", default=None, help="write the result here (default: beside a "
                    "checkpoint as NAME.evaluate.json; runs/evaluate/ for an .onnx model)")
@@ -515,7 +558,8 @@ def main(argv: list[str] | None = None) -> dict:
                       reference=reference, unseen=a.unseen, unseen_fraction=a.unseen_fraction,
                       image_size=a.image_size,
                       id_column=a.id_column or detect_id_column(a.data, a.csv),
-                      confusions=a.confusions, colour_weights=weights, shop=shop)
+                      confusions=a.confusions, colour_weights=weights, shop=shop,
+                      centre_crop=a.centre_crop)
     print(f"{result['queries']} {a.split} queries against {result['gallery']} photos "
           f"(query left out)\n" + format_table(result))
     if "shopper" in result:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from fai_infer.api import BaseCatalog, Hit, NotInCatalogue
+from fai_infer.api import BaseCatalog, Hit, NotInCatalogue, caption_text
 from fai_infer.catalog import Catalog
 from fai_infer.display import MAX_FILTER_VALUES
 from fai_infer.encoder import Encoder
@@ -168,8 +168,7 @@ class ShopService:
     def card(self, hit: Hit, score: bool = True) -> dict:
         """What a product card shows: name, details, price and, for a result, the match in
         words (``match``) and its confidence (the bar); never a raw score or a timing."""
-        details = " · ".join(hit.metadata.get(c, "") for c in self.caption_columns[1:]
-                             if hit.metadata.get(c))
+        details = caption_text(hit.metadata, self.caption_columns[1:])
         out = {"id": hit.id, "name": self.name(hit), "details": details,
                "price": hit.metadata.get(self.price_column, "") if self.price_column else "",
                "score": round(float(hit.score), 4) if score else None,
