@@ -165,3 +165,15 @@ def test_another_models_catalogue_is_refused(encoder, tmp_path):
     reference(encoder).save(tmp_path / "cat")
     with pytest.raises(CatalogError, match="indexed with model .* but the loaded model"):
         Catalog.open(tmp_path / "cat", Encoder())
+
+
+def test_hits_carry_a_confidence_and_the_scale_follows_writes(cat):
+    hits = cat.similar("i020", k=3)
+    assert all(0.0 <= h.confidence <= 1.0 and h.match for h in hits)
+    fitted = cat.match_scale()
+    assert cat.match_scale() is fitted
+    cat.add_embeddings(["twin"], cat.vector("i020")[None])
+    assert cat.match_scale() is not fitted
+    best = cat.similar("i020", k=1)[0]
+    assert best.id == "twin" and best.match == "very close"
+    cat.remove(["twin"])
