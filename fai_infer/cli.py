@@ -70,6 +70,8 @@ def _encoder(args: argparse.Namespace) -> Encoder:
 def cmd_index(a: argparse.Namespace) -> int:
     out = Path(a.out)
     existed = out.exists()
+    if a.name is not None and not 1 <= len(" ".join(a.name.split())) <= 80:
+        raise ValueError("--name: a shop name is 1 to 80 characters")  # before encoding
     check_writable(out)  # before minutes of encoding, not after
     try:
         return _index(a)

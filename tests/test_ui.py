@@ -445,3 +445,39 @@ def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height
         browser.close()
     assert shot.stat().st_size > 10_000
     save_screenshot(shot, name)
+
+
+@needs_chromium
+def test_the_merchandiser_page_lists_findings_with_photos(app_url, tmp_path):
+    """python -m ui.app --merchandiser: disputed labels, then duplicates, photos side by side."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    from ui.launch import start_app
+
+    _, cache = app_url  # the demo shop, already indexed
+    proc, url = start_app(cache, ("--merchandiser",))
+    try:
+        with playwright.sync_playwright() as p:
+            browser = launch_chromium(p)
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="load")
+            page.wait_for_selector("#fai-audit", timeout=60_000)
+            assert "catalogue checks" in page.locator("#fai-title").inner_text()
+            page.locator("#fai-audit").click()
+            page.wait_for_function("document.querySelector('#fai-audit-list').innerText"
+                                   ".length > 20", timeout=120_000)
+            findings = page.locator("#fai-audit-list .fai-finding")
+            if findings.count():
+                assert findings.first.locator("img").count() >= 2  # the item and neighbours
+                assert "neighbours say" in findings.first.inner_text()
+            page.get_by_role("tab", name="Duplicates").click()
+            page.locator("#fai-dupes").click()
+            page.wait_for_function("document.querySelector('#fai-dupes-list').innerText"
+                                   ".length > 20", timeout=120_000)
+            page.get_by_role("tab", name="Labels to check").click()
+            shot = tmp_path / "merch.png"
+            page.screenshot(path=str(shot), full_page=False)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    save_screenshot(shot, "ui-merchandiser.png")
