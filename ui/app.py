@@ -107,6 +107,7 @@ CSS = """
              padding: 6px !important}
   .fai-card img {height: 150px}
   .fai-name {font-size: 13px}
+  .fai-match {height: 2.6em}
 }
 """
 

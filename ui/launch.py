@@ -29,7 +29,7 @@ def local_client(url: str):
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_app(cache: Path, extra_args: tuple[str, ...] = (), timeout_s: float = 180
+def start_app(cache: Path, extra_args: tuple[str, ...] = (), timeout_s: float = 600
               ) -> tuple[subprocess.Popen, str]:
     """Start ``python -m ui.app`` on a free loopback port with its cache (and log) in
     ``cache``; return (process, url) once it answers. Raises with the app's log if it dies."""
