@@ -160,9 +160,9 @@ class ShopDemo(ShopService):
     """The page's handlers: the service's answers, with mistakes as messages on the page
     (``gr.Error``). Results travel as lists of cards in gr.State."""
 
-    def search(self, image: str | None, k: float, look: str | None, *filters
-               ) -> tuple[list[dict], str, str]:
-        """(cards, status line, query panel) for an upload."""
+    def search(self, image: str | None, k: float, *filters, look: str | None = None
+               ) -> tuple[list[dict], str]:
+        """(cards, status line) for an upload, weighed as the colour toggle says."""
         if not image:
             raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
         try:
@@ -172,9 +172,9 @@ class ShopDemo(ShopService):
         except ValueError:
             raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
                 from None
-        return cards, "Most like your photo", ""
+        return cards, "Most like your photo"
 
-    def more_like(self, item_id: str, k: float, look: str | None, *filters
+    def more_like(self, item_id: str, k: float, *filters, look: str | None = None
                   ) -> tuple[list[dict], str, str, None]:
         """(cards, status, query panel showing the item, a cleared upload box)."""
         cards, status = self.similar_to_item(item_id, k, *filters, colour=colour_for(look))
@@ -285,7 +285,8 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                     more = gr.Button("More like this", size="sm", elem_classes="fai-more")
                     add = gr.Button("Add to basket", size="sm", elem_classes="fai-add")
             item = card["id"]
-            more.click(lambda kk, lk, *f: (*demo.more_like(item, kk, lk, *f), ("item", item)),
+            more.click(lambda kk, lk, *f: (*demo.more_like(item, kk, *f, look=lk),
+                                           ("item", item)),
                        [k, look, *filters], [results, status, query, photo, last],
                        api_visibility="private")
             add.click(lambda items, kk, lk, *f: change_basket(items + [item], kk, lk, *f),
@@ -309,14 +310,14 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
             return demo.browse(*f, origin=request_origin(request))
 
         def search(image, kk, lk, *f):
-            return (*demo.search(image, kk, lk, *f), ("photo", image))
+            return (*demo.search(image, kk, *f, look=lk), "", ("photo", image))
 
         def rerun(state, image, kk, lk, items, *f):
             """The toggle moved: the same search and basket, weighed anew."""
             if state and state[0] == "item":
-                cards, line, panel, _ = demo.more_like(state[1], kk, lk, *f)
+                cards, line, panel, _ = demo.more_like(state[1], kk, *f, look=lk)
             elif state and state[0] == "photo" and image:
-                cards, line, panel = demo.search(image, kk, lk, *f)
+                (cards, line), panel = demo.search(image, kk, *f, look=lk), ""
             else:
                 cards, line, panel = gr.update(), gr.update(), gr.update()
             _, _, hits, _, _ = change_basket(items, kk, lk, *f)
@@ -333,7 +334,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
 
         def pick_browsed(evt: gr.SelectData, ids: list[str], kk: float, lk: str | None, *f):
             item = ids[evt.index] if 0 <= evt.index < len(ids) else ""
-            return (*demo.more_like(item, kk, lk, *f), ("item", item))
+            return (*demo.more_like(item, kk, *f, look=lk), ("item", item))
 
         browse.select(pick_browsed, [visible_ids, k, look, *filters],
                       [results, status, query, photo, last], api_visibility="private")

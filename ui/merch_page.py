@@ -93,9 +93,10 @@ class MerchPage:
         for s in found:
             neighbours = "".join(tile(n, "", self._label(n, s["column"]))
                                  for n in s["neighbours"][:NEIGHBOURS_SHOWN])
+            name = self.shop.labels.get(s["column"], s["column"])
             rows.append(
                 f'<div class="fai-finding">{tile(s["id"], "", "(missing)")}'
-                f'<div class="fai-why">{html.escape(self.shop.labels.get(s["column"], s["column"]))}'
+                f'<div class="fai-why">{html.escape(name)}'
                 f': <b>{html.escape(s["value"])}</b><br>confidence {s["confidence"]:.2f}</div>'
                 f'{neighbours}</div>')
         return "".join(rows)
