@@ -200,7 +200,8 @@ def main(argv: list[str] | None = None) -> dict:
                    "photo here (onnxruntime, batch 1, median; 0 = no limit)")
     p.add_argument("--columns", default=None,
                    help="two label columns the figures count matches on: the kind, and a "
-                   "second for kind+second (default: the checkpoint's first two label columns)")
+                   "second for kind+second (default: the columns the run's holdout was scored "
+                   "on, else its label columns)")
     p.add_argument("--wise", default="1.0", metavar="A,A",
                    help="WiSE-FT: backbone weights (1 - A) x ImageNet + A x fine-tuned to try "
                    "(1.0 = the fine-tuned backbone as trained)")
@@ -235,8 +236,16 @@ def main(argv: list[str] | None = None) -> dict:
     csv_path = a.csv or (tc.get("csv") if a.data is None else None)
     id_column = a.id_column or tc.get("id_column", "id")
     cat = load_catalogue(data, csv_path, id_column)
-    columns = [x.strip() for x in (a.columns or tc.get("label_columns", "")).split(",")
-               if x.strip()]
+    # The run's own figures: the columns its holdout was scored on (eval_columns), else its
+    # label columns (a colour-blind garment part trains on the kind alone, and is still
+    # judged on kind + colour).
+    def listed(text: str) -> list[str]:
+        return [x.strip() for x in (text or "").split(",") if x.strip()]
+
+    have = set(cat.rows[0]) if cat.rows else set()
+    scored_on = [x for x in listed(tc.get("eval_columns", "")) if x in have]
+    columns = listed(a.columns) or (scored_on if len(scored_on) >= 2
+                                    else listed(tc.get("label_columns", "")))
     missing = [x for x in columns if not cat.rows or x not in cat.rows[0]]
     if not columns or missing:
         p.error(f"{data}: no label column {', '.join(missing) or '(none given)'} to score on "
