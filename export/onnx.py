@@ -31,6 +31,7 @@ import torch
 
 from fai_infer.sources import list_images as catalog_images
 from fai_infer.model_info import FORMAT_VERSION, META_PREFIX
+from export.emulate import EmulationUnavailable
 from export.synthetic import generated_squares
 from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor
 from train.checkpoint import load_checkpoint
@@ -228,6 +229,17 @@ def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: byte
     return report
 
 
+def self_check(q_data: bytes) -> dict:
+    """The load-time int8 self-check (fai_infer.int8_check) run here on the file to write."""
+    from fai_infer.encoder import Encoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "q.int8.onnx").write_bytes(q_data)
+        check = Encoder(Path(tmp) / "q.int8.onnx", check_int8=False)
+        check._check_int8()
+        return check.int8_check.summary()
+
+
 GATE_PHOTOS = 300  # photos beside the calibration set that judge the int8 gate
 
 
@@ -252,7 +264,7 @@ def write_atomic(data: bytes, path: Path) -> None:
 def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
            version: str = "1", opset: int = 17, parity_images: str | Path | None = None,
            int8: bool = False, calib: str | Path | None = None, calib_count: int = 300,
-           tolerance: float = FP32_TOLERANCE, log=print) -> dict:
+           tolerance: float = FP32_TOLERANCE, log=print, check_avx2: bool = False) -> dict:
     """Export, validate and write; returns a report dict (sizes, parity, int8 figures)."""
     t0 = time.time()
     out = Path(out)
@@ -278,7 +290,7 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
     write_atomic(data, out)
     report["fp32"]["bytes"] = out.stat().st_size
     if int8:
-        from export.quantize import QuantizationGateError, quantize_int8
+        from export.quantize import QuantizationGateError, golden_metadata_for, quantize_int8
 
         keep = f"; the checked fp32 model is kept at {out}"
         if calib is None:
@@ -297,15 +309,21 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
             q_bytes, figures = quantize_int8(
                 data, load_squares(calib_paths, spec), spec,
                 eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
-                log=log)
+                log=log, avx2=check_avx2)
         except QuantizationGateError as exc:
             raise ExportError(f"{exc}{keep}") from None
         q_proto = onnx.load_from_string(q_bytes)
         meta = build_metadata(ckpt, model, spec, name, version, "int8-static-qdq-u8s8")
         meta[META_PREFIX + "int8_quality"] = json.dumps(figures, sort_keys=True)
+        meta.update(golden_metadata_for(data, spec))
         set_metadata(q_proto, meta)
+        q_data = q_proto.SerializeToString()
+        figures["self_check"] = self_check(q_data)
+        if not figures["self_check"]["passed"]:
+            raise ExportError(f"the int8 file misses its own load-time self-check here "
+                              f"({figures['self_check']}){keep}")
         q_path = out.with_name(out.name.replace(".onnx", "") + ".int8.onnx")
-        write_atomic(q_proto.SerializeToString(), q_path)
+        write_atomic(q_data, q_path)
         report["int8"] = {"path": str(q_path), "bytes": q_path.stat().st_size, **figures}
     report["seconds"] = round(time.time() - t0, 2)
     return report
@@ -336,14 +354,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", default=None, help="folder of >= 300 photos to calibrate int8 "
                    "on; up to 300 more of its photos judge the gate")
     p.add_argument("--calib-count", type=int, default=300, help="photos used for calibration")
+    p.add_argument("--check-avx2", action="store_true",
+                   help="also judge the int8 gate on an emulated AVX2-only CPU (needs "
+                   "qemu-x86_64: apt-get install qemu-user; slow)")
     p.add_argument("--report", default=None, help="also write the report as JSON here")
     a = p.parse_args(argv)
     if a.opset < 17:
         p.error("--opset must be 17 or newer")
     try:
         report = export(a.checkpoint, a.out, a.name, a.version, a.opset,
-                        a.parity_images or a.calib, a.int8, a.calib, a.calib_count, a.tolerance)
-    except (ExportError, FileNotFoundError) as exc:
+                        a.parity_images or a.calib, a.int8, a.calib, a.calib_count, a.tolerance,
+                        check_avx2=a.check_avx2)
+    except (ExportError, FileNotFoundError, EmulationUnavailable) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     text = json.dumps(report, indent=2)
