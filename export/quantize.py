@@ -1,17 +1,32 @@
-"""Static int8 quantisation (QDQ, uint8 activations, int8 per-channel weights), gated on
-quality. Two settings, picked by the network's shape (:func:`int8_recipe`):
+"""Static int8 quantisation (QDQ, uint8 activations, per-channel weights), gated on quality
+and free of int16 saturation on every CPU by construction.
 
-- plain convolutions (the seed family): only the convs, with reduce_range. Measured on this CPU
-  (AVX2, no VNNI) ~1.9x faster than fp32 on the seed encoder; dynamic quantisation and S8S8
-  QOperator were slower than fp32, and dropping reduce_range made the embedding error ~7x
-  larger (int16 saturation in AVX2 u8s8 kernels).
+Why "by construction": onnxruntime's u8 x s8 kernels on CPUs without VNNI (AVX2, AVX-512
+without VNNI) multiply with ``vpmaddubsw``, which adds each pair of u8 x s8 products in int16
+and saturates past 32767. With 8-bit weights (|w| <= 127) and u8 activations a pair reaches
+64770, so the same file that matched fp32 on a VNNI CPU (mean cosine 0.998) gave 0.984 and a
+top-10 overlap of 0.88 on an AVX2-only one. Only convs that add products in pairs are at risk:
+the depthwise kernels accumulate in int32 (measured: identical results on both paths).
+
+Two settings, picked by the network's shape (:func:`int8_recipe`):
+
+- plain convolutions (the seed family): only the convs, with reduce_range (7-bit weights:
+  2 x 255 x 64 < 32767). ~1.9x faster than fp32 on the seed encoder; dynamic quantisation
+  and S8S8 QOperator were slower than fp32.
 - depthwise-separable networks (EfficientNet-Lite): every conv but the stem, *and* the ReLU6
-  clips, residual adds and the global pool, without reduce_range. Quantising the convs alone
-  left each block switching between int8 and fp32 around its clips and depthwise convs and ran
-  slower than fp32; whole int8 blocks run ~1.7x faster, and 8-bit weights keep the embedding
-  closer to fp32 than 7-bit ones here (1x1 and depthwise kernels sum few products, so the
-  saturation that hurts the seed's 3x3x512 convs does not bite). The stem sees raw pixels
-  through 3 channels: it gains nothing from int8 and costs accuracy, so it stays fp32.
+  clips, residual adds and the global pool (whole int8 blocks; quantising the convs alone left
+  fp32 islands that ran slower than fp32). Depthwise convs keep 8-bit s8 weights. The
+  pair-summed 1x1 convs: *project* convs (a block's 6x-wide depthwise output back to its
+  width, no activation after) take uint8 weights, which onnxruntime multiplies exactly (u8 x u8
+  widened to 16 bits, summed in 32) on every CPU; *expand* convs and the head take 7-bit s8
+  weights. Measured on 100 Myntra photos: 7-bit everywhere 0.9956 / top-10 0.951 (too close
+  to the gate), u8 project convs 0.9979 / 0.968, u8 everywhere 0.9982 / 0.970 but u8 x u8 runs
+  at about fp32 speed on a VNNI CPU. The stem sees raw pixels through 3 channels: it gains
+  nothing from int8 and costs accuracy, so it stays fp32.
+
+``python -m export.onnx --int8 --check-avx2`` also judges the gate on an emulated AVX2-only
+CPU (export/emulate.py), and every int8 file carries golden inputs for the load-time
+self-check (fai_infer/int8_check.py).
 """
 
 from __future__ import annotations
@@ -62,13 +77,32 @@ def depthwise_convs(proto: onnx.ModelProto) -> list[str]:
             and any(a.name == "group" and a.i > 1 for a in n.attribute)]
 
 
-def pair_summed_weights(proto: onnx.ModelProto, exclude: list[str]) -> list[str]:
-    """Weight initializers of the quantised convs whose int8 products onnxruntime adds in
-    pairs (every conv but the depthwise ones, which its kernels accumulate in int32)."""
+def pair_summed_weights(proto: onnx.ModelProto, exclude: list[str]) -> dict[str, str]:
+    """{weight initializer: "project" | "other"} for the quantised convs whose int8 products
+    onnxruntime adds in pairs: every conv but the depthwise ones (its depthwise kernels
+    accumulate in int32). "project" convs read a depthwise conv's output (through its ReLU6)."""
     inits = {i.name for i in proto.graph.initializer}
     dw = set(depthwise_convs(proto))
-    return [n.input[1] for n in proto.graph.node if n.op_type == "Conv" and n.name not in dw
-            and n.name not in exclude and len(n.input) > 1 and n.input[1] in inits]
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+
+    def after_depthwise(tensor: str) -> bool:
+        node = made_by.get(tensor)
+        while node is not None and node.op_type in ("Clip", "Relu"):
+            node = made_by.get(node.input[0])
+        return node is not None and node.name in dw
+
+    return {n.input[1]: "project" if after_depthwise(n.input[0]) else "other"
+            for n in proto.graph.node if n.op_type == "Conv" and n.name not in dw
+            and n.name not in exclude and len(n.input) > 1 and n.input[1] in inits}
+
+
+# Pair-summed weights of depthwise-separable networks, by construction free of int16
+# saturation on every CPU (u8 activations <= 255):
+# - project convs (6x wider input, no activation after them: the most sensitive, measured)
+#   take uint8 weights: onnxruntime's u8 x u8 kernels widen to 16 bits and sum in 32;
+# - the others (expand, head) take 7-bit weights (|w| <= 64: 2 x 255 x 64 < 32767).
+PAIR_SUMMED_WEIGHTS = {"project": {"quant_type": QuantType.QUInt8},
+                       "other": {"reduce_range": True}}
 
 
 def int8_recipe(proto: onnx.ModelProto) -> dict:
@@ -76,8 +110,8 @@ def int8_recipe(proto: onnx.ModelProto) -> dict:
     first conv (the stem) stays fp32 in both."""
     stem = [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
     if depthwise_convs(proto):
-        overrides = {w: [{"axis": 0, **PAIR_SUMMED_WEIGHTS}]
-                     for w in pair_summed_weights(proto, stem)}
+        overrides = {w: [{"axis": 0, **PAIR_SUMMED_WEIGHTS[role]}]
+                     for w, role in pair_summed_weights(proto, stem).items()}
         return {"op_types_to_quantize": ["Conv", "Clip", "Add", "GlobalAveragePool"],
                 "nodes_to_exclude": stem, "reduce_range": False,
                 "extra_options": {"TensorQuantOverrides": overrides}}

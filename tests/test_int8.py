@@ -146,3 +146,25 @@ def test_self_check_runs_on_the_emulated_avx2_cpu_and_passes():
     assert r.returncode == 0, r.stderr[-500:]
     rt = json.loads(r.stdout.strip().splitlines()[-1])
     assert rt["cpu_int8_path"] == "avx2" and rt["int8_check"]["passed"] and not rt["fallback"]
+
+
+@pytest.mark.parametrize("path", [INT8, SMALL_INT8], ids=["default", "small"])
+def test_no_pair_summed_int8_product_can_saturate_int16(path):
+    """By construction, for every CPU: each conv whose kernels add u8 x s8 products in pairs
+    (all but depthwise) has u8 weights (multiplied exactly) or 7-bit ones (2 x 255 x 64 <
+    32767). The old default file had 8-bit s8 weights there (pairs up to 64770)."""
+    from onnx import numpy_helper
+
+    proto = onnx.load(str(path))
+    inits = {i.name: i for i in proto.graph.initializer}
+    dq = {n.output[0]: n for n in proto.graph.node if n.op_type == "DequantizeLinear"}
+    checked = 0
+    for conv in (n for n in proto.graph.node if n.op_type == "Conv"):
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        node = dq.get(conv.input[1])
+        if node is None or group > 1:
+            continue  # the fp32 stem; depthwise kernels accumulate in int32
+        w = numpy_helper.to_array(inits[node.input[0]])
+        checked += 1
+        assert w.dtype == np.uint8 or np.abs(w.astype(np.int16)).max() <= 64, conv.name
+    assert checked >= 5
