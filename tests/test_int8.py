@@ -167,4 +167,4 @@ def test_no_pair_summed_int8_product_can_saturate_int16(path):
         w = numpy_helper.to_array(inits[node.input[0]])
         checked += 1
         assert w.dtype == np.uint8 or np.abs(w.astype(np.int16)).max() <= 64, conv.name
-    assert checked >= 5
+    assert checked >= 4  # the seed family has 5 convs, its stem stays fp32
