@@ -31,9 +31,10 @@ def sabotaged_int8(folder, with_fp32: bool = True):
     kernels went wrong looks like this), beside the fp32 file when asked."""
     proto = onnx.load(str(INT8))
     inits = {i.name: i for i in proto.graph.initializer}
-    dq = next(n for n in proto.graph.node if n.op_type == "DequantizeLinear"
-              and "_blocks.8" in n.name and inits.get(n.input[0]) is not None
-              and len(inits[n.input[0]].dims) == 4)
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+    conv = next(n for n in proto.graph.node if n.op_type == "Conv" and "_blocks.8" in n.name
+                and made_by.get(n.input[1]) is not None)
+    dq = made_by[conv.input[1]]
     scale = inits[dq.input[1]]
     scale.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(scale) * 4,
                                                 scale.name))
@@ -128,10 +129,10 @@ def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
     """The old recipe (8-bit weights in u8 x s8 pair sums) gave mean cosine 0.984 and top-10
     overlap 0.88 on AVX2-only CPUs (int16 saturation), though 0.998 / 0.975 here."""
     fp32 = Encoder(SHIPPED)
-    squares = myntra_squares(fp32, 120)
+    squares = myntra_squares(fp32, 60)
     ref, got = fp32.embed_squares(squares), embed_as_avx2(INT8, squares)
     assert float(np.sum(ref * got, axis=1).mean()) >= MIN_MEAN_COSINE
-    assert top10_overlap(ref, got) >= 0.9  # a 120-photo sample: looser than the 0.95 gate
+    assert top10_overlap(ref, got) >= 0.9  # a 60-photo sample: looser than the 0.95 gate
     here = Encoder(INT8, check_int8=False).embed_squares(squares)
     assert top10_overlap(ref, here) >= 0.9 and MIN_TOP10_OVERLAP == 0.95
 
