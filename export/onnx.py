@@ -27,6 +27,7 @@ import torch
 
 from fai_infer.sources import list_images as catalog_images
 from fai_infer.model_info import FORMAT_VERSION, META_PREFIX
+from export.emulate import EmulationUnavailable
 from export.synthetic import generated_squares
 from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor
 from train.checkpoint import load_checkpoint
@@ -145,6 +146,61 @@ def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: byte
     return report
 
 
+def self_check(q_data: bytes) -> dict:
+    """The load-time int8 self-check (fai_infer.int8_check) run here on the file to write."""
+    from fai_infer.encoder import Encoder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "q.int8.onnx").write_bytes(q_data)
+        check = Encoder(Path(tmp) / "q.int8.onnx", check_int8=False)
+        check._check_int8()
+        return check.int8_check.summary()
+
+
+INT8_QUANTIZATION = "int8-static-qdq-satfree"  # export/quantize.py: no int16 saturation
+
+
+def write_int8(data: bytes, spec: PreprocessSpec, out: Path, meta: dict[str, str],
+               calib: str | Path | None, calib_count: int = 300, log=print, keep: str = "",
+               check_avx2: bool = False) -> dict:
+    """Quantise fp32 ``data``, gate it, add the golden inputs, check it loads here, and
+    write OUT's NAME.int8.onnx beside it -> the int8 part of the report."""
+    from export.quantize import QuantizationGateError, golden_metadata_for, quantize_int8
+
+    if calib is None:
+        raise ExportError("--int8 needs --calib DIR with at least 300 photos" + keep)
+    paths = list_images(calib, calib_count + GATE_PHOTOS)
+    if len(paths) < min(300, calib_count):
+        raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
+                          + keep)
+    # The gate is judged on other photos than the calibration's when the folder has them
+    # (interleaved, so both samples spread over the whole folder).
+    if len(paths) >= 2 * calib_count:
+        calib_paths, gate_paths = paths[0::2][:calib_count], paths[1::2]
+    else:
+        calib_paths, gate_paths = paths[:calib_count], paths[calib_count:]
+    try:
+        q_bytes, figures = quantize_int8(
+            data, load_squares(calib_paths, spec), spec,
+            eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
+            log=log, avx2=check_avx2)
+    except QuantizationGateError as exc:
+        raise ExportError(f"{exc}{keep}") from None
+    q_proto = onnx.load_from_string(q_bytes)
+    meta = {**meta, META_PREFIX + "quantization": INT8_QUANTIZATION,
+            META_PREFIX + "int8_quality": json.dumps(figures, sort_keys=True),
+            **golden_metadata_for(data, spec)}
+    set_metadata(q_proto, meta)
+    q_data = q_proto.SerializeToString()
+    figures["self_check"] = self_check(q_data)
+    if not figures["self_check"]["passed"]:
+        raise ExportError(f"the int8 file misses its own load-time self-check here "
+                          f"({figures['self_check']}){keep}")
+    q_path = out.with_name(out.name.replace(".onnx", "") + ".int8.onnx")
+    write_atomic(q_data, q_path)
+    return {"path": str(q_path), "bytes": q_path.stat().st_size, **figures}
+
+
 GATE_PHOTOS = 300  # photos beside the calibration set that judge the int8 gate
 
 
@@ -169,7 +225,7 @@ def write_atomic(data: bytes, path: Path) -> None:
 def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
            version: str = "1", opset: int = 17, parity_images: str | Path | None = None,
            int8: bool = False, calib: str | Path | None = None, calib_count: int = 300,
-           tolerance: float = FP32_TOLERANCE, log=print) -> dict:
+           tolerance: float = FP32_TOLERANCE, log=print, check_avx2: bool = False) -> dict:
     """Export, validate and write; returns a report dict (sizes, parity, int8 figures)."""
     t0 = time.time()
     out = Path(out)
@@ -195,35 +251,9 @@ def export(checkpoint: str | Path, out: str | Path, name: str | None = None,
     write_atomic(data, out)
     report["fp32"]["bytes"] = out.stat().st_size
     if int8:
-        from export.quantize import QuantizationGateError, quantize_int8
-
-        keep = f"; the checked fp32 model is kept at {out}"
-        if calib is None:
-            raise ExportError("--int8 needs --calib DIR with at least 300 photos" + keep)
-        paths = list_images(calib, calib_count + GATE_PHOTOS)
-        if len(paths) < min(300, calib_count):
-            raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
-                              + keep)
-        # The gate is judged on other photos than the calibration's when the folder has them
-        # (interleaved, so both samples spread over the whole folder).
-        if len(paths) >= 2 * calib_count:
-            calib_paths, gate_paths = paths[0::2][:calib_count], paths[1::2]
-        else:
-            calib_paths, gate_paths = paths[:calib_count], paths[calib_count:]
-        try:
-            q_bytes, figures = quantize_int8(
-                data, load_squares(calib_paths, spec), spec,
-                eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
-                log=log)
-        except QuantizationGateError as exc:
-            raise ExportError(f"{exc}{keep}") from None
-        q_proto = onnx.load_from_string(q_bytes)
-        meta = build_metadata(ckpt, model, spec, name, version, "int8-static-qdq-u8s8")
-        meta[META_PREFIX + "int8_quality"] = json.dumps(figures, sort_keys=True)
-        set_metadata(q_proto, meta)
-        q_path = out.with_name(out.name.replace(".onnx", "") + ".int8.onnx")
-        write_atomic(q_proto.SerializeToString(), q_path)
-        report["int8"] = {"path": str(q_path), "bytes": q_path.stat().st_size, **figures}
+        meta = build_metadata(ckpt, model, spec, name, version, INT8_QUANTIZATION)
+        report["int8"] = write_int8(data, spec, out, meta, calib, calib_count, log,
+                                    f"; the checked fp32 model is kept at {out}", check_avx2)
     report["seconds"] = round(time.time() - t0, 2)
     return report
 
@@ -253,14 +283,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--calib", default=None, help="folder of >= 300 photos to calibrate int8 "
                    "on; up to 300 more of its photos judge the gate")
     p.add_argument("--calib-count", type=int, default=300, help="photos used for calibration")
+    p.add_argument("--check-avx2", action="store_true",
+                   help="also judge the int8 gate on an emulated AVX2-only CPU (needs "
+                   "qemu-x86_64: apt-get install qemu-user; slow)")
     p.add_argument("--report", default=None, help="also write the report as JSON here")
     a = p.parse_args(argv)
     if a.opset < 17:
         p.error("--opset must be 17 or newer")
     try:
         report = export(a.checkpoint, a.out, a.name, a.version, a.opset,
-                        a.parity_images or a.calib, a.int8, a.calib, a.calib_count, a.tolerance)
-    except (ExportError, FileNotFoundError) as exc:
+                        a.parity_images or a.calib, a.int8, a.calib, a.calib_count, a.tolerance,
+                        check_avx2=a.check_avx2)
+    except (ExportError, FileNotFoundError, EmulationUnavailable) as exc:
         print(f"export failed: {exc}", file=sys.stderr)
         return 1
     text = json.dumps(report, indent=2)

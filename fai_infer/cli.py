@@ -224,6 +224,18 @@ def cmd_update(a: argparse.Namespace) -> int:
     return EXIT_ERROR if missing else 0  # a nightly job must notice rows that matched nothing
 
 
+def runtime_line(rt: dict) -> str:
+    """'cpu: avx512_vnni int8 kernels; int8 self-check passed (...)' for `fai info`."""
+    check = rt["int8_check"]
+    line = f"cpu: {rt['cpu_int8_path']} int8 kernels"
+    if check:
+        line += (f"; int8 self-check {'passed' if check['passed'] else 'FAILED'} here (mean "
+                 f"cosine {check['mean_cosine']:.4f} on {check['inputs']} golden inputs)")
+    if rt["fallback"]:
+        line += f"; running {visible(rt['file'])} instead of {visible(rt['requested'])}"
+    return line
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     try:
         cat = Catalog.open(a.catalog, _encoder(a))
@@ -235,7 +247,7 @@ def cmd_info(a: argparse.Namespace) -> int:
                   f"indexed with model {visible(model_label(manifest))} from "
                   f"{visible(str(manifest.get('model_path', '?')))}")
         raise
-    info = cat.info()
+    info = {**cat.info(), "runtime": cat.encoder.runtime()}
     scale = cat.match_scale()
     info["match_scale"] = scale.to_dict() if scale is not None else None
     if a.json:
@@ -249,6 +261,7 @@ def cmd_info(a: argparse.Namespace) -> int:
           f"quantisation; what catalogues remember), weights sha256 {m['weights_sha256']}")
     print(f"  model file: {visible(cat.encoder.path)}; {info['deltas']} change(s) since the "
           f"last compaction")
+    print(f"  {runtime_line(info['runtime'])}")
     print(f"  columns: {visible(', '.join(info['columns'])) or '(no metadata)'}")
     print(f"  filters: {visible(', '.join(info['filters'])) or '(none)'}; caption: "
           f"{visible(', '.join(info['caption'])) or '(the id)'}")

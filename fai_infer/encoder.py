@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,6 +13,9 @@ from typing import Iterable, Iterator, Sequence
 import numpy as np
 from fai_infer.ort import ort
 
+from fai_infer.cpu import cpu_flags, int8_path
+from fai_infer.int8_check import (MIN_COSINE, MIN_MEAN_COSINE, GoldenError, Int8Check,
+                                  read_golden, run_check)
 from fai_infer.model_info import ModelInfo
 from fai_infer.preprocess import ImageError, ImageInput, describe, load_square, to_tensor
 
@@ -46,27 +50,76 @@ SQUARES_BATCH = 64  # photos per onnxruntime call: memory stays flat, speed is t
 class Encoder:
     """``Encoder(None)`` loads the shipped default model; ``.embed(images)`` -> (n, dim)."""
 
-    def __init__(self, model: str | os.PathLike | None = None, threads: int = 0):
+    def __init__(self, model: str | os.PathLike | None = None, threads: int = 0,
+                 check_int8: bool = True):
         self.path = Path(model) if model is not None else default_model_path()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"model file not found: {self.path}")
+        self.requested_path = self.path  # differs from .path after an int8 fallback
+        self.threads = threads
+        self.int8_check: Int8Check | None = None
+        self._load(self.path)
+        if check_int8 and self.info.quantization.startswith("int8"):
+            self._check_int8()
+
+    def _load(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
         so = ort.SessionOptions()
-        so.intra_op_num_threads = threads
+        so.intra_op_num_threads = self.threads
         so.log_severity_level = 3
         # No spin-waiting after a run: on a 2-core kiosk the search and the decoder that
         # follow an embedding need those cores at once (spinning made search 30x slower).
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = ort.InferenceSession(str(self.path), so,
-                                                providers=["CPUExecutionProvider"])
+            session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{self.path}: not a loadable ONNX model ({exc})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        self.info = ModelInfo.from_metadata(meta, str(self.path))
+            raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from None
+        self.path, self.session = path, session
+        self._meta = session.get_modelmeta().custom_metadata_map
+        self.info = ModelInfo.from_metadata(self._meta, str(path))
         self.spec = self.info.preprocess
         self.dim = self.info.dim
-        self._input = self.session.get_inputs()[0].name
+        self._input = session.get_inputs()[0].name
         self._check_shapes()
+
+    def _check_int8(self) -> None:
+        """Embed the file's golden inputs on this CPU; below the gate, say so in one line on
+        stderr and use the fp32 file beside it (NAME.int8.onnx -> NAME.onnx) when there is
+        one of the same weights. Files exported before the check carry no golden inputs."""
+        try:
+            golden = read_golden(self._meta, self.spec.size, self.dim)
+            if golden is None:
+                return
+            self.int8_check = run_check(self.embed_squares, *golden)
+            if self.int8_check.passed:
+                return
+            c = self.int8_check
+            why = (f"mean cosine {c.mean_cosine:.4f}, min {c.min_cosine:.4f} against fp32 on "
+                   f"its {c.inputs} golden inputs (gate {MIN_MEAN_COSINE} / {MIN_COSINE})")
+        except GoldenError as exc:
+            why = str(exc)
+        fp32 = self.path.with_name(self.path.name.replace(".int8.onnx", ".onnx"))
+        weights = self.info.weights_sha256
+        action = f"no fp32 file {fp32.name} beside it, so int8 stays in use"
+        if fp32 != self.path and fp32.is_file():
+            try:
+                self._load(fp32)
+                action = f"using {fp32.name} instead"
+            except (ValueError, FileNotFoundError) as exc:
+                action = f"and {fp32.name} is unusable ({exc}), so int8 stays in use"
+                self._load(self.requested_path)
+            if self.info.weights_sha256 != weights:
+                action = f"{fp32.name} holds other weights, so int8 stays in use"
+                self._load(self.requested_path)
+        print(f"fai: {self.requested_path.name}: int8 self-check failed on this CPU "
+              f"({int8_path()} kernels): {why}; {action}", file=sys.stderr, flush=True)
+
+    def runtime(self) -> dict:
+        """What runs here: the file in use, the one asked for, this CPU's int8 kernel path and
+        the int8 self-check's figures (None: not an int8 file, or one without golden inputs)."""
+        return {"file": str(self.path), "requested": str(self.requested_path),
+                "fallback": self.path != self.requested_path, "cpu_int8_path": int8_path(),
+                "cpu_flags": list(cpu_flags()),
+                "int8_check": self.int8_check.summary() if self.int8_check else None}
 
     def _check_shapes(self) -> None:
         """The graph must take a batch of 3-channel squares and give ``dim`` numbers per image,
