@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fai_infer.confidence import LABELS, NO_MATCH, fit_scale, label, sample_rows
+from fai_infer.confidence import LABELS, NEIGHBOUR_RANK, NO_MATCH, fit_scale, label, sample_rows
 from fai_infer.encoder import Encoder
 from fai_infer.sources import list_images
 
@@ -63,14 +63,15 @@ def embed_all(encoder: Encoder, paths: list[Path]) -> np.ndarray:
     return out, ok
 
 
-def scale_of(gallery: np.ndarray):
-    """The runtime's rule over exact search: nearest *other* item of a deterministic sample."""
+def scale_of(gallery: np.ndarray, rank: int = NEIGHBOUR_RANK):
+    """The runtime's rule over exact search: the ``rank``-th nearest *other* item of a
+    deterministic sample."""
     rows = sample_rows(len(gallery))
 
     def nearest_other(q: np.ndarray, r: np.ndarray) -> np.ndarray:
         sims = q @ gallery.T
         sims[np.arange(len(r)), r] = -np.inf
-        return sims.max(axis=1)
+        return -np.partition(-sims, rank - 1, axis=1)[:, rank - 1]
 
     return fit_scale(gallery[rows], rows, nearest_other)
 
@@ -103,6 +104,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--absent-kinds", type=int, default=12,
                    help="how many of its values to take out in turn")
     p.add_argument("--per-kind", type=int, default=40, help="queries per absent kind")
+    p.add_argument("--rank", type=int, default=NEIGHBOUR_RANK,
+                   help="the scale's neighbour rank (the runtime's is NEIGHBOUR_RANK)")
     p.add_argument("--json", default=None, help="also write the figures here")
     a = p.parse_args(argv)
     data = Path(a.data)
@@ -128,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         gallery = parts.stored_as(vectors, w) if w is not None else vectors
         counts: dict[str, Counter] = defaultdict(Counter)
         right: dict[str, Counter] = defaultdict(Counter)
-        scale = scale_of(gallery)
+        scale = scale_of(gallery, a.rank)
         queries = np.flatnonzero(np.array(splits) == "val")
         sims = gallery[queries] @ gallery.T
         sims[np.arange(len(queries)), queries] = -np.inf
@@ -141,7 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
             inside = np.flatnonzero(groups_arr != kind)
             outside = np.flatnonzero(groups_arr == kind)
             outside = outside[:: max(1, len(outside) // a.per_kind)][: a.per_kind]
-            sub_scale = scale_of(gallery[inside])
+            sub_scale = scale_of(gallery[inside], a.rank)
             top = (gallery[outside] @ gallery[inside].T).max(axis=1)
             for c in sub_scale.confidence(top):
                 counts["kind absent"][label(c)] += 1

@@ -25,7 +25,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fai_infer.basket import prepare_basket, round_robin
-from fai_infer.confidence import MatchScale, fit_scale, label, sample_rows
+from fai_infer.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, sample_rows
 from fai_infer.display import checked_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where
@@ -285,9 +285,9 @@ class BaseCatalog(ABC):
         def nearest_other(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
             out = np.full(len(queries), -np.inf)
             for n, (item_id, query) in enumerate(zip(ids, parts.reweigh(queries, colour))):
-                hits = self._search(query, 1, None, {item_id})[0]
+                hits = self._search(query, NEIGHBOUR_RANK, None, {item_id})[0]
                 if hits:
-                    out[n] = hits[0].score
+                    out[n] = hits[min(NEIGHBOUR_RANK, len(hits)) - 1].score
             return out
 
         return fit_scale(vectors, np.arange(len(ids)), nearest_other)

@@ -2,11 +2,14 @@
 
 A raw cosine score means different things in different shops and models (0.75 can be a near
 twin in one catalogue and a stranger in another). So each catalogue is its own yardstick: a
-sample of its items is searched for their nearest *other* item, and a hit's **confidence** is
-the share of those nearest-neighbour scores it reaches (an empirical CDF, interpolated):
+sample of its items is searched for their ``NEIGHBOUR_RANK``-th nearest *other* item, and a
+hit's **confidence** is the share of those scores it reaches (an empirical CDF, interpolated):
 
-- 0.5: the hit is as close to the query as a typical catalogue item is to its closest sibling;
-- 0.05: closer than only 5% of items are to theirs: a loose match at best.
+- 0.5: the hit is as close to the query as a typical catalogue item's 5th-closest sibling is;
+- 0.05: closer than only 5% of items' 5th siblings: a loose match at best.
+
+The 5th rather than the 1st neighbour: shops list the same product twice (two photos, a
+re-upload), and twins would set a bar that ordinary good matches never reach.
 
 A query from a kind the shop does not sell (a hat in a shop without hats) scores below almost
 every item's nearest neighbour, so its best hit gets a low confidence and the page says "no close
@@ -22,6 +25,7 @@ from typing import Callable
 import numpy as np
 
 SAMPLE = 400  # items searched to fit a catalogue's scale: ~0.1 s with HNSW, once per change
+NEIGHBOUR_RANK = 5  # the scale is each sampled item's 5th-nearest other item's score
 MIN_ITEMS = 8  # below this a catalogue has no meaningful scale: hits carry no confidence
 
 # (lowest confidence, words), most confident first; below the last: no close match.
@@ -68,8 +72,8 @@ def sample_rows(count: int, sample: int = SAMPLE) -> np.ndarray:
 
 def fit_scale(vectors: np.ndarray, rows: np.ndarray,
               nearest_other: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> MatchScale | None:
-    """``nearest_other(query_vectors, their_rows)`` -> each query's best score among the other
-    items. None for a catalogue too small to have a scale."""
+    """``nearest_other(query_vectors, their_rows)`` -> each query's ``NEIGHBOUR_RANK``-th best
+    score among the other items. None for a catalogue too small to have a scale."""
     if len(rows) < MIN_ITEMS:
         return None
     scores = np.asarray(nearest_other(vectors, rows), dtype=np.float64)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer.confidence import NO_MATCH
+from fai_infer.confidence import NEIGHBOUR_RANK, NO_MATCH
 from fai_infer.parts import ColourWeightError
 from tests.helpers import (OTHER_MODEL, catalog_of, equal_luma, export_garment_colour, product)
 
@@ -67,10 +67,11 @@ def test_the_scale_is_refitted_after_add_and_remove(encoder, kinds, tmp_path):
     before = cat.similar_to_vector(query, k=1)[0].confidence
     fitted = cat.match_scale()
     assert cat.match_scale() is fitted  # cached while nothing changes
-    # A twin beside every item: each item's nearest other now scores ~1, so the same hit is
-    # worth less on the new scale.
+    # Five twins beside every item: each item's 5th-nearest other (what the scale is made of)
+    # now scores ~1, so the same hit is worth less on the new scale.
     rng = np.random.default_rng(2)
-    twins = unit(vectors + 0.002 * rng.normal(size=vectors.shape))
+    copies = np.repeat(vectors, NEIGHBOUR_RANK, axis=0)
+    twins = unit(copies + 0.002 * rng.normal(size=copies.shape))
     other = Catalog.open(tmp_path / "shop", encoder)  # another process writes
     other.add_embeddings([f"t{i:03d}" for i in range(len(twins))], twins)
     after = cat.similar_to_vector(query, k=1)[0].confidence
