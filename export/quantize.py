@@ -109,6 +109,13 @@ def int8_recipe(proto: onnx.ModelProto) -> dict:
     """quantize_static settings for this network (see the module docstring for why); the
     first conv (the stem) stays fp32 in both."""
     stem = [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
+    # The colour part (train/colour.py: a soft histogram of the photo's colours) and anything
+    # else outside the backbone and its head stay fp32: a handful of cheap element-wise ops
+    # whose clips and sums lose the histogram's small bins when quantised.
+    outside = [n.name for n in proto.graph.node
+               if n.op_type in ("Clip", "Add", "Conv", "GlobalAveragePool")
+               and not n.name.startswith(("/encoder/", "/head/"))]
+    stem = stem + outside
     if depthwise_convs(proto):
         overrides = {w: [{"axis": 0, **PAIR_SUMMED_WEIGHTS[role]}]
                      for w, role in pair_summed_weights(proto, stem).items()}
