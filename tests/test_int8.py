@@ -19,8 +19,9 @@ from fai_infer.cpu import int8_path
 from fai_infer.int8_check import GOLDEN_KEY
 from tests.helpers import MYNTRA, ROOT, SHIPPED
 
-INT8 = SHIPPED.with_name("fai-default.int8.onnx")
-SMALL_INT8 = SHIPPED.with_name("fai-small-64-v2.int8.onnx")
+INT8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")  # v3 has no int8 copy: its gate failed
+FP32 = SHIPPED.with_name("fai-lite0-v2.onnx")  # the fp32 file beside it
+SMALL_INT8 = FP32.with_name("fai-small-64-v2.int8.onnx")
 needs_qemu = pytest.mark.skipif(
     qemu() is None, reason="qemu-x86_64 not installed (apt-get install qemu-user): the AVX2 "
     "int8 kernel path cannot be checked on this CPU")
@@ -41,7 +42,7 @@ def sabotaged_int8(folder, with_fp32: bool = True):
     out = folder / INT8.name
     onnx.save(proto, str(out))
     if with_fp32:
-        os.symlink(SHIPPED, folder / SHIPPED.name)
+        os.symlink(FP32, folder / FP32.name)
     return out
 
 
@@ -59,10 +60,10 @@ def test_a_broken_int8_file_says_so_in_one_line_and_falls_back_to_fp32(tmp_path,
     enc = Encoder(broken)
     err = capfd.readouterr().err.strip()
     assert "\n" not in err and "int8 self-check failed" in err
-    assert f"using {SHIPPED.name} instead" in err and int8_path() in err
-    assert enc.path == tmp_path / SHIPPED.name and enc.requested_path == broken
+    assert f"using {FP32.name} instead" in err and int8_path() in err
+    assert enc.path == tmp_path / FP32.name and enc.requested_path == broken
     assert enc.info.quantization == "fp32" and not enc.int8_check.passed
-    fp32 = Encoder(SHIPPED)
+    fp32 = Encoder(FP32)
     assert enc.model_sha256 == fp32.model_sha256  # a catalogue sees the fp32 model
     x = np.full((1, 224, 224, 3), 200, np.uint8)
     assert np.allclose(enc.embed_squares(x), fp32.embed_squares(x), atol=1e-6)
@@ -72,7 +73,7 @@ def test_a_broken_int8_file_without_fp32_beside_it_keeps_int8_and_says_so(tmp_pa
     broken = sabotaged_int8(tmp_path, with_fp32=False)
     enc = Encoder(broken)
     err = capfd.readouterr().err.strip()
-    assert "\n" not in err and "no fp32 file fai-default.onnx beside it" in err
+    assert "\n" not in err and f"no fp32 file {FP32.name} beside it" in err
     assert enc.path == broken and enc.info.quantization.startswith("int8")
 
 
@@ -84,14 +85,14 @@ def test_damaged_golden_metadata_counts_as_a_failed_check(tmp_path, capfd):
             data["squares"]["shape"] = [2**40, 224, 224, 3]
             p.value = json.dumps(data)
     onnx.save(proto, str(tmp_path / INT8.name))
-    os.symlink(SHIPPED, tmp_path / SHIPPED.name)
+    os.symlink(FP32, tmp_path / FP32.name)
     enc = Encoder(tmp_path / INT8.name)
     assert "out of bounds" in capfd.readouterr().err and enc.info.quantization == "fp32"
 
 
 def test_check_int8_false_and_fp32_files_skip_the_check():
     assert Encoder(INT8, check_int8=False).int8_check is None
-    assert Encoder(SHIPPED).int8_check is None
+    assert Encoder(FP32).int8_check is None
 
 
 def test_fai_info_names_the_cpu_path_and_the_file_in_use(tmp_path):
@@ -104,7 +105,7 @@ def test_fai_info_names_the_cpu_path_and_the_file_in_use(tmp_path):
     for i in range(3):
         cv2.imwrite(str(photos / f"p{i}.png"), np.full((40, 30, 3), 60 * i, np.uint8))
     broken = sabotaged_int8(tmp_path)
-    Catalog.build(photos, encoder=Encoder(SHIPPED)).save(tmp_path / "shop.cat")
+    Catalog.build(photos, encoder=Encoder(FP32)).save(tmp_path / "shop.cat")
     fai = [sys.executable, "-m", "fai_infer"]
     r = subprocess.run(fai + ["info", str(tmp_path / "shop.cat"), "--model", str(broken)],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
@@ -114,7 +115,7 @@ def test_fai_info_names_the_cpu_path_and_the_file_in_use(tmp_path):
     j = subprocess.run(fai + ["info", str(tmp_path / "shop.cat"), "--json"],
                        capture_output=True, text=True, timeout=120, cwd=ROOT)
     rt = json.loads(j.stdout)["runtime"]
-    assert rt["file"] == str(SHIPPED) and rt["cpu_int8_path"] == int8_path()
+    assert rt["file"] == str(FP32) and rt["cpu_int8_path"] == int8_path()
 
 
 def myntra_squares(enc: Encoder, n: int) -> np.ndarray:
@@ -128,7 +129,7 @@ def myntra_squares(enc: Encoder, n: int) -> np.ndarray:
 def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
     """The old recipe (8-bit weights in u8 x s8 pair sums) gave mean cosine 0.984 and top-10
     overlap 0.88 on AVX2-only CPUs (int16 saturation), though 0.998 / 0.975 here."""
-    fp32 = Encoder(SHIPPED)
+    fp32 = Encoder(FP32)
     squares = myntra_squares(fp32, 60)
     ref, got = fp32.embed_squares(squares), embed_as_avx2(INT8, squares)
     assert float(np.sum(ref * got, axis=1).mean()) >= MIN_MEAN_COSINE
