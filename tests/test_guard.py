@@ -142,15 +142,15 @@ def test_uploaded_filedata_passes_with_its_body_intact():
     assert inner.bodies == [body]
 
 
-def test_own_photo_links_echoed_by_the_page_pass():
+def test_own_photo_links_echoed_by_the_page_pass_without_their_links():
+    """Gallery clicks still work, but no link (own or foreign) reaches Gradio (issue 23)."""
     app, inner = guard(photos=PhotoRoute({}.get))
     own = "http://127.0.0.1:7860/fai/photo/shirt"
     body = json.dumps({"event_data": {"value": {"image": {"path": own, "url": own}}}}).encode()
-    assert call(app, "/gradio_api/queue/join", "POST", body=body,
-                headers={"content-type": "application/json"})[0] == 200
-    other = body.replace(b"127.0.0.1:7860", b"203.0.113.9:7860")
-    assert call(app, "/gradio_api/queue/join", "POST", body=other,
-                headers={"content-type": "application/json"})[0] == 400
+    for sent in (body, body.replace(b"127.0.0.1:7860", b"203.0.113.9:7860")):
+        assert call(app, "/gradio_api/queue/join", "POST", body=sent,
+                    headers={"content-type": "application/json"})[0] == 200
+        assert json.loads(inner.bodies[-1]) == {"event_data": {"value": {"image": None}}}
 
 
 def multipart(files: int, size: int) -> tuple[bytes, str]:

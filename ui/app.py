@@ -34,8 +34,9 @@ from fai_infer.sources import list_images  # noqa: E402
 from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
+from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.http_api import HttpApi, log_failure  # noqa: E402
-from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
+from ui.guard import RequestGuard, allowed_hosts, bind_address, disable_gradio_cors  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.text import markdown_escape  # noqa: E402
 
@@ -286,7 +287,7 @@ class ShopDemo:
 
     def basket_view(self, basket: list[str], k: float, *filters
                     ) -> tuple[list[dict], list[dict], str]:
-        basket = [i for i in basket if i in self.cat]
+        basket = [i for i in basket[:MAX_BASKET] if i in self.cat]
         if not basket:
             return [], [], "The basket is empty: add any product to it."
         t0 = time.perf_counter()
@@ -313,6 +314,8 @@ class ShopDemo:
     def answer_basket(self, ids: Any, k: Any, filters: Any) -> list[dict]:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValueError("ids must be a non-empty list of catalogue item ids")
+        if len(ids) > MAX_BASKET:
+            raise ValueError(f"a basket holds at most {MAX_BASKET} items")
         missing = [i for i in ids if i not in self.cat]
         if missing:
             raise NotInCatalogue(missing[0])
@@ -440,7 +443,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                       api_visibility="private")
 
         def add_to_basket(item: str, items: list[str], kk: float, *f):
-            if item and item not in items:
+            if item and item not in items and len(items) < MAX_BASKET:
                 items = items + [item]
             return (items, *demo.basket_view(items, kk, *f))
 
@@ -520,9 +523,11 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
                        max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
-                       api=HttpApi(shop.answer, shop.answer_id, shop.answer_basket))
+                       api=HttpApi(shop.answer, shop.answer_id, shop.answer_basket, MAX_K),
+                       upload_dir=gradio_upload_folder(), share=cfg.share)
+    disable_gradio_cors()  # same-origin only: the guard refuses other sites' requests
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
-    app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+    app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
                ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
     return app

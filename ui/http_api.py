@@ -22,8 +22,10 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from fai_infer import ImageError
+from fai_infer import ImageError, safe_json
 from fai_infer.catalog import NotInCatalogue
+from ui import api_checks
+from ui.api_checks import BadRequest
 
 
 def log_failure(what: str, exc: BaseException) -> None:
@@ -35,15 +37,12 @@ PATHS = ("/api/similar", "/api/basket")
 Search = Callable[[str, Any, Any], list[dict]]
 
 
-class BadRequest(ValueError):
-    """A request this API cannot answer; its message is safe to show the client."""
-
-
 class HttpApi:
     """ASGI app for :data:`PATHS`; ``similar(upload_path, k, where)``, ``similar_id(id, k,
     where)`` and ``basket(ids, k, where)`` do the searching."""
 
-    def __init__(self, similar: Search, similar_id: Search, basket: Search):
+    def __init__(self, similar: Search, similar_id: Search, basket: Search, max_k: int = 50):
+        self.max_k = max_k
         self.similar = similar
         self.similar_id = similar_id
         self.basket = basket
@@ -60,21 +59,22 @@ class HttpApi:
         try:
             if request.url.path == "/api/basket":
                 body = await _json(request)
+                api_checks.check_keys(body, ("ids", "k", "where"))
                 hits = await anyio.to_thread.run_sync(
-                    self.basket, body.get("ids"), body.get("k", 10), body.get("where", {}))
+                    self.basket, api_checks.basket_ids(body.get("ids")),
+                    api_checks.strict_k(body.get("k", 10), self.max_k), body.get("where", {}))
             elif request.headers.get("content-type", "").startswith("multipart/"):
                 hits = await self._upload(request)
             else:
                 body = await _json(request)
-                if not isinstance(body.get("id"), str):
-                    raise BadRequest("send a photo as multipart field 'image', or JSON with "
-                                     "an item 'id'")
+                api_checks.check_keys(body, ("id", "k", "where"))
                 hits = await anyio.to_thread.run_sync(
-                    self.similar_id, body["id"], body.get("k", 10), body.get("where", {}))
+                    self.similar_id, api_checks.item_id(body),
+                    api_checks.strict_k(body.get("k", 10), self.max_k), body.get("where", {}))
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
-        except NotInCatalogue:
-            return JSONResponse({"error": "that item is not in the catalogue"}, 404)
+        except NotInCatalogue as exc:
+            return JSONResponse({"error": api_checks.missing_item(exc.item_id)}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)
             return JSONResponse({"error": str(exc)}, 400)
         except Exception as exc:  # never pass internals (paths, stack details) to a client
@@ -84,11 +84,13 @@ class HttpApi:
 
     async def _upload(self, request: Request) -> list[dict]:
         form = await request.form(max_files=1, max_fields=4)
+        api_checks.check_keys(dict(form), ("image", "k", "where"))
+        k = api_checks.strict_k(form.get("k") or "10", self.max_k, form=True)
         image = form.get("image")
         if image is None or isinstance(image, str):
             raise BadRequest("multipart requests need the photo in a file field 'image'")
         try:
-            where = json.loads(str(form.get("where") or "{}"))
+            where = safe_json.loads(str(form.get("where") or "{}"))
         except ValueError:
             raise BadRequest("where must be a JSON object") from None
         data = await image.read()
@@ -96,15 +98,16 @@ class HttpApi:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            return await anyio.to_thread.run_sync(self.similar, path, form.get("k") or 10,
-                                                  where)
+            return await anyio.to_thread.run_sync(self.similar, path, k, where)
         finally:
             os.unlink(path)
 
 
 async def _json(request: Request) -> dict:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = safe_json.loads(await request.body() or b"{}")
+    except safe_json.TooDeep:
+        raise BadRequest("the body is nested too deeply") from None
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(body, dict):
