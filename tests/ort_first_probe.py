@@ -6,10 +6,8 @@ Logs DNS queries like tests/offline_probe.py and prints a JSON summary."""
 from __future__ import annotations
 
 import importlib
-import os
 
-os.environ.pop("ORT_DISABLE_TELEMETRY", None)
-importlib.import_module("onnxruntime")  # first, with telemetry at its default
+importlib.import_module("onnxruntime")  # first, before fai_infer (the test clears the variable)
 
 import argparse  # noqa: E402
 import json  # noqa: E402
