@@ -41,6 +41,9 @@ from fai_infer.store_check import (check_arrays, check_columns, check_items, che
 from fai_infer.storage import (CatalogError, current_generation_name, peek_manifest,
                                read_generation, write_generation)
 from fai_infer.vector_index import VectorIndex
+from fai_infer import safe_json
+from fai_infer.hnsw_check import check_hnsw_file
+from fai_infer.store_files import check_npy, load_npy, read_bounded
 
 CATALOG_FORMAT = 2
 COMPACT_RATIO = 0.25  # fold deltas into a new base once they change this share of the items
@@ -314,20 +317,21 @@ class Catalog:
         self._check_model(root, manifest)
         dim, count = manifest["dim"], manifest["count"]
         try:
+            check_npy(gen / "embeddings.npy")  # a forged shape must not allocate terabytes
             emb = load_with_headroom(gen / "embeddings.npy")  # the next add copies nothing
-            labels = np.load(gen / "labels.npy", allow_pickle=False)
+            labels = load_npy(gen / "labels.npy")
             if manifest["format_version"] == 1:
-                items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+                items = safe_json.loads(read_bounded(gen / "items.json", 1 << 40))
                 check_items(root, items, count)
                 ids = [it["id"] for it in items]
                 paths = [it["path"] for it in items]
                 table = MetadataTable()
                 table.append([it["metadata"] for it in items])
             else:
-                ids = json.loads((gen / "ids.json").read_text(encoding="ascii"))
-                paths = json.loads((gen / "paths.json").read_text(encoding="ascii"))
-                meta = json.loads((gen / "metadata.json").read_text(encoding="ascii"))
-                codes = np.load(gen / "metadata_codes.npy", allow_pickle=False)
+                ids = safe_json.loads(read_bounded(gen / "ids.json", 1 << 40))
+                paths = safe_json.loads(read_bounded(gen / "paths.json", 1 << 40))
+                meta = safe_json.loads(read_bounded(gen / "metadata.json", 1 << 40))
+                codes = load_npy(gen / "metadata_codes.npy")
                 check_columns(root, ids, paths, meta, codes, count)
                 table = MetadataTable(meta["columns"], meta["values"], codes)
         except (OSError, ValueError) as exc:
@@ -340,6 +344,11 @@ class Catalog:
             table = MetadataTable(table.columns, table.values, table.codes[order])
         hnsw = None
         if "index.hnsw" in manifest["files"]:
+            try:  # hnswlib trusts the file: a bad link or entry point crashed the first query
+                check_hnsw_file(gen / "index.hnsw", dim, count, manifest["hnsw_deleted"], labels)
+            except (OSError, ValueError) as exc:
+                raise CatalogError(f"{root}: index.hnsw is damaged ({exc}); restore a backup "
+                                   f"or re-index") from None
             try:
                 hnsw = HnswSearch.load(gen / "index.hnsw", dim, manifest["hnsw_capacity"],
                                        manifest["hnsw_deleted"])
