@@ -43,6 +43,7 @@ from fai_infer.storage import (CatalogError, current_generation_name, peek_manif
 from fai_infer.vector_index import VectorIndex
 from fai_infer import safe_json
 from fai_infer.hnsw_check import check_hnsw_file
+from fai_infer.model_identity import file_sha256_or_none, remembered_path
 from fai_infer.store_files import check_npy, load_npy, read_bounded
 
 CATALOG_FORMAT = 2
@@ -98,8 +99,7 @@ def remembered_model(path: str | os.PathLike) -> str | None:
         manifest = peek_manifest(Path(path))
     except CatalogError:
         return None
-    model = manifest.get("model_path")
-    return model if isinstance(model, str) and Path(model).is_file() else None
+    return remembered_path(manifest)  # only a file whose bytes match what was recorded
 
 
 def _unit_rows(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
@@ -393,6 +393,12 @@ class Catalog:
                 f"{model_label(encoder)}; re-index with 'fai index PHOTOS_DIR --out {root}' "
                 f"or load the model file it was built with (--model; it was "
                 f"{shorten(str(manifest.get('model_path', '?')))})")
+        recorded, current = manifest.get("model_file_sha256"), file_sha256_or_none(encoder.path)
+        if isinstance(recorded, str) and current is not None and recorded != current:
+            raise CatalogError(
+                f"{root}: indexed with another model file than {shorten(str(encoder.path))} "
+                f"(its metadata matches, its bytes do not: sha256 {recorded[:12]} vs "
+                f"{current[:12]}); load the model file it was built with (--model) or re-index")
         stored_spec, spec = manifest.get("preprocess"), json.loads(json.dumps(
             encoder.spec.to_dict()))  # as JSON stores it: tuples become lists
         if stored_spec is not None and stored_spec != spec:
@@ -684,6 +690,7 @@ class Catalog:
                     "model_version": self.encoder.info.version,
                     "model_quantization": self.encoder.info.quantization,
                     "model_path": str(Path(self.encoder.path).absolute()),
+                    "model_file_sha256": file_sha256_or_none(self.encoder.path),
                     "next_label": self.index.next_label,
                     "preprocess": self.encoder.spec.to_dict(),
                     "exact_below": self.index.exact_below, "engine": self.engine,
