@@ -27,6 +27,7 @@ from fai_infer.catalog import Catalog, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import describe
 from fai_infer.scale import require
+from fai_infer.scale.ray_private import make_private_dir, private_environment, remove_private_dir
 from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
 from fai_infer.storage import CatalogError
 
@@ -57,15 +58,20 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
         ray_constants.ENABLE_RAY_CLUSTER = False
     started = not ray.is_initialized()
+    private = make_private_dir() if started and address is None else None
     if started:
         common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            if address is None:
-                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                         object_store_memory=512 * 1024**2, **common)
+            if private is not None:  # no usage report, cloud probe, /tmp/ray or ~/.ray left
+                with private_environment(private):
+                    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                             object_store_memory=512 * 1024**2,
+                             _temp_dir=str(private / "s"), **common)
             else:
                 ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if private is not None:
+                remove_private_dir(private)
             raise CatalogError(f"--ray-address {address}: cannot join the Ray cluster "
                                f"({str(exc).splitlines()[0] if str(exc) else exc})") from None
     try:
@@ -73,6 +79,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     finally:
         if started:
             ray.shutdown()
+        if private is not None:
+            remove_private_dir(private)
 
 
 def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
