@@ -35,6 +35,7 @@ from fai_infer.cli import OneLineParser, k_value  # noqa: E402
 from fai_infer.preprocess import check_decoded_size  # noqa: E402
 from ui.demo_catalog import generate as generate_demo  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
+from ui.decode_slots import decode_slot  # noqa: E402
 from ui.http_api import HttpApi, log_failure  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts, bind_address, disable_gradio_cors  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
@@ -264,8 +265,11 @@ class ShopDemo:
         t0 = time.perf_counter()
         try:
             if image not in self.cat:
-                check_upload(image, self.cat.encoder.spec.size)
-            hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
+                with decode_slot():  # bounded memory however many upload at once
+                    check_upload(image, self.cat.encoder.spec.size)
+                    hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
+            else:
+                hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
         except ImageError as exc:
             raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
         except ValueError:
@@ -302,7 +306,9 @@ class ShopDemo:
         path. Raises ImageError, NotInCatalogue or ValueError with a client-safe message."""
         where = parse_filters(filters)
         if query not in self.cat:
-            check_upload(query, self.cat.encoder.spec.size)
+            with decode_slot():  # bounded memory however many upload at once
+                check_upload(query, self.cat.encoder.spec.size)
+                return hits_json(self.cat.similar(query, k=bounded_k(k), where=where))
         return hits_json(self.cat.similar(query, k=bounded_k(k), where=where))
 
     def answer_id(self, item_id: str, k: Any, filters: Any) -> list[dict]:
