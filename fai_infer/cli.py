@@ -46,6 +46,18 @@ def k_value(text: str, limit: int = MAX_K) -> int:
     return k
 
 
+def count_value(text: str, least: int = 0) -> int:
+    """--threads (0 = all), --batch-size, --decode-threads: a whole number >= ``least``; -1
+    used to be taken and handed to onnxruntime."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{n} is below {least}")
+    return n
+
+
 def _parse_where(pairs: list[str] | None) -> list[Clause]:
     """--where column=value / column!=value / price<50 (repeatable; checked before any work)."""
     return parse_where(pairs or [])
@@ -226,10 +238,11 @@ def cmd_update(a: argparse.Namespace) -> int:
     """Change metadata from a CSV without re-encoding; rows for unknown ids are reported."""
     from fai_infer.sources import read_metadata
 
-    meta = read_metadata(a.metadata, a.id_column)
     cat = Catalog.open(a.catalog, _encoder(a))
+    id_column = a.id_column or cat.id_column  # the column the catalogue was indexed with
+    meta = read_metadata(a.metadata, id_column)
     ids = list(meta)
-    rows = [{c: v for c, v in meta[i].items() if c != a.id_column} for i in ids]  # not the key
+    rows = [{c: v for c, v in meta[i].items() if c != id_column} for i in ids]  # not the key
     missing = cat.update_metadata(ids, rows)
     if a.json:
         print(json.dumps({"catalog": a.catalog, "updated": len(ids) - len(missing),
@@ -280,7 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--model", default=None,
                         help="ONNX model file (default: the model that built the catalogue, else "
                              "$FAI_MODEL or the shipped model)")
-    common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
+    common.add_argument("--threads", type=count_value, default=0,
+                        help="encoder threads (0 = all)")
     common.add_argument("--json", action="store_true", help="print JSON (every command)")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -298,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-normalise", action="store_true",
                    help="match CSV ids to photo names ignoring case, spaces and leading zeros "
                         "('0111565001.jpg' meets id 111565001)")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--decode-threads", type=int, default=2)
+    s.add_argument("--batch-size", type=lambda t: count_value(t, 1), default=32)
+    s.add_argument("--decode-threads", type=lambda t: count_value(t, 1), default=2)
     scale_cli.add_index_arguments(s)
     s.set_defaults(func=cmd_index)
 
@@ -352,7 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change items' metadata from a CSV, without re-encoding")
     s.add_argument("catalog")
     s.add_argument("--metadata", required=True, help="CSV: an id column and the columns to set")
-    s.add_argument("--id-column", default="id", help="CSV column holding the item ids")
+    s.add_argument("--id-column", default=None,
+                   help="CSV column holding the item ids (default: the catalogue's own)")
     s.set_defaults(func=cmd_update)
 
     s = sub.add_parser("info", parents=[common], help="describe a catalogue and its model")

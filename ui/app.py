@@ -260,8 +260,10 @@ class ShopDemo:
         return self.gallery(hits, origin), [h.id for h in hits]
 
     def search(self, image: str | None, k: float, *filters) -> tuple[list[dict], str]:
+        """Results and a status line. A bad upload clears the results and says why in the
+        status line (a gr.Error put a red "Error" badge over the page and kept old results)."""
         if not image:
-            raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
+            return [], "Upload a photo, take one with the camera, or click a catalogue item."
         t0 = time.perf_counter()
         try:
             if image not in self.cat:
@@ -271,10 +273,9 @@ class ShopDemo:
             else:
                 hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters))
         except ImageError as exc:
-            raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
+            return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
         except ValueError:
-            raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
-                from None
+            return [], "Cannot use this input: upload a photo or pick a catalogue item."
         ms = 1000 * (time.perf_counter() - t0)
         return [self.card(h) for h in hits], f"Most similar to your photo: {ms:.0f} ms"
 
@@ -561,7 +562,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m ui.app: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. the port is taken
-        print(f"python -m ui.app: error: {exc.strerror or exc}", file=sys.stderr)
+        text = str(exc.strerror or exc)
+        if "port" in text.lower() or exc.errno == 98:  # Gradio names its own settings here
+            text = (f"port {cfg.port} on {cfg.host} is in use; choose another with --port "
+                    f"(or --share for a public link)")
+        print(f"python -m ui.app: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

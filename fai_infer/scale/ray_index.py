@@ -260,15 +260,16 @@ def read_shards(shards: str, expected: int, dim: int):
 
 def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id",
                   filters: Sequence[str] | None = None,
-                  caption: Sequence[str] | None = None) -> Catalog:
-    """The catalogue from shard rows through ``add_embeddings``; bad photos in ``.skipped``."""
+                  caption: Sequence[str] | None = None, id_normalise: bool = False) -> Catalog:
+    """The catalogue from shard rows through ``add_embeddings``; bad photos in ``.skipped``.
+    ``id_normalise`` is remembered as the local indexer remembers it (later adds match so)."""
     errors = table.column("error").to_pylist()
     ok = np.array([not e for e in errors], bool)
     paths = table.column("path").to_pylist()
     ids = [i for i, good in zip(table.column("id").to_pylist(), ok) if good]
     rows = [json.loads(m) for m, good in zip(table.column("metadata").to_pylist(), ok) if good]
     cat = Catalog(encoder)
-    cat.id_column = id_column
+    cat.id_column, cat.id_normalise = id_column, id_normalise
     if filters is not None or caption is not None:
         known: list[str] = []
         for r in rows:
@@ -306,7 +307,7 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
                 print(f"embedded {table.num_rows} photos on Ray in {time.time() - t0:.1f}s",
                       flush=True)
         rows, emb = read_shards(shards, table.num_rows, encoder.dim)
-        cat = build_catalog(rows, emb, encoder, id_column, filters, caption)
+        cat = build_catalog(rows, emb, encoder, id_column, filters, caption, id_normalise)
         cat.warnings += warnings
         return cat
     finally:

@@ -1,0 +1,77 @@
+"""Issue 23, section 6: behaviour a code review and a new user found wrong."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fai_infer import Catalog, Encoder
+from fai_infer.cli import main as fai
+from fai_infer.filters import number
+from tests.conftest import ROOT, write_csv, write_products
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory):
+    base = tmp_path_factory.mktemp("behaviour")
+    photos = write_products(base / "shop", 6, csv_name=None)
+    rows = [{"article_id": p.stem, "price": price, "colour": "red"}
+            for p, price in zip(photos, ["9,99", "59,00", "1.234,56", "49.90", "12", "x"])]
+    write_csv(base / "shop.csv", rows)
+    cat = Catalog.build(base / "shop" / "images", base / "shop.csv", "article_id",
+                        encoder=Encoder())
+    cat.save(base / "cat")
+    return base
+
+
+@pytest.mark.parametrize("flag,value", [("--threads", "-1"), ("--batch-size", "0"),
+                                        ("--decode-threads", "-2")])
+def test_negative_counts_are_refused(shop, flag, value, capsys):
+    with pytest.raises(SystemExit) as ex:
+        fai(["index", str(shop / "shop"), "--out", str(shop / "never"), flag, value])
+    assert ex.value.code == 2 and value in capsys.readouterr().err
+    assert not (shop / "never").exists()
+
+
+def test_decimal_comma_prices_are_numbers(shop):
+    assert [number(t) for t in ("9,99", "1.234,56", "1,234.50", "1,234", "49.90", "x")] == [
+        9.99, 1234.56, 1234.5, 1234.0, 49.9, None]
+    cat = Catalog.open(shop / "cat", Encoder())
+    cheap = {cat.get(i).metadata["price"] for i in cat.matching(["price<50"])}
+    assert cheap == {"9,99", "49.90", "12"}
+
+
+def test_update_uses_the_catalogues_own_id_column(shop, tmp_path, capsys):
+    prices = write_csv(tmp_path / "prices.csv", [{"article_id": "p001", "price": "7,50"}])
+    assert fai(["update", str(shop / "cat"), "--metadata", str(prices)]) == 0
+    assert Catalog.open(shop / "cat", Encoder()).get("p001").metadata["price"] == "7,50"
+    assert "1 item(s) updated" in capsys.readouterr().out
+
+
+def test_ray_build_remembers_id_normalise():
+    pa = pytest.importorskip("pyarrow", reason="needs the scale extra")
+    from fai_infer.scale.ray_index import build_catalog
+
+    enc = Encoder()
+    vec = enc.embed([np.zeros((20, 20, 3), np.uint8)])
+    table = pa.table({"id": ["111565001"], "path": ["/x/0111565001.jpg"],
+                      "metadata": ["{}"], "error": [""]})
+    cat = build_catalog(table, vec, enc, "article_id", id_normalise=True)
+    assert (cat.id_column, cat.id_normalise) == ("article_id", True)
+
+
+def test_a_busy_port_names_the_options_that_fix_it(shop):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "ui.app", "--index", str(shop / "cat"),
+                              "--port", str(port)], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    err = res.stderr.strip().splitlines()
+    assert res.returncode == 1 and err, res.stderr[-1500:]
+    assert "--port" in err[-1] and "GRADIO_SERVER_PORT" not in res.stderr, err[-1]
