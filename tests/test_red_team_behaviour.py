@@ -75,3 +75,17 @@ def test_a_busy_port_names_the_options_that_fix_it(shop):
     err = res.stderr.strip().splitlines()
     assert res.returncode == 1 and err, res.stderr[-1500:]
     assert "--port" in err[-1] and "GRADIO_SERVER_PORT" not in res.stderr, err[-1]
+
+
+def test_training_with_fewer_photos_than_a_batch_is_one_clear_error(tmp_path):
+    """Before: no step ran and the untrained weights were saved as best.pt, silently."""
+    pytest.importorskip("torch")
+    write_products(tmp_path / "few", 12)
+    res = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "few"),
+                          "--out", str(tmp_path / "run"), "--image-size", "32", "--width",
+                          "0.125", "--epochs", "1", "--batch-size", "64", "--embed-dim", "32",
+                          "--cache-dir", str(tmp_path / "cache")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0 and "fewer than --batch-size 64" in res.stderr, res.stderr[-2000:]
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "run" / "best.pt").exists()

@@ -155,6 +155,10 @@ def lr_lambda(total_steps: int, warmup: int):
     return f
 
 
+class TooFewPhotos(ValueError):
+    """Fewer training photos than one batch (the message says what to change)."""
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
         if cfg.init:
@@ -334,6 +338,11 @@ class Trainer:
               f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}"
               + (f"; {int(is_proxy.sum())} photos of {len(proxy)} proxy kinds kept out for "
                  "train.choose" if proxy else ""))
+        if len(self.train_idx) < cfg.batch_size:  # no whole batch: no step would ever run
+            raise TooFewPhotos(f"{len(self.train_idx)} training photos (of {len(cat)}) is fewer "
+                               f"than --batch-size {cfg.batch_size}, so no step would run and "
+                               f"best.pt would be the untrained weights; lower --batch-size "
+                               f"or add photos")
 
     # -- one step -------------------------------------------------------------------------------
     def _losses(self, idx: np.ndarray, train: bool) -> dict[str, torch.Tensor]:
