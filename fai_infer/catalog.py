@@ -12,6 +12,7 @@ thread changes the catalogue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -195,6 +196,7 @@ class Catalog:
         self.lock_timeout = lock_timeout
         self._display: dict[str, list[str]] = {}
         self._lock = threading.RLock()
+        self._compacting = False  # this object is writing a base without holding _lock
         self._gen: str | None = None  # the stored generation this state is based on
         self._applied = 0  # deltas of that generation applied
         self._delta_rows = 0  # rows those deltas touched (for automatic compaction)
@@ -435,9 +437,11 @@ class Catalog:
         """Pick up what other processes committed since this catalogue was opened or last
         refreshed: only the new deltas, or the whole new base after a compaction. Returns
         whether anything changed."""
-        if self.root is None:
+        if self.root is None or self._compacting:  # our own compaction: nothing to pick up
             return False
         with self._lock:
+            if self._compacting:
+                return False
             for attempt in range(OPEN_RETRIES):
                 name = current_generation_name(self.root)
                 try:
@@ -539,20 +543,22 @@ class Catalog:
         # process go on while another process holds the catalogue (and the order never
         # inverts: no deadlock).
         self.refresh()
-        with writer_lock(self.root, self.lock_timeout), self._lock:
-            self.refresh()
-            delta = make()
-            if delta is None or not delta.size():
-                return delta
-            write_delta(self.root, self.root / self._gen, self._applied + 1, delta,
-                        self.index.dim)
-            self._apply(delta)
-            self._applied += 1
-            self._delta_rows += delta.size()
-            if (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
-                    or self._applied >= max(COMPACT_MAX_DELTAS, len(self) // 256)):
+        with writer_lock(self.root, self.lock_timeout):
+            with self._lock:
+                self.refresh()
+                delta = make()
+                if delta is None or not delta.size():
+                    return delta
+                write_delta(self.root, self.root / self._gen, self._applied + 1, delta,
+                            self.index.dim)
+                self._apply(delta)
+                self._applied += 1
+                self._delta_rows += delta.size()
+                due = (self._delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(self))
+                       or self._applied >= max(COMPACT_MAX_DELTAS, len(self) // 256))
+            if due:  # written without this object's lock: searches go on meanwhile
                 try:
-                    self._write_base(self.root)
+                    self._write_base(self.root, hold_lock_while_writing=False)
                 except CatalogError as exc:
                     # The change is committed; only the housekeeping failed (and changed
                     # nothing). Raising would tell the caller it was not; the next commit
@@ -665,9 +671,32 @@ class Catalog:
             self._write_base(self.root)
         return self.root
 
-    def _write_base(self, root: Path) -> None:
+    def _write_base(self, root: Path, hold_lock_while_writing: bool = True) -> None:
         """The live rows as a complete, checksummed generation; then this state is based on
-        it. The caller holds the writer lock of ``root`` and ``self._lock``."""
+        it. The caller holds the writer lock of ``root`` (so nothing else changes the store)
+        and, unless ``hold_lock_while_writing`` is False, ``self._lock``. Without it the
+        snapshot and the switch take the lock and the writing (seconds at a million items)
+        does not: searches in this process go on, and ``refresh`` waits for the switch."""
+        with self._lock:
+            vectors, labels, keep, table, ids, paths, writers, manifest, hnsw = \
+                self._base_snapshot(root)
+            self._compacting = True
+        try:
+            with self._lock if hold_lock_while_writing else contextlib.nullcontext():
+                gen = write_generation(root, writers, manifest)
+            with self._lock:
+                self.index = VectorIndex(self.encoder.dim, self.index.exact_below, vectors,
+                                         labels, self.index.next_label, hnsw)
+                self.table = table
+                self._ids, self._paths = ids, paths
+                self._row_of = {id_: r for r, id_ in enumerate(ids)}
+                self.root, self._gen, self._applied, self._delta_rows = root, gen.name, 0, 0
+                self._version += 1
+        finally:
+            self._compacting = False
+
+    def _base_snapshot(self, root: Path) -> tuple:
+        """Copies of the live state and the writers and manifest of a base (under the lock)."""
         vectors, labels = self.index.compacted()
         keep = self.index.alive.copy()
         table = self.table.compacted(keep)
@@ -704,14 +733,7 @@ class Catalog:
             writers["index.hnsw"] = hnsw.save
             manifest["hnsw_capacity"] = hnsw.capacity
             manifest["hnsw_deleted"] = hnsw.deleted
-        gen = write_generation(root, writers, manifest)
-        self.index = VectorIndex(self.encoder.dim, self.index.exact_below, vectors, labels,
-                                 self.index.next_label, hnsw)
-        self.table = table
-        self._ids, self._paths = ids, paths
-        self._row_of = {id_: r for r, id_ in enumerate(ids)}
-        self.root, self._gen, self._applied, self._delta_rows = root, gen.name, 0, 0
-        self._version += 1
+        return vectors, labels, keep, table, ids, paths, writers, manifest, hnsw
 
     # -- display -----------------------------------------------------------------------------
     def columns(self) -> dict[str, list[str]]:
