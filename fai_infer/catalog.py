@@ -33,7 +33,7 @@ from fai_infer.metadata import MetadataTable
 from fai_infer.preprocess import ImageInput
 from fai_infer.progress import Progress
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
-from fai_infer.sources import (ids_for, join_metadata, list_images, looks_like_path,
+from fai_infer.sources import (ids_for, join_metadata, join_report, list_images, looks_like_path,
                                normalise_id, photos_by_stem, read_metadata, shorten,
                                stored_path)
 from fai_infer.store import (DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name,
@@ -290,11 +290,13 @@ class Catalog:
         join = join_metadata(ids, meta, source, id_column, id_normalise)
         cat = cls(encoder)
         cat.id_column, cat.id_normalise = id_column, id_normalise
-        if join.warning:
-            cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
             cat.set_display(filters, caption, known=column_order(meta.values()))
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
+        if join.warning:  # counted again over what was indexed, without the skipped files
+            report = join_report(cat.ids, meta, source, id_column, id_normalise)
+            if report:
+                cat.warnings.append(report)
         return cat
 
     @classmethod

@@ -89,3 +89,15 @@ def test_training_with_fewer_photos_than_a_batch_is_one_clear_error(tmp_path):
     assert res.returncode != 0 and "fewer than --batch-size 64" in res.stderr, res.stderr[-2000:]
     assert "Traceback" not in res.stderr
     assert not (tmp_path / "run" / "best.pt").exists()
+
+
+def test_the_join_report_counts_and_quotes_only_indexed_photos(tmp_path):
+    """Before: '1 of 5 photos have a metadata row (photo id 'a-broken' ...)', counting and
+    quoting a file that was skipped as corrupt."""
+    photos = write_products(tmp_path / "shop", 4, csv_name=None)
+    (tmp_path / "shop" / "images" / "a-broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    write_csv(tmp_path / "m.csv", [{"id": photos[0].stem, "colour": "red"}])
+    cat = Catalog.build(tmp_path / "shop" / "images", tmp_path / "m.csv", encoder=Encoder())
+    assert [s.path.endswith("a-broken.jpg") for s in cat.skipped] == [True]
+    report = " ".join(cat.warnings)
+    assert "1 of 4 photos" in report and "a-broken" not in report, report
