@@ -781,7 +781,7 @@ class Catalog:
         """Ids of live items passing a filter, in insertion order (a UI's catalogue browser)."""
         self._maybe_refresh()
         with self._lock:
-            mask = self.table.mask(parse_where(where))
+            mask = self.table.mask(parse_where(where), self.index.alive)
             allowed = self.index.alive if mask is None else self.index.alive & mask
             rows = np.flatnonzero(allowed)[:limit]
             return [self._ids[r] for r in rows]
@@ -815,7 +815,7 @@ class Catalog:
         if cached is not None and cached[0] == self._version:
             self._filter_cache.move_to_end(key)
             return cached[1], cached[2]
-        mask = self.table.mask(clauses)
+        mask = self.table.mask(clauses, self.index.alive)
         subset = self.index.exact_subset(mask)
         if self._filter_cache and next(iter(self._filter_cache.values()))[0] != self._version:
             self._filter_cache.clear()  # all stale together

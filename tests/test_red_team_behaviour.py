@@ -101,3 +101,23 @@ def test_the_join_report_counts_and_quotes_only_indexed_photos(tmp_path):
     assert [s.path.endswith("a-broken.jpg") for s in cat.skipped] == [True]
     report = " ".join(cat.warnings)
     assert "1 of 4 photos" in report and "a-broken" not in report, report
+
+
+def test_a_filter_value_means_the_same_before_and_after_compaction(tmp_path):
+    """Before: once the last purple item was removed, colour=Purple returned [] until a
+    compaction and raised after it. Now it is 'no item has this value' both times."""
+    photos = write_products(tmp_path / "shop", 6, csv_name=None)
+    write_csv(tmp_path / "m.csv", [{"id": p.stem, "colour": "Purple" if i == 0 else "Red"}
+                                   for i, p in enumerate(photos)])
+    cat = Catalog.build(tmp_path / "shop" / "images", tmp_path / "m.csv", encoder=Encoder())
+    cat.save(tmp_path / "cat")
+    cat.remove([photos[0].stem])
+    outcomes = []
+    for _ in range(2):
+        for where in ({"colour": "Purple"}, ["colour!=Purple"]):
+            with pytest.raises(ValueError, match="no item has this value") as err:
+                cat.similar(photos[1].stem, k=3, where=where)
+            outcomes.append("Purple" not in str(err.value).split("values:")[1])
+        assert len(cat.similar(photos[1].stem, k=3, where={"colour": "Red"})) == 3
+        cat.compact()
+    assert outcomes == [True] * 4  # the live values listed never include the removed one
