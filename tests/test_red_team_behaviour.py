@@ -121,3 +121,25 @@ def test_a_filter_value_means_the_same_before_and_after_compaction(tmp_path):
         assert len(cat.similar(photos[1].stem, k=3, where={"colour": "Red"})) == 3
         cat.compact()
     assert outcomes == [True] * 4  # the live values listed never include the removed one
+
+
+def test_bench_markdown_keeps_the_hand_written_sections():
+    """Before: --markdown rewrote docs/performance.md whole, deleting e.g. 'The catalogue
+    store' and the shipped encoder's section, and printed a stale '64 px run' sentence."""
+    from bench.markdown_merge import merge, split_sections
+
+    old = (ROOT / "docs" / "performance.md").read_text()
+    new = ("# Performance\n\nMeasured today on this machine.\n\nPeak float32 matrix throughput: "
+           "9 GFLOP/s.\n\n## Goals\n| goal |\n|---|\n| new row |\n\n## A new table\nx\n")
+    merged = merge(old, new)
+    old_titles = [t for t, _ in split_sections(old)[1]]
+    merged_sections = dict(split_sections(merged)[1])
+    assert [t for t, _ in split_sections(merged)[1]] == old_titles + ["## A new table"]
+    for title, body in split_sections(old)[1]:
+        if title != "## Goals":
+            assert merged_sections[title] == body, title  # hand-written and other tables kept
+    assert "| new row |" in merged_sections["## Goals"]
+    head = split_sections(merged)[0]
+    assert [line for line in head if line.startswith("Measured ")] == [
+        "Measured today on this machine."]  # the generated paragraph, replaced not repeated
+    assert "64 px run" not in (ROOT / "bench" / "__main__.py").read_text()
