@@ -143,3 +143,19 @@ def test_bench_markdown_keeps_the_hand_written_sections():
     assert [line for line in head if line.startswith("Measured ")] == [
         "Measured today on this machine."]  # the generated paragraph, replaced not repeated
     assert "64 px run" not in (ROOT / "bench" / "__main__.py").read_text()
+
+
+def test_max_minutes_counts_the_frozen_feature_pass(tmp_path):
+    """Before: the clock started after the frozen ImageNet features were computed."""
+    pytest.importorskip("torch")
+    write_products(tmp_path / "shop", 16)
+    res = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "shop"),
+                          "--out", str(tmp_path / "run"), "--image-size", "32", "--width",
+                          "0.125", "--epochs", "1", "--batch-size", "4", "--embed-dim", "32",
+                          "--cache-dir", str(tmp_path / "cache"), "--max-minutes", "0.0001",
+                          "--arch", "efficientnet-lite0"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert res.returncode != 0, res.stdout[-1500:]
+    assert "--max-minutes 0.0001 ran out while computing the frozen" in res.stderr, \
+        res.stderr[-1500:]
+    assert "Traceback" not in res.stderr

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from train.config import add_dataclass_args, from_args, load_recipe
-from train.loop import TooFewPhotos, TrainConfig, Trainer
+from train.loop import TimeBudgetSpent, TooFewPhotos, TrainConfig, Trainer
 from fai_infer.cli import OneLineParser
 
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(argv)
     try:
         trainer = Trainer(cfg)
-    except TooFewPhotos as exc:
+    except (TooFewPhotos, TimeBudgetSpent) as exc:
         raise SystemExit(f"python -m train: error: {exc}") from None
     metrics = trainer.fit()
     print(json.dumps({"best_epoch": metrics["best_epoch"], "out": cfg.out,
