@@ -159,3 +159,24 @@ def test_max_minutes_counts_the_frozen_feature_pass(tmp_path):
     assert "--max-minutes 0.0001 ran out while computing the frozen" in res.stderr, \
         res.stderr[-1500:]
     assert "Traceback" not in res.stderr
+
+
+def test_choose_leaves_sizes_out_by_a_cost_that_does_not_depend_on_load():
+    """Before: sizes were dropped by milliseconds measured at run time (--max-ms 8 by
+    default), so a busy minute changed the shipped choice. GFLOPs are the same every run."""
+    pytest.importorskip("torch")
+    import json as _json
+
+    from train.choose import main as choose_main  # noqa: F401 - the module imports cleanly
+    from train.cost import encoder_gflops
+    from train.loop import TrainConfig
+    from train.model import AutoEncoder, EmbeddingModel
+
+    fields = TrainConfig.__dataclass_fields__
+    recipe = _json.loads((ROOT / "configs" / "lite0-v2.json").read_text())
+    cfg = TrainConfig(**{k: v for k, v in recipe.items() if k in fields})
+    model = EmbeddingModel(AutoEncoder(cfg.model_config()))
+    costs = [encoder_gflops(model, s) for s in (160, 224, 160)]
+    assert costs[0] == costs[2] and 0.3 < costs[0] < costs[1] < 0.8  # 224 px fits the default
+    source = (ROOT / "train" / "choose.py").read_text()
+    assert '"--max-ms", type=float, default=0.0' in source and "--max-gflops" in source
