@@ -29,8 +29,9 @@ def test_make_install_writes_the_hook_and_the_hook_sets_the_switch(tmp_path):
     telemetry_hook.install(site)
     assert telemetry_hook.installed(site)
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
-    out = subprocess.run([sys.executable, "-c", "import site, os, sys; site.addsitedir(sys.argv[1]);"
-                          " print(os.environ.get('ORT_DISABLE_TELEMETRY'))", str(site)],
+    code = ("import site, os, sys; site.addsitedir(sys.argv[1]); "
+            "print(os.environ.get('ORT_DISABLE_TELEMETRY'))")
+    out = subprocess.run([sys.executable, "-c", code, str(site)],
                          env=env, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "1", out.stderr
 

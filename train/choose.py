@@ -14,8 +14,8 @@ over the frozen ImageNet reference, then their mean, over
 Never val, never the unseen kinds. Sizes whose encoder costs more than ``--max-gflops`` per
 photo (counted from the layers' shapes, ``train/cost.py``: the same on every machine and run)
 are left out before anything is scored; ``--max-ms`` (off by default) adds a stopwatch limit
-measured here, which depends on the machine's load. Writes a copy of the checkpoint with the choice applied,
-ready for ``python -m export.onnx``.
+measured here, which depends on the machine's load. Writes a copy of the checkpoint with the
+choice applied, ready for ``python -m export.onnx``.
 """
 
 from __future__ import annotations
