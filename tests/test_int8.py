@@ -17,7 +17,7 @@ from export.quantize import MIN_MEAN_COSINE, MIN_TOP10_OVERLAP, top10_overlap
 from fai_infer import Encoder
 from fai_infer.cpu import int8_path
 from fai_infer.int8_check import GOLDEN_KEY
-from tests.conftest import MYNTRA, ROOT, SHIPPED
+from tests.helpers import MYNTRA, ROOT, SHIPPED
 
 INT8 = SHIPPED.with_name("fai-default.int8.onnx")
 SMALL_INT8 = SHIPPED.with_name("fai-small-64-v2.int8.onnx")
