@@ -23,6 +23,7 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
 from starlette.middleware import Middleware  # noqa: E402
 
+from fai_infer import safe_json  # noqa: E402
 from fai_infer.api import BaseCatalog, NotInCatalogue  # noqa: E402
 from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
 from fai_infer.confidence import NO_MATCH  # noqa: E402
@@ -194,7 +195,7 @@ class ShopDemo(ShopService):
         JSON object such as {"gender": "Women"}; k is capped at MAX_K. Errors name the
         problem, never a path."""
         try:
-            hits = self.answer(uploaded_path(image, self.cat), k, json.loads(where or "{}"))
+            hits = self.answer(uploaded_path(image, self.cat), k, safe_json.loads(where or "{}"))
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:

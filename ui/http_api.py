@@ -114,7 +114,7 @@ class HttpApi:
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
         except NotInCatalogue as exc:
-            return JSONResponse({"error": api_checks.missing_item(exc.item_id)}, 404)
+            return JSONResponse({"error": missing_item(exc.item_id)}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)
             return JSONResponse({"error": str(exc)}, 400)
         except Exception as exc:  # never pass internals (paths, stack details) to a client
