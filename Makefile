@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	HNSWLIB_NO_NATIVE=1 $(PY) -m pip install -q -e ".[train,ui,dev]"
+	$(PY) -m fai_infer.telemetry_hook  # ORT telemetry off whatever the import order
 	rm -f $(VENV)/.installed-* && touch $@
 
 # The scale extra (Ray, Milvus) only for tests and bench.scale; `make demo` never needs it.

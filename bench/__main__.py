@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.markdown_merge import merge
 from bench import encoder_speed, model_sizes, search_speed
 from bench.photos import MYNTRA, sample_photos
 from bench.timing import sgemm_gflops, table
@@ -187,7 +188,7 @@ def write_markdown(report: dict, path: Path, plot_png: Path) -> None:
         table(report["model_sizes"], model_sizes.COLUMNS),
         "",
         "`epoch_min_est` = train_ms_per_image x 8,473 photos, without augmentation and "
-        "evaluation (the shipped 64 px run measured 65-71 s per epoch in all).",
+        "evaluation.",
         "",
         "## Search engines (one query at a time, top-10)",
         table(report["search"], ["engine", "n", "recall@10", "build_s", "query_ms",
@@ -208,7 +209,10 @@ def write_markdown(report: dict, path: Path, plot_png: Path) -> None:
         table([report["install"]], list(report["install"])),
         "",
     ]
-    path.write_text("\n".join(parts))
+    text = "\n".join(parts)
+    if path.exists():  # keep the hand-written sections; replace only the generated ones
+        text = merge(path.read_text(), text)
+    path.write_text(text)
 
 
 if __name__ == "__main__":

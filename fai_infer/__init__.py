@@ -7,7 +7,15 @@ The names below load on first use, so a light module (``fai_infer.cli_util``,
 
 import importlib as _importlib
 import os as _os
+import sys as _sys
 
+if "onnxruntime" in _sys.modules and _os.environ.get("ORT_DISABLE_TELEMETRY") != "1":
+    # Loaded before us with telemetry on: nothing in-process stops it now
+    # (fai_infer/telemetry_hook.py), so say so, once.
+    print("fai_infer: warning: onnxruntime was imported before fai_infer without "
+          "ORT_DISABLE_TELEMETRY=1, so its telemetry is on in this process; install the "
+          "start-up hook (python -m fai_infer.telemetry_hook) or import fai_infer first",
+          file=_sys.stderr, flush=True)
 # Before anything below can load onnxruntime (see fai_infer/ort.py for why).
 _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 

@@ -29,6 +29,7 @@ from fai_infer.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, s
 from fai_infer.display import checked_display
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Where
+from fai_infer.model_identity import file_sha256_or_none
 from fai_infer.hits import Hit, NotInCatalogue, Skipped
 from fai_infer.parts import EmbeddingParts
 from fai_infer.preprocess import ImageInput
@@ -125,6 +126,12 @@ def check_model(where: str, stored: Mapping[str, Any], encoder: Encoder, remedy:
             f"{where}: indexed with model {model_label(dict(stored))}, but the loaded model is "
             f"{model_label(encoder)}; {remedy} or load the model file it was built with"
             f"{model_hint}")
+    recorded, current = stored.get("model_file_sha256"), file_sha256_or_none(encoder.path)
+    if isinstance(recorded, str) and current is not None and recorded != current:
+        raise CatalogError(
+            f"{where}: indexed with another model file than {shorten(str(encoder.path))} (its "
+            f"metadata matches, its bytes do not: sha256 {recorded[:12]} vs {current[:12]}); "
+            f"{remedy} or load the model file it was built with{model_hint}")
     stored_spec = stored.get("preprocess")
     spec = json.loads(json.dumps(encoder.spec.to_dict()))  # as JSON stores it: tuples -> lists
     if stored_spec is not None and stored_spec != spec:

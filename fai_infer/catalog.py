@@ -14,6 +14,7 @@ changes the catalogue.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -32,7 +33,8 @@ from fai_infer.filters import Where, parse_where
 from fai_infer.metadata import MetadataTable
 from fai_infer.replica import CATALOG_FORMAT, Replica  # noqa: F401 (re-exported)
 from fai_infer.search import EXACT_BELOW, exact_top_k
-from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
+from fai_infer.model_identity import remembered_path
+from fai_infer.sources import ids_for, join_metadata, join_report, list_images, read_metadata
 from fai_infer.storage import CatalogError, peek_manifest
 from fai_infer.store import writer_lock
 from fai_infer.vector_index import VectorIndex
@@ -46,8 +48,7 @@ def remembered_model(path: str | os.PathLike) -> str | None:
         manifest = peek_manifest(Path(path))
     except CatalogError:
         return None
-    model = manifest.get("model_path")
-    return model if isinstance(model, str) and Path(model).is_file() else None
+    return remembered_path(manifest)  # only a file whose bytes match what was recorded
 
 
 class Catalog(BaseCatalog):
@@ -64,6 +65,7 @@ class Catalog(BaseCatalog):
         self.live = live
         self.lock_timeout = lock_timeout
         self._lock = threading.RLock()
+        self._compacting = False  # this object is writing a base without holding _lock
         self._filters = FilterCache()
         self._defaults: tuple[int, tuple[list[str], list[str]]] = (-1, ([], []))
 
@@ -170,13 +172,15 @@ class Catalog(BaseCatalog):
         join = join_metadata(ids, meta, source, id_column, id_normalise)
         cat = cls(encoder)
         cat.id_column, cat.id_normalise = id_column, id_normalise
-        if join.warning:
-            cat.warnings.append(join.warning)
         if filters is not None or caption is not None:
             cat.set_display(filters, caption, known=column_order(meta.values()))
         if name is not None:
             cat.set_shop_name(name)
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
+        if join.warning:  # counted again over what was indexed, without the skipped files
+            report = join_report(cat.ids, meta, source, id_column, id_normalise)
+            if report:
+                cat.warnings.append(report)
         return cat
 
     @classmethod
@@ -199,9 +203,11 @@ class Catalog(BaseCatalog):
         """Pick up what other processes committed since this catalogue was opened or last
         refreshed: only the new deltas, or the whole new base after a compaction. Returns
         whether anything changed."""
-        if self.root is None:
+        if self.root is None or self._compacting:  # our own compaction: nothing to pick up
             return False
         with self._lock:
+            if self._compacting:
+                return False
             self.state, changed = self.replica.refresh(self.state)
             return changed
 
@@ -235,13 +241,39 @@ class Catalog(BaseCatalog):
         # process go on while another process holds the catalogue (and the order never
         # inverts: no deadlock).
         self.refresh()
-        with writer_lock(self.root, self.lock_timeout), self._lock:
-            self.refresh()
-            delta = make()
-            if delta is None or not delta.size():
-                return delta
-            self.state = self.replica.commit(self.state, delta, self.warnings.append)
+        with writer_lock(self.root, self.lock_timeout):
+            with self._lock:
+                self.refresh()
+                delta = make()
+                if delta is None or not delta.size():
+                    return delta
+                due = self.replica.commit(self.state, delta)
+            if due:  # written without this object's lock: searches go on meanwhile
+                try:
+                    self._write_base(self.root, hold_lock_while_writing=False)
+                except CatalogError as exc:
+                    # The change is committed; only the housekeeping failed (and changed
+                    # nothing). Raising would tell the caller it was not; the next commit
+                    # tries again.
+                    self.warnings.append(f"automatic compaction failed, will retry: {exc}")
             return delta
+
+    def _write_base(self, root: Path, hold_lock_while_writing: bool = True) -> None:
+        """The live rows as a new base at ``root``; this state is based on it from then on.
+        The caller holds the writer lock of ``root`` (so nothing else changes the store) and,
+        unless ``hold_lock_while_writing`` is False, ``self._lock``. Without it the snapshot
+        and the switch take the lock and the writing (seconds at a million items) does not:
+        searches in this process go on, and ``refresh`` skips until the switch."""
+        with self._lock:
+            plan = self.replica.plan_base(self.state, root)
+            self._compacting = True
+        try:
+            with self._lock if hold_lock_while_writing else contextlib.nullcontext():
+                self.replica.write_planned(plan)
+            with self._lock:
+                self.state = self.replica.switch_to(plan)
+        finally:
+            self._compacting = False
 
     def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
                        paths: Sequence[str] | None = None, metadata: Any = None) -> None:
@@ -295,7 +327,7 @@ class Catalog(BaseCatalog):
             self.compact()
             return root
         with writer_lock(root, self.lock_timeout), self._lock:
-            self.state = self.replica.write_base(self.state, root)
+            self._write_base(root)
         return root
 
     def compact(self) -> Path:
@@ -305,7 +337,7 @@ class Catalog(BaseCatalog):
             raise CatalogError("compact() is for a catalogue stored on disk; save() it first")
         with writer_lock(self.root, self.lock_timeout), self._lock:
             self.refresh()
-            self.state = self.replica.write_base(self.state, self.root)
+            self._write_base(self.root)
         return self.root
 
     # -- display -----------------------------------------------------------------------------
@@ -339,7 +371,7 @@ class Catalog(BaseCatalog):
         self._before_read()
         with self._lock:
             st = self.state
-            mask = st.table.mask(parse_where(where))
+            mask = st.table.mask(parse_where(where), st.index.alive)
             allowed = st.index.alive if mask is None else st.index.alive & mask
             return [st.ids[r] for r in np.flatnonzero(allowed)[:limit]]
 

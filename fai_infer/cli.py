@@ -18,7 +18,7 @@ from fai_infer import __version__
 from fai_infer.api import BaseCatalog, Hit, NotInCatalogue, Skipped, caption_text, model_label
 from fai_infer.catalog import Catalog, remembered_model
 from fai_infer.cli_util import (EXIT_ERROR, EXIT_USAGE, MAX_K, OneLineParser,  # noqa: F401
-                                k_value, visible)
+                                count_value, k_value, visible)
 from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
@@ -206,10 +206,11 @@ def cmd_update(a: argparse.Namespace) -> int:
     """Change metadata from a CSV without re-encoding; rows for unknown ids are reported."""
     from fai_infer.sources import read_metadata
 
-    meta = read_metadata(a.metadata, a.id_column)
     cat = Catalog.open(a.catalog, _encoder(a))
+    id_column = a.id_column or cat.id_column  # the column the catalogue was indexed with
+    meta = read_metadata(a.metadata, id_column)
     ids = list(meta)
-    rows = [{c: v for c, v in meta[i].items() if c != a.id_column} for i in ids]  # not the key
+    rows = [{c: v for c, v in meta[i].items() if c != id_column} for i in ids]  # not the key
     missing = cat.update_metadata(ids, rows)
     if a.json:
         print(json.dumps({"catalog": a.catalog, "updated": len(ids) - len(missing),
@@ -364,7 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--model", default=None,
                         help="ONNX model file (default: the model that built the catalogue, else "
                              "$FAI_MODEL or the shipped model)")
-    common.add_argument("--threads", type=int, default=0, help="encoder threads (0 = all)")
+    common.add_argument("--threads", type=count_value, default=0,
+                        help="encoder threads (0 = all)")
     common.add_argument("--json", action="store_true", help="print JSON (every command)")
     sub = p.add_subparsers(dest="command", required=True)
     colour_arg = dict(type=float, default=None, metavar="W",
@@ -387,8 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "('0111565001.jpg' meets id 111565001)")
     s.add_argument("--name", default=None,
                    help="the shop's name: the title a page shows (default: the folder's name)")
-    s.add_argument("--batch-size", type=int, default=32)
-    s.add_argument("--decode-threads", type=int, default=2)
+    s.add_argument("--batch-size", type=lambda t: count_value(t, 1), default=32)
+    s.add_argument("--decode-threads", type=lambda t: count_value(t, 1), default=2)
     scale_cli.add_index_arguments(s)
     s.set_defaults(func=cmd_index)
 
@@ -443,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="change items' metadata from a CSV, without re-encoding")
     s.add_argument("catalog")
     s.add_argument("--metadata", required=True, help="CSV: an id column and the columns to set")
-    s.add_argument("--id-column", default="id", help="CSV column holding the item ids")
+    s.add_argument("--id-column", default=None,
+                   help="CSV column holding the item ids (default: the catalogue's own)")
     s.set_defaults(func=cmd_update)
 
     s = sub.add_parser("info", parents=[common], help="describe a catalogue and its model")

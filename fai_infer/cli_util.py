@@ -31,6 +31,18 @@ def k_value(text: str, limit: int = MAX_K) -> int:
     return k
 
 
+def count_value(text: str, least: int = 0) -> int:
+    """--threads (0 = all), --batch-size, --decode-threads: a whole number >= ``least``; -1
+    used to be taken and handed to onnxruntime."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < least:
+        raise argparse.ArgumentTypeError(f"{n} is below {least}")
+    return n
+
+
 def visible(text: object) -> str:
     """Text for a terminal with control characters shown, not obeyed: an id, file name or
     metadata value holding ESC sequences must not recolour, retitle or rewrite the screen."""

@@ -159,7 +159,7 @@ def check_decoded_size(buf: bytes, name: str,
         raise ImageError(name, f"cannot read the {fmt} header (image size unknown)")
     factor = _jpeg_reduction((layout.width, layout.height), target)[0] if fmt == "jpeg" else 1
     decoded = (-(-layout.width // factor)) * (-(-layout.height // factor)) * layout.channels \
-        * layout.sample_bytes
+        * layout.sample_bytes + layout.working_bytes  # progressive JPEG: all coefficients
     if decoded > max_decoded_bytes:
         raise ImageError(name, f"{layout.describe()} decodes to {decoded:,} bytes, over the "
                                f"{max_decoded_bytes:,} byte limit")

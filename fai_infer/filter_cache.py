@@ -34,7 +34,7 @@ class FilterCache:
         if cached is not None and cached[0] == version:
             self._cache.move_to_end(key)
             return cached[1], cached[2]
-        mask = table.mask(clauses)
+        mask = table.mask(clauses, index.alive)  # one meaning before and after compaction
         subset = index.exact_subset(mask)
         if self._cache and next(iter(self._cache.values()))[0] != version:
             self._cache.clear()  # all stale together

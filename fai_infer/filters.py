@@ -41,10 +41,22 @@ class Clause:
 Where = Union[Mapping[str, Any], Sequence[Union[str, Clause, Mapping[str, Any]]], str, None]
 
 
+# "9,99" and "1.234,56" (decimal comma, as many European shops write prices) and "1,234.50"
+# (thousands commas). A comma before exactly three digits stays a thousands separator.
+_DECIMAL_COMMA = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+),\d{1,2}")
+_THOUSANDS_COMMA = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+
+
 def number(text: str) -> float | None:
-    """The float a metadata value stands for ("49.90", " 12 ", "1e3"), or None."""
+    """The float a metadata value stands for ("49.90", " 12 ", "1e3", "9,99", "1.234,56",
+    "1,234.50"), or None."""
+    text = str(text).strip()
+    if _DECIMAL_COMMA.fullmatch(text):
+        text = text.replace(".", "").replace(",", ".")
+    elif _THOUSANDS_COMMA.fullmatch(text):
+        text = text.replace(",", "")
     try:
-        value = float(str(text).strip())
+        value = float(text)
     except ValueError:
         return None
     return value if math.isfinite(value) else None

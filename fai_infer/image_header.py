@@ -26,10 +26,13 @@ class Layout:
     height: int
     channels: int  # as decoded (palette and grey+alpha PNGs and GIFs come out as BGRA)
     sample_bytes: int  # 1 for 8-bit, 2 for 16-bit, 4 for float32 / 32-bit samples
+    # Bytes the decoder holds besides its output whatever the output scale: libjpeg keeps
+    # every DCT coefficient of a progressive (or multi-scan) JPEG, 128 bytes per 8x8 block.
+    working_bytes: int = 0
 
     @property
     def decoded_bytes(self) -> int:
-        return self.width * self.height * self.channels * self.sample_bytes
+        return self.width * self.height * self.channels * self.sample_bytes + self.working_bytes
 
     def describe(self) -> str:
         depth = {1: "8-bit", 2: "16-bit", 4: "32-bit"}.get(self.sample_bytes,
@@ -82,10 +85,35 @@ def _jpeg(buf: bytes) -> Layout | None:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             precision = buf[i + 4]
             h, w = struct.unpack(">HH", buf[i + 5 : i + 9])
+            buffered = marker in _PROGRESSIVE or buf.count(b"\xff\xda") > 1
+            coefficients = _coefficient_bytes(buf[i + 9 : i + 2 + length], w, h) \
+                if buffered else 0
+            if coefficients is None:
+                return None
             # IMREAD_COLOR gives 3 channels; 12-bit JPEGs decode to 16-bit samples.
-            return Layout("jpeg", w, h, 3, 2 if precision > 8 else 1)
+            return Layout("jpeg", w, h, 3, 2 if precision > 8 else 1, coefficients)
         i += 2 + length
     return None
+
+
+_PROGRESSIVE = (0xC2, 0xC6, 0xCA, 0xCE)
+
+
+def _coefficient_bytes(components: bytes, w: int, h: int) -> int | None:
+    """libjpeg's whole-image coefficient buffer for a progressive or multi-scan JPEG: every
+    component's 8x8 blocks over the padded MCU grid, 64 int16 each (a 4.8 kB progressive
+    10000x10000 CMYK file: 1.3 GB), needed in full even for a 1/8-scale decode."""
+    if not components:
+        return None
+    count = components[0]
+    factors = [(components[2 + 3 * c] >> 4, components[2 + 3 * c] & 15)
+               for c in range(count) if 3 + 3 * c < len(components)]
+    if count == 0 or len(factors) != count or any(not (1 <= a <= 4 and 1 <= b <= 4)
+                                                  for a, b in factors):
+        return None
+    h_max, v_max = max(a for a, _ in factors), max(b for _, b in factors)
+    mcus_x, mcus_y = -(-w // (8 * h_max)), -(-h // (8 * v_max))
+    return sum(mcus_x * a * mcus_y * b for a, b in factors) * 64 * 2
 
 
 def _gif(buf: bytes) -> Layout | None:
@@ -133,14 +161,22 @@ def tiff_tags(tiff: bytes, wanted: tuple[int, ...], partial: bool = False
     if ifd + 2 > len(tiff):
         return None
     (count,) = struct.unpack(end + "H", tiff[ifd : ifd + 2])
+    if count > 512:
+        return None  # no real photo needs that many tags; the ones past 512 would go unread
     tags: dict[int, tuple[int, list[int]]] = {}
-    for k in range(min(count, 512)):
+    seen: set[int] = set()
+    for k in range(count):
         entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
         if len(entry) < 12:
             return tags if partial else None
         tag, typ, n = struct.unpack(end + "HHI", entry[:8])
-        if typ not in _TIFF_TYPES or tag not in wanted:
+        if tag in seen:
+            return None  # repeated: libtiff keeps the first, a parser may keep the last
+        seen.add(tag)
+        if tag not in wanted:
             continue
+        if typ not in _TIFF_TYPES:
+            return None  # a size field this parser cannot read is a size it cannot bound
         code, size = _TIFF_TYPES[typ]
         n = min(n, 16)
         if n * size <= 4:
@@ -161,6 +197,9 @@ def _tiff(buf: bytes) -> Layout | None:
         return None
     bits = max(tags.get(258, (3, [8]))[1])
     channels = tags.get(277, (3, [1]))[1][0]
+    if len(tags[256][1]) != 1 or len(tags[257][1]) != 1 or len(tags.get(277, (3, [1]))[1]) != 1 \
+            or (258 in tags and len(tags[258][1]) not in (1, channels)):
+        return None  # contradictory: several widths, or bits for another number of samples
     return Layout("tiff", tags[256][1][0], tags[257][1][0], max(1, channels),
                   max(1, -(-bits // 8)))
 

@@ -133,10 +133,12 @@ class MetadataTable:
         return MetadataTable(columns, values, stacked)
 
     # -- filters -----------------------------------------------------------------------------
-    def mask(self, clauses: Sequence[Clause]) -> np.ndarray | None:
+    def mask(self, clauses: Sequence[Clause], alive: np.ndarray | None = None
+             ) -> np.ndarray | None:
         """Rows passing every clause (None when there are none). Unknown columns and values are
         errors that name them and the closest matches: a typo must not silently return
-        nothing."""
+        nothing. With ``alive``, a value only removed rows have is unknown too, so a filter
+        means the same before and after a compaction drops the value (issue 23)."""
         if not clauses:
             return None
         out = np.ones(len(self), dtype=bool)
@@ -150,8 +152,12 @@ class MetadataTable:
                 continue
             hit = np.zeros(len(self), dtype=bool)
             for wanted in clause.values:
+                these = np.zeros(len(self), dtype=bool)
                 for code in self._codes_for(column, wanted):
-                    hit |= self._bitset(column, code)
+                    these |= self._bitset(column, code)
+                if alive is not None and wanted != "" and not (these & alive[:len(self)]).any():
+                    self._codes_for(column, wanted, live=self.distinct(alive)[column])
+                hit |= these
             out &= hit if clause.op == "in" else ~hit
         return out
 
@@ -164,13 +170,15 @@ class MetadataTable:
         raise ValueError(f"where {shorten(name)!r}: no such metadata column (columns: "
                          f"{', '.join(shorten(c) for c in self.columns[:40]) or 'none'}){hint}")
 
-    def _codes_for(self, column: str, wanted: str) -> list[int]:
-        """Codes whose value equals ``wanted`` case-insensitively ("" matches absent too)."""
-        codes = [k for k, v in enumerate(self.values[column]) if v.casefold() == wanted]
+    def _codes_for(self, column: str, wanted: str, live: list[str] | None = None) -> list[int]:
+        """Codes whose value equals ``wanted`` case-insensitively ("" matches absent too).
+        ``live``: the values live rows have; ``wanted`` is then checked against those only."""
+        values = self.values[column] if live is None else live
+        codes = [k for k, v in enumerate(values) if v.casefold() == wanted]
         if wanted == "":
             codes.append(ABSENT)
         if not codes:
-            known = sorted(set(self.values[column]) - {""})
+            known = sorted(set(values) - {""})
             folded = {v.casefold(): v for v in known}
             close = [folded[c] for c in difflib.get_close_matches(wanted, list(folded), n=3,
                                                                   cutoff=0.6)]

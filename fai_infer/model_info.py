@@ -11,6 +11,7 @@ from fai_infer.preprocess import PreprocessSpec
 
 META_PREFIX = "fai."
 FORMAT_VERSION = 1
+MIN_INPUT_SIZE, MAX_INPUT_SIZE = 16, 2048  # square side; 2048: 48 MB of float32 per photo
 
 
 def _integer(value: str, key: str, source: str) -> int:
@@ -60,6 +61,9 @@ class ModelInfo:
             spec = PreprocessSpec.from_dict(spec_data)
             if not isinstance(spec.size, int) or isinstance(spec.size, bool):
                 raise ValueError(f"size {spec.size!r} is not a whole number")
+            if not MIN_INPUT_SIZE <= spec.size <= MAX_INPUT_SIZE:  # 40000 px: 3.6 GB a photo
+                raise ValueError(f"size {spec.size} is outside {MIN_INPUT_SIZE}.."
+                                 f"{MAX_INPUT_SIZE} pixels")
             if not all(math.isfinite(x) for x in (*spec.mean, *spec.std, spec.scale)):
                 raise ValueError("mean, std and scale must be finite numbers")
         except (ValueError, TypeError) as exc:

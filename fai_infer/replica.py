@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +21,8 @@ from fai_infer.buffers import load_with_headroom
 from fai_infer.catalog_state import CatalogState
 from fai_infer.delta import DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name
 from fai_infer.encoder import Encoder
+from fai_infer import safe_json
+from fai_infer.hnsw_check import check_hnsw_file
 from fai_infer.metadata import MetadataTable
 from fai_infer.search import EXACT_BELOW, HnswSearch
 from fai_infer.sources import shorten
@@ -28,6 +30,8 @@ from fai_infer.storage import (CatalogError, current_generation_name, peek_manif
                                read_generation, write_generation)
 from fai_infer.store import read_delta, write_delta
 from fai_infer.store_check import check_arrays, check_columns, check_items, check_manifest
+from fai_infer.store_files import check_npy, load_npy, read_bounded
+from fai_infer.model_identity import file_sha256_or_none
 from fai_infer.vector_index import VectorIndex
 
 CATALOG_FORMAT = 2
@@ -46,6 +50,7 @@ def manifest_for(state: CatalogState, encoder: Encoder) -> dict:
             "model_version": encoder.info.version,
             "model_quantization": encoder.info.quantization,
             "model_path": str(Path(encoder.path).absolute()),
+            "model_file_sha256": file_sha256_or_none(encoder.path),
             "next_label": state.index.next_label,
             "preprocess": encoder.spec.to_dict(),
             "exact_below": state.index.exact_below, "engine": state.index.engine,
@@ -64,20 +69,21 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
                 f" (--model; it was {shorten(str(manifest.get('model_path', '?')))})")
     dim, count = manifest["dim"], manifest["count"]
     try:
+        check_npy(gen / "embeddings.npy")  # a forged shape must not allocate terabytes
         emb = load_with_headroom(gen / "embeddings.npy")  # the next add copies nothing
-        labels = np.load(gen / "labels.npy", allow_pickle=False)
+        labels = load_npy(gen / "labels.npy")
         if manifest["format_version"] == 1:
-            items = json.loads((gen / "items.json").read_text(encoding="utf-8"))
+            items = safe_json.loads(read_bounded(gen / "items.json", 1 << 40))
             check_items(root, items, count)
             ids = [it["id"] for it in items]
             paths = [it["path"] for it in items]
             table = MetadataTable()
             table.append([it["metadata"] for it in items])
         else:
-            ids = json.loads((gen / "ids.json").read_text(encoding="ascii"))
-            paths = json.loads((gen / "paths.json").read_text(encoding="ascii"))
-            meta = json.loads((gen / "metadata.json").read_text(encoding="ascii"))
-            codes = np.load(gen / "metadata_codes.npy", allow_pickle=False)
+            ids = safe_json.loads(read_bounded(gen / "ids.json", 1 << 40))
+            paths = safe_json.loads(read_bounded(gen / "paths.json", 1 << 40))
+            meta = safe_json.loads(read_bounded(gen / "metadata.json", 1 << 40))
+            codes = load_npy(gen / "metadata_codes.npy")
             check_columns(root, ids, paths, meta, codes, count)
             table = MetadataTable(meta["columns"], meta["values"], codes)
     except (OSError, ValueError) as exc:
@@ -90,6 +96,11 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
         table = MetadataTable(table.columns, table.values, table.codes[order])
     hnsw = None
     if "index.hnsw" in manifest["files"]:
+        try:  # hnswlib trusts the file: a bad link or entry point crashed the first query
+            check_hnsw_file(gen / "index.hnsw", dim, count, manifest["hnsw_deleted"], labels)
+        except (OSError, ValueError) as exc:
+            raise CatalogError(f"{root}: index.hnsw is damaged ({exc}); restore a backup "
+                               f"or re-index") from None
         try:
             hnsw = HnswSearch.load(gen / "index.hnsw", dim, manifest["hnsw_capacity"],
                                    manifest["hnsw_deleted"])
@@ -109,6 +120,17 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
     state.display = {k: [str(c) for c in display[k]] for k in ("filters", "caption", "name")
                      if isinstance(display, dict) and isinstance(display.get(k), list)}
     return state, gen.name, manifest
+
+
+@dataclass
+class BasePlan:
+    """A base to write: where, the compacted state it holds, its files' writers, its
+    manifest; ``gen`` is set once written."""
+    root: Path
+    state: CatalogState
+    writers: dict
+    manifest: dict
+    gen: str | None = None
 
 
 class Replica:
@@ -201,27 +223,20 @@ class Replica:
         return True
 
     # -- writing (the caller holds the writer lock) ------------------------------------------
-    def commit(self, state: CatalogState, delta: Delta,
-               warn: Callable[[str], None]) -> CatalogState:
-        """Write ``delta`` as the next delta of this generation and apply it; fold the deltas
-        into a new base once they pile up. Returns the state to use from now on."""
+    def commit(self, state: CatalogState, delta: Delta) -> bool:
+        """Write ``delta`` as the next delta of this generation and apply it to ``state``.
+        Returns whether the deltas piled up enough to fold them into a new base (the caller
+        does that with ``plan_base``/``write_planned``/``switch_to``, or ``write_base``)."""
         write_delta(self.root, self.root / self.gen, self.applied + 1, delta, state.dim)
         state.apply(delta)
         self.applied += 1
         self.delta_rows += delta.size()
-        if (self.delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(state))
-                or self.applied >= max(COMPACT_MAX_DELTAS, len(state) // 256)):
-            try:
-                return self.write_base(state, self.root)
-            except CatalogError as exc:
-                # The change is committed; only the housekeeping failed (and changed nothing).
-                # Raising would tell the caller it was not; the next commit tries again.
-                warn(f"automatic compaction failed, will retry: {exc}")
-        return state
+        return (self.delta_rows > max(COMPACT_MIN_ROWS, COMPACT_RATIO * len(state))
+                or self.applied >= max(COMPACT_MAX_DELTAS, len(state) // 256))
 
-    def write_base(self, state: CatalogState, root: Path) -> CatalogState:
-        """The live rows as a complete, checksummed generation at ``root``; returns the
-        compacted state, which is based on it from now on (``self`` moves to ``root``)."""
+    def plan_base(self, state: CatalogState, root: Path) -> BasePlan:
+        """A compacted copy of ``state`` and the writers and manifest of a base holding it
+        (quick: the caller holds the catalogue's lock)."""
         new = state.compacted()
         index, table = new.index, new.table
         vectors, labels = index.vectors, index.labels
@@ -242,6 +257,22 @@ class Replica:
             writers["index.hnsw"] = index.hnsw.save
             manifest["hnsw_capacity"] = index.hnsw.capacity
             manifest["hnsw_deleted"] = index.hnsw.deleted
-        gen = write_generation(root, writers, manifest)
-        self.root, self.gen, self.applied, self.delta_rows = root, gen.name, 0, 0
-        return new
+        return BasePlan(root, new, writers, manifest)
+
+    @staticmethod
+    def write_planned(plan: BasePlan) -> None:
+        """Write the planned base (the slow part: needs the writer lock, not the catalogue's
+        lock, since the plan holds copies)."""
+        plan.gen = write_generation(plan.root, plan.writers, plan.manifest).name
+
+    def switch_to(self, plan: BasePlan) -> CatalogState:
+        """Base this replica on the written plan; returns the state to use from now on."""
+        self.root, self.gen, self.applied, self.delta_rows = plan.root, plan.gen, 0, 0
+        return plan.state
+
+    def write_base(self, state: CatalogState, root: Path) -> CatalogState:
+        """The live rows as a complete, checksummed generation at ``root``; returns the
+        compacted state, which is based on it from now on (``self`` moves to ``root``)."""
+        plan = self.plan_base(state, root)
+        self.write_planned(plan)
+        return self.switch_to(plan)

@@ -155,6 +155,16 @@ def join_metadata(ids: list[str], meta: dict[str, dict[str, str]], source: str,
     return Join(rows, len(rows), text)
 
 
+def join_report(indexed: list[str], meta: dict[str, dict[str, str]], source: str,
+                id_column: str, normalise: bool = False) -> str | None:
+    """The join warning over the photos actually indexed: a file that could not be decoded
+    is reported as skipped, not counted here nor quoted as the example of a missing row."""
+    try:
+        return join_metadata(indexed, meta, source, id_column, normalise).warning
+    except CatalogError as exc:  # every matched photo was skipped: still only a warning now
+        return str(exc)
+
+
 def photos_by_stem(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Photos to add by file stem (the id); two files with one stem are refused by name."""
     paths = [Path(p) for p in paths]

@@ -18,6 +18,9 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+from fai_infer import safe_json
+from fai_infer.store_files import open_regular, read_bounded
+
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 
@@ -105,7 +108,8 @@ def _write(root: Path, tmp: Path, writers: dict[str, Callable[[Path], None]],
     os.rename(tmp, gen)
     fsync_path(root)
     pointer = root / f"{CURRENT}.tmp"
-    with open(pointer, "w") as fh:
+    pointer.unlink(missing_ok=True)  # a link planted here is removed, never written through
+    with os.fdopen(open_regular(pointer, os.O_WRONLY | os.O_CREAT | os.O_EXCL), "w") as fh:
         fh.write(gen.name + "\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -125,9 +129,12 @@ def collect_generations(root: Path, keep: set[str | None]) -> None:
 
 def current_generation_name(root: Path) -> str | None:
     try:
-        name = (Path(root) / CURRENT).read_text().strip()
+        name = read_bounded(Path(root) / CURRENT, 4096).decode("ascii").strip()
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except (OSError, UnicodeDecodeError) as exc:  # a folder, FIFO, device or link; not text
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
+        raise CatalogError(f"{root}: {CURRENT} cannot be read ({reason})") from None
     if not name.startswith("gen-") or "/" in name or ".." in name:
         raise CatalogError(f"{root}: {CURRENT} is corrupt ({name[:40]!r})")
     return name
@@ -139,7 +146,7 @@ def peek_manifest(root: Path, name: str | None = None) -> dict:
     it cannot be read."""
     name = name or current_generation_name(root)
     try:
-        manifest = json.loads((Path(root) / str(name) / MANIFEST).read_text())
+        manifest = safe_json.loads(read_bounded(Path(root) / str(name) / MANIFEST))
     except (OSError, ValueError):
         return {}
     return manifest if isinstance(manifest, dict) else {}
@@ -157,9 +164,11 @@ def read_generation(root: Path) -> tuple[Path, dict]:
                            f"build one with: fai index PHOTOS_DIR --out {root}")
     gen = root / name
     try:
-        manifest = json.loads((gen / MANIFEST).read_text())
+        manifest = safe_json.loads(read_bounded(gen / MANIFEST))
     except (OSError, ValueError) as exc:
-        raise CatalogError(f"{root}: manifest of {name} is missing or corrupt ({exc})") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise CatalogError(f"{root}: manifest of {name} is missing or corrupt "
+                           f"({reason})") from None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) or any(
             not isinstance(e, dict) or not isinstance(e.get("bytes"), int)
             or not isinstance(e.get("sha256"), str) or "/" in f or f.startswith(".")

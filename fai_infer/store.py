@@ -27,8 +27,10 @@ from typing import Iterator
 
 import numpy as np
 
+from fai_infer import safe_json
 from fai_infer.delta import (DELTA_PREFIX, Delta, delta_name, delta_path,  # noqa: F401
                              is_delta_name)
+from fai_infer.store_files import open_regular, read_bounded
 from fai_infer.storage import CatalogError, fsync_path
 from fai_infer.store_check import check_delta
 
@@ -51,6 +53,7 @@ def lock_timeout() -> float:
                            f"catalogue's writer lock (a number, 0 or more)")
     return value
 _HEADER_LIMIT = 1 << 30
+DELTA_LIMIT = 1 << 36  # bytes read from one delta file (vectors included)
 
 
 @contextlib.contextmanager
@@ -62,7 +65,7 @@ def writer_lock(root: Path, timeout: float | None = None) -> Iterator[None]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     try:
-        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_regular(root / LOCK, os.O_RDWR | os.O_CREAT)  # never through a link
     except OSError as exc:
         raise CatalogError(f"{root}: cannot open the catalogue's lock file "
                            f"({exc.strerror or exc})") from None
@@ -118,7 +121,13 @@ def write_delta(root: Path, gen: Path, number: int, delta: Delta, dim: int) -> P
 
 def read_delta(root: Path, path: Path, dim: int) -> Delta:
     """A committed delta, checksum verified before it is parsed."""
-    data = path.read_bytes()
+    try:
+        data = read_bounded(path, DELTA_LIMIT)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:  # a folder, FIFO, device or link where a delta should be
+        raise CatalogError(f"{root}: {path.parent.name}/{path.name} cannot be read "
+                           f"({exc.strerror or exc})") from None
     head = len(DELTA_MAGIC) + 64
     if not data.startswith(DELTA_MAGIC) or len(data) < head + 8:
         raise CatalogError(f"{root}: {path.parent.name}/{path.name} is not a catalogue delta")
@@ -130,7 +139,7 @@ def read_delta(root: Path, path: Path, dim: int) -> Delta:
     if not 0 <= size <= min(len(payload) - 8, _HEADER_LIMIT):
         raise CatalogError(f"{root}: {path.parent.name}/{path.name} has a broken header")
     try:
-        header = json.loads(payload[8:8 + size].decode("ascii"))
+        header = safe_json.loads(payload[8:8 + size].decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise CatalogError(f"{root}: {path.parent.name}/{path.name} has a broken header") from None
     raw = payload[8 + size:]

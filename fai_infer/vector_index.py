@@ -16,6 +16,9 @@ from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 # A filter leaving at most this many live rows is searched exactly (a gather and one matrix
 # product); a broader one through HNSW with the filter as a callback.
 EXACT_FILTER_BELOW = 60_000
+# A filtered HNSW search only keeps the nodes that pass, so its breadth is scaled by the share
+# that passes: ef = max(2k, 64) / share, at most this (recall 0.31 at 2.5% with a fixed ef).
+MAX_FILTER_EF = 4096
 
 
 class VectorIndex:
@@ -110,7 +113,8 @@ class VectorIndex:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         plan = self._plan(candidates, mask is not None)
         if plan == "hnsw":
-            rows, scores = self._search_hnsw(query, k, None if mask is None else allowed)
+            rows, scores = self._search_hnsw(query, k, None if mask is None else allowed,
+                                             share=candidates / max(self.live, 1))
             if len(rows) >= k:
                 return rows, scores
             plan = self._plan(candidates, mask is not None, graph=False)
@@ -141,12 +145,13 @@ class VectorIndex:
             return "hnsw"
         return "gather" if candidates * 4 < self.rows else "scan"
 
-    def _search_hnsw(self, query: np.ndarray, k: int, allowed: np.ndarray | None
-                     ) -> tuple[np.ndarray, np.ndarray]:
-        check = None
+    def _search_hnsw(self, query: np.ndarray, k: int, allowed: np.ndarray | None,
+                     share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        check, ef = None, 0
         if allowed is not None:
             ok = np.zeros(self.next_label, dtype=bool)
             ok[self.labels[allowed]] = True
             check = ok.__getitem__
-        labels, scores = self.hnsw.query(query, k, check)
+            ef = min(MAX_FILTER_EF, int(np.ceil(max(2 * k, 64) / max(share, 1e-6))))
+        labels, scores = self.hnsw.query(query, k, check, ef=ef)
         return self.rows_of_labels(labels), scores

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import write_products
+from tests.helpers import OTHER_MODEL, catalog_of, write_products
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +35,18 @@ def tiny_onnx(tmp_path_factory, tiny_run) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export(tiny_run / "best.pt", out, log=lambda *a: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def saved(tmp_path_factory) -> dict[str, Path]:
+    """Two small catalogues: exact search, and HNSW (so index.hnsw exists)."""
+    from fai_infer import Catalog, Encoder
+
+    base = tmp_path_factory.mktemp("stores")
+    write_products(base / "shop", 12)
+    enc = Encoder(OTHER_MODEL)  # plumbing: the small model
+    built = Catalog.build(base / "shop", base / "shop" / "metadata.csv", encoder=enc)
+    built.save(base / "exact")
+    catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings,
+            exact_below=4).save(base / "hnsw")
+    return {"exact": base / "exact", "hnsw": base / "hnsw", "encoder": enc}

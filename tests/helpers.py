@@ -4,15 +4,24 @@ from one another."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import functools
+import hashlib
+import json
 import os
+import re
+import shutil
+import subprocess
 from pathlib import Path
+from urllib.parse import unquote
 
 import cv2
 import numpy as np
 import pytest
 
 from export.synthetic import generated_squares
+from fai_infer.storage import CURRENT
 
 ROOT = Path(__file__).resolve().parent.parent
 MYNTRA = Path(os.environ.get("FAI_MYNTRA", ROOT.parent / "shared" / "data" / "myntra"))
@@ -137,3 +146,120 @@ def equal_luma(colour: tuple[int, int, int], blue: int = 120) -> tuple[int, int,
     as one."""
     y = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
     return (0, int(round((y - 0.114 * blue) / 0.587)), blue)
+
+
+# -- ASGI without a server (the guard and the HTTP API) -----------------------------------------
+class Inner:
+    """Stands in for Gradio: answers 200 and remembers the body it was given."""
+
+    def __init__(self):
+        self.bodies: list[bytes] = []
+
+    async def __call__(self, scope, receive, send):
+        body = b""
+        if scope.get("method") == "POST":
+            message = await receive()
+            body = message.get("body", b"")
+        self.bodies.append(body)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"inner"})
+
+
+def call(app, path: str, method: str = "GET", host: str = "127.0.0.1:7860",
+         body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
+    raw = [(b"host", host.encode())] + [(k.encode(), v.encode())
+                                         for k, v in (headers or {}).items()]
+    # As uvicorn does: ``path`` percent-decoded, ``raw_path`` as sent.
+    scope = {"type": "http", "method": method, "path": unquote(path), "headers": raw,
+             "raw_path": path.encode(), "query_string": b""}
+    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)] or [b""]
+    out: dict = {"body": b""}
+
+    async def receive():
+        if chunks:
+            chunk = chunks.pop(0)
+            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
+        return {"type": "http.disconnect"}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+            out["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            out["body"] += message.get("body", b"")
+
+    asyncio.run(app(scope, receive, send))
+    return out["status"], out["headers"], out["body"]
+
+
+# -- network namespaces (the offline tests) -----------------------------------------------------
+TOOLS = ("unshare", "ip", "strace")
+
+
+@functools.lru_cache(maxsize=None)
+def namespace_problem() -> str | None:
+    """Why the network-namespace tests cannot run here (None when they can); asked once."""
+    if os.geteuid() != 0:
+        return "needs root to create a network namespace (unshare -n)"
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if missing:
+        return f"needs {', '.join(missing)} on PATH"
+    res = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True)
+    if res.returncode != 0:
+        return f"unshare -n -m does not work here: {res.stderr.strip()[:200]}"
+    return None
+
+
+OFF_LOOPBACK = re.compile(
+    r"(?:connect|sendto|sendmsg|sendmmsg)\(.*sa_family=AF_INET6?,.*"
+    r"(?:inet_addr\(\"(?!127\.)[^\"]*\"\)|inet_pton\(AF_INET6, \"(?!::1\"|::ffff:127\.)[^\"]*\")")
+
+
+def off_loopback_calls(strace_log: str) -> list[str]:
+    """Socket calls in an strace log that address anything but 127.0.0.0/8 or ::1."""
+    return [line for line in strace_log.splitlines() if OFF_LOOPBACK.search(line)]
+
+
+# -- a fresh process's peak memory embedding one file --------------------------------------------
+RSS_PROBE = """
+import json, resource, sys
+import numpy as np
+from fai_infer import Encoder, ImageError
+
+
+def peak_mb():
+    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over fork.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+enc = Encoder()
+enc.embed([np.zeros((8, 8, 3), np.uint8)])  # the encoder's own memory counts as baseline
+before = peak_mb()
+try:
+    enc.embed([sys.argv[1]])
+    outcome = "embedded"
+except ImageError as exc:
+    outcome = exc.reason
+print(json.dumps({"before_mb": before, "peak_mb": peak_mb(), "outcome": outcome}))
+"""
+
+
+# -- stored catalogues edited on disk ------------------------------------------------------------
+def current_gen(root: Path) -> Path:
+    """The folder of a stored catalogue's current generation."""
+    return root / (root / CURRENT).read_text().strip()
+
+
+def reseal(gen: Path, manifest: dict | list | None = None) -> None:
+    """Rewrite the manifest with correct sizes and checksums of what the folder now holds."""
+    if manifest is None:
+        manifest = json.loads((gen / "manifest.json").read_text())
+    if isinstance(manifest, dict):
+        for name in manifest.get("files", {}):
+            data = (gen / name).read_bytes()
+            manifest["files"][name] = {"bytes": len(data),
+                                       "sha256": hashlib.sha256(data).hexdigest()}
+    (gen / "manifest.json").write_text(json.dumps(manifest))

@@ -193,6 +193,7 @@ def test_training_on_a_csv_without_the_label_columns_warns_and_lists_them(shop, 
 
     cfg = TrainConfig(data=str(shop / "shop"), csv=str(shop / "articles.csv"),
                       id_column="article_id", image_size=32, out=str(shop / "run-labels"),
+                      batch_size=4,  # 12 photos: a whole batch, so no TooFewPhotos
                       cache_dir=str(shop / "cache"))
     trainer = Trainer.__new__(Trainer)  # data loading only: nothing is trained
     trainer.cfg, trainer.spec = cfg, cfg.preprocess_spec()

@@ -15,49 +15,9 @@ pytest.importorskip("anyio")
 from ui.guard import MAX_FILES_PER_REQUEST, RequestGuard, allowed_hosts, host_name  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.text import markdown_escape  # noqa: E402
+from tests.helpers import Inner, call  # noqa: E402
 
 
-class Inner:
-    """Stands in for Gradio: answers 200 and remembers the body it was given."""
-
-    def __init__(self):
-        self.bodies: list[bytes] = []
-
-    async def __call__(self, scope, receive, send):
-        body = b""
-        if scope.get("method") == "POST":
-            message = await receive()
-            body = message.get("body", b"")
-        self.bodies.append(body)
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"inner"})
-
-
-def call(app, path: str, method: str = "GET", host: str = "127.0.0.1:7860",
-         body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
-    raw = [(b"host", host.encode())] + [(k.encode(), v.encode())
-                                         for k, v in (headers or {}).items()]
-    # As uvicorn does: ``path`` percent-decoded, ``raw_path`` as sent.
-    scope = {"type": "http", "method": method, "path": unquote(path), "headers": raw,
-             "raw_path": path.encode(), "query_string": b""}
-    chunks = [body[i : i + 4096] for i in range(0, len(body), 4096)] or [b""]
-    out: dict = {"body": b""}
-
-    async def receive():
-        if chunks:
-            chunk = chunks.pop(0)
-            return {"type": "http.request", "body": chunk, "more_body": bool(chunks)}
-        return {"type": "http.disconnect"}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-            out["headers"] = {k.decode(): v.decode() for k, v in message["headers"]}
-        else:
-            out["body"] += message.get("body", b"")
-
-    asyncio.run(app(scope, receive, send))
-    return out["status"], out["headers"], out["body"]
 
 
 def guard(hosts=allowed_hosts("127.0.0.1", False), photos=None):
@@ -142,15 +102,15 @@ def test_uploaded_filedata_passes_with_its_body_intact():
     assert inner.bodies == [body]
 
 
-def test_own_photo_links_echoed_by_the_page_pass():
+def test_own_photo_links_echoed_by_the_page_pass_without_their_links():
+    """Gallery clicks still work, but no link (own or foreign) reaches Gradio (issue 23)."""
     app, inner = guard(photos=PhotoRoute({}.get))
     own = "http://127.0.0.1:7860/fai/photo/shirt"
     body = json.dumps({"event_data": {"value": {"image": {"path": own, "url": own}}}}).encode()
-    assert call(app, "/gradio_api/queue/join", "POST", body=body,
-                headers={"content-type": "application/json"})[0] == 200
-    other = body.replace(b"127.0.0.1:7860", b"203.0.113.9:7860")
-    assert call(app, "/gradio_api/queue/join", "POST", body=other,
-                headers={"content-type": "application/json"})[0] == 400
+    for sent in (body, body.replace(b"127.0.0.1:7860", b"203.0.113.9:7860")):
+        assert call(app, "/gradio_api/queue/join", "POST", body=sent,
+                    headers={"content-type": "application/json"})[0] == 200
+        assert json.loads(inner.bodies[-1]) == {"event_data": {"value": {"image": None}}}
 
 
 def multipart(files: int, size: int) -> tuple[bytes, str]:

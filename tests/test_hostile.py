@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fai_infer import Catalog, Encoder, ImageError
-from tests.helpers import ROOT, write_products
+from tests.helpers import ROOT, RSS_PROBE, write_products
 from tests.hostile import make_bombs, make_hostile, png_raw
 
 
@@ -74,40 +74,16 @@ def test_ui_handler_shows_a_clear_message_for_each(hostile):
             gallery, status = demo.search(str(folder / name), 5)
             assert len(gallery) == 5, name
         else:
-            with pytest.raises(gr.Error, match="Cannot use this photo"):
-                demo.search(str(folder / name), 5)
+            gallery, status = demo.search(str(folder / name), 5)  # no red Error badge
+            assert gallery == [] and status.startswith("Cannot use this photo"), name
     # Uploads get a stricter decoded-size budget than catalogue files: 4000x3000 RGB (36 MB).
     big = folder / "big-upload.png"
     big.write_bytes(png_raw(4000, 3000, 8, 2, 3))
     assert demo.cat.encoder.embed([big]).shape[0] == 1
-    with pytest.raises(gr.Error, match="byte limit"):
-        demo.search(str(big), 5)
+    gallery, status = demo.search(str(big), 5)
+    assert gallery == [] and "byte limit" in status
 
 
-RSS_PROBE = """
-import json, resource, sys
-import numpy as np
-from fai_infer import Encoder, ImageError
-
-
-def peak_mb():
-    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak over fork.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-enc = Encoder()
-enc.embed([np.zeros((8, 8, 3), np.uint8)])  # the encoder's own memory counts as baseline
-before = peak_mb()
-try:
-    enc.embed([sys.argv[1]])
-    outcome = "embedded"
-except ImageError as exc:
-    outcome = exc.reason
-print(json.dumps({"before_mb": before, "peak_mb": peak_mb(), "outcome": outcome}))
-"""
 
 
 def test_each_bomb_is_refused_from_its_header_under_300_mb(tmp_path):

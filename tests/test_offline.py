@@ -16,32 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT
+from tests.helpers import ROOT, namespace_problem, off_loopback_calls
 
-TOOLS = ("unshare", "ip", "strace")
-
-
-def _namespace_problem() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to create a network namespace (unshare -n)"
-    missing = [t for t in TOOLS if shutil.which(t) is None]
-    if missing:
-        return f"needs {', '.join(missing)} on PATH"
-    res = subprocess.run(["unshare", "-n", "-m", "true"], capture_output=True, text=True)
-    if res.returncode != 0:
-        return f"unshare -n -m does not work here: {res.stderr.strip()[:200]}"
-    return None
-
-
-PROBLEM = _namespace_problem()
-OFF_LOOPBACK = re.compile(
-    r"(?:connect|sendto|sendmsg|sendmmsg)\(.*sa_family=AF_INET6?,.*"
-    r"(?:inet_addr\(\"(?!127\.)[^\"]*\"\)|inet_pton\(AF_INET6, \"(?!::1\"|::ffff:127\.)[^\"]*\")")
-
-
-def off_loopback_calls(strace_log: str) -> list[str]:
-    """Socket calls in an strace log that address anything but 127.0.0.0/8 or ::1."""
-    return [line for line in strace_log.splitlines() if OFF_LOOPBACK.search(line)]
+PROBLEM = namespace_problem()
 
 
 def test_off_loopback_pattern_catches_real_addresses():

@@ -31,8 +31,29 @@ def test_shipped_model_beats_raw_pixels_on_held_out_photos(gallery):
               "type+colour": label_codes(cat.column("articleType"), cat.column("baseColour"))}
     model = retrieval_table(embedded, queries, labels)
     pixels = retrieval_table(pixel_baseline(squares), queries, labels)
-    assert model["P@10 type"] > pixels["P@10 type"] + 0.03, (model, pixels)
-    assert model["P@10 type+colour"] > pixels["P@10 type+colour"] + 0.05, (model, pixels)
+    # docs/quality.md, full val split: +0.161 and +0.116 over raw pixels; 0.03 is left for the
+    # every-third-photo subset (issue 23: the test asked only +0.03 and +0.05).
+    assert model["P@10 type"] > pixels["P@10 type"] + 0.13, (model, pixels)
+    assert model["P@10 type+colour"] > pixels["P@10 type+colour"] + 0.085, (model, pixels)
+
+
+def test_shipped_model_keeps_its_margin_over_the_frozen_imagenet_reference(gallery):
+    """docs/quality.md: +0.017 P@10 type and +0.100 type+colour over the frozen ImageNet
+    EfficientNet-Lite0 features on the same queries; the shipped model must not fall below the
+    reference on type (0.02 of slack for the subset) and must keep most of its colour lead."""
+    pytest.importorskip("torch", reason="the frozen reference needs the train extra")
+    from train.evaluate import REFERENCE_SIZE, imagenet_embedder
+    from train.metrics import label_codes, retrieval_table
+
+    cat, enc, squares, queries, embedded = gallery
+    assert enc.spec.size == REFERENCE_SIZE  # one set of squares serves both
+    labels = {"type": label_codes(cat.column("articleType")),
+              "type+colour": label_codes(cat.column("articleType"), cat.column("baseColour"))}
+    model = retrieval_table(embedded, queries, labels)
+    _, frozen_embed = imagenet_embedder()
+    frozen = retrieval_table(frozen_embed(squares), queries, labels)
+    assert model["P@10 type"] > frozen["P@10 type"] - 0.02, (model, frozen)
+    assert model["P@10 type+colour"] > frozen["P@10 type+colour"] + 0.07, (model, frozen)
 
 
 def test_shipped_model_finds_items_from_synthetic_shopper_photos(gallery):

@@ -101,6 +101,7 @@ def shop(tmp_path_factory) -> Path:
 
 def same_catalogue(ray_cat: Catalog, local: Catalog) -> None:
     assert ray_cat.ids == local.ids and len(set(ray_cat.ids)) == len(ray_cat.ids)
+    assert (ray_cat.id_column, ray_cat.id_normalise) == (local.id_column, local.id_normalise)
     assert ray_cat.rows == local.rows
     assert [str(Path(p).resolve()) for p in ray_cat.paths] == [
         str(Path(p).resolve()) for p in local.paths]

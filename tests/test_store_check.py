@@ -16,36 +16,9 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.storage import CURRENT
-from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
+from tests.helpers import OTHER_MODEL, ROOT, catalog_of, current_gen, reseal, write_products
 
 
-@pytest.fixture(scope="module")
-def saved(tmp_path_factory) -> dict[str, Path]:
-    """Two small catalogues: exact search, and HNSW (so index.hnsw exists)."""
-    base = tmp_path_factory.mktemp("stores")
-    write_products(base / "shop", 12)
-    enc = Encoder(OTHER_MODEL)  # plumbing: the small model
-    built = Catalog.build(base / "shop", base / "shop" / "metadata.csv", encoder=enc)
-    built.save(base / "exact")
-    catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings,
-            exact_below=4).save(base / "hnsw")
-    return {"exact": base / "exact", "hnsw": base / "hnsw", "encoder": enc}
-
-
-def _gen(root: Path) -> Path:
-    return root / (root / CURRENT).read_text().strip()
-
-
-def reseal(gen: Path, manifest: dict | list | None = None) -> None:
-    """Rewrite the manifest with correct sizes and checksums of what the folder now holds."""
-    if manifest is None:
-        manifest = json.loads((gen / "manifest.json").read_text())
-    if isinstance(manifest, dict):
-        for name in manifest.get("files", {}):
-            data = (gen / name).read_bytes()
-            manifest["files"][name] = {"bytes": len(data),
-                                       "sha256": hashlib.sha256(data).hexdigest()}
-    (gen / "manifest.json").write_text(json.dumps(manifest))
 
 
 def edit_manifest(gen: Path, change) -> None:
@@ -125,7 +98,7 @@ def test_valid_checksums_wrong_structure_is_one_catalog_error(saved, tmp_path, c
     kind, mutate, words = REFUSED[case]
     root = tmp_path / "cat"
     shutil.copytree(saved[kind], root)
-    mutate(_gen(root))
+    mutate(current_gen(root))
     with pytest.raises(CatalogError) as err:
         Catalog.open(root, saved["encoder"])
     message = str(err.value)

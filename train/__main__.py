@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from train.config import add_dataclass_args, from_args, load_recipe
-from train.loop import TrainConfig, Trainer
+from train.loop import TimeBudgetSpent, TooFewPhotos, TrainConfig, Trainer
 from fai_infer.cli_util import OneLineParser
 
 
@@ -67,7 +67,11 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
 
 def main(argv: list[str] | None = None) -> dict:
     cfg = parse_config(argv)
-    metrics = Trainer(cfg).fit()
+    try:
+        trainer = Trainer(cfg)
+    except (TooFewPhotos, TimeBudgetSpent) as exc:
+        raise SystemExit(f"python -m train: error: {exc}") from None
+    metrics = trainer.fit()
     print(json.dumps({"best_epoch": metrics["best_epoch"], "out": cfg.out,
                       "train_seconds": round(metrics["train_seconds"], 1)}))
     return metrics

@@ -11,9 +11,11 @@ over the frozen ImageNet reference, then their mean, over
 - the *proxy kinds* (``--proxy-fraction`` at training: kinds kept out of every gradient),
   queried among themselves (P@1/P@10 type, P@10 type+colour): the stand-in for unseen kinds.
 
-Never val, never the unseen kinds. Sizes whose fp32 encoder is slower here than ``--max-ms``
-per photo are left out before anything is scored. Writes a copy of the checkpoint with the choice applied,
-ready for ``python -m export.onnx``.
+Never val, never the unseen kinds. Sizes whose encoder costs more than ``--max-gflops`` per
+photo (counted from the layers' shapes, ``train/cost.py``: the same on every machine and run)
+are left out before anything is scored; ``--max-ms`` (off by default) adds a stopwatch limit
+measured here, which depends on the machine's load. Writes a copy of the checkpoint with the
+choice applied, ready for ``python -m export.onnx``.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
 from train.metrics import l2_normalise, label_codes, retrieval_table, shopper_table
+from train.cost import encoder_gflops
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
-from train.model import AutoEncoder
+from train.model import AutoEncoder, EmbeddingModel
 
 
 class PooledAndShop(torch.nn.Module):
@@ -161,8 +164,6 @@ def fp32_ms_per_photo(model: AutoEncoder, size: int, runs: int = 100) -> float:
     import time
 
     from train.onnx_graph import session, to_onnx_proto
-    from train.model import EmbeddingModel
-
     sess = session(to_onnx_proto(EmbeddingModel(model).eval(), size, 17).SerializeToString())
     x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
     for _ in range(10):
@@ -195,9 +196,14 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--general-dims", default="",
                    help="how many leading general components to try keeping (default: the "
                    "checkpoint's, and half of it)")
-    p.add_argument("--max-ms", type=float, default=8.0,
-                   help="leave out test sizes whose fp32 encoder takes longer than this per "
-                   "photo here (onnxruntime, batch 1, median; 0 = no limit)")
+    p.add_argument("--max-gflops", type=float, default=0.8,
+                   help="leave out test sizes whose encoder costs more GFLOPs per photo "
+                   "(deterministic; EfficientNet-Lite0: 0.39 at 160 px, 0.77 at 224; 0 = no "
+                   "limit)")
+    p.add_argument("--max-ms", type=float, default=0.0,
+                   help="also leave out sizes slower than this per photo measured here "
+                   "(onnxruntime, batch 1, median): depends on the machine's load that minute; "
+                   "0 = off (default)")
     p.add_argument("--columns", default=None,
                    help="two label columns the figures count matches on: the kind, and a "
                    "second for kind+second (default: the columns the run's holdout was scored "
@@ -307,14 +313,18 @@ def main(argv: list[str] | None = None) -> dict:
     rows: list[dict] = []
     sizes, speed = [], {}
     for size in _numbers(a.sizes, int):
-        speed[size] = fp32_ms_per_photo(model, size)
-        fits = not a.max_ms or speed[size] <= a.max_ms
-        print(f"{size} px: {speed[size]:.2f} ms per photo fp32"
-              + ("" if fits else f", over --max-ms {a.max_ms}: left out"))
-        if fits:
+        cost = encoder_gflops(EmbeddingModel(model), size)
+        speed[size] = fp32_ms_per_photo(model, size)  # reported; a limit only with --max-ms
+        over = [f"over --max-gflops {a.max_gflops}" for _ in [0] if a.max_gflops
+                and cost > a.max_gflops] + [f"over --max-ms {a.max_ms}" for _ in [0]
+                                            if a.max_ms and speed[size] > a.max_ms]
+        print(f"{size} px: {cost:.3f} GFLOPs, {speed[size]:.2f} ms per photo fp32 here"
+              + (f", {' and '.join(over)}: left out" if over else ""))
+        if not over:
             sizes.append(size)
     if not sizes:
-        p.error(f"no size in --sizes {a.sizes} runs within --max-ms {a.max_ms} here")
+        p.error(f"no size in --sizes {a.sizes} fits --max-gflops {a.max_gflops}"
+                + (f" and --max-ms {a.max_ms}" if a.max_ms else ""))
     colours = _numbers(a.colour_weights, float) if model.colour is not None else [None]
     for size in sizes:
         s_spec = replace(spec, size=size)

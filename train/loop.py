@@ -192,12 +192,22 @@ def lr_lambda(total_steps: int, warmup: int):
     return f
 
 
+class TooFewPhotos(ValueError):
+    """Fewer training photos than one batch (the message says what to change)."""
+
+
+class TimeBudgetSpent(RuntimeError):
+    """--max-minutes ran out before training could start."""
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig):
-        self.started = time.time()  # --max-minutes counts from here: data, teacher pass, all
-        if cfg.init:
+        self.started = time.time()  # --max-minutes counts from here: loading and the frozen
+        if cfg.init:                 # features pass are part of the run (issue 23)
             cfg = self._shape_from_init(cfg)
         self.cfg = cfg
+        self.deadline = (self.started + cfg.max_minutes * 60 if cfg.max_minutes > 0
+                         else float("inf"))
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gen = seed_everything(cfg.seed)
@@ -274,6 +284,11 @@ class Trainer:
         with torch.no_grad():
             for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
                           leave=False):
+                if time.time() > self.deadline:
+                    raise TimeBudgetSpent(
+                        f"--max-minutes {cfg.max_minutes} ran out while computing the frozen "
+                        f"ImageNet features ({s} of {len(self.images)} photos); allow more "
+                        f"minutes (with --cache-dir they are computed once per catalogue)")
                 x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
                 x = backbone_input(x, self.model.cfg)
                 parts.append(teacher(x).mean(dim=(2, 3)))
@@ -387,6 +402,11 @@ class Trainer:
               f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}"
               + (f"; {int(is_proxy.sum())} photos of {len(proxy)} proxy kinds kept out for "
                  "train.choose" if proxy else ""))
+        if len(self.train_idx) < cfg.batch_size:  # no whole batch: no step would ever run
+            raise TooFewPhotos(f"{len(self.train_idx)} training photos (of {len(cat)}) is fewer "
+                               f"than --batch-size {cfg.batch_size}, so no step would run and "
+                               f"best.pt would be the untrained weights; lower --batch-size "
+                               f"or add photos")
 
     # -- one step -------------------------------------------------------------------------------
     def _losses(self, idx: np.ndarray, train: bool) -> dict[str, torch.Tensor]:
@@ -526,8 +546,7 @@ class Trainer:
     def fit(self) -> dict:
         cfg = self.cfg
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
-        start = self.started
-        deadline = start + cfg.max_minutes * 60 if cfg.max_minutes > 0 else float("inf")
+        start, deadline = self.started, self.deadline  # set up time counts too
         while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
             t0 = time.time()
             row = self.train_epoch(deadline)

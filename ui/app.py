@@ -23,12 +23,15 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
 from starlette.middleware import Middleware  # noqa: E402
 
+from fai_infer import safe_json  # noqa: E402
 from fai_infer.api import BaseCatalog, NotInCatalogue  # noqa: E402
 from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
 from fai_infer.confidence import NO_MATCH  # noqa: E402
 from fai_infer.preprocess import ImageError  # noqa: E402
 from fai_infer.storage import CatalogError  # noqa: E402
-from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
+from ui.api_checks import MAX_BASKET  # noqa: E402
+from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
+                      disable_gradio_cors)
 from ui.http_api import PATHS as API_PATHS, HttpApi, log_failure  # noqa: E402
 from ui.merchandising import MerchService  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
@@ -162,16 +165,17 @@ class ShopDemo(ShopService):
 
     def search(self, image: str | None, k: float, *filters, look: str | None = None
                ) -> tuple[list[dict], str]:
-        """(cards, status line) for an upload, weighed as the colour toggle says."""
+        """(cards, status line) for an upload, weighed as the colour toggle says. A bad upload
+        clears the results and says why in the status line (a gr.Error put a red "Error" badge
+        over the page and kept old results)."""
         if not image:
-            raise gr.Error("Upload a photo, take one with the camera, or click a catalogue item.")
+            return [], "Upload a photo, take one with the camera, or click a catalogue item."
         try:
             cards, _ = self.search_photo(image, k, *filters, colour=colour_for(look))
         except ImageError as exc:
-            raise gr.Error(f"Cannot use this photo: {exc.reason}") from None
+            return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
         except ValueError:
-            raise gr.Error("Cannot use this input: upload a photo or pick a catalogue item.") \
-                from None
+            return [], "Cannot use this input: upload a photo or pick a catalogue item."
         return cards, "Most like your photo"
 
     def more_like(self, item_id: str, k: float, *filters, look: str | None = None
@@ -191,7 +195,7 @@ class ShopDemo(ShopService):
         JSON object such as {"gender": "Women"}; k is capped at MAX_K. Errors name the
         problem, never a path."""
         try:
-            hits = self.answer(uploaded_path(image, self.cat), k, json.loads(where or "{}"))
+            hits = self.answer(uploaded_path(image, self.cat), k, safe_json.loads(where or "{}"))
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:
@@ -302,7 +306,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                 basket_outputs, api_visibility="private")
 
         def change_basket(items: list[str], kk: float, lk: str | None, *f):
-            items = list(dict.fromkeys(i for i in items if i))
+            items = list(dict.fromkeys(i for i in items if i))[:MAX_BASKET]
             cards, hits, line = demo.basket_view(items, kk, *f, colour=colour_for(lk))
             return items, cards, hits, line, gr.update(visible=bool(items))
 
@@ -409,9 +413,11 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
                        max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
-                       api=HttpApi.for_service(shop, tools), api_paths=API_PATHS)
+                       api=HttpApi.for_service(shop, tools), api_paths=API_PATHS,
+                       upload_dir=gradio_upload_folder(), share=cfg.share)
+    disable_gradio_cors()  # same-origin only: the guard refuses other sites' requests
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
-    app.launch(server_name=cfg.host, server_port=cfg.port, share=cfg.share,
+    app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
                ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
     return app
@@ -439,7 +445,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m ui.app: error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # e.g. the port is taken
-        print(f"python -m ui.app: error: {exc.strerror or exc}", file=sys.stderr)
+        text = str(exc.strerror or exc)
+        if "port" in text.lower() or exc.errno == 98:  # Gradio names its own settings here
+            text = (f"port {cfg.port} on {cfg.host} is in use; choose another with --port "
+                    f"(or --share for a public link)")
+        print(f"python -m ui.app: error: {text}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

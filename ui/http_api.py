@@ -16,7 +16,6 @@ colour; models with a colour part only); keys an endpoint does not know are refu
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,8 +25,11 @@ import anyio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from fai_infer import safe_json
 from fai_infer.hits import NotInCatalogue
 from fai_infer.preprocess import ImageError
+from ui.api_checks import (BadRequest, basket_ids, check_keys, colour_value,  # noqa: F401
+                           item_id, missing_item, strict_k)
 
 if TYPE_CHECKING:
     from ui.merchandising import MerchService
@@ -45,39 +47,13 @@ TOOL_KEYS = {"/api/tag": ("columns", "where", "limit"), "/api/audit": ("column",
 Search = Callable[[Any, Any, Any, float | None], list[dict]]
 
 
-class BadRequest(ValueError):
-    """A request this API cannot answer; its message is safe to show the client."""
-
-
-def check_keys(body: dict, allowed: tuple[str, ...]) -> None:
-    """Refuse a key this endpoint does not know, by name (a typo must not be ignored)."""
-    unknown = [str(key) for key in body if key not in allowed]
-    if unknown:
-        raise BadRequest(f"unknown key {unknown[0][:40]!r}; this endpoint takes "
-                         f"{', '.join(allowed)}")
-
-
-def colour_value(value: Any, form: bool = False) -> float | None:
-    """The request's ``colour``: a number 0..1 (a form field's text in multipart), or absent.
-    Range and the model's support are checked by the search (``fai_infer/parts.py``)."""
-    if value is None or (form and value == ""):
-        return None
-    if form:
-        try:
-            return float(str(value))
-        except ValueError:
-            raise BadRequest("colour must be a number from 0 to 1") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise BadRequest("colour must be a number from 0 to 1")
-    return float(value)
-
-
 class HttpApi:
     """ASGI app for :data:`PATHS`; ``similar(upload_path, k, where)``, ``similar_id(id, k,
     where)`` and ``basket(ids, k, where)`` do the searching."""
 
     def __init__(self, similar: Search, similar_id: Search, basket: Search,
-                 tools: "MerchService | None" = None):
+                 tools: "MerchService | None" = None, max_k: int = 50):
+        self.max_k = max_k
         self.similar = similar
         self.similar_id = similar_id
         self.basket = basket
@@ -88,7 +64,9 @@ class HttpApi:
                     ) -> "HttpApi":
         """The API of a shop's service (``ui/service.py``), the one the page stands on too,
         and the merchandiser's tools (``ui/merchandising.py``) where given."""
-        return cls(service.answer, service.answer_id, service.answer_basket, tools)
+        from ui.service import MAX_K
+
+        return cls(service.answer, service.answer_id, service.answer_basket, tools, MAX_K)
 
     def _tool(self, path: str, body: dict) -> list[dict]:
         """tag / audit / duplicates: read-only findings (``ui/merchandising.py``)."""
@@ -122,23 +100,21 @@ class HttpApi:
                 body = await _json(request)
                 check_keys(body, ("ids", "k", "where", "colour"))
                 hits = await anyio.to_thread.run_sync(
-                    self.basket, body.get("ids"), body.get("k", 10), body.get("where", {}),
+                    self.basket, basket_ids(body.get("ids")),
+                    strict_k(body.get("k", 10), self.max_k), body.get("where", {}),
                     colour_value(body.get("colour")))
             elif request.headers.get("content-type", "").startswith("multipart/"):
                 hits = await self._upload(request)
             else:
                 body = await _json(request)
                 check_keys(body, ("id", "k", "where", "colour"))
-                if not isinstance(body.get("id"), str):
-                    raise BadRequest("send a photo as multipart field 'image', or JSON with "
-                                     "an item 'id'")
                 hits = await anyio.to_thread.run_sync(
-                    self.similar_id, body["id"], body.get("k", 10), body.get("where", {}),
-                    colour_value(body.get("colour")))
+                    self.similar_id, item_id(body), strict_k(body.get("k", 10), self.max_k),
+                    body.get("where", {}), colour_value(body.get("colour")))
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
-        except NotInCatalogue:
-            return JSONResponse({"error": "that item is not in the catalogue"}, 404)
+        except NotInCatalogue as exc:
+            return JSONResponse({"error": missing_item(exc.item_id)}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)
             return JSONResponse({"error": str(exc)}, 400)
         except Exception as exc:  # never pass internals (paths, stack details) to a client
@@ -149,12 +125,13 @@ class HttpApi:
     async def _upload(self, request: Request) -> list[dict]:
         form = await request.form(max_files=1, max_fields=5)
         check_keys(dict(form), ("image", "k", "where", "colour"))
+        k = strict_k(form.get("k") or "10", self.max_k, form=True)
         colour = colour_value(form.get("colour"), form=True)
         image = form.get("image")
         if image is None or isinstance(image, str):
             raise BadRequest("multipart requests need the photo in a file field 'image'")
         try:
-            where = json.loads(str(form.get("where") or "{}"))
+            where = safe_json.loads(str(form.get("where") or "{}"))
         except ValueError:
             raise BadRequest("where must be a JSON object") from None
         data = await image.read()
@@ -162,15 +139,16 @@ class HttpApi:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            return await anyio.to_thread.run_sync(self.similar, path, form.get("k") or 10,
-                                                  where, colour)
+            return await anyio.to_thread.run_sync(self.similar, path, k, where, colour)
         finally:
             os.unlink(path)
 
 
 async def _json(request: Request) -> dict:
     try:
-        body = json.loads(await request.body() or b"{}")
+        body = safe_json.loads(await request.body() or b"{}")
+    except safe_json.TooDeep:
+        raise BadRequest("the body is nested too deeply") from None
     except ValueError:
         raise BadRequest("the body is not valid JSON") from None
     if not isinstance(body, dict):

@@ -21,6 +21,8 @@ from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError, check_decoded_size
 from fai_infer.sources import list_images
 from fai_infer.storage import CatalogError
+from ui.api_checks import MAX_BASKET
+from ui.decode_slots import decode_slot
 from ui.demo_catalog import generate as generate_demo
 from ui.photos import photo_url
 from ui.text import markdown_escape, readable_column
@@ -227,8 +229,13 @@ class ShopService:
         and the milliseconds it took (for logs and tests; shoppers are not shown it)."""
         t0 = time.perf_counter()
         if image not in self.cat:
-            check_upload(image, self.cat.encoder.spec.size)
-        hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters), colour=colour)
+            with decode_slot():  # bounded memory however many upload at once
+                check_upload(image, self.cat.encoder.spec.size)
+                hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters),
+                                        colour=colour)
+        else:
+            hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters),
+                                    colour=colour)
         return [self.card(h) for h in hits], 1000 * (time.perf_counter() - t0)
 
     def similar_to_item(self, item_id: str, k: float, *filters, colour: float | None = None
@@ -244,7 +251,7 @@ class ShopService:
 
     def basket_view(self, basket: list[str], k: float, *filters, colour: float | None = None
                     ) -> tuple[list[dict], list[dict], str]:
-        basket = [i for i in basket if i in self.cat]
+        basket = [i for i in basket[:MAX_BASKET] if i in self.cat]
         if not basket:
             return [], [], "The basket is empty: add any product to it."
         hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters),
@@ -259,7 +266,10 @@ class ShopService:
         where = parse_filters(filters)
         colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         if query not in self.cat:
-            check_upload(query, self.cat.encoder.spec.size)
+            with decode_slot():  # bounded memory however many upload at once
+                check_upload(query, self.cat.encoder.spec.size)
+                return hits_json(self.cat.similar(query, k=bounded_k(k), where=where,
+                                                  colour=colour))
         return hits_json(self.cat.similar(query, k=bounded_k(k), where=where, colour=colour))
 
     def answer_id(self, item_id: str, k: Any, filters: Any, colour: Any = None) -> list[dict]:
@@ -271,6 +281,8 @@ class ShopService:
     def answer_basket(self, ids: Any, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
             raise ValueError("ids must be a non-empty list of catalogue item ids")
+        if len(ids) > MAX_BASKET:
+            raise ValueError(f"a basket holds at most {MAX_BASKET} items")
         missing = [i for i in ids if i not in self.cat]
         if missing:
             raise NotInCatalogue(missing[0])

@@ -27,6 +27,7 @@ from fai_infer.catalog import Catalog, Skipped
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import describe
 from fai_infer.scale import require
+from fai_infer.scale.ray_private import make_private_dir, private_environment, remove_private_dir
 from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
 from fai_infer.storage import CatalogError
 
@@ -57,15 +58,20 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
 
         ray_constants.ENABLE_RAY_CLUSTER = False
     started = not ray.is_initialized()
+    private = make_private_dir() if started and address is None else None
     if started:
         common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
-            if address is None:
-                ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
-                         object_store_memory=512 * 1024**2, **common)
+            if private is not None:  # no usage report, cloud probe, /tmp/ray or ~/.ray left
+                with private_environment(private):
+                    ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
+                             object_store_memory=512 * 1024**2,
+                             _temp_dir=str(private / "s"), **common)
             else:
                 ray.init(address=address, **common)
         except (ConnectionError, RuntimeError, ValueError) as exc:
+            if private is not None:
+                remove_private_dir(private)
             raise CatalogError(f"--ray-address {address}: cannot join the Ray cluster "
                                f"({str(exc).splitlines()[0] if str(exc) else exc})") from None
     try:
@@ -73,6 +79,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
     finally:
         if started:
             ray.shutdown()
+        if private is not None:
+            remove_private_dir(private)
 
 
 def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
@@ -252,15 +260,16 @@ def read_shards(shards: str, expected: int, dim: int):
 
 def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id",
                   filters: Sequence[str] | None = None,
-                  caption: Sequence[str] | None = None) -> Catalog:
-    """The catalogue from shard rows through ``add_embeddings``; bad photos in ``.skipped``."""
+                  caption: Sequence[str] | None = None, id_normalise: bool = False) -> Catalog:
+    """The catalogue from shard rows through ``add_embeddings``; bad photos in ``.skipped``.
+    ``id_normalise`` is remembered as the local indexer remembers it (later adds match so)."""
     errors = table.column("error").to_pylist()
     ok = np.array([not e for e in errors], bool)
     paths = table.column("path").to_pylist()
     ids = [i for i, good in zip(table.column("id").to_pylist(), ok) if good]
     rows = [json.loads(m) for m, good in zip(table.column("metadata").to_pylist(), ok) if good]
     cat = Catalog(encoder)
-    cat.id_column = id_column
+    cat.id_column, cat.id_normalise = id_column, id_normalise
     if filters is not None or caption is not None:
         known: list[str] = []
         for r in rows:
@@ -298,7 +307,7 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
                 print(f"embedded {table.num_rows} photos on Ray in {time.time() - t0:.1f}s",
                       flush=True)
         rows, emb = read_shards(shards, table.num_rows, encoder.dim)
-        cat = build_catalog(rows, emb, encoder, id_column, filters, caption)
+        cat = build_catalog(rows, emb, encoder, id_column, filters, caption, id_normalise)
         cat.warnings += warnings
         return cat
     finally:
