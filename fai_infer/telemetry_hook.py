@@ -20,7 +20,9 @@ from pathlib import Path
 
 PTH_NAME = "fai-ort-telemetry-off.pth"
 # A .pth line that starts with "import" is executed by site.py at start-up.
-PTH_LINE = "import os; os.environ['ORT_DISABLE_TELEMETRY'] = '1'\n"
+# setdefault: a process started with an explicit ORT_DISABLE_TELEMETRY (a test of what happens
+# without the hook, or someone's own choice) keeps it, and fai_infer then says so in one line.
+PTH_LINE = "import os; os.environ.setdefault('ORT_DISABLE_TELEMETRY', '1')\n"
 
 
 def site_packages() -> Path:

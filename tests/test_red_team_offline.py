@@ -41,6 +41,7 @@ def test_importing_onnxruntime_first_without_the_hook_is_reported():
     """fai_infer cannot stop telemetry that is already running, but it must not stay silent."""
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env["PYTHONPATH"] = str(ROOT)
+    env["ORT_DISABLE_TELEMETRY"] = "0"  # as without the hook (which never overrides a set value)
     out = subprocess.run([sys.executable, "-c", "import importlib; importlib.import_module("
                           "'onnxruntime'); import fai_infer"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=120)
