@@ -220,8 +220,9 @@ class Catalog(BaseCatalog):
             return self.state.version, len(self.state)
 
     def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
-        with self._lock:
-            rows = self.state.live_rows()[positions]
+        with self._lock:  # positions were spread over a count read before another thread
+            live = self.state.live_rows()  # removed items: keep those still in range
+            rows = live[positions[positions < len(live)]]
             return [self.state.ids[r] for r in rows], self.state.index.vectors[rows].copy()
 
     # -- changes -----------------------------------------------------------------------------
