@@ -30,10 +30,10 @@ test: $(STAMP) $(SCALE_STAMP)
 	$(PY) -m pytest -q
 
 train: $(STAMP)
-	$(PY) -m train --config configs/lite0-v2.json --out runs/default
+	$(PY) -m train --config configs/lite0-v3.json --out runs/default
 
 evaluate: $(STAMP)
-	$(PY) -m train.evaluate --model models/fai-default.onnx --shopper --unseen
+	$(PY) -m train.evaluate --model models/fai-default.onnx --shopper --unseen --shop ../shared/data/hm-dev
 
 bench: $(STAMP)
 	$(PY) -m bench

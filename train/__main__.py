@@ -46,7 +46,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
                     "plus label-aware, contrastive and distillation terms) on a catalogue "
                     "folder. Named recipes live in configs/; flags override them. The "
                     "defaults below are the small seed family's; the shipped model's recipe "
-                    "is --config configs/lite0-v2.json, and --init CHECKPOINT brings the "
+                    "is --config configs/lite0-v3.json, and --init CHECKPOINT brings the "
                     "checkpoint's own.")
     parser.add_argument("--config", default=None,
                         help="a named recipe, e.g. configs/lite0.json (flags override it)")
