@@ -35,7 +35,7 @@ def test_proxy_kinds_are_stable_apart_from_unseen_and_never_trained(tmp_path):
     cfg = TrainConfig(data=str(tmp_path), out=str(tmp_path / "run"), image_size=32,
                       width=0.125, label_columns="gender", unseen_column="colour",
                       unseen_fraction=0.0, proxy_fraction=0.5,
-                      cache_dir=str(tmp_path / "cache"), holdout=0.2)
+                      cache_dir=str(tmp_path / "cache"), holdout=0.2, batch_size=4)
     trainer = Trainer(cfg)
     used = np.concatenate([trainer.train_idx, trainer.holdout_idx])
     assert not {trainer.catalogue.rows[i]["colour"] for i in used} & proxy
