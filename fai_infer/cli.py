@@ -506,3 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return 130
+
+
+if __name__ == "__main__":  # python -m fai_infer.cli works like python -m fai_infer
+    sys.exit(main())
