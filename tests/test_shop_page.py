@@ -72,3 +72,10 @@ def test_cards_carry_words_not_timings(encoder):
     assert not shop.has_colour
     with pytest.raises(ValueError, match="no colour part"):
         shop.similar_to_item("a03", 4, colour=0.0)
+
+
+def test_the_colour_toggle_weighs_colour_only_for_models_that_have_a_colour_part():
+    from ui.app import LOOK_COLOUR, LOOKS, colour_for
+
+    assert colour_for(LOOKS[0]) == LOOK_COLOUR and colour_for(LOOKS[1]) == 0.0
+    assert colour_for(LOOKS[0], has_colour=False) is None  # no toggle, the model's own search

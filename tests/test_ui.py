@@ -333,7 +333,10 @@ def test_exif_orientation_is_one_decode_for_runtime_and_upload(tmp_path, fmt, mo
     runtime, page, reference = enc.embed([str(path), uploaded, upright])
     assert np.allclose(runtime, page, atol=1e-6)
     assert np.allclose(runtime, reference, atol=1e-6)
-    assert enc.embed(io.BytesIO(path.read_bytes()).getvalue()).tolist() == [runtime.tolist()]
+    # one photo alone (batch 1) against the same photo in a batch of 3: onnxruntime may pick
+    # other kernels per batch size, equal to float rounding
+    assert np.allclose(enc.embed(io.BytesIO(path.read_bytes()).getvalue()), [runtime],
+                       atol=1e-6)
 
 
 def test_plain_http_api_answers_uploads_ids_and_baskets(app_url):
@@ -416,7 +419,11 @@ def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height
             src = strip.nth(i).get_attribute("src") or ""
             first_kinds.add(rows[src.rsplit("/", 1)[-1]]["type"])
         assert len(first_kinds) >= 4, first_kinds  # not the CSV's first rows of one kind
-        assert not page.locator("#fai-look").is_visible()  # this model has no colour part
+        # the colour toggle shows exactly when the shop's model has a colour part (v3 has)
+        from fai_infer import Encoder
+
+        parts = Encoder().info.parts
+        assert page.locator("#fai-look").is_visible() == bool(parts and parts.has_colour)
         assert not page.locator("#fai-clear").is_visible()  # nothing to empty yet
         strip.nth(2).click()
         wait_for_cards(page, "#fai-results", 8)

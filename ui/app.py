@@ -117,9 +117,16 @@ CSS = """
 LOOKS = ("this look", "this design in any colour")  # the colour toggle's two choices
 
 
-def colour_for(look: str | None) -> float | None:
-    """The toggle's choice -> a colour weight: the model's default, or colour 0."""
-    return 0.0 if look == LOOKS[1] else None
+LOOK_COLOUR = 0.3  # "this look": colour counts (docs/quality.md: type+colour 0.314 at 0.3)
+
+
+def colour_for(look: str | None, has_colour: bool = True) -> float | None:
+    """The toggle's choice -> a colour weight: "this look" weighs colour 0.3 (the model's
+    default, 0.05 for fai-lite0 v3, is chosen for search in general and barely ranks colour),
+    "this design in any colour" 0. A model without a colour part (no toggle) gets None."""
+    if not has_colour:
+        return None
+    return 0.0 if look == LOOKS[1] else LOOK_COLOUR
 
 
 def card_html(card: dict) -> str:
@@ -171,7 +178,8 @@ class ShopDemo(ShopService):
         if not image:
             return [], "Upload a photo, take one with the camera, or click a catalogue item."
         try:
-            cards, _ = self.search_photo(image, k, *filters, colour=colour_for(look))
+            colour = colour_for(look, self.cat.parts().has_colour)
+            cards, _ = self.search_photo(image, k, *filters, colour=colour)
         except ImageError as exc:
             return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
         except ValueError:
@@ -181,7 +189,8 @@ class ShopDemo(ShopService):
     def more_like(self, item_id: str, k: float, *filters, look: str | None = None
                   ) -> tuple[list[dict], str, str, None]:
         """(cards, status, query panel showing the item, a cleared upload box)."""
-        cards, status = self.similar_to_item(item_id, k, *filters, colour=colour_for(look))
+        cards, status = self.similar_to_item(item_id, k, *filters,
+                                             colour=colour_for(look, self.cat.parts().has_colour))
         try:
             item = self.card(self.cat.get(item_id), score=False)
         except NotInCatalogue:
@@ -307,7 +316,8 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
 
         def change_basket(items: list[str], kk: float, lk: str | None, *f):
             items = list(dict.fromkeys(i for i in items if i))[:MAX_BASKET]
-            cards, hits, line = demo.basket_view(items, kk, *f, colour=colour_for(lk))
+            cards, hits, line = demo.basket_view(
+                items, kk, *f, colour=colour_for(lk, demo.cat.parts().has_colour))
             return items, cards, hits, line, gr.update(visible=bool(items))
 
         def browse_page(request: gr.Request, *f):
