@@ -190,6 +190,21 @@ def centre_crops(squares: np.ndarray, share: float) -> np.ndarray:
                      for sq in squares]) if n else squares
 
 
+def decode_for(cat, embedders: dict[str, Embedder], workers: int, cache_dir: str | None,
+               desc: str) -> tuple[object, dict[int, np.ndarray]]:
+    """Every photo decoded once per input size the embedders need; photos that fail to decode
+    are left out of the catalogue (and of every size) so all rows stay aligned."""
+    squares: dict[int, np.ndarray] = {}
+    bad: set[int] = set()
+    for spec, _ in embedders.values():
+        if spec.size not in squares:
+            squares[spec.size], errors = decode_all(cat.paths, PreprocessSpec(size=spec.size),
+                                                    workers, cache_dir, desc=desc)
+            bad |= {i for i, e in enumerate(errors) if e}
+    good = [i for i in range(len(cat)) if i not in bad]
+    return cat.subset(good), {size: sq[good] for size, sq in squares.items()}
+
+
 def evaluate_splits(model: str, data: str, csv: str | None = None,
                     splits: Sequence[str] = ("val",),
                     columns: tuple[str, str] = ("articleType", "baseColour"), workers: int = 2,
@@ -226,16 +241,7 @@ def evaluate_splits(model: str, data: str, csv: str | None = None,
                  for name, m in names.items()}
     variants = {label: (name, fn) for name, m in names.items()
                 for label, fn in colour_variants(name, model_parts(m), colour_weights).items()}
-    squares: dict[int, np.ndarray] = {}
-    bad: set[int] = set()
-    for spec, _ in embedders.values():
-        if spec.size not in squares:
-            squares[spec.size], errors = decode_all(cat.paths, PreprocessSpec(size=spec.size),
-                                                    workers, cache_dir, desc="decode catalogue")
-            bad |= {i for i, e in enumerate(errors) if e}
-    good = [i for i in range(len(cat)) if i not in bad]
-    cat = cat.subset(good)
-    squares = {size: sq[good] for size, sq in squares.items()}
+    cat, squares = decode_for(cat, embedders, workers, cache_dir, "decode catalogue")
     labels = {first: label_codes(cat.column(first)),
               f"{first}+{second}": label_codes(cat.column(first), cat.column(second))}
     emb = {name: embed(squares[spec.size]) for name, (spec, embed) in embedders.items()}
@@ -325,16 +331,7 @@ def evaluate_shop(shop: ShopSet, embedders: dict[str, Embedder], variants: dict,
     if shop.holdout > 0:
         cat = cat.subset(list(np.flatnonzero(held_apart_groups(cat.column(shop.group_column),
                                                                  shop.holdout))))
-    squares: dict[int, np.ndarray] = {}
-    bad: set[int] = set()
-    for spec, _ in embedders.values():
-        if spec.size not in squares:
-            squares[spec.size], errors = decode_all(cat.paths, PreprocessSpec(size=spec.size),
-                                                    workers, cache_dir, desc="decode shop")
-            bad |= {i for i, e in enumerate(errors) if e}
-    good = [i for i in range(len(cat)) if i not in bad]
-    cat = cat.subset(good)
-    squares = {size: sq[good] for size, sq in squares.items()}
+    cat, squares = decode_for(cat, embedders, workers, cache_dir, "decode shop")
     emb = {name: embed(squares[spec.size]) for name, (spec, embed) in embedders.items()}
     emb |= {label: fn(emb[name]) for label, (name, fn) in variants.items()}
     pixels = pixel_features(squares[max(32, min(squares))])
