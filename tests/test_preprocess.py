@@ -172,3 +172,52 @@ def test_png_chunk_claiming_more_than_the_file_is_refused_fast():
     with pytest.raises(ImageError, match="chunk IDAT claims"):
         load_rgb(bytes(data))
     assert time.perf_counter() - t0 < 0.5
+
+
+def _phone_photo(h: int, w: int) -> bytes:
+    """A big JPEG like a phone shot: a textured, striped garment on an off-white background."""
+    rng = np.random.default_rng(7)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.full((h, w, 3), 236, np.float32) + rng.normal(0, 4, (h, w, 1))
+    body = ((yy - h * 0.55) / (h * 0.35)) ** 2 + ((xx - w * 0.5) / (w * 0.3)) ** 2 < 1
+    stripes = (np.sin(xx / 9.0 + yy / 23.0) > 0)[..., None]
+    garment = np.where(stripes, [40, 70, 160], [200, 60, 50]) + rng.normal(0, 12, (h, w, 3))
+    img[body] = garment[body]
+    ok, buf = cv2.imencode(".jpg", np.clip(img, 0, 255).astype(np.uint8)[..., ::-1],
+                           [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok
+    return buf.tobytes()
+
+
+@pytest.mark.parametrize("size,factor", [(224, 4), (160, 8), (96, 8)])
+def test_big_jpegs_decode_reduced_to_the_same_pixels(size, factor):
+    """Issue 26: a 12 MP photo decodes at 1/4 or 1/8 scale (libjpeg's DCT scaling) when the
+    model needs far fewer pixels; the model input must match decoding everything and
+    shrinking, within what JPEG's own rounding moves (mean under 1 level of 255, no pixel
+    off by more than a few), and the embedding must not notice."""
+    from fai_infer.decode import _jpeg_reduction
+    from fai_infer.preprocess import load_square, square_resize
+
+    buf = _phone_photo(3024, 4032)
+    assert _jpeg_reduction((4032, 3024), size)[0] == factor
+    spec = PreprocessSpec(size=size)
+    reduced = load_square(buf, spec).astype(np.int16)
+    full_rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR),
+                            cv2.COLOR_BGR2RGB)
+    assert full_rgb.shape[:2] == (3024, 4032)
+    full = square_resize(full_rgb, spec).astype(np.int16)
+    diff = np.abs(reduced - full)
+    assert diff.mean() < 1.0 and np.percentile(diff, 99.9) <= 12, (diff.mean(), diff.max())
+
+
+def test_reduced_decode_leaves_the_embedding_unchanged():
+    from fai_infer import Encoder
+    from fai_infer.preprocess import square_resize
+
+    enc = Encoder()
+    buf = _phone_photo(3024, 4032)
+    full_rgb = cv2.cvtColor(cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_COLOR),
+                            cv2.COLOR_BGR2RGB)
+    a = enc.embed([buf])[0]
+    b = enc.embed_squares([square_resize(full_rgb, enc.spec)])[0]
+    assert float(a @ b) > 0.999
