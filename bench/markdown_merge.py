@@ -41,9 +41,12 @@ def merge(old: str, new: str) -> str:
     old_head, old_sections = split_sections(old)
     new_head, new_sections = split_sections(new)
     generated = {title: body for title, body in new_sections}
-    kept_head = [p for p in _paragraphs(old_head)
-                 if not p[0].startswith(GENERATED_PREAMBLE) and not p[0].startswith("# ")]
     fresh_head = _paragraphs(new_head)
+    # the old "Measured ..." lines go only when the new text brings its own (a bench that
+    # writes a few sections, like bench.filters, leaves the main bench's preamble alone)
+    replaces_preamble = any(p[0].startswith(GENERATED_PREAMBLE) for p in fresh_head)
+    kept_head = [p for p in _paragraphs(old_head) if not p[0].startswith("# ") and not (
+        replaces_preamble and p[0].startswith(GENERATED_PREAMBLE))]
     title = [p for p in fresh_head if p[0].startswith("# ")][:1] or [
         p for p in _paragraphs(old_head) if p[0].startswith("# ")][:1]
     head = title + [p for p in fresh_head if p[0].startswith(GENERATED_PREAMBLE)] + kept_head

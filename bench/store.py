@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from bench.filters import PLANS, forced, restore
 from bench.timing import table
 from export.synthetic import generated_squares, scale_embeddings
 from fai_infer import Catalog, Encoder
@@ -139,24 +140,26 @@ def query_times(cat: Catalog, queries: np.ndarray, where=None) -> list[float]:
 
 
 def forced_engines(cat: Catalog, queries: np.ndarray, where) -> dict[str, float]:
-    """The filtered queries through each engine of the index, forced (filter mask included,
-    hits not): exact gather + matrix product, and HNSW with the filter as a callback (with its
-    recall@10 against the exact answers)."""
-    idx, exact_t, hnsw_t, found = cat.index, [], [], 0
-    for i, q in enumerate(queries):
-        clauses = parse_where(where(i))
-        t0 = time.perf_counter()
-        allowed = idx.alive & cat.table.mask(clauses)
-        truth = exact_top_k(idx.vectors, q, K, np.flatnonzero(allowed))[0]
-        t1 = time.perf_counter()
-        allowed = idx.alive & cat.table.mask(clauses)
-        rows = idx._search_hnsw(q, K, allowed)[0]
-        t2 = time.perf_counter()
-        exact_t.append(t1 - t0)
-        hnsw_t.append(t2 - t1)
-        found += len(set(truth.tolist()) & set(rows.tolist()))
-    return (stats_ms(exact_t, "filter_exact") | stats_ms(hnsw_t, "filter_hnsw")
-            | {"filter_hnsw_recall": found / (K * len(queries))})
+    """The filtered queries through each plan of the index, forced (``bench.filters``):
+    gather, scan and graph, with their recall@10 against exact search of the filter."""
+    idx, out = cat.index, {}
+    chosen = [cat.table.select(parse_where(where(i)), idx.alive) for i in range(len(queries))]
+    truth = [set(exact_top_k(idx.vectors, q, K, c.as_rows())[0].tolist())
+             for q, c in zip(queries, chosen)]
+    for plan in PLANS:
+        saved = forced(idx, plan)
+        try:
+            times, found = [], 0
+            for q, c, t in zip(queries, chosen, truth):
+                t0 = time.perf_counter()
+                rows = idx.search(q, K, c)[0]
+                times.append(time.perf_counter() - t0)
+                found += len(t & set(rows.tolist()))
+        finally:
+            restore(idx, saved)
+        out |= stats_ms(times, f"filter_{plan}")
+        out[f"filter_{plan}_recall"] = found / (K * len(queries))
+    return out
 
 
 # -- one size ------------------------------------------------------------------------------------
@@ -206,7 +209,7 @@ def bench_size(n: int, real: np.ndarray, encoder: Encoder, tmp: Path, a) -> tupl
     row |= stats_ms(adds, "add", True) | stats_ms(removes, "remove") | stats_ms(updates, "update")
     row |= stats_ms(refreshes, "refresh", True)
 
-    # Queries in the reader; first touch of each filter value builds its cached bitset.
+    # Queries in the reader; the first filter on a column builds its posting list.
     brand = lambda i: f"brand=brand{i % len(BRANDS):02d}"  # noqa: E731
     query_times(reader, queries[:len(BRANDS)], brand)
     query_times(reader, queries[:5], RANGE)
@@ -364,7 +367,9 @@ CHANGE_COLUMNS = ["n", "add_p50_ms", "add_p95_ms", "add_max_ms", "remove_p50_ms"
                   "remove_p95_ms", "update_p50_ms", "update_p95_ms", "refresh_p50_ms",
                   "refresh_p95_ms", "refresh_max_ms"]
 QUERY_COLUMNS = ["n", "query_p50_ms", "query_p95_ms", "live_query_p50_ms", "filter_p50_ms",
-                 "filter_p95_ms", "filter_repeat_p50_ms", "filter_repeat_p95_ms", "filter_recall", "filter_exact_p50_ms", "filter_hnsw_p50_ms", "filter_hnsw_recall",
+                 "filter_p95_ms", "filter_repeat_p50_ms", "filter_repeat_p95_ms", "filter_recall",
+                 "filter_gather_p50_ms", "filter_scan_p50_ms", "filter_scan_recall",
+                 "filter_graph_p50_ms", "filter_graph_recall",
                  "filter_after_compact_p50_ms", "range_p50_ms", "range_p95_ms", "range_recall"]
 CONCURRENCY_COLUMNS = ["n", "writers", "adds_each", "readers", "lost", "base_items_lost",
                        "count_ok", "failed_writes", "failed_but_kept", "failed_reads", "readers_saw_all", "adds_s",

@@ -1,9 +1,9 @@
-"""The metadata table: one integer code per row and column, a cached bitset per value.
+"""The metadata table: one integer code per row and column, a posting list per column.
 
 A shop's CSV has a handful of columns with few distinct values each (gender, colour, type), so
-storing codes instead of a dict per row costs 4 bytes a cell, and a filter becomes a few
-vectorised comparisons instead of a Python scan: a 2.5% filter at a million rows is a cached
-boolean mask, not 12 ms of string compares per 100k rows. Rows are never deleted here: the
+storing codes instead of a dict per row costs 4 bytes a cell, and a filter lists its rows from
+a posting list (``fai_infer/postings.py``) instead of a Python scan: a 2.5% filter at a million
+rows is a slice of one array, not 12 ms of string compares per 100k rows. Rows are never deleted here: the
 vector index tombstones them, and compaction writes a fresh table of the live rows.
 """
 
@@ -16,10 +16,15 @@ import numpy as np
 
 from fai_infer.buffers import Growable
 from fai_infer.filters import RANGE_OPS, Clause, compare_array, number
+from fai_infer.postings import (CodePostings, NumberOrder, Run, Selection, number_test, stale,
+                                tail_rows)
 from fai_infer.sources import shorten
 
 ABSENT = -1  # the row has no value in this column (shown as "")
 MAX_LISTED = 12
+# A filter keeping at most 1/SPARSE_SHARE of the rows is listed as row numbers, else a mask.
+SPARSE_SHARE = 4
+_NO_KEEP = np.zeros(0, dtype=bool)
 
 
 class MetadataTable:
@@ -32,7 +37,8 @@ class MetadataTable:
         self._codes = Growable((len(self.columns),), np.int32,
                                np.zeros((0, len(self.columns)), np.int32) if codes is None
                                else codes, fill=ABSENT)
-        self._bits: dict[tuple[str, int], np.ndarray] = {}
+        self._lists: dict[str, CodePostings] = {}
+        self._orders: dict[str, NumberOrder] = {}
         self._numeric: dict[str, np.ndarray] = {}
 
     def __len__(self) -> int:
@@ -68,7 +74,7 @@ class MetadataTable:
 
     def append(self, rows: Sequence[Mapping[str, str]]) -> None:
         self._codes.extend(self._encode(rows))
-        # Cached masks stay valid for the rows they cover; `mask` extends them lazily.
+        # Posting lists stay valid for the rows they cover; later rows are compared directly.
 
     def update(self, row_numbers: Sequence[int], rows: Sequence[Mapping[str, str]]) -> None:
         """Set the given columns of existing rows (other columns keep their values)."""
@@ -80,8 +86,9 @@ class MetadataTable:
             given = new != ABSENT
             table[r, given] = new[given]
         touched = {c for row in rows for c in row}
-        self._bits = {k: v for k, v in self._bits.items() if k[0] not in touched}
-        self._numeric = {k: v for k, v in self._numeric.items() if k not in touched}
+        for cache in (self._lists, self._orders, self._numeric):
+            for column in touched & set(cache):
+                del cache[column]
 
     # -- reads -------------------------------------------------------------------------------
     def row(self, r: int) -> dict[str, str]:
@@ -135,31 +142,110 @@ class MetadataTable:
     # -- filters -----------------------------------------------------------------------------
     def mask(self, clauses: Sequence[Clause], alive: np.ndarray | None = None
              ) -> np.ndarray | None:
-        """Rows passing every clause (None when there are none). Unknown columns and values are
-        errors that name them and the closest matches: a typo must not silently return
-        nothing. With ``alive``, a value only removed rows have is unknown too, so a filter
-        means the same before and after a compaction drops the value (issue 23)."""
+        """Rows passing every clause as a mask (None when there are none); see ``select``."""
+        chosen = self.select(clauses, alive)
+        return None if chosen is None else chosen.as_mask()
+
+    def select(self, clauses: Sequence[Clause], alive: np.ndarray | None = None
+               ) -> Selection | None:
+        """The rows passing every clause (and ``alive``, when given), None when there are no
+        clauses. The most selective equality or range clause hands over its rows from a
+        posting list and the other clauses are tested on those rows only, so a 0.1% filter
+        costs 0.1% of the table; a filter with no selective clause becomes a mask.
+
+        Unknown columns and values are errors that name them and the closest matches: a typo
+        must not silently return nothing. With ``alive``, a value only removed rows have is
+        unknown too, so a filter means the same before and after a compaction drops the
+        value (issue 23)."""
         if not clauses:
             return None
-        out = np.ones(len(self), dtype=bool)
-        for clause in clauses:
-            column = self._column(clause.column)
-            if clause.op in RANGE_OPS:
-                numbers = self._numbers(column)
-                if np.isnan(numbers).all():
-                    raise ValueError(f"where {clause}: column {column!r} holds no numbers")
-                out &= compare_array(numbers, clause.op, float(clause.values))
-                continue
-            hit = np.zeros(len(self), dtype=bool)
-            for wanted in clause.values:
-                these = np.zeros(len(self), dtype=bool)
-                for code in self._codes_for(column, wanted):
-                    these |= self._bitset(column, code)
-                if alive is not None and wanted != "" and not (these & alive[:len(self)]).any():
-                    self._codes_for(column, wanted, live=self.distinct(alive)[column])
-                hit |= these
-            out &= hit if clause.op == "in" else ~hit
-        return out
+        n = len(self)
+        plans = [self._plan(clause, alive) for clause in clauses]
+        enumerable = [p for p in plans if p[0] is not None]
+        if enumerable:
+            size, clause, column, codes = min(enumerable, key=lambda p: p[0])
+            if size <= n // SPARSE_SHARE:
+                run = self._run(column, clause, codes)
+                candidates = run.candidates()
+                keep = np.ones(len(candidates), dtype=bool) if alive is None \
+                    else alive[candidates]
+                for other in plans:
+                    if other[1] is not clause and len(candidates):
+                        keep &= self._test_rows(other[2], other[1], other[3], candidates)
+                run.keep = keep
+                rows = candidates[keep]
+                return Selection(len(rows), n, rows=rows, run=run)
+        mask = np.ones(n, dtype=bool) if alive is None else alive[:n].copy()
+        for _, clause, column, codes in plans:
+            mask &= self._clause_mask(column, clause, codes)
+        return Selection(int(np.count_nonzero(mask)), n, mask=mask)
+
+    def _plan(self, clause: Clause, alive: np.ndarray | None
+              ) -> tuple[int | None, Clause, str, list[int]]:
+        """(rows the clause lets through, or None when it cannot list them cheaply, the
+        clause, its column, the codes it names)."""
+        column = self._column(clause.column)
+        if clause.op in RANGE_OPS:
+            order = self._number_order(column)
+            numbers = self._numbers(column)
+            if not len(order.order) and np.isnan(numbers[order.covered:]).all():
+                raise ValueError(f"where {clause}: column {column!r} holds no numbers")
+            lo, hi = order.span(clause.op, float(clause.values))
+            return hi - lo + len(self) - order.covered, clause, column, []
+        postings = self._postings(column)
+        codes: list[int] = []
+        size = len(self) - postings.covered
+        for wanted in clause.values:
+            these = self._codes_for(column, wanted)
+            if alive is not None and wanted != "" and not self._any_alive(column, these, alive):
+                self._codes_for(column, wanted, live=self.distinct(alive)[column])
+            codes += these
+            size += sum(postings.count(c) for c in these)
+        return (size if clause.op == "in" else None), clause, column, codes
+
+    def _any_alive(self, column: str, codes: list[int], alive: np.ndarray) -> bool:
+        for code in codes:
+            rows = self._rows_of_code(column, code)
+            if alive[rows[:64]].any() or alive[rows].any():
+                return True
+        return False
+
+    def _rows_of_code(self, column: str, code: int) -> np.ndarray:
+        postings = self._postings(column)
+        j = self.columns.index(column)
+        tail = tail_rows(self.codes[:, j], postings.covered, lambda v: v == code)
+        own = postings.rows(code)
+        return own if not len(tail) else np.concatenate([own, tail])
+
+    def _run(self, column: str, clause: Clause, codes: list[int]) -> Run:
+        """The rows one equality or range clause lets through, as spans of its column's
+        posting order plus the rows appended since (``keep`` is filled in by ``select``)."""
+        j = self.columns.index(column)
+        if clause.op in RANGE_OPS:
+            order = self._number_order(column)
+            test = number_test(clause.op, float(clause.values))
+            tail = tail_rows(self._numbers(column), order.covered, test)
+            return Run(order.order, [order.span(clause.op, float(clause.values))], tail,
+                       _NO_KEEP)
+        postings = self._postings(column)
+        tail = tail_rows(self.codes[:, j], postings.covered, lambda v: np.isin(v, codes))
+        return Run(postings.order, [postings.span(c) for c in codes], tail, _NO_KEEP)
+
+    def _test_rows(self, column: str, clause: Clause, codes: list[int], rows: np.ndarray
+                   ) -> np.ndarray:
+        """Which of ``rows`` pass one clause (a bool per row)."""
+        if clause.op in RANGE_OPS:
+            return compare_array(self._numbers(column)[rows], clause.op, float(clause.values))
+        hit = np.isin(self.codes[rows, self.columns.index(column)], codes)
+        return hit if clause.op == "in" else ~hit
+
+    def _clause_mask(self, column: str, clause: Clause, codes: list[int]) -> np.ndarray:
+        if clause.op in RANGE_OPS:
+            return compare_array(self._numbers(column), clause.op, float(clause.values))
+        hit = np.zeros(len(self), dtype=bool)
+        for code in codes:
+            hit[self._rows_of_code(column, code)] = True
+        return hit if clause.op == "in" else ~hit
 
     def _column(self, name: str) -> str:
         if name in self._code_of:
@@ -189,17 +275,20 @@ class MetadataTable:
                              f"value (values: {shown}){hint}")
         return codes
 
-    def _bitset(self, column: str, code: int) -> np.ndarray:
-        """Rows with this code, cached; rows appended since are compared on demand."""
-        key = (column, code)
-        cached = self._bits.get(key)
-        n = len(self)
-        if cached is None or len(cached) != n:
-            j = self.columns.index(column)
-            done = 0 if cached is None else len(cached)
-            tail = self.codes[done:, j] == code
-            cached = tail if cached is None else np.concatenate([cached, tail])
-            self._bits[key] = cached
+    def _postings(self, column: str) -> CodePostings:
+        """Rows per value of ``column``, rebuilt once rows appended since outgrow it."""
+        cached = self._lists.get(column)
+        if cached is None or stale(cached.covered, len(self)):
+            cached = CodePostings(self.codes[:, self.columns.index(column)],
+                                  len(self.values[column]))
+            self._lists[column] = cached
+        return cached
+
+    def _number_order(self, column: str) -> NumberOrder:
+        cached = self._orders.get(column)
+        if cached is None or stale(cached.covered, len(self)):
+            cached = NumberOrder(self._numbers(column))
+            self._orders[column] = cached
         return cached
 
     def _numbers(self, column: str) -> np.ndarray:

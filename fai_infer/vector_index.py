@@ -11,14 +11,23 @@ from __future__ import annotations
 import numpy as np
 
 from fai_infer.buffers import Growable
+from fai_infer.postings import Selection
+from fai_infer.scan_copy import ScanCopies
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 
-# A filter leaving at most this many live rows is searched exactly (a gather and one matrix
-# product); a broader one through HNSW with the filter as a callback.
-EXACT_FILTER_BELOW = 60_000
-# A filtered HNSW search only keeps the nodes that pass, so its breadth is scaled by the share
-# that passes: ef = max(2k, 64) / share, at most this (recall 0.31 at 2.5% with a fixed ef).
-MAX_FILTER_EF = 4096
+# How a filter is searched, by the live rows it leaves (``filter_plan``; figures from
+# ``python -m bench.store``): at most EXACT_FILTER_BELOW, gathered and scored at full width
+# (~0.26 us a row at 459-d on 2 AVX2 cores); up to SCAN_BELOW, scanned in a narrow copy
+# (``fai_infer/scan_copy.py``) once the catalogue has SCAN_FROM items; broader, the graph.
+EXACT_FILTER_BELOW = 6_000
+SCAN_BELOW = 200_000
+SCAN_FROM = 50_000
+# A filtered graph search asks for OVERFETCH * k / share neighbours (share: the part of the
+# catalogue the filter keeps), growing 4x while fewer than k pass, up to MAX_FILTER_FETCH;
+# past that the filter's rows are scored exactly.
+OVERFETCH = 2.0
+MAX_FILTER_FETCH = 16_384
+_NONE = (np.zeros(0, np.int64), np.zeros(0, np.float32))
 
 
 class VectorIndex:
@@ -29,6 +38,8 @@ class VectorIndex:
         holding exactly those labels (else one is built when the index is large enough)."""
         self.dim, self.exact_below = dim, exact_below
         self.exact_filter_below = EXACT_FILTER_BELOW
+        self.scan_below = SCAN_BELOW
+        self.scan_copies = ScanCopies()
         self._vectors = Growable((dim,), np.float32, vectors)
         n = len(self._vectors)
         self._labels = Growable((), np.int64, np.arange(n) if labels is None else labels)
@@ -103,55 +114,96 @@ class VectorIndex:
         return np.searchsorted(self.labels, labels).astype(np.int64)
 
     # -- search ------------------------------------------------------------------------------
-    def search(self, query: np.ndarray, k: int, mask: np.ndarray | None = None
+    def search(self, query: np.ndarray, k: int, chosen: Selection | np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, cosine scores) of the k best live rows, optionally only among ``mask``."""
-        allowed = self.alive if mask is None else (self.alive & mask[:self.rows])
-        candidates = self.live if mask is None else int(np.count_nonzero(allowed))
-        k = min(k, candidates)
+        """(rows, cosine scores) of the k best live rows, optionally only among ``chosen``
+        (a ``Selection`` of live rows, or a mask over rows)."""
+        if chosen is None:
+            k = min(k, self.live)
+            if k <= 0:
+                return _NONE
+            if self.hnsw is not None and self.live > self.exact_below:
+                rows, scores = self._search_hnsw(query, k)
+                if len(rows) >= k:
+                    return rows, scores
+            return self._scan(query, k, self.alive)
+        chosen = self.selection(chosen)
+        k = min(k, chosen.count)
         if k <= 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        plan = self._plan(candidates, mask is not None)
-        if plan == "hnsw":
-            rows, scores = self._search_hnsw(query, k, None if mask is None else allowed,
-                                             share=candidates / max(self.live, 1))
+            return _NONE
+        plan = self.filter_plan(chosen)
+        if plan == "scan":
+            return self.scan_copies.top_k(self.vectors, query, k, chosen.run)
+        if plan == "graph":
+            rows, scores = self._search_hnsw_filtered(query, k, chosen)
             if len(rows) >= k:
                 return rows, scores
-            plan = self._plan(candidates, mask is not None, graph=False)
-        if plan == "gather":
-            return exact_top_k(self.vectors, query, k, np.flatnonzero(allowed))
-        if mask is None and self.live == self.rows:
+        return exact_top_k(self.vectors, query, k, chosen.as_rows())
+
+    def selection(self, chosen: Selection | np.ndarray) -> Selection:
+        """A mask over rows (live or not) as a Selection of live rows."""
+        if isinstance(chosen, Selection):
+            return chosen
+        mask = self.alive & np.asarray(chosen, bool)[:self.rows]
+        return Selection(int(np.count_nonzero(mask)), self.rows, mask=mask)
+
+    def filter_plan(self, chosen: Selection) -> str:
+        """How ``search`` answers a filter, by what each way costs for this many rows:
+        "gather" (score the rows at full width: few rows, or a small catalogue), "scan"
+        (narrow copies in a posting order, re-ranked: a middling filter one clause listed)
+        or "graph" (HNSW, filtered after: a broad filter)."""
+        count = chosen.count
+        if count <= self.exact_filter_below or self.live < self.exact_below:
+            return "gather"
+        if chosen.run is not None and count <= self.scan_below and self.live >= SCAN_FROM:
+            return "scan"
+        return "graph" if self.hnsw is not None else "gather"
+
+    def exact_subset(self, chosen: Selection) -> tuple[np.ndarray, np.ndarray] | None:
+        """(live rows of ``chosen``, their vectors, contiguous) when ``search`` would gather
+        them; None otherwise. A cache keeps them for a repeated filter."""
+        if self.filter_plan(chosen) != "gather":
+            return None
+        rows = chosen.as_rows()
+        return rows, np.ascontiguousarray(self.vectors[rows])
+
+    def _scan(self, query: np.ndarray, k: int, allowed: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact: every row scored, tombstones (or rows not allowed) left out."""
+        if self.live == self.rows and allowed is self.alive:
             return exact_top_k(self.vectors, query, k)
+        if np.count_nonzero(allowed) * 4 < self.rows:
+            return exact_top_k(self.vectors, query, k, np.flatnonzero(allowed))
         scores = self.vectors @ query
         scores[~allowed] = -np.inf
         part = np.argpartition(-scores, k - 1)[:k]
         order = part[np.argsort(-scores[part], kind="stable")]
         return order.astype(np.int64), scores[order].astype(np.float32)
 
-    def exact_subset(self, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(live rows passing ``mask``, their vectors) when ``search`` would answer this filter
-        exactly by gathering them; None when it would use HNSW or score every row."""
-        allowed = self.alive & mask[:self.rows]
-        if self._plan(int(np.count_nonzero(allowed)), filtered=True) != "gather":
-            return None
-        rows = np.flatnonzero(allowed)
-        return rows, np.ascontiguousarray(self.vectors[rows])
-
-    def _plan(self, candidates: int, filtered: bool, graph: bool = True) -> str:
-        """How ``search`` answers: "hnsw" (large, broad enough), "gather" (score only the
-        candidates: a selective filter or many tombstones) or "scan" (score every row)."""
-        if graph and self.hnsw is not None and candidates > self.exact_below and (
-                not filtered or candidates > self.exact_filter_below):
-            return "hnsw"
-        return "gather" if candidates * 4 < self.rows else "scan"
-
-    def _search_hnsw(self, query: np.ndarray, k: int, allowed: np.ndarray | None,
-                     share: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-        check, ef = None, 0
-        if allowed is not None:
-            ok = np.zeros(self.next_label, dtype=bool)
-            ok[self.labels[allowed]] = True
-            check = ok.__getitem__
-            ef = min(MAX_FILTER_EF, int(np.ceil(max(2 * k, 64) / max(share, 1e-6))))
-        labels, scores = self.hnsw.query(query, k, check, ef=ef)
+    def _search_hnsw(self, query: np.ndarray, k: int, ef: int = 0
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        labels, scores = self.hnsw.query(query, k, ef=ef)
         return self.rows_of_labels(labels), scores
+
+    def _search_hnsw_filtered(self, query: np.ndarray, k: int, chosen: Selection
+                              ) -> tuple[np.ndarray, np.ndarray]:
+        """The graph searched without the filter for more than k, the filter applied after.
+
+        Why not hnswlib's filter callback: it calls back into Python for every node it
+        visits (most of a search's time at a few percent), and its breadth must still grow
+        as the filter narrows. Asking for ``OVERFETCH * k / share`` neighbours expects twice k
+        to pass when the filter is unrelated to the photos; a filter that is related (a
+        colour, a gender) may pass fewer near the query, so the fetch grows until k pass.
+        The hits are then the exact top k among the graph's best ``fetch``, i.e. the filter's
+        top k wherever the graph's recall at that breadth holds."""
+        allowed = chosen.as_mask()
+        share = chosen.count / max(self.live, 1)
+        fetch = int(np.ceil(OVERFETCH * k / share))
+        while fetch <= MAX_FILTER_FETCH:
+            fetch = min(fetch, self.live)
+            rows, scores = self._search_hnsw(query, fetch, ef=fetch)
+            keep = allowed[rows]
+            if np.count_nonzero(keep) >= k or fetch >= self.live:
+                return rows[keep][:k], scores[keep][:k]
+            fetch *= 4
+        return _NONE

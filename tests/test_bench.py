@@ -36,3 +36,29 @@ def test_bench_quick_runs_and_reports_every_section(tmp_path):
         assert section in markdown, section
     assert all(r["rss_mb"] > 0 and r["cold_first_result_s"] > 0 for r in report["footprint"])
     assert not [p for p in scratch.iterdir() if p.name.startswith("fai-bench-")]
+
+
+@pytest.mark.slow
+def test_bench_filters_reports_every_plan_and_keeps_the_rest_of_the_page(tmp_path):
+    """Issue 26: every selectivity through each plan, with recall; its sections go into
+    performance.md where they stand, every other section and the preamble kept."""
+    page = tmp_path / "performance.md"
+    page.write_text((ROOT / "docs" / "performance.md").read_text())
+    before = page.read_text()
+    res = subprocess.run(
+        [sys.executable, "-m", "bench.filters", "--quick", "--photos", str(tmp_path / "none"),
+         "--out", str(tmp_path / "filters.json"), "--markdown", str(page)],
+        cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((tmp_path / "filters.json").read_text())
+    big = {r["column"]: r for r in report["filters"] if r["n"] == 60_000}
+    assert big["s1000"]["plan"] == "gather" and big["s40"]["plan"] == "scan"
+    assert big["s2"]["plan"] == "graph"
+    for row in report["filters"]:
+        assert row["gather_recall"] == 1.0, row  # exact
+        if "scan_recall" in row:
+            assert row["scan_recall"] >= 0.99, row
+    after = page.read_text()
+    assert "## Filters at every selectivity" in after and "python -m bench.filters" in after
+    kept = [line for line in before.splitlines() if line.startswith(("## ", "Measured "))]
+    assert all(line in after.splitlines() for line in kept)

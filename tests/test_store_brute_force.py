@@ -252,23 +252,37 @@ def churn(cat: Catalog, model: Model, rng, centres, next_id: int) -> int:
     return next_id + len(new)
 
 
-@pytest.mark.parametrize("engine,filter_path", [("exact", "-"), ("hnsw", "exact-filter"),
-                                                ("hnsw", "hnsw-filter")])
+@pytest.mark.parametrize("engine,filter_path", [("exact", "-"), ("hnsw", "gather"),
+                                                ("hnsw", "scan"), ("hnsw", "graph")])
 def test_search_matches_brute_force_through_churn_compaction_and_reopen(
         tmp_path, enc, monkeypatch, engine, filter_path):
-    if filter_path == "hnsw-filter":  # broad filters go through hnswlib's filter callback
-        monkeypatch.setattr(vector_index, "EXACT_FILTER_BELOW", 300)
+    """Every way a filter is searched (its rows gathered, a narrow copy scanned, the graph
+    filtered after) is forced in turn and must agree with brute force through adds, removes,
+    metadata updates, compactions and reopening."""
+    if filter_path == "gather":
+        monkeypatch.setattr(vector_index, "EXACT_FILTER_BELOW", 10**9)
+    if filter_path in ("scan", "graph"):
+        monkeypatch.setattr(vector_index, "EXACT_FILTER_BELOW", 0)
+        monkeypatch.setattr(vector_index, "SCAN_FROM", 0)
+        monkeypatch.setattr(vector_index, "SCAN_BELOW", 10**9 if filter_path == "scan" else 0)
     exact = engine == "exact"
-    answered = {"plain": 0, "filtered": 0}  # queries HNSW answered in full (no fallback)
-    query = HnswSearch.query
+    answered = {"plain": 0}  # unfiltered queries HNSW answered in full (no fallback)
+    plans: dict[str, int] = {}
+    query, plan = HnswSearch.query, vector_index.VectorIndex.filter_plan
 
     def spy(self, vector, k, allowed=None, ef=0):
         labels, scores = query(self, vector, k, allowed, ef)
-        if len(labels) >= k:
-            answered["filtered" if allowed else "plain"] += 1
+        if len(labels) >= k and ef == 0:
+            answered["plain"] += 1
         return labels, scores
 
+    def plan_spy(self, chosen):
+        chosen_plan = plan(self, chosen)
+        plans[chosen_plan] = plans.get(chosen_plan, 0) + 1
+        return chosen_plan
+
     monkeypatch.setattr(HnswSearch, "query", spy)
+    monkeypatch.setattr(vector_index.VectorIndex, "filter_plan", plan_spy)
     rng = np.random.default_rng(7)
     centres = rng.normal(size=(30, enc.dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
@@ -305,9 +319,9 @@ def test_search_matches_brute_force_through_churn_compaction_and_reopen(
     check(reader, model, rng, centres, exact, "reader after compactions")
     if engine == "hnsw":
         assert answered["plain"] > 100
-        assert (answered["filtered"] > 100) == (filter_path == "hnsw-filter"), answered
+        assert plans.get(filter_path, 0) > 20, plans  # once per filter and version at least
     else:
-        assert answered == {"plain": 0, "filtered": 0}
+        assert answered == {"plain": 0} and set(plans) == {"gather"}, plans
 
 
 # -- filter errors ---------------------------------------------------------------------------
