@@ -16,12 +16,13 @@ from fai_infer.scan_copy import ScanCopies
 from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
 
 # How a filter is searched, by the live rows it leaves (``filter_plan``; figures from
-# ``python -m bench.store``): at most EXACT_FILTER_BELOW, gathered and scored at full width
-# (~0.26 us a row at 459-d on 2 AVX2 cores); up to SCAN_BELOW, scanned in a narrow copy
-# (``fai_infer/scan_copy.py``) once the catalogue has SCAN_FROM items; broader, the graph.
-EXACT_FILTER_BELOW = 6_000
+# ``python -m bench.filters`` at 200k items, 459-d, 2 AVX2 cores): at most EXACT_FILTER_BELOW,
+# gathered and scored at full width (~0.45 us a scattered row: 2k rows 0.93 ms); up to
+# SCAN_BELOW, scanned in a narrow copy (``fai_infer/scan_copy.py``: 2k rows 0.22 ms, 20k rows
+# 0.36 ms) once the catalogue has SCAN_FROM items; broader, the graph (100k rows: 0.49 ms).
+EXACT_FILTER_BELOW = 1_500
 SCAN_BELOW = 200_000
-SCAN_FROM = 50_000
+SCAN_FROM = 20_000
 # A filtered graph search asks for OVERFETCH * k / share neighbours (share: the part of the
 # catalogue the filter keeps), growing 4x while fewer than k pass, up to MAX_FILTER_FETCH;
 # past that the filter's rows are scored exactly.

@@ -52,7 +52,7 @@ def test_bench_filters_reports_every_plan_and_keeps_the_rest_of_the_page(tmp_pat
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "filters.json").read_text())
     big = {r["column"]: r for r in report["filters"] if r["n"] == 60_000}
-    assert big["s1000"]["plan"] == "gather" and big["s40"]["plan"] == "scan"
+    assert big["s1000"]["plan"] == "gather" and big["s10"]["plan"] == "scan"
     assert big["s2"]["plan"] == "graph"
     for row in report["filters"]:
         assert row["gather_recall"] == 1.0, row  # exact
