@@ -23,6 +23,7 @@ from fai_infer.display import is_code_column
 from fai_infer.encoder import Encoder
 from fai_infer.filters import Clause, parse_where
 from fai_infer.preprocess import ImageError
+from fai_infer.sources import IMAGE_SUFFIXES
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
 from fai_infer.storage import CatalogError, check_writable, peek_manifest
 
@@ -89,6 +90,12 @@ def _index(a: argparse.Namespace) -> int:
                         progress=not a.json and sys.stderr.isatty(),
                         filters=_columns(a.filters), caption=_columns(a.caption),
                         id_normalise=a.id_normalise)
+    if not len(cat):  # a catalogue of nothing is a mistake to say, not a success to save
+        found = (f"none of the {len(cat.skipped)} image files under {visible(a.folder)} could "
+                 f"be used (first: {visible(cat.skipped[0].reason)})" if cat.skipped else
+                 f"{visible(a.folder)}: no photos found (looked for "
+                 f"{', '.join(sorted(IMAGE_SUFFIXES))} files, in subfolders too)")
+        raise ValueError(f"{found}; no catalogue was written")
     if a.name is not None:
         cat.set_shop_name(a.name)
     seconds = time.time() - t0

@@ -36,6 +36,9 @@ def shop(tmp_path_factory) -> Path:
                                        "product_type_no": "253"} for p in photos.iterdir()])
     write_csv(root / "unmatched.csv", [{"id": f"0{100 + i}", "name": "x"} for i in range(12)])
     (root / "notes.jpg").write_text("<html>not a photo</html>")
+    (root / "empty").mkdir()
+    (root / "junk").mkdir()
+    (root / "junk" / "a.jpg").write_text("<html>not a photo</html>")
     return root
 
 
@@ -53,6 +56,12 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
         "fai index, CSV ids match no photo": (
             FAI + ["index", shop, "--metadata", str(r / "unmatched.csv"), "--out",
                    str(r / "o3")], 1, "0 of 12 photos have a metadata row"),
+        # before: both printed "indexed 0 photos", exited 0 and saved an empty catalogue
+        "fai index of a folder without photos": (
+            FAI + ["index", str(r / "empty"), "--out", str(r / "o5")], 1, "no photos found"),
+        "fai index of a folder whose photos are all unusable": (
+            FAI + ["index", str(r / "junk"), "--out", str(r / "o6")], 1,
+            "none of the 1 image files under"),
         "fai index, missing CSV": (FAI + ["index", shop, "--metadata", str(r / "no.csv"),
                                           "--out", str(r / "o4")], 1, "cannot read"),
         "fai query -k 0": (FAI + ["query", cat, p1, "-k", "0"], 2, "0 is outside 1..1000"),
