@@ -1,4 +1,5 @@
-"""python -m bench: encoder speed, query latency, search engines, indexing and footprint.
+"""python -m bench: encoder speed, query latency, search engines, indexing and footprint, then
+``bench.filters`` (filtered search at every selectivity, build speed) at the same sizes.
 
 Alternatives are compared in the same run (medians of repeats); this machine is shared and
 noisy, so read ratios rather than absolute figures. ``--quick`` runs everything at toy sizes in
@@ -19,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.markdown_merge import merge
-from bench import encoder_speed, model_sizes, search_speed
+from bench import encoder_speed, filters, model_sizes, search_speed
 from bench.photos import MYNTRA, sample_photos
 from bench.timing import sgemm_gflops, table
 from export.synthetic import scale_embeddings
@@ -60,14 +61,23 @@ def main(argv: list[str] | None = None) -> dict:
                    help="also write the tables as markdown here (e.g. docs/performance.md)")
     p.add_argument("--seed-model", action=argparse.BooleanOptionalAction, default=True,
                    help="also time the 224x224 seed encoder")
+    p.add_argument("--filters", action=argparse.BooleanOptionalAction, default=True,
+                   help="also run python -m bench.filters at the same sizes (filtered search "
+                        "at every selectivity, build speed), into the same markdown page")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="fai-bench-"))
     try:
-        return measure(a, out, tmp)
+        report = measure(a, out, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # photos, catalogues, models: gigabytes
+    if a.filters:  # one command regenerates every generated section of the page
+        more = ["--quick"] if a.quick else ["--sizes", a.sizes]
+        more += ["--photos", a.photos, "--out", str(out / "filters.json")]
+        report["filters"] = filters.main(more + (["--markdown", a.markdown] if a.markdown
+                                                 else []))
+    return report
 
 
 def measure(a: argparse.Namespace, out: Path, tmp: Path) -> dict:

@@ -179,7 +179,8 @@ def write_markdown(report: dict, path: Path, argv: list[str] | None) -> None:
 
     args = " ".join(sys.argv[1:] if argv is None else argv)
     where = (f"Measured {report['date']} on {report['cores']} cores ({report['machine']}; SIMD "
-             f"{report['simd']}) by `python -m bench.filters {args}`, {report['model']} "
+             f"{report['simd']}) by `python -m bench.filters {args}` (also run by `python -m "
+             f"bench`), {report['model']} "
              f"vectors ({report['dim']}-d): real embeddings padded with jittered copies.")
     text = "\n".join([
         "## Filters at every selectivity",

@@ -32,7 +32,8 @@ def test_bench_quick_runs_and_reports_every_section(tmp_path):
     assert report["quick"] is True
     assert (tmp_path / "search_latency.png").stat().st_size > 1000
     markdown = (tmp_path / "performance.md").read_text()
-    for section in ("## Goals", "## Encoder", "## Search engines", "## Footprint"):
+    for section in ("## Goals", "## Encoder", "## Search engines", "## Footprint",
+                    "## Filters at every selectivity", "## Building a catalogue"):
         assert section in markdown, section
     assert all(r["rss_mb"] > 0 and r["cold_first_result_s"] > 0 for r in report["footprint"])
     assert not [p for p in scratch.iterdir() if p.name.startswith("fai-bench-")]
