@@ -93,6 +93,12 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
         "ui.app --metadata ids match no photo": (
             UI + ["--catalog", shop, "--metadata", str(r / "unmatched.csv"), "--cache-dir",
                   str(r / "uicache")], 1, "0 of 12 photos have a metadata row"),
+        # before: both served an empty shop page with no word of why
+        "ui.app --catalog given a built catalogue": (
+            UI + ["--catalog", cat, "--cache-dir", str(r / "c3")], 1, "serve it with --index"),
+        "ui.app --catalog of a folder without photos": (
+            UI + ["--catalog", str(r / "empty"), "--cache-dir", str(r / "c4")], 1,
+            "no usable photos"),
         "ui.app --catalog missing folder": (UI + ["--catalog", str(r / "nope")], 1,
                                             "not a folder of photos"),
         "ui.app --metadata missing file": (UI + ["--catalog", shop, "--metadata",

@@ -84,6 +84,10 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[BaseCatalog, str]:
     encoder = Encoder(cfg.model)
     if cfg.catalog:
         folder, metadata, label = Path(cfg.catalog), cfg.metadata, Path(cfg.catalog).resolve().name
+        if (folder / "CURRENT").is_file():  # a catalogue, not a folder of photos
+            raise ValueError(f"--catalog {cfg.catalog} is a catalogue made by 'fai index': "
+                             f"serve it with --index {cfg.catalog} (--catalog takes a folder "
+                             f"of photos)")
     else:
         folder = generate_demo(Path(cfg.cache_dir) / "demo-shop", per_combination=2)
         metadata, label = str(folder / "metadata.csv"), "FAI demo shop"
@@ -96,6 +100,9 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[BaseCatalog, str]:
         pass
     log(f"indexing {folder} (first start only) ...")
     cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
+    if not len(cat):  # an empty shop page would look broken with no reason given
+        first = f" (first: {cat.skipped[0].reason})" if cat.skipped else ""
+        raise ValueError(f"--catalog {cfg.catalog}: no usable photos in this folder{first}")
     cat.save(cached)
     cat.live = True
     return cat, label
