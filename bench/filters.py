@@ -20,7 +20,6 @@ prints its SIMD flags.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -30,7 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.markdown_merge import merge
-from bench.timing import table
+from bench.timing import save_json, table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
 from fai_infer.cpu import cpu_flags
@@ -245,10 +244,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(filters, FILTER_COLUMNS))
     if a.markdown:
         write_markdown(report, Path(a.markdown), argv)
-    if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=str))
+    save_json(report, a.out)
     return report
 
 

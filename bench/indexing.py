@@ -15,7 +15,6 @@ goal is >= 0.9). Say which CPU gave the figures (printed).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.timing import table
+from bench.timing import save_json, table
 from fai_infer import Catalog, Encoder
 from fai_infer.cpu import cpu_flags
 from fai_infer.sources import list_images
@@ -68,9 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table([row], ["folder", "photos", "index_photos_s", "encoder_alone_photos_s",
                         "decode_alone_photos_s", "index_vs_encoder"]))
     print(f"CPU SIMD: {row['simd']}; {row['cores']} cores; model {row['model']}")
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(row, indent=2))
+    save_json(row, a.out)
     return row
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import multiprocessing as mp
 import os
 import platform
@@ -42,7 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from bench.filters import PLANS, forced, restore
-from bench.timing import table
+from bench.timing import save_json, table
 from export.synthetic import generated_squares, scale_embeddings
 from fai_infer import Catalog, Encoder
 from fai_infer.filters import parse_where
@@ -491,10 +490,7 @@ def main(argv: list[str] | None = None) -> dict:
     print(table(report["goals"], ["goal", "n", "target", "measured", "met"]))
     print(f"\nwall time {report['wall_s'] / 60:.1f} min, peak RSS of this process "
           f"{report['peak_rss_mb']:.0f} MB")
-    if a.out:
-        out = Path(a.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2, default=str))
+    save_json(report, a.out)
     return report
 
 
