@@ -21,6 +21,7 @@ from collections import OrderedDict
 import numpy as np
 
 from fai_infer.postings import Run
+from fai_infer.search import scores_of
 
 SCAN_DIMS = 32
 RERANK = 400
@@ -72,9 +73,9 @@ class ScanCopies:
         """(rows, full-width scores) of the best k of ``run``'s kept candidates."""
         copy = self._copy(vectors, run.order)
         narrow = query @ self.basis
-        parts = [copy[lo:hi] @ narrow for lo, hi in run.spans]
+        parts = [scores_of(copy[lo:hi], narrow) for lo, hi in run.spans]
         if len(run.tail):
-            parts.append(vectors[run.tail] @ self.basis @ narrow)
+            parts.append(scores_of(vectors[run.tail] @ self.basis, narrow))
         scores = parts[0] if len(parts) == 1 else np.concatenate(parts)
         scores[~run.keep] = -np.inf
         live = int(np.count_nonzero(run.keep))
@@ -83,7 +84,7 @@ class ScanCopies:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         best = np.argpartition(-scores, take - 1)[:take]
         rows = run.candidates()[best]
-        full = vectors[rows] @ query
+        full = scores_of(vectors[rows], query)
         k = min(k, take)
         top = np.argpartition(-full, k - 1)[:k]
         top = top[np.argsort(-full[top], kind="stable")]

@@ -13,7 +13,7 @@ import numpy as np
 from fai_infer.buffers import Growable
 from fai_infer.postings import Selection
 from fai_infer.scan_copy import ScanCopies
-from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k
+from fai_infer.search import EXACT_BELOW, HnswSearch, exact_top_k, scores_of
 
 # How a filter is searched, by the live rows it leaves (``filter_plan``; figures from
 # ``python -m bench.filters`` at 200k items, 459-d, 2 AVX2 cores): at most EXACT_FILTER_BELOW,
@@ -175,7 +175,7 @@ class VectorIndex:
             return exact_top_k(self.vectors, query, k)
         if np.count_nonzero(allowed) * 4 < self.rows:
             return exact_top_k(self.vectors, query, k, np.flatnonzero(allowed))
-        scores = self.vectors @ query
+        scores = scores_of(self.vectors, query)
         scores[~allowed] = -np.inf
         part = np.argpartition(-scores, k - 1)[:k]
         order = part[np.argsort(-scores[part], kind="stable")]
