@@ -22,7 +22,6 @@ from fai_infer import Catalog, Encoder
 from tests.helpers import ROOT, write_products
 from tests.ray_checks import listeners, same_catalogue
 
-pytestmark = pytest.mark.slow
 
 
 def listening(pids: list[int]) -> set[tuple[str, str]]:
@@ -65,6 +64,7 @@ def shop(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(shop,
                                                                                  tmp_path):
     pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
@@ -111,6 +111,21 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
     assert not cluster.root.exists(), "the cluster's private directory was left behind"
     for path, existed in had.items():
         assert path.exists() == existed, f"{path} appeared: Ray wrote outside its temp dir"
+
+
+def test_an_address_where_no_cluster_listens_is_one_line(shop, tmp_path, capsys):
+    """Ray itself would retry for a minute, printing a warning every few seconds."""
+    pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
+    from fai_infer.cli import main
+    from fai_infer.scale.local_cluster import free_port
+
+    out = tmp_path / "cat"
+    for address in (f"127.0.0.1:{free_port()}", "127.0.0.1:port"):
+        assert main(["index", str(shop), "--out", str(out), "--ray", "--ray-address",
+                     address]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"--ray-address {address}: " in err[0], err
+        assert not out.exists()
 
 
 def _alive(pid: int, root: Path) -> bool:

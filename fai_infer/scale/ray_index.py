@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -55,6 +56,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
     ray = require("ray", "fai index --ray")
     require("ray.data", "fai index --ray")
+    if address is not None and not ray.is_initialized():
+        check_reachable(address)
     if local_only:
         # Ray reads that variable when it is first imported; a program (or a test) that
         # imported Ray before us would otherwise start servers on every interface.
@@ -85,6 +88,26 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
         if private is not None:
             remove_private_dir(private)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse in one line an address where nothing listens: Ray itself would retry for a
+    minute, printing a warning every few seconds. A ``ray://`` or ``auto`` address is left
+    to Ray."""
+    if "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = "127.0.0.1" if on_loopback(address) else host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        raise CatalogError(f"--ray-address {address}: expected HOST:PORT (e.g. "
+                           f"head:6379)") from None
+    except OSError as exc:
+        raise CatalogError(f"--ray-address {address}: no Ray cluster answers there "
+                           f"({exc.strerror or exc}); start one with 'ray start --head "
+                           f"--port {port}'") from None
 
 
 def on_loopback(address: str) -> bool:
