@@ -76,8 +76,11 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
     cluster = LocalCluster(nodes=2, cpus=1)
     cluster.start()
     try:
-        pids = cluster.processes()
-        servers = listening(pids)
+        pids = {p: _started(p) for p in cluster.processes()}
+        servers = listening(list(pids))
+        assert any(b"ray.util.client.server" in _cmdline(p) for p in pids), \
+            "the head's Ray Client proxy (re-parented, directory not on its command line) " \
+            "is not counted as the cluster's"
         assert servers, "the cluster listens nowhere? (the loopback check would prove nothing)"
         assert all(loopback(a) for a, _ in servers), sorted(servers)
         out = tmp_path / "cat"
@@ -101,11 +104,17 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
         cat = Catalog.open(out, encoder)
         cat.skipped = list(local.skipped)  # not stored: compared through the report above
         same_catalogue(cat, local)
-        servers |= listening(cluster.processes())
+        now = cluster.processes()
+        servers |= listening(now)
+        pids.update({p: _started(p) for p in now})
     finally:
         left = cluster.stop()
     assert left == [], f"cluster processes left after stop: {left}"
-    assert not [p for p in pids if _alive(p, cluster.root)], "a raylet/GCS survived the stop"
+    alive = [p for p, t in pids.items() if t is not None and _started(p) == t]
+    assert not alive, f"cluster processes (raylet, GCS, workers...) survived the stop: {alive}"
+    gcs = f"127.0.0.1:{cluster.port}".encode()
+    talking = [p for p in os.listdir("/proc") if p.isdigit() and gcs in _cmdline(int(p))]
+    assert not talking, f"processes still naming the cluster's address: {talking}"
     still = listeners() & servers
     assert not still, f"still listening after stop: {sorted(still)}"
     assert not cluster.root.exists(), "the cluster's private directory was left behind"
@@ -128,11 +137,19 @@ def test_an_address_where_no_cluster_listens_is_one_line(shop, tmp_path, capsys)
         assert not out.exists()
 
 
-def _alive(pid: int, root: Path) -> bool:
-    """Still running and still ours (a reused pid would not name the cluster's directory)."""
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _started(pid: int) -> str | None:
+    """The process's start time (clock ticks), None when it is gone or a zombie: with the pid,
+    a process's identity (a pid reused later has another start time)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] != "Z" and str(root).encode() in cmd
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    return None if fields[0] == "Z" else fields[19]

@@ -10,8 +10,10 @@ stops the cloud-metadata probe; every server binds a loopback address (the head 
 node i 127.0.0.(i+1), so nodes are told apart by address too).
 
 Why ``stop`` is not ``ray stop``: ``ray stop`` kills every Ray process of the machine, other
-people's clusters included. ``stop`` ends only the processes whose command line names this
-cluster's private directory, then removes the directory.
+people's clusters included. ``stop`` ends only this cluster's processes: ``ray start`` runs
+with ``FAI_RAY_CLUSTER=<private dir>`` in its environment, which every process it starts
+inherits (the Ray Client proxy, re-parented and without the directory on its command line,
+included), then removes the directory.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from fai_infer.scale.ray_private import QUIET_ENV, make_private_dir, remove_priv
 from fai_infer.storage import CatalogError
 
 RAY_CLI = str(Path(sys.executable).with_name("ray"))
+MARK = "FAI_RAY_CLUSTER"  # in the environment of every process of a LocalCluster
 
 
 def free_port() -> int:
@@ -87,7 +90,7 @@ class LocalCluster:
                   "--resources", json.dumps({f"fai_node_{index}": 1}),
                   "--object-store-memory", str(self.object_store_mb * 1024**2),
                   "--disable-usage-stats"]
-        env = self.env()
+        env = {**self.env(), MARK: str(self.root)}
         if index == 0:
             # Local-only: Ray keeps 127.0.0.1 instead of swapping in the host's address.
             env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
@@ -103,12 +106,13 @@ class LocalCluster:
             raise CatalogError(f"ray start (node {index}) failed: {tail[0]}")
 
     def processes(self) -> list[int]:
-        """Live process ids of this cluster: those whose command line names its private
-        directory, their descendants (Ray workers retitle themselves 'ray::...'), and any seen
-        so before (a worker whose raylet died is re-parented, not ended)."""
+        """Live process ids of this cluster: those whose environment or command line names
+        its private directory, their descendants, and any seen so before (a worker whose
+        raylet died is re-parented, not ended)."""
         if self.root is None:
             return []
         mark = str(self.root).encode()
+        env_mark = f"\0{MARK}={self.root}\0".encode()
         parent: dict[int, int] = {}
         started: dict[int, str] = {}
         found: set[int] = set()
@@ -122,7 +126,9 @@ class LocalCluster:
                 if fields[0] == "Z":
                     continue  # ended; its parent has not collected it yet
                 parent[pid], started[pid] = int(fields[1]), fields[19]
-                if mark in (entry / "cmdline").read_bytes() or self._seen.get(pid) == fields[19]:
+                if self._seen.get(pid) == fields[19] or mark in (entry / "cmdline").read_bytes():
+                    found.add(pid)
+                elif env_mark in b"\0" + (entry / "environ").read_bytes() + b"\0":
                     found.add(pid)
             except (OSError, ValueError, IndexError):
                 continue
