@@ -87,7 +87,7 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
         res = subprocess.run(
             [sys.executable, "-m", "fai_infer", "index", str(shop), "--metadata",
              str(shop / "metadata.csv"), "--out", str(out), "--ray", "--ray-address",
-             cluster.address, "--batch-size", "16", "--json"],
+             cluster.address, "--json"],
             cwd=ROOT, env=cluster.env(), capture_output=True, text=True, timeout=400)
         assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
         report = json.loads(res.stdout)

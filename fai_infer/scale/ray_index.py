@@ -288,6 +288,9 @@ def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_siz
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     rows = max(1, min(BLOCK_ROWS, -(-table.num_rows // (4 * workers))))  # >= 4 blocks/actor
+    # Ray Data joins blocks up to a batch: a batch larger than a block would hand a small job
+    # to one actor (one node) whole.
+    batch_size = min(batch_size, rows)
     blocks = [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
     ds = ray.data.from_arrow(blocks or [table])
     model_ref = ray.put(model.read_bytes())
