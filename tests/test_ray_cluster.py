@@ -137,6 +137,22 @@ def test_an_address_where_no_cluster_listens_is_one_line(shop, tmp_path, capsys)
         assert not out.exists()
 
 
+def test_fai_index_prints_the_photos_each_node_embedded():
+    """Without --json, one line per node after the summary (fai_infer.cli prints them)."""
+    from fai_infer.scale.cli import ray_lines
+
+    report = {"workers": 2, "embed_seconds": 21.7, "nodes": [
+        {"node_id": "3961a6e02ba8" + "0" * 44, "address": "127.0.0.1",
+         "resources": {"fai_node_1": 1.0}, "photos": 752, "busy_s": 13.8,
+         "photos_per_busy_s": 54.4},
+        {"node_id": "0fade74a3e99" + "0" * 44, "address": "", "resources": {}, "photos": 0,
+         "busy_s": 0.0, "photos_per_busy_s": None}]}
+    assert ray_lines(report) == [
+        "ray: 2 workers on 2 node(s), embedded in 21.7s",
+        "  node 3961a6e02ba8 127.0.0.1 (fai_node_1): 752 photos, 54.4 photos/s busy",
+        "  node 0fade74a3e99 ? (-): 0 photos, - photos/s busy"]
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
