@@ -3,6 +3,7 @@
 Both comparisons run in the same process on the same inputs (this machine is shared and noisy:
 read ratios, not absolute figures). Needs the scale extra (pip install -e '.[scale]').
 ``--quick`` runs toy sizes in about a minute (a test runs it so it never rots).
+``--cluster`` adds the real-cluster rows (bench/ray_cluster.py): 1 and 2 ``ray start`` nodes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -139,7 +141,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--sizes", default="100000,1000000", help="Milvus Lite collection sizes")
     p.add_argument("--queries", type=int, default=200)
     p.add_argument("--skip-ray", action="store_true")
+    p.add_argument("--skip-search", action="store_true", help="no Milvus/hnswlib rows")
+    p.add_argument("--cluster", action="store_true",
+                   help="also index on a real local Ray cluster of 1 and 2 nodes (1 CPU each)")
     p.add_argument("--out", default="bench/results")
+    p.add_argument("--json", default="scale.json", help="results file name under --out")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,26 +153,44 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = Encoder()
     n_photos = 200 if a.quick else a.n_photos
     photos = sample_photos(Path(a.photos), n_photos, tmp / "photos")
+    from bench.ray_cluster import cpu_name
+
     report: dict = {"date": time.strftime("%Y-%m-%d %H:%M"), "cores": os.cpu_count(),
-                    "model": encoder.info.name, "photos": len(photos)}
+                    "cpu": cpu_name(), "model": encoder.info.name,
+                    "model_file": str(encoder.path), "photos": len(photos),
+                    "command": "python -m bench.scale " + " ".join(argv if argv is not None
+                                                                   else sys.argv[1:])}
     try:
         if not a.skip_ray:
             report["ray"] = ray_rows(photos, tmp, encoder, [1, 2])
             print(table(report["ray"], RAY_COLUMNS))
-        real = encoder.embed(photos[:3000], batch_size=64)
-        sizes = [2000] if a.quick else [int(s) for s in a.sizes.split(",")]
-        report["search"] = []
-        for n in sizes:
-            print(f"-- {n:,} vectors", flush=True)
-            report["search"] += search_rows(real, n, encoder, tmp, 20 if a.quick else a.queries)
-        print(table(report["search"], SEARCH_COLUMNS))
-        if report.get("ray"):
+        if a.cluster:
+            from bench.ray_cluster import COLUMNS, cluster_rows, projection
+
+            folder = tmp / "cluster-photos"
+            folder.mkdir()
+            for p in photos:
+                (folder / p.name).symlink_to(p.resolve())
+            report["cluster"] = cluster_rows(folder, tmp, [1, 2])
+            print(table(report["cluster"], COLUMNS))
+            report["cluster_projection"] = projection(report["cluster"])
+            print(table(report["cluster_projection"], list(report["cluster_projection"][0])))
+        if not a.skip_search:
+            real = encoder.embed(photos[:3000], batch_size=64)
+            sizes = [2000] if a.quick else [int(s) for s in a.sizes.split(",")]
+            report["search"] = []
+            for n in sizes:
+                print(f"-- {n:,} vectors", flush=True)
+                report["search"] += search_rows(real, n, encoder, tmp,
+                                                20 if a.quick else a.queries)
+            print(table(report["search"], SEARCH_COLUMNS))
+        if report.get("ray") and report.get("search"):
             report["sizing"] = sizing(report["ray"], report["search"], encoder.dim)
             print(table(report["sizing"], list(report["sizing"][0])))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    (out / "scale.json").write_text(json.dumps(report, indent=2))
-    print(f"written {out / 'scale.json'}")
+    (out / a.json).write_text(json.dumps(report, indent=2))
+    print(f"written {out / a.json}")
     return report
 
 

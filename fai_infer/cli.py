@@ -104,11 +104,15 @@ def _index(a: argparse.Namespace) -> int:
               "images_per_second": round((len(cat) + len(cat.skipped)) / max(seconds, 1e-9), 1),
               "skipped": [s.to_dict() for s in cat.skipped], "engine": cat.engine,
               "warnings": cat.warnings}
+    if getattr(a, "ray_report", None):
+        report["ray"] = a.ray_report  # --ray: workers and photos per node
     if a.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
         print(f"indexed {len(cat)} photos into {visible(a.out)} in {seconds:.1f}s "
               f"({report['images_per_second']} img/s, {cat.engine} search)")
+        for line in scale_cli.ray_lines(report["ray"]) if "ray" in report else []:
+            print(line)
         _print_skipped(cat.skipped)
     for w in cat.warnings:
         print(f"fai index: warning: {visible(w)}", file=sys.stderr)

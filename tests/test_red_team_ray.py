@@ -1,10 +1,12 @@
 """Issue 23, section 3: ``fai index --ray`` with a private local Ray reports nothing, probes no
 cloud metadata service, leaves nothing under /tmp/ray or ~/.ray, and its token is private.
 Before: 4 DNS look-ups of metadata.google.internal, connects to 169.254.169.254:80,
-/tmp/ray/session_* left behind and a world-readable ~/.ray/auth_token."""
+/tmp/ray/session_* left behind and a world-readable ~/.ray/auth_token. Issue 26: the same for
+a two-node cluster started with ``ray start`` (``LocalCluster``, as tests/test_ray_cluster.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -33,14 +35,17 @@ def test_the_private_ray_directory_is_private():
     assert not root.exists()
 
 
-@pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
-def test_fai_index_ray_talks_to_nobody_and_leaves_nothing(tmp_path, request):
-    pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
+Ran = tuple[subprocess.CompletedProcess, Path, Path]
+
+
+def in_namespace(probe: str, tmp_path: Path, request, photos: int) -> Ran:
+    """Run ``python -m PROBE DNS_LOG PHOTOS OUT`` in a loopback-only network namespace under
+    strace (connect calls), with a fresh HOME and TMPDIR; (result, HOME, TMPDIR)."""
     home = tmp_path / "home"
     home.mkdir()
     tmp = Path(tempfile.mkdtemp(prefix="fr-", dir="/tmp"))  # short: Ray's socket paths
     request.addfinalizer(lambda: shutil.rmtree(tmp, ignore_errors=True))
-    write_products(tmp_path / "shop", 12)
+    write_products(tmp_path / "shop", photos)
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     dns_log, trace = tmp_path / "dns.log", tmp_path / "strace.log"
@@ -50,7 +55,7 @@ def test_fai_index_ray_talks_to_nobody_and_leaves_nothing(tmp_path, request):
     # --seccomp-bpf: plain ptrace on every syscall slowed Ray past its own start-up timeout.
     script = (f"ip link set lo up && mount --bind {resolv} /etc/resolv.conf && exec strace -f "
               f"--seccomp-bpf -qq -e trace=connect -o {trace} {sys.executable} -m "  # DNS: logger
-              f"tests.ray_probe {dns_log} {tmp_path / 'shop' / 'images'} {tmp_path / 'out'}")
+              f"{probe} {dns_log} {tmp_path / 'shop' / 'images'} {tmp_path / 'out'}")
     res = subprocess.run(["unshare", "-n", "-m", "sh", "-c", script], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=400)
     assert res.returncode == 0, (res.stdout + res.stderr)[-3000:]
@@ -62,3 +67,21 @@ def test_fai_index_ray_talks_to_nobody_and_leaves_nothing(tmp_path, request):
     assert not (home / ".ray").exists(), list((home / ".ray").rglob("*"))
     left = [str(p.relative_to(tmp)) for p in tmp.rglob("*")]
     assert not any("ray" in p for p in left), left
+    return res, home, tmp
+
+
+@pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
+def test_fai_index_ray_talks_to_nobody_and_leaves_nothing(tmp_path, request):
+    pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
+    in_namespace("tests.ray_probe", tmp_path, request, 12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
+def test_a_two_node_cluster_talks_to_nobody_and_leaves_nothing(tmp_path, request):
+    """Head and node started with ``ray start``, ``fai index --ray-address`` across both."""
+    pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
+    res, _, _ = in_namespace("tests.ray_cluster_probe", tmp_path, request, 24)
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    assert len(report["photos"]) == 2 and all(report["photos"]), report  # both nodes worked
+    assert report["left"] == [], report

@@ -17,6 +17,7 @@ from export.synthetic import scale_embeddings
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.search import exact_top_k
 from tests.helpers import OTHER_MODEL, ROOT, write_products
+from tests.ray_checks import LOOPBACK, listeners, same_catalogue
 
 EXTRA = "the 'scale' extra is not installed (pip install -e '.[scale]'; make test installs it)"
 
@@ -60,26 +61,6 @@ def local_ray():
         yield ray
 
 
-def listeners() -> set[tuple[str, str]]:
-    """(local address, port) of every listening TCP socket on this machine (/proc/net)."""
-    found = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                address, port = fields[1].split(":")
-                found.add((address, port))
-    return found
-
-
-LOOPBACK = {"0100007F", "00000000000000000000000001000000",  # 127.0.0.1, ::1
-            "0000000000000000FFFF00000100007F"}  # ::ffff:127.0.0.1
-
-
 @pytest.mark.slow
 def test_a_local_ray_listens_on_loopback_only(local_ray):
     """Started after Ray was imported (as here): its servers still bind 127.0.0.1 only."""
@@ -97,17 +78,6 @@ def shop(tmp_path_factory) -> Path:
     (folder / "images" / "empty.png").write_bytes(b"")
     (folder / "images" / "cut.jpg").write_bytes((folder / "images" / "p001.jpg").read_bytes()[:90])
     return folder
-
-
-def same_catalogue(ray_cat: Catalog, local: Catalog) -> None:
-    assert ray_cat.ids == local.ids and len(set(ray_cat.ids)) == len(ray_cat.ids)
-    assert (ray_cat.id_column, ray_cat.id_normalise) == (local.id_column, local.id_normalise)
-    assert ray_cat.rows == local.rows
-    assert [str(Path(p).resolve()) for p in ray_cat.paths] == [
-        str(Path(p).resolve()) for p in local.paths]
-    cosine = (ray_cat.embeddings * local.embeddings).sum(axis=1)
-    assert cosine.min() >= 0.9999, cosine.min()
-    assert [s.to_dict() for s in ray_cat.skipped] == [s.to_dict() for s in local.skipped]
 
 
 @pytest.mark.slow

@@ -22,8 +22,9 @@ def add_index_arguments(s: argparse.ArgumentParser) -> None:
                         "--ray-address names a cluster)")
     g.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="join this Ray cluster (e.g. ray://head:10001 or head:6379)")
-    g.add_argument("--ray-workers", type=int, default=2, metavar="N",
-                   help="embedding actors, one onnxruntime session each (default 2)")
+    g.add_argument("--ray-workers", type=int, default=None, metavar="N",
+                   help="embedding actors, one onnxruntime session each, spread over the "
+                        "nodes (default: one per CPU of the cluster, per GPU with --gpu)")
     g.add_argument("--gpu", action="store_true",
                    help="one GPU per actor (needs onnxruntime-gpu on the workers)")
     g.add_argument("--shards", metavar="DIR_OR_URI", default=None,
@@ -47,17 +48,32 @@ def add_push_parser(sub, common: argparse.ArgumentParser, func) -> None:
 
 
 def build_with_ray(a: argparse.Namespace, encoder: Encoder) -> Catalog:
-    """``fai index --ray``: the same catalogue as the local indexer, embedded on Ray."""
-    from fai_infer.scale.ray_index import index_with_ray
+    """``fai index --ray``: the same catalogue as the local indexer, embedded on Ray. What ran
+    where is left in ``a.ray_report`` for the command's report (``ray_lines``)."""
+    from fai_infer.scale.ray_index import index_with_ray_report
 
-    if a.ray_workers < 1:
+    if a.ray_workers is not None and a.ray_workers < 1:
         raise ValueError(f"--ray-workers {a.ray_workers}: at least 1")
     split = (lambda t: None if t is None else [c.strip() for c in t.split(",") if c.strip()])
-    return index_with_ray(a.folder, a.metadata, a.id_column, encoder, address=a.ray_address,
-                          workers=a.ray_workers, batch_size=a.batch_size, gpu=a.gpu,
-                          shards=a.shards, progress=not a.json and sys.stderr.isatty(),
-                          filters=split(a.filters), caption=split(a.caption),
-                          id_normalise=getattr(a, "id_normalise", False))
+    cat, a.ray_report = index_with_ray_report(
+        a.folder, a.metadata, a.id_column, encoder, address=a.ray_address,
+        workers=a.ray_workers, batch_size=a.batch_size, gpu=a.gpu, shards=a.shards,
+        progress=not a.json and sys.stderr.isatty(), filters=split(a.filters),
+        caption=split(a.caption), id_normalise=getattr(a, "id_normalise", False))
+    return cat
+
+
+def ray_lines(report: dict) -> list[str]:
+    """The per-node lines ``fai index --ray`` prints: which node embedded how many photos."""
+    nodes = report.get("nodes", [])
+    out = [f"ray: {report.get('workers')} workers on {len(nodes)} node(s), embedded in "
+           f"{report.get('embed_seconds', 0):.1f}s"]
+    for n in nodes:
+        own = ",".join(sorted(n["resources"])) or "-"
+        rate = n["photos_per_busy_s"]
+        out.append(f"  node {n['node_id'][:12]} {n['address'] or '?'} ({own}): {n['photos']} "
+                   f"photos, {rate if rate is not None else '-'} photos/s busy")
+    return out
 
 
 def open_milvus(a: argparse.Namespace, encoder: Encoder):

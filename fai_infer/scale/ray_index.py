@@ -13,8 +13,10 @@ or usage reporting; with one (``ray://head:10001`` or ``head:6379``) the job joi
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,10 +42,13 @@ BLOCK_ROWS = 256  # rows per Ray block: enough blocks for every actor, small eno
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
     """Join ``address`` or start a private local Ray; shut down only what we started."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # never report usage
-    if address is None:
+    local_only = address is None or on_loopback(address)
+    if local_only:
         # Ray resolves 127.0.0.1 to the host's public address unless told it is local-only;
-        # then every Ray server (GCS, raylet, workers, agents) binds loopback.
+        # then every Ray server (GCS, raylet, workers, agents) binds loopback, and a driver
+        # finds a cluster that listens on loopback only (local_cluster.LocalCluster).
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    if address is None:
         # Local workers import fai_infer from where this driver does (a checkout or a venv).
         root = str(Path(__file__).resolve().parents[2])
         path = os.environ.get("PYTHONPATH", "")
@@ -51,7 +56,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
     ray = require("ray", "fai index --ray")
     require("ray.data", "fai index --ray")
-    if address is None:
+    if address is not None and not ray.is_initialized():
+        check_reachable(address)
+    if local_only:
         # Ray reads that variable when it is first imported; a program (or a test) that
         # imported Ray before us would otherwise start servers on every interface.
         from ray._private import ray_constants
@@ -81,6 +88,37 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
             ray.shutdown()
         if private is not None:
             remove_private_dir(private)
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Refuse in one line an address where nothing listens: Ray itself would retry for a
+    minute, printing a warning every few seconds. A ``ray://`` or ``auto`` address is left
+    to Ray."""
+    if "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    host = "127.0.0.1" if on_loopback(address) else host.strip("[]")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        raise CatalogError(f"--ray-address {address}: expected HOST:PORT (e.g. "
+                           f"head:6379)") from None
+    except OSError as exc:
+        raise CatalogError(f"--ray-address {address}: no Ray cluster answers there "
+                           f"({exc.strerror or exc}); start one with 'ray start --head "
+                           f"--port {port}'") from None
+
+
+def on_loopback(address: str) -> bool:
+    """``address`` (``host:port`` or ``ray://host:port``) names this machine's loopback."""
+    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def photo_table(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
@@ -159,7 +197,8 @@ def _read_input(location: str) -> str | bytes:
 
 
 class EmbedActor:
-    """One onnxruntime session per actor; ``__call__`` embeds one batch of the photo table.
+    """One onnxruntime session per actor; ``__call__`` embeds one batch of the photo table and
+    records the Ray node and the seconds it took (the per-node report of a cluster run).
 
     The model travels as bytes through Ray's object store, so cluster nodes need no copy of it.
     ``fault_marker`` is for the fault-tolerance test: the first actor to see the path missing
@@ -185,6 +224,7 @@ class EmbedActor:
         os.unlink(path)
         self.decode_threads = decode_threads
         self.fault_marker = fault_marker
+        self.node = _node_id()
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -192,6 +232,7 @@ class EmbedActor:
         if self.fault_marker and not os.path.exists(self.fault_marker):
             Path(self.fault_marker).touch()
             os._exit(1)
+        t0 = time.perf_counter()
         locations = [str(p) for p in batch.column("path").to_pylist()]
         n, dim = len(locations), self.encoder.dim
         inputs: list[Any] = []
@@ -211,14 +252,34 @@ class EmbedActor:
                     errors[p] = (reason if isinstance(inputs[p], str)
                                  else reason.replace(describe(inputs[p]), locations[p], 1))
         flat = pa.array(emb.reshape(-1), pa.float32())
+        share = (time.perf_counter() - t0) / max(n, 1)  # this batch's seconds, per photo
         return batch.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim)) \
-                    .append_column("error", pa.array(errors, pa.string()))
+                    .append_column("error", pa.array(errors, pa.string())) \
+                    .append_column("node", pa.array([self.node] * n, pa.string())) \
+                    .append_column("busy_s", pa.array([share] * n, pa.float64()))
+
+
+def _node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray): which machine embedded a photo."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    except Exception:  # noqa: BLE001 - a report field, never a reason to fail a batch
+        return ""
+
+
+def default_workers(ray: Any, gpu: bool = False) -> int:
+    """One actor per CPU of the cluster (per GPU with ``gpu``): every node gets work."""
+    total = ray.cluster_resources().get("GPU" if gpu else "CPU", 1)
+    return max(1, int(total))
 
 
 def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_size: int = 64,
                     threads: int = 1, decode_threads: int = 1, gpu: bool = False,
                     progress: bool = False, fault_marker: str | None = None) -> None:
-    """Run the Ray Data pipeline: photo table -> actor pool -> Parquet shards in ``shards``."""
+    """Run the Ray Data pipeline: photo table -> actor pool -> Parquet shards in ``shards``.
+    Actors are spread over the nodes (SPREAD), not packed onto the first with room."""
     import ray
     import ray.data
 
@@ -227,6 +288,9 @@ def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_siz
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     rows = max(1, min(BLOCK_ROWS, -(-table.num_rows // (4 * workers))))  # >= 4 blocks/actor
+    # Ray Data joins blocks up to a batch: a batch larger than a block would hand a small job
+    # to one actor (one node) whole.
+    batch_size = min(batch_size, rows)
     blocks = [table.slice(i, rows) for i in range(0, table.num_rows, rows)]
     ds = ray.data.from_arrow(blocks or [table])
     model_ref = ray.put(model.read_bytes())
@@ -235,7 +299,8 @@ def embed_to_shards(table, shards: str, model: Path, workers: int = 2, batch_siz
                         fn_constructor_kwargs={"model": model_ref, "threads": threads,
                                                "decode_threads": decode_threads, "gpu": gpu,
                                                "fault_marker": fault_marker},
-                        num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0)
+                        num_cpus=0 if gpu else 1, num_gpus=1 if gpu else 0,
+                        scheduling_strategy="SPREAD")
     ds.write_parquet(shards, mode="overwrite")
 
 
@@ -282,7 +347,7 @@ def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id
 
 def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: str = "id",
                    encoder: Encoder | None = None, address: str | None = None,
-                   workers: int = 2, batch_size: int = 64, gpu: bool = False,
+                   workers: int | None = None, batch_size: int = 64, gpu: bool = False,
                    shards: str | None = None, progress: bool = False,
                    filters: Sequence[str] | None = None, caption: Sequence[str] | None = None,
                    num_cpus: int | None = None, id_normalise: bool = False,
@@ -290,7 +355,23 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
     """``Catalog.build`` on Ray: same ids, embeddings, metadata and skipped photos.
 
     ``shards`` (a folder or URI every worker can write and the driver can read; on a cluster a
-    shared filesystem or object store) keeps the Parquet shards; by default a temporary folder."""
+    shared filesystem or object store) keeps the Parquet shards; by default a temporary folder.
+    ``workers=None``: one actor per CPU (GPU) of the cluster."""
+    return index_with_ray_report(source, metadata, id_column, encoder, address, workers,
+                                 batch_size, gpu, shards, progress, filters, caption, num_cpus,
+                                 id_normalise, fault_marker)[0]
+
+
+def index_with_ray_report(source: str | os.PathLike, metadata: Any = None,
+                          id_column: str = "id", encoder: Encoder | None = None,
+                          address: str | None = None, workers: int | None = None,
+                          batch_size: int = 64, gpu: bool = False, shards: str | None = None,
+                          progress: bool = False, filters: Sequence[str] | None = None,
+                          caption: Sequence[str] | None = None, num_cpus: int | None = None,
+                          id_normalise: bool = False, fault_marker: str | None = None
+                          ) -> tuple[Catalog, dict]:
+    """``index_with_ray`` plus what ran where: the catalogue and a report of the workers, the
+    embedding seconds and, per Ray node, its address, own resources, photos and busy seconds."""
     encoder = encoder or Encoder()
     warnings: list[str] = []
     table = photo_table(source, metadata, id_column, id_normalise, warnings)
@@ -299,17 +380,44 @@ def index_with_ray(source: str | os.PathLike, metadata: Any = None, id_column: s
         tmp = tempfile.TemporaryDirectory(prefix="fai-shards-")
         shards = tmp.name
     try:
-        with ray_session(address, num_cpus):
-            t0 = time.time()
-            embed_to_shards(table, shards, encoder.path, workers, batch_size, gpu=gpu,
+        with ray_session(address, num_cpus) as ray:
+            n = workers if workers is not None else default_workers(ray, gpu)
+            t0 = time.perf_counter()
+            embed_to_shards(table, shards, encoder.path, n, batch_size, gpu=gpu,
                             progress=progress, fault_marker=fault_marker)
+            seconds = time.perf_counter() - t0
             if progress:
-                print(f"embedded {table.num_rows} photos on Ray in {time.time() - t0:.1f}s",
-                      flush=True)
+                print(f"embedded {table.num_rows} photos on Ray in {seconds:.1f}s", flush=True)
+            nodes = ray.nodes()
         rows, emb = read_shards(shards, table.num_rows, encoder.dim)
         cat = build_catalog(rows, emb, encoder, id_column, filters, caption, id_normalise)
         cat.warnings += warnings
-        return cat
+        report = {"workers": n, "embed_seconds": round(seconds, 3),
+                  "nodes": node_report(rows, nodes)}
+        return cat, report
     finally:
         if tmp is not None:
             tmp.cleanup()
+
+
+def node_report(rows, nodes: Sequence[Mapping[str, Any]]) -> list[dict]:
+    """Photos and busy seconds per Ray node that embedded any, busiest first, with the node's
+    address and its own resources (``ray.nodes()`` entries; a node gone since is listed by id).
+    Why: on a cluster, proof that every node worked and the rate each one gave."""
+    from fai_infer.scale.local_cluster import custom_resources
+
+    info = {n.get("NodeID"): n for n in nodes}
+    photos: dict[str, int] = {}
+    busy: dict[str, float] = {}
+    for node, share in zip(rows.column("node").to_pylist(), rows.column("busy_s").to_pylist()):
+        photos[node] = photos.get(node, 0) + 1
+        busy[node] = busy.get(node, 0.0) + float(share or 0.0)
+    out = []
+    for node in sorted(photos, key=lambda k: (-photos[k], k)):
+        n = info.get(node, {})
+        seconds = busy[node]
+        out.append({"node_id": node, "address": n.get("NodeManagerAddress", ""),
+                    "resources": custom_resources(n.get("Resources", {})),
+                    "photos": photos[node], "busy_s": round(seconds, 3),
+                    "photos_per_busy_s": round(photos[node] / seconds, 1) if seconds else None})
+    return out

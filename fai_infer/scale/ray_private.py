@@ -6,7 +6,9 @@ Ray 2.60 started locally (issue 23, measured under ``unshare -n`` + strace):
   services (DNS for metadata.google.internal, connects to 169.254.169.254:80) *before* it
   checks that usage stats are off;
 - it keeps its sockets and logs under ``/tmp/ray/session_*`` after shutdown;
-- it writes a token to ``~/.ray/auth_token`` with the umask's permissions (world-readable).
+- it writes a token to ``~/.ray/auth_token`` with the umask's permissions (world-readable);
+- (issue 26) a cluster started with ``ray start``, usage stats off, still posts a "usage stats
+  disabled" report to usage-stats.ray.io from its dashboard process.
 
 So a private Ray here runs with its own 0700 directory: session files under it, a 0600 token
 passed by ``RAY_AUTH_TOKEN_PATH``, and, as the ``HOME`` of Ray's processes, a bootstrap config
@@ -27,6 +29,10 @@ from typing import Iterator
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # never report usage
     "RAY_USAGE_STATS_PROMPT_ENABLED": "0",
+    # A cluster started with `ray start` and usage stats off still posts a "disabled" report
+    # to usage-stats.ray.io (UsageStatsHead._report_disabled_usage_sync; found by the red-team
+    # test of a two-node cluster). A scheme no HTTP client serves fails before any look-up.
+    "RAY_USAGE_STATS_REPORT_URL": "none://usage-stats-off/",
     "RAY_AUTH_MODE": "token",  # other local users cannot drive this Ray
 }
 BOOTSTRAP = "ray_bootstrap_config.yaml"
