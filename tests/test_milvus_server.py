@@ -202,7 +202,7 @@ def test_concurrent_writers_lose_nothing_and_a_reader_sees_them(milvus_server):
         out, err = w.communicate(timeout=300)
         assert w.returncode == 0 and "done" in out, err
 
-    fresh = MilvusCatalog(milvus_server.uri, "issue23", encoder)
+    fresh = MilvusCatalog(milvus_server.uri, "issue23", encoder, consistency="Strong")
     for cat in (fresh, reader):
         if cat is reader:
             time.sleep(0.6)  # the reader's manifest_ttl: it looks again on its next read
@@ -214,9 +214,10 @@ def test_concurrent_writers_lose_nothing_and_a_reader_sees_them(milvus_server):
             assert set(cols[f"extra_{tag}"]) == {f"{tag}-{i}-{j}" for i in range(6)
                                                  for j in range(3)}
         assert {"Red", "Blue"} <= set(cols["colour"])
-        assert len(cat) == 30 + 2 * 18
+    assert len(fresh) == 30 + 2 * 18  # Strong: every row the writers wrote
     # a filter naming a value the reader had never seen works at once (reload on a miss)
-    slow_reader = MilvusCatalog(milvus_server.uri, "issue23", encoder, manifest_ttl=3600)
+    slow_reader = MilvusCatalog(milvus_server.uri, "issue23", encoder, manifest_ttl=3600,
+                                consistency="Strong")
     new = base.vector("b1")
     MilvusCatalog(milvus_server.uri, "issue23", encoder).add_embeddings(
         ["late"], new[None], None, [{"colour": "Ultraviolet"}])
@@ -226,3 +227,54 @@ def test_concurrent_writers_lose_nothing_and_a_reader_sees_them(milvus_server):
         slow_reader.similar_to_vector(new, k=3, where={"colour": "Infrared"})
     for c in (reader, fresh, slow_reader):
         c.close()
+
+
+# -- the merge itself, without a server (fast) ----------------------------------------------
+def manifest():
+    from fai_infer.scale.milvus_schema import Manifest
+
+    man = Manifest(model_sha256="x", model_name="m", preprocess={}, dim=4,
+                   columns=["colour", "price"])
+    man.note_values([{"colour": "Red", "price": "10"}])
+    return man
+
+
+def test_writers_on_stale_copies_lose_nothing_when_merged():
+    from fai_infer.scale.milvus_schema import DELTA_PREFIX, MANIFEST_KEY, Manifest, WriterDelta
+
+    pushed = manifest().to_json()
+    a, b = WriterDelta(), WriterDelta()
+    a.note(Manifest.from_json(pushed), [{"colour": "Blue", "size": "M"}])
+    b.note(Manifest.from_json(pushed), [{"colour": "green", "fit": "slim", "price": "n/a"}])
+    a.note(Manifest.from_json(pushed), [{"colour": "Blue"}])  # repeated: changes nothing
+    for order in ((a, b), (b, a)):
+        props = {MANIFEST_KEY: pushed, f"{DELTA_PREFIX}1": order[0].to_json(),
+                 f"{DELTA_PREFIX}2": order[1].to_json(), f"{DELTA_PREFIX}3": "{damaged"}
+        man = Manifest.from_properties(props)
+        assert man.values["colour"] == ["Blue", "Red", "green"]
+        assert set(man.unfiltered) == {"size", "fit"} and man.values["fit"] == ["slim"]
+        assert man.numeric["price"] and man.columns == ["colour", "price"]
+
+
+def test_an_old_server_stores_not_a_number_as_nan():
+    import math
+
+    from fai_infer.scale.milvus_schema import row_fields
+
+    man = manifest()
+    assert row_fields("i", np.ones(4), "p", {"price": "n/a"}, man)["c1_n"] is None
+    man.nulls = False  # Milvus before 2.5: no nullable fields
+    assert math.isnan(row_fields("i", np.ones(4), "p", {"price": "n/a"}, man)["c1_n"])
+    assert row_fields("i", np.ones(4), "p", {"price": "9,50"}, man)["c1_n"] == 9.5
+
+
+def test_the_config_keeps_the_template_and_overrides_by_dotted_key(tmp_path):
+    from fai_infer.scale.milvus_server import render_config
+
+    template = ("common:\n  gracefulStopTimeout: 1800 # seconds\n  x: 1\nlog:\n"
+                "  file:\n    rootPath: {{ system_log_path }} # logs\n"
+                "proxy:\n  port: {{ proxy_port(int): 19530 }}\n  http:\n    enabled: true\n")
+    text = render_config(template, tmp_path)
+    assert "gracefulStopTimeout: 10\n" in text and "  x: 1\n" in text
+    assert f"rootPath: {tmp_path / 'logs'} # logs" in text and "port: 19530" in text
+    assert "    enabled: false\n" in text
