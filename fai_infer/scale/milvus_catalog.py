@@ -115,18 +115,29 @@ def _schema(client, dim: int, columns: Sequence[str], nulls: bool = True):
     return schema
 
 
-def _wait_indexed(client, name: str, timeout_s: float = 3600) -> None:
-    """A Milvus server builds indexes in the background; load only a fully indexed collection."""
+def _wait_indexed(client, name: str, fields: Sequence[str], timeout_s: float = 3600) -> None:
+    """A Milvus server builds indexes in the background; load only a fully indexed collection.
+    Done: state Finished with every row indexed (the 2.3 server can leave pending_index_rows
+    non-zero after it finished a 1M-row build), or, where no state is reported (Milvus Lite),
+    nothing pending."""
     deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        info = client.describe_index(name, "vector") or {}
-        built = info.get("indexed_rows", 0) >= info.get("total_rows", 0)
-        if (built and info.get("pending_index_rows", 0) == 0
-                and info.get("state") in ("Finished", None)):
-            return
+    waiting = list(fields)
+    while waiting and time.time() < deadline:
+        info = client.describe_index(name, waiting[0]) or {}
+        state = info.get("state")
+        if state == "Failed":
+            raise CatalogError(f"collection {name!r}: building the index of {waiting[0]!r} "
+                               f"failed ({info.get('index_state_fail_reason', '')})")
+        if state == "Finished" and info.get("indexed_rows", 0) >= info.get("total_rows", 0):
+            waiting.pop(0)
+            continue
+        if state is None and info.get("pending_index_rows", 0) == 0:
+            waiting.pop(0)
+            continue
         time.sleep(0.2)
-    raise CatalogError(f"collection {name!r}: the vector index was not built within "
-                       f"{timeout_s:.0f}s")
+    if waiting:
+        raise CatalogError(f"collection {name!r}: the index of {waiting[0]!r} was not built "
+                           f"within {timeout_s:.0f}s")
 
 
 def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSERT_BATCH,
@@ -188,9 +199,11 @@ def _build_index(client, name: str, man: Manifest, version: tuple[int, int]) -> 
     params.add_index("vector", index_type="HNSW", metric_type="IP", params=dict(HNSW_BUILD))
     for i, _ in enumerate(man.columns):
         params.add_index(f"c{i}_t", index_type="INVERTED" if version >= (2, 4) else "Trie")
-    client.create_index(name, params)
-    _wait_indexed(client, name)
-    if version >= (99, 0):
+    lite = version >= (99, 0)
+    # a server: no waiting inside pymilvus (it polls a state the 2.3 server may not settle)
+    client.create_index(name, params, **({} if lite else {"sync": False}))
+    _wait_indexed(client, name, ["vector"] + [f"c{i}_t" for i in range(len(man.columns))])
+    if lite:
         client.release_collection(name)   # Milvus Lite builds segment indexes on load
     client.load_collection(name)
 
