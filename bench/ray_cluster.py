@@ -11,7 +11,6 @@ machine the nodes share its cores (and the driver's): the figures say so.
 from __future__ import annotations
 
 import json
-import platform
 import subprocess
 import sys
 import time
@@ -25,17 +24,6 @@ ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["indexer", "nodes", "photos", "seconds", "photos_per_s", "per_node_per_s",
            "marginal_per_node_per_s", "fixed_s", "busy_per_node_per_s",
            "overhead_ms_per_photo", "speedup", "marginal_speedup"]
-
-
-def cpu_name() -> str:
-    """The CPU model (from /proc/cpuinfo where there is one)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def local_row(folder: Path, encoder_threads: int, decode_threads: int, label: str) -> dict:

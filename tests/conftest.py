@@ -50,3 +50,7 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     catalog_of(enc, built.ids, built.paths, built.rows, built.embeddings,
             exact_below=4).save(base / "hnsw")
     return {"exact": base / "exact", "hnsw": base / "hnsw", "encoder": enc}
+
+
+# A real Milvus server shared by test_contract.py and test_milvus_server.py (started on first use).
+from tests.milvus_fixtures import milvus_server  # noqa: E402,F401

@@ -1,5 +1,6 @@
 """One contract, every back end: the same tests over an in-memory ``Catalog``, a stored one
-reopened from disk, and a Milvus Lite collection (only where the scale extra is installed).
+reopened from disk, a Milvus Lite collection (only where the scale extra is installed) and a
+collection on a real Milvus server (``milvus_server``, started once for the session; slow).
 
 Built from vectors made elsewhere (``add_embeddings``) with the small 64 px model, so the suite
 needs no photos to encode except in the ``add`` test."""
@@ -15,7 +16,7 @@ from fai_infer.search import exact_top_k
 from tests.helpers import OTHER_MODEL, write_products
 
 N = 120
-BACKENDS = ["memory", "stored", "milvus"]
+BACKENDS = ["memory", "stored", "milvus", pytest.param("milvus-server", marks=pytest.mark.slow)]
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,17 @@ def cat(request, encoder, tmp_path) -> BaseCatalog:
     elif request.param == "stored":
         ref.save(tmp_path / "cat")
         yield Catalog.open(tmp_path / "cat", encoder)
+    elif request.param == "milvus-server":
+        from fai_infer.scale.milvus_catalog import MilvusCatalog, push
+
+        server = request.getfixturevalue("milvus_server")
+        name = f"shop_{request.node.name.split('[')[0][-20:]}_{id(ref) % 10**6}"
+        physical = push(ref, server.uri, name)["physical"]
+        milvus = MilvusCatalog(server.uri, name, encoder)
+        yield milvus
+        milvus.client.drop_alias(name)  # the server outlives the test: leave it empty
+        milvus.client.drop_collection(physical)
+        milvus.close()
     else:
         pytest.importorskip("pymilvus", reason="the 'scale' extra is not installed")
         pytest.importorskip("milvus_lite", reason="the 'scale' extra is not installed")

@@ -1,4 +1,5 @@
-"""Past one machine: index on a Ray cluster (``ray_index``), serve from Milvus (``milvus_catalog``).
+"""Past one machine: index on a Ray cluster (``ray_index``), serve from Milvus (``milvus_catalog``;
+``milvus_server`` runs a real Milvus server on this machine's loopback).
 
 Both engines are the optional ``scale`` extra (``pip install -e .[scale]``). Importing this package
 imports neither: the kiosk runtime stays onnxruntime + hnswlib + numpy + OpenCV, and the heavy

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
 
@@ -24,22 +28,31 @@ from fai_infer.filters import Where, parse_where
 from fai_infer.progress import Progress
 from fai_infer.search import exact_top_k
 from fai_infer.scale import require
-from fai_infer.scale.milvus_schema import (HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS, MAX_TOPK,
-                                           TEXT_BYTES, ID_BYTES, Manifest, check_clauses,
-                                           columns_of, expression, literal, row_fields)
+from fai_infer.scale.milvus_schema import (DELTA_PREFIX, HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS,
+                                           MAX_TOPK, TEXT_BYTES, ID_BYTES, Manifest,
+                                           WriterDelta, check_clauses, columns_of, expression,
+                                           literal, row_fields)
 from fai_infer.storage import CatalogError
 
 DEFAULT_COLLECTION = "fai"
 INSERT_BATCH = 2000
 EXACT_FILTERED = 1000  # a filter letting at most this many rows through is ranked exactly
+MANIFEST_TTL_S = 2.0  # a reader looks for other writers' manifest changes at most this often
+# Session: this process reads its own writes at once, other processes' within a time tick
+# (~0.2 s on a server). Strong waits for the next time tick on every read (400 ms a query on
+# the 2.3 standalone, measured): pass consistency="Strong" where that is worth it.
+READ_CONSISTENCY = "Session"
 
 
 class _Client:
     """A MilvusClient whose failures are CatalogErrors naming the service (one line in the CLI
-    and the shop page, never a gRPC traceback)."""
+    and the shop page, never a gRPC traceback); reads carry ``read_consistency`` when set."""
+
+    READS = frozenset({"search", "query", "get", "query_iterator"})
 
     def __init__(self, client, uri: str):
         self._client, self._uri = client, uri
+        self.read_consistency: str | None = None
 
     def __getattr__(self, name: str):
         from pymilvus import MilvusException
@@ -49,6 +62,8 @@ class _Client:
             return attr
 
         def call(*args, **kwargs):
+            if self.read_consistency and name in self.READS:
+                kwargs.setdefault("consistency_level", self.read_consistency)
             try:
                 return attr(*args, **kwargs)
             except MilvusException as exc:
@@ -75,7 +90,18 @@ def connect(uri: str, token: str | None = None) -> _Client:
         raise CatalogError(f"--milvus {uri}: {exc}") from None
 
 
-def _schema(client, dim: int, columns: Sequence[str]):
+def server_version(client, uri: str) -> tuple[int, int]:
+    """(major, minor) of the server; Milvus Lite files count as current (they have every
+    feature push uses)."""
+    if uri.endswith(".db"):
+        return (99, 0)
+    text = str(client.get_server_version())
+    m = re.match(r"v?(\d+)\.(\d+)", text)
+    return (int(m.group(1)), int(m.group(2))) if m else (99, 0)
+
+
+def _schema(client, dim: int, columns: Sequence[str], nulls: bool = True):
+    """Nullable number fields where the server has them (Milvus >= 2.5, Milvus Lite)."""
     from pymilvus import DataType
 
     schema = client.create_schema(auto_id=False, enable_dynamic_field=False)
@@ -85,20 +111,33 @@ def _schema(client, dim: int, columns: Sequence[str]):
     schema.add_field("meta", DataType.JSON)
     for i, _ in enumerate(columns):
         schema.add_field(f"c{i}_t", DataType.VARCHAR, max_length=TEXT_BYTES)
-        schema.add_field(f"c{i}_n", DataType.DOUBLE, nullable=True)
+        schema.add_field(f"c{i}_n", DataType.DOUBLE, **({"nullable": True} if nulls else {}))
     return schema
 
 
-def _wait_indexed(client, name: str, timeout_s: float = 3600) -> None:
-    """A Milvus server builds indexes in the background; load only a fully indexed collection."""
+def _wait_indexed(client, name: str, fields: Sequence[str], timeout_s: float = 3600) -> None:
+    """A Milvus server builds indexes in the background; load only a fully indexed collection.
+    Done: state Finished with every row indexed (the 2.3 server can leave pending_index_rows
+    non-zero after it finished a 1M-row build), or, where no state is reported (Milvus Lite),
+    nothing pending."""
     deadline = time.time() + timeout_s
-    while time.time() < deadline:
-        info = client.describe_index(name, "vector") or {}
-        if info.get("pending_index_rows", 0) == 0 and info.get("state") in ("Finished", None):
-            return
-        time.sleep(1)
-    raise CatalogError(f"collection {name!r}: the vector index was not built within "
-                       f"{timeout_s:.0f}s")
+    waiting = list(fields)
+    while waiting and time.time() < deadline:
+        info = client.describe_index(name, waiting[0]) or {}
+        state = info.get("state")
+        if state == "Failed":
+            raise CatalogError(f"collection {name!r}: building the index of {waiting[0]!r} "
+                               f"failed ({info.get('index_state_fail_reason', '')})")
+        if state == "Finished" and info.get("indexed_rows", 0) >= info.get("total_rows", 0):
+            waiting.pop(0)
+            continue
+        if state is None and info.get("pending_index_rows", 0) == 0:
+            waiting.pop(0)
+            continue
+        time.sleep(0.2)
+    if waiting:
+        raise CatalogError(f"collection {name!r}: the index of {waiting[0]!r} was not built "
+                           f"within {timeout_s:.0f}s")
 
 
 def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSERT_BATCH,
@@ -107,7 +146,8 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
 
     The vectors go into a new collection ``{collection}_{time}``; once every row is in and the
     HNSW index is built, the alias ``collection`` moves to it and the previous one is dropped.
-    Returns {"collection", "physical", "count", "seconds"}."""
+    Returns {"collection", "physical", "count", "seconds", "insert_s", "index_s"} (insert_s:
+    the rows and the flush; index_s: building the indexes and loading)."""
     t0 = time.time()
     client = connect(uri, token)
     previous = _alias_target(client, collection)
@@ -115,11 +155,12 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
     display = cat.display() | ({"name": [cat.shop_name()]} if cat.shop_name() else {})
     order = columns_of([dict.fromkeys(cat.columns(), "")],
                        display["filters"] + display["caption"])
+    version = server_version(client, uri)
     man = Manifest(model_sha256=cat.encoder.model_sha256, model_name=cat.encoder.info.name,
                    preprocess=json.loads(json.dumps(cat.encoder.spec.to_dict())),
                    dim=cat.encoder.dim, id_column=cat.id_column, columns=order[:MAX_COLUMNS],
-                   unfiltered=order[MAX_COLUMNS:], display=display)
-    client.create_collection(physical, schema=_schema(client, man.dim, man.columns),
+                   unfiltered=order[MAX_COLUMNS:], display=display, nulls=version >= (2, 5))
+    client.create_collection(physical, schema=_schema(client, man.dim, man.columns, man.nulls),
                              consistency_level="Strong")
     try:
         bar = Progress(len(cat), "pushing") if progress and len(cat) else None
@@ -132,7 +173,9 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
         if bar is not None:
             bar.close()
         client.flush(physical)
-        _build_index(client, physical, man)
+        inserted = time.time()
+        _build_index(client, physical, man, version)
+        indexed = time.time()
         client.alter_collection_properties(physical, properties={MANIFEST_KEY: man.to_json()})
         if previous is None:
             client.create_alias(physical, collection)
@@ -145,17 +188,23 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
         client.drop_collection(previous)
     client.close()
     return {"collection": collection, "physical": physical, "count": len(cat),
-            "seconds": round(time.time() - t0, 2)}
+            "seconds": round(time.time() - t0, 2), "insert_s": round(inserted - t0, 2),
+            "index_s": round(indexed - inserted, 2)}
 
 
-def _build_index(client, name: str, man: Manifest) -> None:
+def _build_index(client, name: str, man: Manifest, version: tuple[int, int]) -> None:
+    """HNSW on the vectors; an index on each text field (INVERTED from Milvus 2.4, a trie on
+    the 2.3 standalone)."""
     params = client.prepare_index_params()
     params.add_index("vector", index_type="HNSW", metric_type="IP", params=dict(HNSW_BUILD))
     for i, _ in enumerate(man.columns):
-        params.add_index(f"c{i}_t", index_type="INVERTED")
-    client.create_index(name, params)
-    _wait_indexed(client, name)
-    client.release_collection(name)   # Milvus Lite builds segment indexes on load
+        params.add_index(f"c{i}_t", index_type="INVERTED" if version >= (2, 4) else "Trie")
+    lite = version >= (99, 0)
+    # a server: no waiting inside pymilvus (it polls a state the 2.3 server may not settle)
+    client.create_index(name, params, **({} if lite else {"sync": False}))
+    _wait_indexed(client, name, ["vector"] + [f"c{i}_t" for i in range(len(man.columns))])
+    if lite:
+        client.release_collection(name)   # Milvus Lite builds segment indexes on load
     client.load_collection(name)
 
 
@@ -200,19 +249,23 @@ class MilvusCatalog(BaseCatalog):
     engine = "milvus"
 
     def __init__(self, uri: str, collection: str = DEFAULT_COLLECTION,
-                 encoder: Encoder | None = None, token: str | None = None):
+                 encoder: Encoder | None = None, token: str | None = None,
+                 manifest_ttl: float = MANIFEST_TTL_S, consistency: str = READ_CONSISTENCY):
         self.uri, self.name = uri, collection
         self.client = connect(uri, token)
+        self.client.read_consistency = consistency
         self.where_text = f"--milvus {uri} --collection {collection}"
         if not self.client.has_collection(collection):
             raise CatalogError(f"{self.where_text}: no such collection (make it with 'fai push "
                                f"CATALOG --milvus {uri} --collection {collection}')")
-        props = self.client.describe_collection(collection).get("properties", {}) or {}
-        try:
-            self.manifest = Manifest.from_json(props[MANIFEST_KEY])
-        except (KeyError, ValueError, TypeError):
-            raise CatalogError(f"{self.where_text}: not a FAI catalogue (no readable "
-                               f"{MANIFEST_KEY} property)") from None
+        self._writer = f"{DELTA_PREFIX}{socket.gethostname()}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        self._delta = WriterDelta()
+        self._lock = threading.RLock()
+        self.manifest_ttl = manifest_ttl
+        self._props: dict = {}
+        self._physical_name = ""
+        self._checked = 0.0
+        self._load_manifest()
         self.encoder = encoder or Encoder()
         self._check_model()
         # A collection is searchable only once loaded; a new process (fai query, the page)
@@ -227,6 +280,41 @@ class MilvusCatalog(BaseCatalog):
         self.skipped: list[Skipped] = []
         self._display = {k: list(v) for k, v in self.manifest.display.items()}
         self._writes = 0  # this process's changes: with the count, the match scale's key
+
+    # -- the manifest: other writers' columns and values ------------------------------------
+    def _load_manifest(self) -> bool:
+        """Read the collection's properties; rebuild the manifest if they changed (another
+        writer added values, or a new push moved the alias). Whether anything changed."""
+        desc = self.client.describe_collection(self.name)
+        props = desc.get("properties", {}) or {}
+        self._checked = time.monotonic()
+        if props == self._props:
+            return False
+        try:
+            manifest = Manifest.from_properties(props)
+        except (KeyError, ValueError, TypeError):
+            raise CatalogError(f"{self.where_text}: not a FAI catalogue (no readable "
+                               f"{MANIFEST_KEY} property)") from None
+        manifest.absorb(json.loads(self._delta.to_json()))  # ours, even if not yet stored
+        pushed_again = self._physical_name and desc.get("collection_name") != self._physical_name
+        self.manifest, self._props = manifest, props
+        self._physical_name = desc.get("collection_name", self.name)
+        if pushed_again:
+            self._delta = WriterDelta()  # a new collection: our additions were to the old one
+            self._check_model()
+            self.client.load_collection(self.name)
+        return True
+
+    def refresh(self) -> bool:
+        """Catch up with other writers' manifest changes now; whether there were any."""
+        with self._lock:
+            return self._load_manifest()
+
+    def _before_read(self) -> None:
+        """Reload the manifest at most every ``manifest_ttl`` seconds (one cheap describe)."""
+        if time.monotonic() - self._checked >= self.manifest_ttl:
+            with self._lock:
+                self._load_manifest()
 
     def _generation(self) -> tuple[int, int]:
         """Changes by this process, and the count (which other writers' adds/removes move)."""
@@ -264,6 +352,7 @@ class MilvusCatalog(BaseCatalog):
 
     def columns(self) -> dict[str, list[str]]:
         """Columns and their values (at most MAX_VALUES each), for filters in a UI."""
+        self._before_read()
         return {c: list(self.manifest.values.get(c, []))
                 for c in sorted(self.manifest.columns + self.manifest.unfiltered)}
 
@@ -312,8 +401,16 @@ class MilvusCatalog(BaseCatalog):
         return out
 
     def _filter(self, where) -> str:
+        """The Milvus expression; a column or value this process has not seen yet makes it
+        reload the manifest once (another writer may just have added it) before refusing."""
         clauses = parse_where(where)
-        check_clauses(clauses, self.manifest, self._has_value)
+        self._before_read()
+        try:
+            check_clauses(clauses, self.manifest, self._has_value)
+        except ValueError:
+            if not self.refresh():
+                raise
+            check_clauses(clauses, self.manifest, self._has_value)
         return expression(clauses, self.manifest.columns)
 
     def _has_value(self, column: str, folded: str) -> bool:
@@ -418,20 +515,21 @@ class MilvusCatalog(BaseCatalog):
     def _upsert(self, ids: list[str], units: np.ndarray, paths: list[str],
                 rows: list[dict[str, str]]) -> None:
         """Write whole rows; columns the collection does not filter on stay in each row's
-        metadata; the manifest (values for a UI's filters) follows."""
-        new_columns = [c for c in columns_of(rows) if c not in self.manifest.columns
-                       and c not in self.manifest.unfiltered]
-        if new_columns:
-            self.manifest.unfiltered += new_columns  # kept in each row's metadata, not filterable
-        self.manifest.note_values(rows)
-        self._writes += 1
-        for start in range(0, len(ids), INSERT_BATCH):
-            end = start + INSERT_BATCH
-            self.client.upsert(self.name, [row_fields(i, v, p, m, self.manifest) for i, v, p, m
-                                           in zip(ids[start:end], units[start:end],
-                                                  paths[start:end], rows[start:end])])
-        self.client.alter_collection_properties(
-            self._physical(), properties={MANIFEST_KEY: self.manifest.to_json()})
+        metadata. What the rows add to the manifest goes first, under this writer's own key
+        (``Manifest``: merged by union, so concurrent writers never lose each other's)."""
+        with self._lock:
+            self._before_read()
+            before = self._delta.to_json()
+            self._delta.note(self.manifest, rows)
+            if self._delta.to_json() != before:
+                self.client.alter_collection_properties(
+                    self._physical(), properties={self._writer: self._delta.to_json()})
+            self._writes += 1
+            for start in range(0, len(ids), INSERT_BATCH):
+                end = start + INSERT_BATCH
+                self.client.upsert(self.name, [
+                    row_fields(i, v, p, m, self.manifest) for i, v, p, m
+                    in zip(ids[start:end], units[start:end], paths[start:end], rows[start:end])])
 
     def _existing(self, ids: list[str]) -> list[dict]:
         out: list[dict] = []
@@ -440,7 +538,7 @@ class MilvusCatalog(BaseCatalog):
         return out
 
     def _physical(self) -> str:
-        return self.client.describe_collection(self.name).get("collection_name", self.name)
+        return self._physical_name or self.name
 
     def remove(self, ids: Iterable[str]) -> list[str]:
         """Remove items by id; returns the ids that were not in the catalogue."""
@@ -449,7 +547,21 @@ class MilvusCatalog(BaseCatalog):
         if present:
             self._writes += 1
             self.client.delete(self.name, ids=sorted(present))
+            self._until_gone(sorted(present))
         return [i for i in ids if i not in present]
+
+    def _until_gone(self, ids: list[str], timeout_s: float = 10.0) -> None:
+        """Wait until a delete shows: the 2.3 server's Session reads can still return a
+        deleted row for a moment (its upserts show at once); one Strong read settles it."""
+        if self.uri.endswith(".db"):
+            return
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            left = self.client.get(self.name, ids=ids[:1000], output_fields=["id"],
+                                   consistency_level="Strong")
+            if not left:
+                return
+            time.sleep(0.1)
 
     def close(self) -> None:
         self.client.close()

@@ -5,7 +5,9 @@ scalar fields natively, with an inverted index, while JSON paths are parsed row 
 query at 100k rows in Milvus Lite). Each metadata column ``i`` gets ``c{i}_t`` (its casefolded text,
 "" when the row has none) and ``c{i}_n`` (its value as a number, null when it is not one), so
 ``fai_infer.filters.passes`` holds exactly: equality is case-insensitive, a missing value is "",
-and a row whose value is not a number never passes a range.
+and a row whose value is not a number never passes a range. A server without nullable fields
+(Milvus before 2.5, e.g. the 2.3 standalone of ``milvus_server``) stores NaN instead of null:
+every comparison with NaN is false, so the expressions do not change.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from fai_infer.metadata import MAX_LISTED
 
 FORMAT = 1
 MANIFEST_KEY = "fai.manifest"
+DELTA_PREFIX = "fai.manifest.w."   # + a writer's id: what that writer added (see Manifest)
 MAX_COLUMNS = 30          # 2 fields each + 4: under Milvus's default limit of 64 fields
 MAX_VALUES = 200          # distinct values remembered per column (UI filters, value checks)
 ID_BYTES = 2048           # Milvus VARCHAR limits are in bytes
@@ -33,7 +36,15 @@ MAX_TOPK = 16384          # Milvus's limit on one search's top-k
 @dataclass
 class Manifest:
     """What a collection stores about itself (in its properties): model identity, preprocessing,
-    the filterable columns (their order gives the field numbers), display and column values."""
+    the filterable columns (their order gives the field numbers), display and column values.
+
+    Several processes write to one collection (``fai add``, the shop page, a feed importer) and
+    Milvus has no compare-and-set on properties, so nobody rewrites the whole manifest after
+    ``fai push``: each writer keeps what it added (new columns, values, number flags) under its
+    own property key ``DELTA_PREFIX + writer id``, which only it writes. The manifest a reader
+    sees is the pushed one plus every writer's additions, merged by union (``from_properties``):
+    order-independent and idempotent, so no writer's change is lost, whatever the interleaving.
+    """
 
     model_sha256: str
     model_name: str
@@ -46,6 +57,7 @@ class Manifest:
     complete: dict[str, bool] = field(default_factory=dict)
     numeric: dict[str, bool] = field(default_factory=dict)  # any value a number
     unfiltered: list[str] = field(default_factory=list)   # columns beyond MAX_COLUMNS
+    nulls: bool = True        # "not a number" is null (False: NaN, for servers before 2.5)
     format_version: int = FORMAT
 
     def to_json(self) -> str:
@@ -62,20 +74,89 @@ class Manifest:
     def note_values(self, rows: Sequence[Mapping[str, str]]) -> None:
         """Remember up to MAX_VALUES distinct values per column (original spelling)."""
         for col in self.columns + self.unfiltered:
-            have = self.values.setdefault(col, [])
-            seen = {v.casefold() for v in have}
-            for row in rows:
-                v = str(row.get(col, "") or "")
-                if v and not self.numeric.get(col) and number(v) is not None:
-                    self.numeric[col] = True
-                if v and v.casefold() not in seen:
-                    if len(have) >= MAX_VALUES:
-                        self.complete[col] = False
-                        continue
-                    have.append(v)
-                    seen.add(v.casefold())
-            self.complete.setdefault(col, True)
-            have.sort()
+            self._add_values(col, (str(row.get(col, "") or "") for row in rows))
+
+    def _add_values(self, col: str, values: Iterable[str]) -> list[str]:
+        """Add values to a column (capped, case-insensitively distinct); the ones that are new."""
+        have = self.values.setdefault(col, [])
+        seen = {v.casefold() for v in have}
+        new = []
+        for v in values:
+            if v and not self.numeric.get(col) and number(v) is not None:
+                self.numeric[col] = True
+            if v and v.casefold() not in seen:
+                if len(have) >= MAX_VALUES:
+                    self.complete[col] = False
+                    continue
+                have.append(v)
+                new.append(v)
+                seen.add(v.casefold())
+        self.complete.setdefault(col, True)
+        have.sort()
+        return new
+
+    def absorb(self, delta: Mapping[str, Any]) -> None:
+        """Merge one writer's additions (a ``WriterDelta.to_json`` object): union only."""
+        for col in delta.get("unfiltered", []):
+            if isinstance(col, str) and col not in self.columns + self.unfiltered:
+                self.unfiltered.append(col)
+        for col, values in (delta.get("values") or {}).items():
+            if col in self.columns + self.unfiltered and isinstance(values, list):
+                self._add_values(col, [str(v) for v in values])
+        for col, flag in (delta.get("numeric") or {}).items():
+            if flag and col in self.columns + self.unfiltered:
+                self.numeric[col] = True
+        for col, flag in (delta.get("complete") or {}).items():
+            if flag is False and col in self.columns + self.unfiltered:
+                self.complete[col] = False
+
+    @classmethod
+    def from_properties(cls, props: Mapping[str, Any]) -> "Manifest":
+        """The pushed manifest plus every writer's additions (in key order: deterministic)."""
+        man = cls.from_json(props[MANIFEST_KEY])
+        for key in sorted(k for k in props if str(k).startswith(DELTA_PREFIX)):
+            try:
+                delta = json.loads(props[key])
+            except (TypeError, ValueError):
+                continue  # a damaged delta loses its values, never the catalogue
+            if isinstance(delta, dict):
+                man.absorb(delta)
+        return man
+
+
+@dataclass
+class WriterDelta:
+    """What one writer (one ``MilvusCatalog``) added to the manifest: columns first seen in its
+    rows, values the manifest did not have, number flags. Cumulative: each write stores the
+    whole delta under the writer's own key, so a lost or repeated write loses nothing."""
+
+    unfiltered: list[str] = field(default_factory=list)
+    values: dict[str, list[str]] = field(default_factory=dict)
+    numeric: dict[str, bool] = field(default_factory=dict)
+    complete: dict[str, bool] = field(default_factory=dict)
+
+    def note(self, man: Manifest, rows: Sequence[Mapping[str, str]]) -> None:
+        """Record (and apply to ``man``, this writer's view) what ``rows`` add to ``man``."""
+        for col in columns_of(rows):
+            if col not in man.columns + man.unfiltered:
+                man.unfiltered.append(col)  # kept in each row's metadata, not filterable
+                self.unfiltered.append(col)
+        for col in man.columns + man.unfiltered:
+            was_numeric, was_complete = man.numeric.get(col, False), man.complete.get(col, True)
+            new = man._add_values(col, (str(row.get(col, "") or "") for row in rows))
+            if new:
+                have = self.values.setdefault(col, [])
+                have += [v for v in new if len(have) < MAX_VALUES]
+            if man.numeric.get(col) and not was_numeric:
+                self.numeric[col] = True
+            if was_complete and man.complete.get(col) is False:
+                self.complete[col] = False
+
+    def empty(self) -> bool:
+        return not (self.unfiltered or self.values or self.numeric or self.complete)
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, ensure_ascii=False)
 
 
 def columns_of(rows: Sequence[Mapping[str, str]], first: Sequence[str] = ()) -> list[str]:
@@ -156,7 +237,8 @@ def row_fields(item_id: str, vector: np.ndarray, path: str, meta: Mapping[str, A
     for i, col in enumerate(man.columns):
         value = str(meta.get(col, "") or "")
         row[f"c{i}_t"] = _fit(value.casefold())
-        row[f"c{i}_n"] = number(value)
+        n = number(value)
+        row[f"c{i}_n"] = n if n is not None or man.nulls else float("nan")
     return row
 
 
