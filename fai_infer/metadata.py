@@ -38,6 +38,7 @@ class MetadataTable:
                                np.zeros((0, len(self.columns)), np.int32) if codes is None
                                else codes, fill=ABSENT)
         self._lists: dict[str, CodePostings] = {}
+        self._fold_index: dict[str, tuple[int, dict[str, list[int]]]] = {}
         self._orders: dict[str, NumberOrder] = {}
         self._numeric: dict[str, np.ndarray] = {}
 
@@ -193,15 +194,14 @@ class MetadataTable:
             lo, hi = order.span(clause.op, float(clause.values))
             return hi - lo + len(self) - order.covered, clause, column, []
         postings = self._postings(column)
-        codes: list[int] = []
-        size = len(self) - postings.covered
-        for wanted in clause.values:
+        codes: dict[int, None] = {}  # each code once: "Coat", "coat", "Coat" name one set
+        for wanted in dict.fromkeys(clause.values):
             these = self._codes_for(column, wanted)
             if alive is not None and wanted != "" and not self._any_alive(column, these, alive):
                 self._codes_for(column, wanted, live=self.distinct(alive)[column])
-            codes += these
-            size += sum(postings.count(c) for c in these)
-        return (size if clause.op == "in" else None), clause, column, codes
+            codes.update(dict.fromkeys(these))
+        size = len(self) - postings.covered + sum(postings.count(c) for c in codes)
+        return (size if clause.op == "in" else None), clause, column, list(codes)
 
     def _any_alive(self, column: str, codes: list[int], alive: np.ndarray) -> bool:
         for code in codes:
@@ -260,7 +260,8 @@ class MetadataTable:
         """Codes whose value equals ``wanted`` case-insensitively ("" matches absent too).
         ``live``: the values live rows have; ``wanted`` is then checked against those only."""
         values = self.values[column] if live is None else live
-        codes = [k for k, v in enumerate(values) if v.casefold() == wanted]
+        codes = list(self._folded(column).get(wanted, ())) if live is None else [
+            k for k, v in enumerate(values) if v.casefold() == wanted]
         if wanted == "":
             codes.append(ABSENT)
         if not codes:
@@ -274,6 +275,19 @@ class MetadataTable:
             raise ValueError(f"where {shorten(column)}={shorten(wanted)!r}: no item has this "
                              f"value (values: {shown}){hint}")
         return codes
+
+    def _folded(self, column: str) -> dict[str, list[int]]:
+        """casefolded value -> its codes, so naming a value costs one look-up, not a pass over
+        every distinct value (8,000 values named at once took 8.6 s that way)."""
+        values = self.values[column]
+        cached = self._fold_index.get(column)
+        if cached is None or cached[0] != len(values):
+            index: dict[str, list[int]] = {}
+            for code, value in enumerate(values):
+                index.setdefault(value.casefold(), []).append(code)
+            cached = (len(values), index)
+            self._fold_index[column] = cached
+        return cached[1]
 
     def _postings(self, column: str) -> CodePostings:
         """Rows per value of ``column``, rebuilt once rows appended since outgrow it."""

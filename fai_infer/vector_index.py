@@ -202,7 +202,7 @@ class VectorIndex:
         fetch = int(np.ceil(OVERFETCH * k / share))
         while fetch <= MAX_FILTER_FETCH:
             fetch = min(fetch, self.live)
-            rows, scores = self._search_hnsw(query, fetch, ef=fetch)
+            rows, scores = self._search_hnsw(query, fetch, ef=max(fetch, 64))
             keep = allowed[rows]
             if np.count_nonzero(keep) >= k or fetch >= self.live:
                 return rows[keep][:k], scores[keep][:k]

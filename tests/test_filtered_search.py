@@ -128,3 +128,15 @@ def test_scores_are_computed_in_blocks_that_stay_on_the_calling_thread(monkeypat
     monkeypatch.undo()
     np.testing.assert_allclose(got, matrix @ query, rtol=1e-4, atol=1e-3)
     assert len(sizes) > 1 and max(sizes) <= search.BLOCK_ELEMENTS < 700_000
+
+
+def test_the_graph_plan_searches_at_least_as_wide_as_an_unfiltered_query(shop, monkeypatch):
+    """Found by the outside review: with k=1 and a filter passing everything the graph was
+    asked with ef=2, and missed the query item itself (score 1.0)."""
+    index, table, v, rng = shop
+    monkeypatch.setattr(index, "exact_filter_below", 0)
+    monkeypatch.setattr(index, "scan_below", 0)
+    everything = np.ones(N, bool)
+    for i in rng.choice(N, 50, replace=False):
+        rows, scores = index.search(v[i], 1, everything)
+        assert rows[0] == i, (i, rows, scores)

@@ -55,3 +55,21 @@ def test_cards_carry_name_details_and_the_basket_item(service):
     assert [c["id"] for c in items] == ["i1"] and len(cards) == 3
     assert items[0]["name"] == "Shirt 1" and items[0]["details"] == "Blue"
     assert all(c["for"] == "Shirt 1" for c in cards) and "basket of 1" in status
+
+
+def test_filter_values_that_are_numbers_filter_and_other_json_is_refused(service):
+    """Found by the outside review (issue 26): a JSON number was dropped without a word and the
+    answer came back unfiltered; null, true and objects were dropped the same way."""
+    assert [h["id"] for h in service.answer_id("i5", 5, {"price": 12})] == ["i3"]
+    assert sorted(h["metadata"]["price"] for h in
+                  service.answer_id("i1", 5, {"price": [12, 14.0]})) == ["12", "14"]
+    for bad in (None, True, {"x": 1}, [None]):
+        with pytest.raises(ValueError, match="is not a value"):
+            service.answer_id("i3", 5, {"price": bad})
+
+
+def test_a_value_named_twice_or_in_another_case_gives_each_item_once(service):
+    hits = service.answer_id("i3", 10, {"colour": ["Red", "red", "Red"]})
+    ids = [h["id"] for h in hits]
+    assert len(ids) == len(set(ids)) == 10 and all(h["metadata"]["colour"] == "Red"
+                                                   for h in hits)

@@ -8,6 +8,8 @@ stand on this, so neither imports the other, and tests call it without starting 
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -19,7 +21,7 @@ from fai_infer.catalog import Catalog
 from fai_infer.display import MAX_FILTER_VALUES
 from fai_infer.encoder import Encoder
 from fai_infer.preprocess import ImageError, check_decoded_size
-from fai_infer.sources import list_images
+from fai_infer.sources import list_images, shorten
 from fai_infer.storage import CatalogError
 from ui.api_checks import MAX_BASKET
 from ui.decode_slots import decode_slot
@@ -306,8 +308,20 @@ def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
     if not isinstance(filters, dict):
         raise ValueError("where must be a JSON object such as {\"gender\": \"Women\"} or a "
                          "list such as [\"price<50\"]")
-    return {str(c): v for c, v in filters.items()
-            if isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v))}
+    return {str(c): _filter_values(str(c), v) for c, v in filters.items()}
+
+
+def _filter_values(column: str, value: Any) -> str | list[str]:
+    """A JSON filter value as text: a string, a number (265 -> "265"), or a list of those.
+    Anything else is refused by name: a value dropped without a word answered unfiltered."""
+    def one(v: Any) -> str:
+        if isinstance(v, str):
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+            return str(int(v)) if float(v).is_integer() else repr(float(v))
+        raise ValueError(f"where {shorten(column)!r}: {shorten(json.dumps(v))} is not a value "
+                         f"(give text, a number, or a list of them)")
+    return [one(v) for v in value] if isinstance(value, list) else one(value)
 
 
 def hits_json(hits: list[Hit]) -> list[dict]:
