@@ -167,7 +167,7 @@ class MetadataTable:
             size, clause, column, codes = min(enumerable, key=lambda p: p[0])
             if size <= n // SPARSE_SHARE:
                 run = self._run(column, clause, codes)
-                candidates = run.candidates()
+                candidates = run.candidates
                 keep = np.ones(len(candidates), dtype=bool) if alive is None \
                     else alive[candidates]
                 for other in plans:

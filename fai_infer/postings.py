@@ -12,6 +12,7 @@ directly; the owner rebuilds a list once that tail grows past a thirty-second of
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -32,7 +33,10 @@ class Run:
     tail: np.ndarray
     keep: np.ndarray
 
+    @cached_property
     def candidates(self) -> np.ndarray:
+        """The rows of the spans and the tail, in that order (``keep`` is aligned with them);
+        computed once per selection, not once per query that scans it."""
         parts = [self.order[lo:hi] for lo, hi in self.spans] + [self.tail]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 

@@ -83,7 +83,7 @@ class ScanCopies:
         if take <= 0:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         best = np.argpartition(-scores, take - 1)[:take]
-        rows = run.candidates()[best]
+        rows = run.candidates[best]
         full = scores_of(vectors[rows], query)
         k = min(k, take)
         top = np.argpartition(-full, k - 1)[:k]
