@@ -263,3 +263,36 @@ def reseal(gen: Path, manifest: dict | list | None = None) -> None:
             manifest["files"][name] = {"bytes": len(data),
                                        "sha256": hashlib.sha256(data).hexdigest()}
     (gen / "manifest.json").write_text(json.dumps(manifest))
+
+
+# -- listening sockets (Milvus and Ray tests: what a server left listening, and where) --
+def listeners(pids: set[int] | None = None) -> set[tuple[str, int]]:
+    """(local address as /proc/net writes it, port) of every TCP socket listening in this
+    network namespace; only those the processes ``pids`` hold when given (other engineers'
+    servers come and go on a shared machine)."""
+    inodes = None if pids is None else socket_inodes(pids)
+    found = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and (inodes is None or fields[9] in inodes):  # LISTEN
+                address, port = fields[1].split(":")
+                found.add((address, int(port, 16)))
+    return found
+
+
+def socket_inodes(pids: set[int]) -> set[str]:
+    out = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:["):
+                    out.add(link[8:-1])
+        except OSError:
+            continue  # gone, or not ours to read
+    return out

@@ -8,22 +8,6 @@ from pathlib import Path
 from fai_infer import Catalog
 
 
-def listeners() -> set[tuple[str, str]]:
-    """(local address, port) of every listening TCP socket on this machine (/proc/net)."""
-    found = set()
-    for name in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if fields[3] == "0A":  # LISTEN
-                address, port = fields[1].split(":")
-                found.add((address, port))
-    return found
-
-
 LOOPBACK = {"0100007F", "00000000000000000000000001000000",  # 127.0.0.1, ::1
             "0000000000000000FFFF00000100007F"}  # ::ffff:127.0.0.1
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import OTHER_MODEL, ROOT
-from tests.milvus_fixtures import listeners
+from tests.helpers import listeners
 
 MODULE = "fai_infer.scale.milvus_server"
 

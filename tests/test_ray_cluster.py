@@ -20,29 +20,9 @@ import pytest
 
 from fai_infer import Catalog, Encoder
 from tests.helpers import ROOT, write_products
-from tests.ray_checks import listeners, same_catalogue
+from tests.helpers import listeners
+from tests.ray_checks import same_catalogue
 
-
-
-def listening(pids: list[int]) -> set[tuple[str, str]]:
-    """(address, port) of the TCP sockets these processes listen on (/proc, no tools)."""
-    inodes: set[str] = set()
-    for pid in pids:
-        try:
-            for fd in Path(f"/proc/{pid}/fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[8:-1])
-        except OSError:
-            continue
-    found = set()
-    for name in ("tcp", "tcp6"):
-        for line in Path(f"/proc/net/{name}").read_text().splitlines()[1:]:
-            f = line.split()
-            if f[3] == "0A" and f[9] in inodes:
-                address, port = f[1].split(":")
-                found.add((address, port))
-    return found
 
 
 def loopback(hex_address: str) -> bool:
@@ -77,7 +57,7 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
     cluster.start()
     try:
         pids = {p: _started(p) for p in cluster.processes()}
-        servers = listening(list(pids))
+        servers = listeners(set(pids))
         assert any(b"ray.util.client.server" in _cmdline(p) for p in pids), \
             "the head's Ray Client proxy (re-parented, directory not on its command line) " \
             "is not counted as the cluster's"
@@ -105,7 +85,7 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
         cat.skipped = list(local.skipped)  # not stored: compared through the report above
         same_catalogue(cat, local)
         now = cluster.processes()
-        servers |= listening(now)
+        servers |= listeners(set(now))
         pids.update({p: _started(p) for p in now})
     finally:
         left = cluster.stop()

@@ -17,7 +17,8 @@ from export.synthetic import scale_embeddings
 from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.search import exact_top_k
 from tests.helpers import OTHER_MODEL, ROOT, write_products
-from tests.ray_checks import LOOPBACK, listeners, same_catalogue
+from tests.helpers import listeners
+from tests.ray_checks import LOOPBACK, same_catalogue
 
 EXTRA = "the 'scale' extra is not installed (pip install -e '.[scale]'; make test installs it)"
 
