@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	HNSWLIB_NO_NATIVE=1 CFLAGS="$(HNSWLIB_CFLAGS)" CXXFLAGS="$(HNSWLIB_CFLAGS)" $(PY) -m pip install -q --no-cache-dir \
 		--no-binary hnswlib --force-reinstall --no-deps "$$(grep -o 'hnswlib==[0-9.]*' pyproject.toml)"
 	HNSWLIB_NO_NATIVE=1 $(PY) -m pip install -q -e ".[train,ui,dev]"
-	$(PY) -m fai_infer.telemetry_hook  # ORT telemetry off whatever the import order
+	$(PY) -m fai_infer.harness.telemetry_hook  # ORT telemetry off whatever the import order
 	rm -f $(VENV)/.installed-* && touch $@
 
 # The scale extra (Ray, Milvus) only for tests and bench.scale; `make demo` never needs it.

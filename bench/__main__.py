@@ -25,7 +25,7 @@ from bench.photos import MYNTRA, sample_photos
 from bench.timing import sgemm_gflops, table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
-from fai_infer.encoder import default_model_path
+from fai_infer.model.encoder import default_model_path
 from train.model import ModelConfig
 
 FOOTPRINT_COLUMNS = ["n", "cold_first_result_s", "rss_mb", "on_disk_mb"]

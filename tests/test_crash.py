@@ -172,7 +172,7 @@ def _vec(item: str, dim: int) -> np.ndarray:
 
 @pytest.mark.slow  # kills real processes at many points
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
-    from fai_infer.store import writer_lock
+    from fai_infer.store.journal import writer_lock
     from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fai_infer.preprocess import ImageError, PreprocessSpec, load_rgb, preprocess
+from fai_infer.image.preprocess import ImageError, PreprocessSpec, load_rgb, preprocess
 
 SPEC = PreprocessSpec(size=32)
 
@@ -195,8 +195,8 @@ def test_big_jpegs_decode_reduced_to_the_same_pixels(size, factor):
     model needs far fewer pixels; the model input must match decoding everything and
     shrinking, within what JPEG's own rounding moves (mean under 1 level of 255, no pixel
     off by more than a few), and the embedding must not notice."""
-    from fai_infer.decode import _jpeg_reduction
-    from fai_infer.preprocess import load_square, square_resize
+    from fai_infer.image.decode import _jpeg_reduction
+    from fai_infer.image.preprocess import load_square, square_resize
 
     buf = _phone_photo(3024, 4032)
     assert _jpeg_reduction((4032, 3024), size)[0] == factor
@@ -212,7 +212,7 @@ def test_big_jpegs_decode_reduced_to_the_same_pixels(size, factor):
 
 def test_reduced_decode_leaves_the_embedding_unchanged():
     from fai_infer import Encoder
-    from fai_infer.preprocess import square_resize
+    from fai_infer.image.preprocess import square_resize
 
     enc = Encoder()
     buf = _phone_photo(3024, 4032)

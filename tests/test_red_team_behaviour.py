@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer.cli import main as fai
-from fai_infer.filters import number
+from fai_infer.cli.main import main as fai
+from fai_infer.index.filters import number
 from tests.helpers import ROOT, write_csv, write_products
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-import fai_infer.replica as replica_module
+import fai_infer.store.replica as replica_module
 from fai_infer import Catalog, Encoder
 from tests.helpers import write_products
 

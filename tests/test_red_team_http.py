@@ -9,7 +9,7 @@ import time
 import pytest
 
 pytest.importorskip("anyio")
-from fai_infer.hits import NotInCatalogue  # noqa: E402
+from fai_infer.index.hits import NotInCatalogue  # noqa: E402
 from tests.helpers import Inner, call  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fai_infer.image_header import decoded_layout
+from fai_infer.image.header import decoded_layout
 from tests.helpers import ROOT, RSS_PROBE
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
-from fai_infer.search import HnswSearch, exact_top_k
+from fai_infer.index.search import HnswSearch, exact_top_k
 from tests.helpers import (MYNTRA, OTHER_MODEL, ROOT, SHIPPED, catalog_of, needs_myntra,
                            write_products)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer import vector_index
-from fai_infer.search import HnswSearch
+from fai_infer.index import vector_index
+from fai_infer.index.search import HnswSearch
 from tests.helpers import OTHER_MODEL
 
 DIM_MODEL = OTHER_MODEL  # the smallest model file: vectors here come from numpy, not photos
@@ -59,7 +59,7 @@ def ALL(row):
     return True
 
 
-# (name, where, predicate written independently of fai_infer.filters)
+# (name, where, predicate written independently of fai_infer.index.filters)
 FILTERS = [
     ("none", None, ALL),
     ("eq", {"colour": "red"}, lambda r: fold(r, "colour") == "red"),

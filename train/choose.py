@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fai_infer.cli_util import OneLineParser
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.cli.util import OneLineParser
+from fai_infer.image.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
