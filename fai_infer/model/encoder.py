@@ -19,14 +19,20 @@ from fai_infer.model.int8_check import (MIN_COSINE, MIN_MEAN_COSINE, GoldenError
 from fai_infer.model.info import ModelInfo
 from fai_infer.image.preprocess import ImageError, ImageInput, describe, load_square, to_tensor
 
+# The checkout keeps the shipped model in the top-level models/; a built wheel carries it as
+# package data in fai_infer/models/ (setup.py), so an install outside the checkout has it too.
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+PACKAGED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL_NAME = "fai-default.onnx"
 
 
 def default_model_path() -> Path:
-    """$FAI_MODEL, else the model shipped in the repository's models/ folder."""
+    """$FAI_MODEL, else the model shipped in the repository's models/ folder, else the one a
+    wheel installed as package data."""
     env = os.environ.get("FAI_MODEL")
     path = Path(env) if env else MODELS_DIR / DEFAULT_MODEL_NAME
+    if not env and not path.is_file() and (PACKAGED_MODELS_DIR / DEFAULT_MODEL_NAME).is_file():
+        path = PACKAGED_MODELS_DIR / DEFAULT_MODEL_NAME
     if not path.is_file():
         raise FileNotFoundError(f"default model not found at {path}; pass a model path or set "
                                 f"FAI_MODEL (models are made with python -m export.onnx)")
