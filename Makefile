@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 .PHONY: demo test install train evaluate export bench
 
 # hnswlib compiles on install. Never -march=native (a wheel cached on an AVX-512 machine
-# crashes an AVX2 one); x86-64-v3 (AVX2 + FMA) where this CPU has it: 2.5x faster queries and
-# 1.35x faster builds than the generic SSE build on a 2-core AVX2 EPYC (docs/performance.md).
+# crashes an AVX2 one); x86-64-v3 (AVX2 + FMA) where this CPU has it: faster queries and builds
+# than the generic SSE build (compare both with `python -m bench.hnsw_build`).
 HNSWLIB_CFLAGS := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo -march=x86-64-v3)
 
 $(STAMP): pyproject.toml
