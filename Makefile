@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: demo test install train evaluate export bench
+.PHONY: demo test test-fast install train evaluate export bench
 
 # hnswlib compiles on install. Never -march=native (a wheel cached on an AVX-512 machine
 # crashes an AVX2 one); x86-64-v3 (AVX2 + FMA) where this CPU has it: faster queries and builds
@@ -35,6 +35,12 @@ demo: $(STAMP)
 
 test: $(STAMP) $(SCALE_STAMP)
 	$(PY) -m pytest -q
+
+# The lane to run while working: every test but the slow kinds (markers in pyproject.toml).
+FAST_LEAVES_OUT := slow or service or netns or browser or data or soak
+test-fast: $(STAMP)
+	@echo "make test-fast leaves out tests marked: $(FAST_LEAVES_OUT) (make test runs them)"
+	$(PY) -m pytest -q -m "not ($(FAST_LEAVES_OUT))"
 
 train: $(STAMP)
 	$(PY) -m train --config configs/lite0-v3.json --out runs/default

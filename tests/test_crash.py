@@ -65,6 +65,7 @@ def catalog_dir(tmp_path):
     return tmp_path / "cat", extra
 
 
+@pytest.mark.soak
 @pytest.mark.slow  # kills real processes at many points
 @pytest.mark.parametrize("mode", ["save", "add-remove"])
 def test_sigkill_at_many_points_leaves_a_whole_catalogue(catalog_dir, mode):
@@ -193,6 +194,7 @@ def _vec(item: str, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+@pytest.mark.soak
 @pytest.mark.slow  # kills real processes at many points
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
     from fai_infer.store.journal import writer_lock

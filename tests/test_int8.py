@@ -126,6 +126,7 @@ def myntra_squares(enc: Encoder, n: int) -> np.ndarray:
 
 
 @needs_qemu
+@pytest.mark.data
 def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
     """The old recipe (8-bit weights in u8 x s8 pair sums) gave mean cosine 0.984 and top-10
     overlap 0.88 on AVX2-only CPUs (int16 saturation), though 0.998 / 0.975 here."""

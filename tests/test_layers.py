@@ -66,3 +66,4 @@ def test_tests_import_helpers_not_other_test_modules():
             wrong += [f"{path.name} -> {n}" for n in names
                       if n.rpartition(".")[2].startswith("test_") or n == "tests.conftest"]
     assert wrong == []
+

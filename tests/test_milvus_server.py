@@ -23,6 +23,7 @@ from tests.helpers import OTHER_MODEL, ROOT
 from tests.helpers import listeners
 
 MODULE = "fai_infer.harness.milvus_server"
+pytestmark = [pytest.mark.service]  # a real Milvus server in a loopback namespace
 
 
 def server_cmd(*args: str, env: dict | None = None, timeout: float = 60

@@ -47,6 +47,8 @@ def test_no_module_imports_onnxruntime_around_the_telemetry_switch():
     assert offenders == []
 
 
+@pytest.mark.netns
+@pytest.mark.service
 @pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 @pytest.mark.slow
 def test_encoder_and_ui_stay_offline_for_16_seconds(tmp_path):

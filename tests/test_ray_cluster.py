@@ -23,6 +23,8 @@ from tests.helpers import ROOT, write_products
 from tests.helpers import listeners
 from tests.ray_checks import same_catalogue
 
+pytestmark = [pytest.mark.slow, pytest.mark.service]  # a real two-node Ray cluster
+
 
 
 def loopback(hex_address: str) -> bool:

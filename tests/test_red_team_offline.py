@@ -17,6 +17,8 @@ import pytest
 from fai_infer.harness import telemetry_hook
 from tests.helpers import ROOT, namespace_problem, off_loopback_calls
 
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.soak]  # watches a kiosk for 25 s in a namespace
+
 PROBLEM = namespace_problem()
 
 SECONDS = 25

@@ -139,6 +139,7 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 
 @needs_myntra
 @pytest.mark.slow
+@pytest.mark.data
 def test_hnsw_recall_on_real_embeddings(shipped):
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
     emb = shipped.embed(paths, batch_size=64)

@@ -252,6 +252,7 @@ def churn(cat: Catalog, model: Model, rng, centres, next_id: int) -> int:
     return next_id + len(new)
 
 
+@pytest.mark.soak
 @pytest.mark.parametrize("engine,filter_path", [("exact", "-"), ("hnsw", "gather"),
                                                 ("hnsw", "scan"), ("hnsw", "graph")])
 def test_search_matches_brute_force_through_churn_compaction_and_reopen(

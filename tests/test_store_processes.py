@@ -18,7 +18,7 @@ from fai_infer import Catalog, CatalogError, Encoder
 from fai_infer.store.journal import is_delta_name
 from tests.helpers import OTHER_MODEL, ROOT
 
-pytestmark = pytest.mark.slow  # real processes racing on one catalogue
+pytestmark = [pytest.mark.slow, pytest.mark.soak]  # real processes racing on one catalogue
 
 WRITERS, ADDS = 4, 50
 DEADLINE_S = 120  # no child may outlive this, whatever happens

@@ -33,6 +33,7 @@ from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_t
                            pixel_features, shopper_table)
 from train.shopper_photos import shopper_photos
 from fai_infer.cli.util import OneLineParser
+from fai_infer.model.provenance import provenance
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
 PIXELS = "raw pixels 32x32"
@@ -589,6 +590,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:  # never write into the models folder (it may be read-only, and it is the repo's)
         out = Path("runs") / "evaluate" / (Path(model).stem + ".evaluate.json")
         out.parent.mkdir(parents=True, exist_ok=True)
+    result["provenance"] = provenance([m for m in [model, *a.also] if Path(m).is_file()])
     out.write_text(json.dumps(result, indent=2))
     print(f"written {out}")
     return result
