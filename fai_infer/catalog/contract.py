@@ -146,6 +146,8 @@ class _Scales:
             cat._scale_fitted(colour, scale.neighbour_scores if scale is not None
                               else np.zeros(0, np.float64))
         except Exception as exc:  # a background thread has no caller to raise to: say it
+            if cat.__dict__.get("_closed"):
+                return  # closed under it: nothing was lost
             print(f"fai: the match scale could not be fitted ({type(exc).__name__}: "
                   f"{str(exc).splitlines()[0] if str(exc) else ''}); hits keep the last "
                   f"scale", file=sys.stderr)
@@ -285,7 +287,9 @@ class BaseCatalog(ABC):
         return [self._search(q, k, where, ex)[0] for q, ex in zip(queries, excludes)]
 
     def close(self) -> None:
-        """Let go of what the catalogue holds open (a service's connection)."""
+        """Let go of what the catalogue holds open (a service's connection); a background
+        scale fit cut short by it fails without a word."""
+        self.__dict__["_closed"] = True
 
     def __enter__(self) -> "BaseCatalog":
         return self

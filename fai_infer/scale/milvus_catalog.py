@@ -186,7 +186,9 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
         _build_index(client, physical, man, version)
         indexed = time.time()
         props = {MANIFEST_KEY: man.to_json()}
-        scale = cat.match_scale()  # the local catalogue's stored scale: the same items
+        cat.match_scale()  # the local catalogue's stored scale (the same items), or its
+        cat.wait_for_scales()  # first fit for one written before scales were stored
+        scale = cat.match_scale()
         if scale is not None:
             props[SCALE_KEY] = scale_json(scale.neighbour_scores, len(cat))
         client.alter_collection_properties(physical, properties=props)
@@ -330,6 +332,7 @@ class MilvusCatalog(BaseCatalog):
             self._delta = WriterDelta()  # a new collection: our additions were to the old one
         manifest.absorb(json.loads(self._delta.to_json()))  # ours, even if not yet stored
         self.manifest, self._props = manifest, props
+        self._scale_scores = scale_from(props)  # parsed once per change, not per query
         self._display = {k: list(v) for k, v in manifest.display.items()}
         try:
             chosen = json.loads(props.get(DISPLAY_KEY) or "{}")
@@ -363,7 +366,7 @@ class MilvusCatalog(BaseCatalog):
     def _stored_scale(self) -> tuple[np.ndarray | None, bool]:
         """The scale in the collection's properties, as its last writer stored it (writers
         refit after their own changes; a reader never does unless none is stored)."""
-        scores = scale_from(self._props)
+        scores = self._scale_scores
         return scores, scores is not None
 
     def _scale_fitted(self, colour: float | None, scores: np.ndarray) -> None:
@@ -681,4 +684,5 @@ class MilvusCatalog(BaseCatalog):
             time.sleep(0.1)
 
     def close(self) -> None:
+        super().close()
         self.client.close()
