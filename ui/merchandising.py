@@ -46,8 +46,7 @@ class MerchService:
     def neighbours(self) -> Neighbours:
         """The table for the catalogue as it is now (rebuilt after any change)."""
         with self._lock:
-            self.cat._before_read()
-            generation = self.cat._generation()
+            generation = self.cat.version  # after catching up with other writers
             if self._table is None or self._table[0] != generation:
                 self._table = (generation, Neighbours.of_catalogue(self.cat, SEARCHED,
                                                                    progress=True))
