@@ -241,9 +241,16 @@ def _train_args(a, id_column: str, labels: list[str], type_column: str, out: Pat
     return args + (["--csv", a.csv] if a.csv else [])
 
 
-def measure(cat, apart: np.ndarray, train_args: list[str], embedder, budget: Budget) -> Costs:
-    """Per-photo seconds of each kind of work, timed on a handful of this shop's photos with
-    the very code the run uses (a throwaway trainer on the first catalogue rows)."""
+def measure(cat, apart: np.ndarray, train_args: list[str], embedder, budget: Budget
+            ) -> tuple[Costs, int]:
+    """(per-photo seconds of each kind of work, the torch thread count to use), timed on a
+    handful of this shop's photos with the very code the run uses (a throwaway trainer on
+    the first catalogue rows). One thread against one per core: on a machine others share,
+    threads that wait for each other can cost several times what they save."""
+    import os
+
+    import torch
+
     from train.__main__ import parse_config
     from train.loop import Trainer
 
@@ -270,13 +277,19 @@ def measure(cat, apart: np.ndarray, train_args: list[str], embedder, budget: Bud
                                          "--stop-on", "loss"])
         trainer = Trainer(cfg, clock=clock)  # no deadline: the estimate needs its figures
         n = min(PROBE_PHOTOS, len(trainer.train_idx))
-        frozen = trainer.time_frozen(n) / n
+        timed = {}
+        for threads in sorted({1, os.cpu_count() or 1}):
+            torch.set_num_threads(threads)
+            timed[threads] = trainer.time_frozen(n) / n
+        threads = min(timed, key=timed.get)
+        torch.set_num_threads(threads)
+        frozen = timed[threads]
         step = trainer.time_step(n) / n
         t0 = clock()
         trainer.evaluate_holdout()
         check = (clock() - t0) / max(1, len(trainer.holdout_idx))
     return Costs(decode=decode, embed=embed_s, frozen=frozen, step=step, check=check,
-                 spent=budget.elapsed())
+                 spent=budget.elapsed()), threads
 
 
 def shop_counts(cat, apart: np.ndarray, groups: list[str], train_args: list[str]) -> Shop:
@@ -321,11 +334,13 @@ def run(argv: list[str] | None = None, clock: Callable[[], float] = time.monoton
           flush=True)
     train_args = _train_args(a, id_column, labels, type_column, out)
     start_embedder = checkpoint_at_test_size(a.init)
-    costs = measure(cat, apart, train_args, start_embedder, budget)
+    costs, threads = measure(cat, apart, train_args, start_embedder, budget)
+    train_args += ["--threads", str(threads)]
     shop = shop_counts(cat, apart, groups, train_args)
     print(f"adapt: per photo, measured on {PROBE_PHOTOS} of them: decode "
           f"{costs.decode * 1e3:.0f} ms, evaluation {costs.embed * 1e3:.0f} ms, frozen pass "
-          f"{costs.frozen * 1e3:.0f} ms, training step {costs.step * 1e3:.0f} ms"
+          f"{costs.frozen * 1e3:.0f} ms, training step {costs.step * 1e3:.0f} ms "
+          f"({threads} torch thread{'s' * (threads > 1)})"
           f"{'' if shop.to_feature else ' (frozen features cached)'}", flush=True)
     least, useful = estimate(costs, shop)
     print(f"this shop ({len(cat):,} photos) needs about {useful:g} minutes for a useful run; "

@@ -122,6 +122,8 @@ class TrainConfig:
                        "loss) or design (same design Hit@10 among the holdout's photos; needs "
                        "--group-column; the start is the bar to beat)")
     workers: int = opt(2, "decode threads")
+    threads: int = opt(0, "torch threads (0 = one per core; on a machine others share, one "
+                       "thread can be several times faster: train.adapt measures both)")
     cache_dir: str = opt(".cache", "where decoded squares are cached between runs")
     seed: int = opt(0, "random seed")
     device: str = opt("cpu", "cpu or cuda")
@@ -240,7 +242,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gen = seed_everything(cfg.seed)
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
         self.device = torch.device(cfg.device)
         self.spec = cfg.preprocess_spec()
         self._load_data()
