@@ -18,7 +18,9 @@ from train.budget import (EXPORT_S, LEAST_PHOTOS, SAFETY, Budget, BudgetTooShort
 
 
 def one_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    """The one line a stream says, progress bars (redrawn with carriage returns) aside."""
+    lines = [ln.rsplit("\r", 1)[-1] for ln in text.split("\n")]
+    lines = [ln for ln in lines if ln.strip()]
     assert len(lines) == 1, text
     assert "Traceback" not in text
     return lines[0]

@@ -128,8 +128,8 @@ def make_plan(c: Costs, s: Shop, minutes: float) -> Plan:
     least_sample = min(s.apart, LEAST_SAMPLE)
     least, useful = estimate(c, s)
     if minutes < least:
-        raise BudgetTooShort(f"{minutes:g} minutes cannot judge and train one epoch on this "
-                             f"shop ({s.photos:,} photos): give at least {least:g} "
+        raise BudgetTooShort(f"too short to judge and train at all on this shop "
+                             f"({s.photos:,} photos): give at least {least:g} "
                              f"(about {useful:g} for a useful run)")
     usable = minutes * 60 / SAFETY - fixed_s(c, s) - c.check * s.holdout
     per_photo = c.decode + EVAL_PASSES * c.embed
