@@ -44,6 +44,7 @@ from typing import Callable
 import numpy as np
 
 from fai_infer.image.preprocess import ImageError, PreprocessSpec, load_square
+from fai_infer.model.provenance import provenance
 from train.budget import (Budget, BudgetTooShort, Costs, Plan, Shop, TimeBudgetSpent, estimate,
                           make_plan)
 from train.data import decode_all, decode_cache_path, detect_id_column, load_catalogue, \
@@ -373,7 +374,7 @@ def run(argv: list[str] | None = None, clock: Callable[[], float] = time.monoton
                                      "--epoch-photos", str(plan.epoch_photos)])
     trainer = Trainer(cfg, clock=clock, deadline=budget.deadline - plan.reserve_s)
     metrics = trainer.fit()
-    report = {"data": a.data, "held_apart_photos": int(len(apart)),
+    report = {"data": a.data, "init": a.init, "held_apart_photos": int(len(apart)),
               "judged_photos": int(len(sample)), "designs": len(set(judge.groups)),
               "epochs": metrics["epochs_run"], "best_epoch": metrics["best_epoch"],
               "plan": {"sample": plan.sample, "epochs": plan.epochs,
@@ -411,6 +412,8 @@ def _finish(report: dict, scores: dict, out: Path, budget: Budget, outcome: str)
     report["table"] = {n: {f: float(v[f].mean()) for f in FIGURES} for n, v in scores.items()}
     report["minutes"] = round(budget.elapsed() / 60, 2)
     report["outcome"] = outcome
+    report["provenance"] = provenance([m for m in (report.get("init"), report.get("exported"))
+                                       if isinstance(m, str) and Path(m).is_file()])
     (out / "adapt-report.json").write_text(json.dumps(report, indent=2))
     print(outcome)
     print(f"{report['minutes']:.1f} of {report['budget_minutes']:g} minutes; report "
