@@ -194,8 +194,10 @@ class RequestGuard:
                  photos: ASGIApp | None = None, photo_prefix: str = "/fai/photo/",
                  api: ASGIApp | None = None, api_paths: tuple[str, ...] = ("/api/similar",
                                                                            "/api/basket"),
-                 upload_dir: str | None = None, share: bool = False):
+                 upload_dir: str | None = None, share: bool = False,
+                 merchandiser: bool = False):
         self.app = app
+        self.merchandiser = merchandiser  # the merchandiser's endpoints answer (ui.routes)
         self.upload_dir = upload_dir or default_upload_dir()
         self.share = share
         self.api = api
@@ -222,7 +224,8 @@ class RequestGuard:
             if own_photo is not None:  # gradio_client fetches gallery links through file=
                 return await self.photos(dict(scope, path=own_photo), receive, send)
             self._check_file_route(path)
-            if not route_allowed(scope.get("method", "GET"), path):
+            if not route_allowed(scope.get("method", "GET"), path,
+                                 merchandiser=self.merchandiser):
                 raise Refusal(404, "not found")  # only what the page and the documented APIs use
             # The plain HTTP API gets the same body checks (cap, file count, no URLs).
             target = self.api if self.api is not None and path in self.api_paths else self.app

@@ -41,7 +41,8 @@ def log_failure(what: str, exc: BaseException) -> None:
     text = " ".join(str(exc).split())[:300]
     print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
-PATHS = ("/api/similar", "/api/basket", "/api/tag", "/api/audit", "/api/duplicates")
+SHOPPER_PATHS = ("/api/similar", "/api/basket")
+PATHS = SHOPPER_PATHS + ("/api/tag", "/api/audit", "/api/duplicates")  # with --merchandiser
 TOOL_KEYS = {"/api/tag": ("columns", "where", "limit"), "/api/audit": ("column", "where", "limit"),
              "/api/duplicates": ("threshold", "limit")}
 Search = Callable[[Any, Any, Any, float | None], list[dict]]
