@@ -20,6 +20,11 @@ class BadRequest(ValueError):
     """A request this API cannot answer; its message is safe to show the client."""
 
 
+class Busy(Exception):
+    """The server will not start this work now (another heavy job runs); a 503 whose message
+    is safe to show the client."""
+
+
 def check_keys(body: dict, allowed: tuple[str, ...]) -> None:
     """Refuse any key the endpoint does not know, naming it (a typo must not be ignored)."""
     unknown = [str(key) for key in body if key not in allowed]

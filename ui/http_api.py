@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse
 from fai_infer import safe_json
 from fai_infer.index.hits import NotInCatalogue
 from fai_infer.image.preprocess import ImageError
-from ui.api_checks import (BadRequest, basket_ids, check_keys, colour_value,  # noqa: F401
+from ui.api_checks import (BadRequest, Busy, basket_ids, check_keys, colour_value,  # noqa: F401
                            item_id, missing_item, strict_k)
 
 if TYPE_CHECKING:
@@ -114,6 +114,8 @@ class HttpApi:
                     body.get("where", {}), colour_value(body.get("colour")))
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
+        except Busy as exc:
+            return JSONResponse({"error": str(exc)}, 503)
         except NotInCatalogue as exc:
             return JSONResponse({"error": missing_item(exc.item_id)}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)

@@ -9,6 +9,7 @@ benchmark made another way (raw pixels), so the tools are measured with the very
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,9 +34,11 @@ class Neighbours:
     scores: np.ndarray
 
     @classmethod
-    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False
-                     ) -> "Neighbours":
-        """Searches the catalogue once per item (its own id left out)."""
+    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False,
+                     deadline: float | None = None) -> "Neighbours":
+        """Searches the catalogue once per item (its own id left out). ``deadline``: a
+        ``time.monotonic()`` after which TimeoutError is raised (a server's bound on one
+        request's work)."""
         if not 1 <= k <= 100:
             raise ValueError(f"neighbours must be from 1 to 100, got {k}")
         cat._before_read()
@@ -53,6 +56,9 @@ class Neighbours:
         n = 0
         for batch in vectors:
             for vector in batch:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the neighbour table was not done after {n} of "
+                                       f"{len(ids)} items")
                 hits = cat._search(vector, k, None, {ids[n]})[0]
                 for j, hit in enumerate(hits[:k]):
                     if hit.id in position:  # an item added meanwhile is not in the table
