@@ -20,8 +20,8 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import cv2  # noqa: E402
 
 from fai_infer.errors import ImageError  # noqa: E402
-from fai_infer.image.header import (decoded_layout, exif_orientation, header_size,  # noqa: E402
-                                    png_chunks)
+from fai_infer.image.header import (MAX_JPEG_SCANS, decoded_layout,  # noqa: E402
+                                    exif_orientation, header_size, jpeg_scans, png_chunks)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
@@ -149,6 +149,11 @@ def check_decoded_size(buf: bytes, name: str,
         if fmt == "jpeg":
             return  # no frame header: OpenCV decodes nothing and says so
         raise ImageError(name, f"cannot read the {fmt} header (image size unknown)")
+    if fmt == "jpeg":  # each scan is a pass over the whole image: a CPU bomb, not a memory one
+        scans = jpeg_scans(buf)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(name, f"JPEG has more than {MAX_JPEG_SCANS} scans (a progressive "
+                                   f"file needs about 10); refused before decoding")
     factor = _jpeg_reduction((layout.width, layout.height), target)[0] if fmt == "jpeg" else 1
     decoded = (-(-layout.width // factor)) * (-(-layout.height // factor)) * layout.channels \
         * layout.sample_bytes + layout.working_bytes  # progressive JPEG: all coefficients
