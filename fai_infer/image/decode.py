@@ -20,6 +20,7 @@ os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import cv2  # noqa: E402
 
 from fai_infer.errors import ImageError  # noqa: E402
+from fai_infer.safe_files import NotARegularFile, read_bounded  # noqa: E402
 from fai_infer.image.header import (MAX_JPEG_SCANS, decoded_layout,  # noqa: E402
                                     exif_orientation, header_size, jpeg_scans, png_chunks)
 
@@ -45,16 +46,18 @@ def describe(source: Any) -> str:
 
 
 def _read_file(path: Path, name: str, max_bytes: int) -> bytes:
+    """A photo's bytes: regular files only (a link to one is fine), opened without blocking
+    and read up to ``max_bytes`` counted as read (a device reports size 0; issue 33)."""
     try:
-        if path.is_dir():
-            raise ImageError(name, "is a directory, not an image file")
-        if not path.exists():
-            reason = "broken symbolic link" if path.is_symlink() else "file not found"
-            raise ImageError(name, reason)
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageError(name, f"file is {size:,} bytes, over the {max_bytes:,} byte limit")
-        return path.read_bytes()
+        return read_bounded(path, max_bytes, follow_symlinks=True)
+    except NotARegularFile as exc:
+        if exc.errno == 27:
+            raise ImageError(name, f"file is over the {max_bytes:,} byte limit") from None
+        kind = str(exc).rsplit(" is ", 1)[-1]
+        raise ImageError(name, f"is {kind}, not an image file") from None
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "file not found"
+        raise ImageError(name, reason) from None
     except PermissionError:
         raise ImageError(name, "permission denied (file is not readable)") from None
     except OSError as exc:

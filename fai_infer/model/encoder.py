@@ -17,6 +17,7 @@ from fai_infer.model.cpu import cpu_flags, int8_path
 from fai_infer.model.int8_check import (MIN_COSINE, MIN_MEAN_COSINE, GoldenError, Int8Check,
                                   read_golden, run_check)
 from fai_infer.model.info import ModelInfo
+from fai_infer.safe_files import NotARegularFile, open_regular
 from fai_infer.image.preprocess import ImageError, ImageInput, describe, load_square, to_tensor
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
@@ -61,8 +62,12 @@ class Encoder:
             self._check_int8()
 
     def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
+        try:  # a FIFO would block onnxruntime's read for good, a device never end
+            os.close(open_regular(path, follow_symlinks=True))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"model file not found: {path}") from None
+        except NotARegularFile as exc:
+            raise ValueError(f"{path}: not a model file ({exc})") from None
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.log_severity_level = 3
