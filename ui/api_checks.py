@@ -45,7 +45,10 @@ def colour_value(value: Any, form: bool = False) -> float | None:
             raise BadRequest("colour must be a number from 0 to 1") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest("colour must be a number from 0 to 1")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer of thousands of digits (issue 33: was a 500)
+        raise BadRequest("colour must be a number from 0 to 1") from None
 
 
 def strict_k(value: Any, max_k: int, form: bool = False) -> int:

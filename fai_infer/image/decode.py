@@ -19,6 +19,11 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import cv2  # noqa: E402
 
+# A refused or broken image is reported by us in one line (ImageError); OpenCV's imgcodecs
+# also logged several lines of its own at ERROR level for each (GIF frames outside the screen,
+# 4 TB TIFF tiles; issue 33), on every kiosk's stderr. Only fatal messages are kept.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
 from fai_infer.errors import ImageError  # noqa: E402
 from fai_infer.safe_files import NotARegularFile, read_bounded  # noqa: E402
 from fai_infer.image.header import (MAX_JPEG_SCANS, decoded_layout,  # noqa: E402
