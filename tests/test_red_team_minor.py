@@ -13,9 +13,33 @@ from fai_infer import Encoder  # noqa: E402
 from fai_infer.errors import ImageError  # noqa: E402
 from fai_infer.image.decode import load_rgb  # noqa: E402
 from tests.helpers import OTHER_MODEL, Inner, call, catalog_of  # noqa: E402
-from tests.test_red_team_http import fake_api, guard, post_json  # noqa: E402
+from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
+from ui.http_api import HttpApi  # noqa: E402
+from ui.photos import PhotoRoute  # noqa: E402
 
 JSON = {"content-type": "application/json"}
+
+
+def fake_api():
+    """An HttpApi whose searches record their arguments and find nothing."""
+    calls: list[tuple] = []
+
+    def search(query, k, where, colour=None):
+        calls.append((query, k, where, colour))
+        return []
+
+    return HttpApi(search, search, search, max_k=50), calls
+
+
+def guard(tmp_path):
+    inner = Inner()
+    return RequestGuard(inner, allowed_hosts("127.0.0.1", False), max_upload_bytes=100_000,
+                        photos=PhotoRoute({}.get), upload_dir=str(tmp_path / "uploads")), inner
+
+
+def post_json(app, path: str, payload) -> tuple[int, dict]:
+    status, _, body = call(app, path, "POST", body=json.dumps(payload).encode(), headers=JSON)
+    return status, json.loads(body)
 
 
 def test_a_4000_digit_colour_is_a_400_not_a_500():
