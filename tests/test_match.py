@@ -82,10 +82,13 @@ def test_the_scale_is_refitted_after_add_and_remove(encoder, kinds, tmp_path):
     assert cat.similar_to_vector(query, k=1)[0].confidence == pytest.approx(before)
 
 
-def test_a_tiny_catalogue_has_no_scale_and_its_hits_no_words(encoder, kinds):
+def test_a_tiny_catalogue_has_no_scale_and_its_hits_say_so(encoder, kinds):
+    """No figure without a scale, but words (issue 33: a 1-item shop's hits showed nothing)."""
+    from fai_infer.catalog.confidence import TOO_FEW
+
     cat = shop(encoder, kinds[1][:5])
     hit = cat.similar("i001", k=1)[0]
-    assert cat.match_scale() is None and hit.confidence is None and hit.match is None
+    assert cat.match_scale() is None and hit.confidence is None and hit.match == TOO_FEW
 
 
 def test_a_colour_weight_needs_a_model_with_a_colour_part(encoder, kinds):

@@ -27,7 +27,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fai_infer.catalog.basket import prepare_basket, round_robin
-from fai_infer.catalog.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, sample_rows
+from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale, label,
+                                          sample_rows)
 from fai_infer.catalog.display import checked_display
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
@@ -370,10 +371,13 @@ class BaseCatalog(ABC):
     def _rated(self, hits: list[Hit], colour: float | None) -> list[Hit]:
         """Hits with their confidence and words on the catalogue's scale (same weighting)."""
         scale = self.match_scale(colour) if hits else None
-        if scale is not None:
-            for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
-                hit.confidence = round(float(value), 4)
-                hit.match = label(hit.confidence)
+        if scale is None:
+            for hit in hits:
+                hit.match = TOO_FEW
+            return hits
+        for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
+            hit.confidence = round(float(value), 4)
+            hit.match = label(hit.confidence)
         return hits
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:

@@ -9,6 +9,7 @@ benchmark made another way (raw pixels), so the tools are measured with the very
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -34,10 +35,12 @@ class Neighbours:
     scores: np.ndarray
 
     @classmethod
-    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False
-                     ) -> "Neighbours":
+    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False,
+                     deadline: float | None = None) -> "Neighbours":
         """Searches the catalogue for every item (its own id left out), a batch of items per
-        ``search_vectors`` call: one lock turn or one service request per batch."""
+        ``search_vectors`` call: one lock turn or one service request per batch. ``deadline``:
+        a ``time.monotonic()`` after which TimeoutError is raised (a server's bound on one
+        request's work)."""
         if not 1 <= k <= 100:
             raise ValueError(f"neighbours must be from 1 to 100, got {k}")
         ids: list[str] = []
@@ -54,6 +57,9 @@ class Neighbours:
         n = 0
         for batch in vectors:
             for start in range(0, len(batch), SEARCH_BATCH):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the neighbour table was not done after {n} of "
+                                       f"{len(ids)} items")
                 chunk = batch[start:start + SEARCH_BATCH]
                 found = cat.search_vectors(chunk, k, exclude=[[i] for i in
                                                               ids[n:n + len(chunk)]])
