@@ -25,7 +25,7 @@ from fai_infer.index.filters import Clause, parse_where
 from fai_infer.image.preprocess import ImageError
 from fai_infer.catalog.sources import IMAGE_SUFFIXES
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
-from fai_infer.store.generations import CatalogError, check_writable, peek_manifest
+from fai_infer.store.generations import CURRENT, CatalogError, check_writable, peek_manifest
 
 
 def _parse_where(pairs: list[str] | None) -> list[Clause]:
@@ -73,13 +73,42 @@ def cmd_index(a: argparse.Namespace) -> int:
     existed = out.exists()
     if a.name is not None and not 1 <= len(" ".join(a.name.split())) <= 80:
         raise ValueError("--name: a shop name is 1 to 80 characters")  # before encoding
-    check_writable(out)  # before minutes of encoding, not after
+    if not a.force:
+        _refuse_overwrite(a)  # before minutes of encoding, not after
+    check_writable(out)
     try:
         return _index(a)
     except BaseException:
         if not existed and out.is_dir() and not (out / "CURRENT").exists():
             shutil.rmtree(out, ignore_errors=True)  # no empty husk that later "is not a catalogue"
         raise
+
+
+def _existing(out: Path) -> tuple[int | None, list[str]]:
+    """(items, metadata columns) of the catalogue at ``out``, as well as can be told: opened
+    fully when it can be (deltas included), else from its manifest (a catalogue of another
+    model cannot be opened with this one, but is still worth not wiping by accident)."""
+    try:
+        cat = Catalog.open(out)
+        return len(cat), list(cat.info()["columns"])
+    except Exception:  # noqa: BLE001 - only a description for the refusal; never fatal
+        count = peek_manifest(out).get("count")
+        return (count if isinstance(count, int) else None), []
+
+
+def _refuse_overwrite(a: argparse.Namespace) -> None:
+    """An existing catalogue at --out is replaced only with --force, saying what goes: a
+    re-index without --metadata would otherwise silently wipe the metadata a shop relies on."""
+    out = Path(a.out)
+    if not (out.is_dir() and (out / CURRENT).exists()):
+        return
+    count, columns = _existing(out)
+    lost = f"its {count} items" if count is not None else "its items"
+    if columns and not a.metadata:
+        lost += (f" and its metadata columns ({', '.join(columns)}), since this run has no "
+                 f"--metadata")
+    raise ValueError(f"{out}: a catalogue is already there; add --force to replace it "
+                     f"(losing {lost})")
 
 
 def _index(a: argparse.Namespace) -> int:
@@ -398,6 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-normalise", action="store_true",
                    help="match CSV ids to photo names ignoring case, spaces and leading zeros "
                         "('0111565001.jpg' meets id 111565001)")
+    s.add_argument("--force", action="store_true",
+                   help="replace a catalogue already at --out (its items and metadata are lost)")
     s.add_argument("--name", default=None,
                    help="the shop's name: the title a page shows (default: the folder's name)")
     s.add_argument("--batch-size", type=lambda t: count_value(t, 1), default=32)
