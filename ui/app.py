@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any, Callable
 
 # Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -40,6 +41,13 @@ from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa
 from ui.text import markdown_escape, parse_labels  # noqa: E402
 
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
+
+
+def log_refused(what: str, reason: str) -> None:
+    """One line in the server's log for an input the page refused (the shopper reads why on
+    the page; the operator sees it happened, never a traceback)."""
+    print(f"ui.app: {what} refused: {' '.join(str(reason).split())[:300]}", file=sys.stderr,
+          flush=True)
 
 
 def k_arg(text: str) -> int:
@@ -181,8 +189,10 @@ class ShopDemo(ShopService):
             colour = colour_for(look, self.cat.parts().has_colour)
             cards, _ = self.search_photo(image, k, *filters, colour=colour)
         except ImageError as exc:
+            log_refused("upload", exc.reason)
             return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
-        except ValueError:
+        except ValueError as exc:
+            log_refused("upload", str(exc))
             return [], "Cannot use this input: upload a photo or pick a catalogue item."
         return cards, "Most like your photo"
 
@@ -222,8 +232,25 @@ def photo_input() -> gr.Image:
     it arrived: with a mode set it re-encodes some uploads itself (turning them by EXIF, dropping
     alpha onto black) and passes others through, so one photo could embed two ways. Every
     upload is decoded by fai_infer.image.preprocess, exactly as the runtime decodes it."""
-    return gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
-                    label="Photo (upload or camera)", elem_id="fai-photo")
+    box = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
+                   label="Photo (upload or camera)", elem_id="fai-photo")
+    box.preprocess = _handing_over(box.preprocess)  # type: ignore[method-assign]
+    return box
+
+
+def _handing_over(preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Gradio opens each upload with PIL before the handler sees it, and a file that is not an
+    image (a .jpg that is a PDF) ended there in a bare red "Error" on the page and two chained
+    tracebacks in the log. Handed over instead, the handler's own decoder says in one sentence
+    what is wrong and logs one line. Wrapped on the instance: a gr.Image subclass would make
+    Gradio write a .pyi stub next to this module at import."""
+    def hand_over(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except Exception:  # noqa: BLE001 - PIL's many errors for a file it cannot read
+            path = getattr(payload, "path", None)
+            return str(path) if path else None
+    return hand_over
 
 
 def build_app(demo: ShopDemo) -> gr.Blocks:
