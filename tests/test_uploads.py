@@ -63,3 +63,57 @@ def test_the_photo_box_hands_over_what_pil_cannot_open(tmp_path, garbage):
     path.write_bytes(garbage)
     box = photo_input()
     assert box.preprocess(ImageData(path=str(path), orig_name="x.jpg")) == str(path)
+
+
+def files_under(folder) -> list:
+    return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+
+def multipart_upload(url: str, photo) -> list[str]:
+    """POST one photo to Gradio's upload route, as the page does when a shopper picks one."""
+    import json
+    import urllib.request
+
+    boundary = "faiboundary7a1"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"files\"; filename=\""
+            f"{photo.name}\"\r\nContent-Type: image/jpeg\r\n\r\n").encode() + photo.read_bytes() \
+        + f"\r\n--{boundary}--\r\n".encode()
+    req = urllib.request.Request(url + "gradio_api/upload", data=body, method="POST", headers={
+        "Content-Type": f"multipart/form-data; boundary={boundary}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return json.loads(r.read())
+
+
+@pytest.mark.slow
+def test_uploads_go_once_embedded_and_on_sigterm(tmp_path, monkeypatch):
+    """Issue 34 point 4: a searched upload is deleted once embedded, and one never searched is
+    deleted when the server is stopped with SIGTERM (systemd, Docker, kill), not only Ctrl-C."""
+    import json
+    import signal
+
+    from tests.helpers import write_products
+    from ui.launch import local_client, start_app
+
+    photos = write_products(tmp_path / "shop", 6)
+    uploads = tmp_path / "uploads"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(uploads))
+    (tmp_path / "cache").mkdir()
+    proc, url = start_app(tmp_path / "cache", (
+        "--catalog", str(tmp_path / "shop" / "images"), "--metadata",
+        str(tmp_path / "shop" / "metadata.csv"), "--model", str(OTHER_MODEL)), timeout_s=300)
+    try:
+        from gradio_client import handle_file
+
+        hits = json.loads(local_client(url).predict(handle_file(str(photos[2])), 3, "{}",
+                                                    api_name="/similar"))
+        assert hits[0]["id"] == "p002"
+        assert files_under(uploads) == []  # answered: the shopper's photo is gone
+
+        stored = multipart_upload(url, photos[3])
+        assert len(stored) == 1 and files_under(uploads)  # picked but never searched
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(60)
+    log = (tmp_path / "cache" / "ui.log").read_text()
+    assert code == 0 and "Traceback" not in log, log
+    assert files_under(uploads) == [], files_under(uploads)

@@ -11,7 +11,10 @@ import argparse
 import html
 import json
 import os
+import signal
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
@@ -22,6 +25,7 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
+import numpy as np  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import safe_json  # noqa: E402
@@ -31,6 +35,7 @@ from fai_infer.catalog.confidence import NO_MATCH  # noqa: E402
 from fai_infer.image.preprocess import ImageError  # noqa: E402
 from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
+from ui.decode_slots import decode_slot  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
 from ui.http_api import PATHS as API_PATHS, HttpApi, log_failure  # noqa: E402
@@ -41,6 +46,22 @@ from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa
 from ui.text import markdown_escape, parse_labels  # noqa: E402
 
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
+UPLOADS_REMEMBERED = 64  # embeddings of deleted uploads kept for re-asks (toggle, k, filters)
+
+
+def forget_upload(path: str) -> None:
+    """Delete an upload's file, and the folder Gradio made for it once empty: a shopper's
+    photo is kept no longer than it takes to embed it."""
+    try:
+        os.remove(path)
+    except OSError:
+        return
+    folder, uploads = Path(path).resolve().parent, Path(gradio_upload_folder()).resolve()
+    if folder != uploads and folder.is_relative_to(uploads):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: another file of the same upload
 
 
 def log_refused(what: str, reason: str) -> None:
@@ -178,6 +199,40 @@ class ShopDemo(ShopService):
     """The page's handlers: the service's answers, with mistakes as messages on the page
     (``gr.Error``). Results travel as lists of cards in gr.State."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._uploads: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._uploads_lock = threading.Lock()
+
+    def upload_vector(self, path: str) -> np.ndarray:
+        """An upload's embedding; its file is deleted once read (whatever the outcome). The
+        page asks again for the same upload when the toggle, k or a filter changes, so the
+        embedding (not the photo) is remembered, a bounded number of them."""
+        with self._uploads_lock:
+            if path in self._uploads:
+                self._uploads.move_to_end(path)
+                return self._uploads[path]
+        try:
+            with decode_slot():  # bounded memory however many upload at once
+                check_upload(path, self.cat.encoder.spec.size)
+                vector = self.cat.encoder.embed([path])[0]
+        finally:
+            forget_upload(path)
+        with self._uploads_lock:
+            self._uploads[path] = vector
+            while len(self._uploads) > UPLOADS_REMEMBERED:
+                self._uploads.popitem(last=False)
+        return vector
+
+    def search_upload(self, image: str, k: float, *filters, colour: float | None = None
+                      ) -> list[dict]:
+        """Cards for a catalogue id, or for an upload (embedded once, then deleted)."""
+        if image in self.cat:
+            return self.search_photo(image, k, *filters, colour=colour)[0]
+        hits = self.cat.similar_to_vector(self.upload_vector(image), k=bounded_k(k),
+                                          where=self.where(filters), colour=colour)
+        return [self.card(h) for h in hits]
+
     def search(self, image: str | None, k: float, *filters, look: str | None = None
                ) -> tuple[list[dict], str]:
         """(cards, status line) for an upload, weighed as the colour toggle says. A bad upload
@@ -187,7 +242,7 @@ class ShopDemo(ShopService):
             return [], "Upload a photo, take one with the camera, or click a catalogue item."
         try:
             colour = colour_for(look, self.cat.parts().has_colour)
-            cards, _ = self.search_photo(image, k, *filters, colour=colour)
+            cards = self.search_upload(image, k, *filters, colour=colour)
         except ImageError as exc:
             log_refused("upload", exc.reason)
             return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
@@ -213,8 +268,10 @@ class ShopDemo(ShopService):
         ``photo`` is the item's image under this server (never a server path). ``where`` is a
         JSON object such as {"gender": "Women"}; k is capped at MAX_K. Errors name the
         problem, never a path."""
+        path = None
         try:
-            hits = self.answer(uploaded_path(image, self.cat), k, safe_json.loads(where or "{}"))
+            path = uploaded_path(image, self.cat)
+            hits = self.answer(path, k, safe_json.loads(where or "{}"))
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:
@@ -224,6 +281,9 @@ class ShopDemo(ShopService):
         except Exception as exc:  # never pass internals (paths, stack details) to a client
             log_failure("api_similar", exc)  # ... but the shop's operator sees why
             raise gr.Error("the search failed on the server") from None
+        finally:
+            if path is not None and path not in self.cat:
+                forget_upload(path)  # a client's photo is not kept once answered
         return json.dumps(hits, ensure_ascii=False)
 
 
@@ -457,7 +517,22 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
                ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
+    if block:  # stopped (Ctrl-C or SIGTERM)
+        delete_uploads(app)
     return app
+
+
+def delete_uploads(app: gr.Blocks) -> None:
+    """Every upload this server still holds, deleted at its stop. Gradio's own shutdown does
+    this in its server thread, which the stopping main thread waits for only 5 s (an open
+    client connection holds it longer), so uploads outlived the process."""
+    files = [f for files in app.temp_file_sets for f in list(files)]
+    for path in files:
+        forget_upload(path)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # Gradio's block_thread closes the server on it, cleanup included
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -476,6 +551,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m ui.app: error: --metadata {cfg.metadata}: no such CSV file",
               file=sys.stderr)
         return 1
+    # SIGTERM (systemd, Docker, kill) stops the server the way Ctrl-C does, so Gradio's
+    # shutdown deletes every upload still cached; the default action left them in its folder.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         launch(cfg)
     except (CatalogError, ImageError, FileNotFoundError, ValueError) as exc:
