@@ -105,6 +105,7 @@ def uploaded_path(value: dict | str, cat: BaseCatalog) -> str:
 
 
 CSS = """
+#fai-style {display: none !important}
 .fai-grid {display: flex !important; flex-wrap: wrap !important; gap: 12px !important}
 .fai-card {flex: 0 0 190px !important; min-width: 0 !important; max-width: 190px;
            display: flex !important; flex-direction: column !important;
@@ -134,6 +135,12 @@ CSS = """
 .fai-nomatch {background: #fef3c7; color: #92400e; border-radius: 8px; padding: 8px 12px;
               margin-bottom: 8px; font-size: 14px}
 @media (max-width: 640px) {
+  /* results first: the page's own chrome shrinks so the first cards show on the first screen */
+  .gradio-container, .gradio-container .main, .gradio-container .contain
+      {padding-top: 4px !important; margin-top: 0 !important}
+  #fai-header {display: none !important}
+  #fai-query .fai-query {padding: 0}
+  #fai-query img {width: 56px; height: 56px}
   .fai-grid {gap: 8px !important}
   .fai-card {flex: 0 0 calc(50% - 4px) !important; max-width: calc(50% - 4px) !important;
              padding: 6px !important}
@@ -293,7 +300,7 @@ def photo_input() -> gr.Image:
     alpha onto black) and passes others through, so one photo could embed two ways. Every
     upload is decoded by fai_infer.image.preprocess, exactly as the runtime decodes it."""
     box = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
-                   label="Photo (upload or camera)", elem_id="fai-photo")
+                   label="Photo (upload or camera)", elem_id="fai-photo", height=180)
     box.preprocess = _handing_over(box.preprocess)  # type: ignore[method-assign]
     return box
 
@@ -318,7 +325,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
     # of them at shutdown (a kiosk must not keep shoppers' photos).
     with gr.Blocks(title=demo.title, analytics_enabled=False,
                    delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as app:
-        gr.HTML(f"<style>{CSS}</style>", padding=False)
+        gr.HTML(f"<style>{CSS}</style>", padding=False, elem_id="fai-style")
         gr.Markdown(f"## {markdown_escape(demo.title)}", elem_id="fai-title")
         gr.Markdown(demo.header(), elem_id="fai-header")
         results = gr.State([])  # cards: item ids and what is shown, never parsed from text
@@ -331,13 +338,17 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
             with gr.Column(scale=1, min_width=260):
                 photo = photo_input()
                 look = gr.Radio(list(LOOKS), value=LOOKS[0], label="Match",
-                                visible=demo.has_colour, elem_id="fai-look")
-                k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results")
-                filters = [gr.Dropdown(vals, multiselect=True, label=demo.labels.get(col, col),
-                                       value=[])
-                           for col, vals in demo.filters.items()]
+                                show_label=False, visible=demo.has_colour, elem_id="fai-look")
                 search_btn = gr.Button("Find similar", variant="primary", elem_id="fai-search")
                 status = gr.Markdown("", elem_id="fai-status")
+                # Folded: on a phone six open filters pushed the results a screen down.
+                with gr.Accordion("Filters" if demo.filters else "Options", open=False,
+                                  elem_id="fai-filters"):
+                    filters = [gr.Dropdown(vals, multiselect=True,
+                                           label=demo.labels.get(col, col), value=[])
+                               for col, vals in demo.filters.items()]
+                    k = gr.Slider(1, 30, value=demo.default_k, step=1,
+                                  label="How many results")
             with gr.Column(scale=3):
                 query = gr.HTML("", elem_id="fai-query", padding=False)
                 with gr.Column(elem_id="fai-results"):
@@ -516,7 +527,8 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
-               ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
+               ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False,
+               footer_links=[])  # no "Use via API" or settings for shoppers
     if block:  # stopped (Ctrl-C or SIGTERM)
         delete_uploads(app)
     return app
