@@ -277,7 +277,7 @@ class ShopService:
         if not basket:
             return [], [], "The basket is empty: add any product to it."
         hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters),
-                                          colour=colour)
+                                          colour=colour, kind_column=self.kind_column)
         items = [self.card(self.cat.get(i), score=False) for i in basket if i in self.cat]
         return (items, [self.card(h) for h in hits],
                 f"Goes with your basket of {len(items)}")

@@ -188,7 +188,9 @@ def cmd_query(a: argparse.Namespace) -> int:
 def cmd_basket(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
     hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where), mode=a.mode,
-                                 diversity=a.diversity, colour=a.colour)
+                                 diversity=a.diversity, colour=a.colour,
+                                 design_column=a.design_column, kind_column=a.kind_column,
+                                 same_design=a.same_design)
     if a.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -459,8 +461,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["cover", "centroid"], default="cover",
                    help="cover: neighbours of every basket item, merged in turn (default); "
                         "centroid: nearest the basket's mean embedding")
-    s.add_argument("--diversity", type=float, default=0.3,
-                   help="0..1: how strongly near-duplicates of one another are pushed down")
+    s.add_argument("--diversity", type=_fraction, default=0.3,
+                   help="0..1: how strongly near-duplicates of one another (and, with "
+                        "--kind-column, more of a kind already there) are pushed down")
+    s.add_argument("--design-column", metavar="COL", default=None,
+                   help="the column naming an item's design (e.g. product_code): another "
+                        "colourway of a basket item's design is never suggested (without it: "
+                        "items nearly identical to a basket item)")
+    s.add_argument("--kind-column", metavar="COL", default=None,
+                   help="the column naming an item's kind (e.g. product_type_name): "
+                        "suggestions spread over kinds, the basket's own counting as taken")
+    s.add_argument("--same-design", action="store_true",
+                   help="allow other colourways of the basket's designs")
     s.add_argument("--colour", **colour_arg)
     s.set_defaults(func=cmd_basket)
 
