@@ -353,7 +353,7 @@ def cmd_tag(a: argparse.Namespace) -> int:
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    """Items whose label their photo's neighbours dispute, surest first."""
+    """Items whose label is far from what their photo's neighbours say, farthest first."""
     from fai_infer.merch.labels import audit
 
     cat = Catalog.open(a.catalog, _encoder(a))
@@ -362,10 +362,10 @@ def cmd_audit(a: argparse.Namespace) -> int:
         print(json.dumps({"findings": [f.to_dict() for f in found[:a.limit]],
                           "count": len(found)}, indent=2, ensure_ascii=False))
         return 0
-    print(f"{len(found)} item(s) whose {visible(a.column)} their neighbours dispute "
-          f"(surest first):")
+    print(f"{len(found)} item(s) whose {visible(a.column)} is far from what their neighbours "
+          f"say (farthest first; 1 = as far apart as two labels usually are):")
     for f in found[:a.limit]:
-        print(f"  {f.sureness:.2f}  {visible(f.id)}  says {visible(f.label)!r}, looks like "
+        print(f"  {f.distance:.2f}  {visible(f.id)}  says {visible(f.label)!r}, looks like "
               f"{visible(f.suggested)!r}")
     return 0
 
