@@ -31,7 +31,7 @@ from starlette.middleware import Middleware  # noqa: E402
 from fai_infer import safe_json  # noqa: E402
 from fai_infer.catalog.contract import BaseCatalog, NotInCatalogue  # noqa: E402
 from fai_infer.cli.util import OneLineParser, k_value  # noqa: E402
-from fai_infer.catalog.confidence import NO_MATCH  # noqa: E402
+from fai_infer.catalog.confidence import DIFFERENT_KIND, NO_MATCH  # noqa: E402
 from fai_infer.image.preprocess import ImageError  # noqa: E402
 from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
@@ -176,7 +176,7 @@ def card_html(card: dict) -> str:
              f'<div class="fai-meta">{esc(card.get("details") or "")}</div>']
     if card.get("match"):
         width = max(3, min(100, round(100 * float(card.get("confidence") or 0))))
-        weak = " fai-weak" if card["match"] == NO_MATCH else ""
+        weak = " fai-weak" if card["match"] in (NO_MATCH, DIFFERENT_KIND) else ""
         parts.append(f'<div class="fai-bar"><span style="width:{width}%"></span></div>'
                      f'<div class="fai-match{weak}">{esc(card["match"])}</div>')
     if "for" in card:

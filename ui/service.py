@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from fai_infer.catalog.contract import BaseCatalog, Hit, NotInCatalogue, caption_text
 from fai_infer.catalog.local import Catalog
-from fai_infer.catalog.display import MAX_FILTER_VALUES
+from fai_infer.catalog.display import KIND_WORDS, MAX_FILTER_VALUES
 from fai_infer.model.encoder import Encoder
 from fai_infer.image.preprocess import ImageError, check_decoded_size
 from fai_infer.catalog.sources import list_images, shorten
@@ -31,7 +31,6 @@ from ui.text import markdown_escape, readable_column, shopper_name
 
 CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
 BROWSE_LIMIT = 60
-KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # the strip's kinds
 MAX_K = 50  # results per request, on every entry point
 # Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
 # most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).

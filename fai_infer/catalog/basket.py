@@ -19,11 +19,19 @@ from fai_infer.image.preprocess import describe
 DESIGN_THRESHOLD = 0.9  # a hit this close to a basket item counts as its design (no column)
 
 
+def design_view(vectors: np.ndarray, parts: Any) -> np.ndarray:
+    """Unit vectors as a design sees them: the garment part alone for a model with a colour
+    part (a colourway differs only in colour), the whole vector otherwise."""
+    v = parts.stored_as(vectors, 0.0) if parts.has_colour else np.asarray(vectors, np.float32)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
 def same_design(hit: Hit, vector: np.ndarray, designs: set[str], design_column: str | None,
                 unknown: np.ndarray, threshold: float = DESIGN_THRESHOLD) -> bool:
     """Whether ``hit`` is a basket item's design in another colourway: it shares a basket
     item's value in the shop's design column (e.g. product_code), or, for basket items
-    without one (no column named, a photo), its embedding is within ``threshold`` of them."""
+    without one (no column named, a photo), its ``design_view`` is within ``threshold`` of
+    theirs (``unknown``; ``vector`` is the hit's own design view)."""
     if design_column and hit.metadata.get(design_column, "") in designs:
         return True
     return bool(len(unknown)) and float((unknown @ vector).max()) >= threshold

@@ -24,9 +24,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog.basket import prepare_basket, round_robin, same_design as is_same_design
-from fai_infer.catalog.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, sample_rows
-from fai_infer.catalog.display import checked_display
+from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
+                                      same_design as is_same_design)
+from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, MatchScale, fit_scale, kind_words,
+                                          label, sample_rows)
+from fai_infer.catalog.display import checked_display, kind_column
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
@@ -285,7 +287,11 @@ class BaseCatalog(ABC):
         self._before_read()
         vector, own = self._vector(image_or_id)
         query = self.parts().reweigh(vector[None], colour)[0]
-        return self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+        hits = self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+        column = kind_column(self._known_columns())
+        own_kind = self.get(own).metadata.get(column) if own and column else None
+        kind_words(hits, column, own_kind or None)
+        return hits
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
                           exclude: Iterable[str] = (), colour: float | None = None) -> list[Hit]:
@@ -295,7 +301,9 @@ class BaseCatalog(ABC):
         colour = self._colour(colour)
         query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
         self._before_read()
-        return self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        hits = self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        kind_words(hits, kind_column(self._known_columns()))
+        return hits
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
@@ -334,9 +342,10 @@ class BaseCatalog(ABC):
         rows = {i: self.get(i).metadata for i in exclude}
         designs = {rows[i].get(design_column, "") for i in exclude} - {""} if design_column \
             else set()
-        unknown = np.array([v for v, name in zip(basket, names)
-                            if not (design_column and rows.get(name, {}).get(design_column))],
-                           np.float32).reshape(-1, basket.shape[1])
+        unknown = design_view(np.array(
+            [v for v, name in zip(basket, names)
+             if not (design_column and rows.get(name, {}).get(design_column))],
+            np.float32).reshape(-1, basket.shape[1]), parts)
         kinds = [rows[n].get(kind_column, "") for n in names if n in rows] if kind_column \
             else []
 
@@ -344,8 +353,9 @@ class BaseCatalog(ABC):
             # A basket photo that is not a catalogue id still must not come back as its twin.
             return [h for h in hits if h.id in vecs
                     and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)
-                    and (same_design or not is_same_design(h, vecs[h.id], designs,
-                                                           design_column, unknown))]
+                    and (same_design or not is_same_design(
+                        h, design_view(vecs[h.id][None], parts)[0], designs, design_column,
+                        unknown))]
 
         wide = 4 if kind_column or not same_design else 2  # room for what widening skips
         pool = min(len(self), wide * k + 10 + len(exclude))

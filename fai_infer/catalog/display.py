@@ -16,6 +16,7 @@ NAME_COLUMNS = ("name", "prod_name", "product_name", "productdisplayname", "titl
                 "display_name", "productname")
 _CODE_SUFFIXES = ("_id", "_no", "_code", "_nr", "_num", "_sku", "id", "sku", "ean", "upc")
 _NOT_DISPLAYED = {"split", "path", "file", "filename", "image", "url"}
+KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # names of kind columns
 NEAR_DUPLICATE = 0.85  # share of the other column's uncertainty one column removes
 ROWS_PER_VALUE = 5  # below this a column "determines" others by chance, so it is not compared
 
@@ -77,6 +78,13 @@ def choose_display(stats: dict[str, tuple[list[str], int]], id_column: str = "id
         filters = distinct_filters(filters, codes, {c: len(stats[c][0]) for c in filters})
     named = [c for c in stats if c.casefold() in NAME_COLUMNS]
     return filters[:MAX_FILTERS], named[:1]
+
+
+def kind_column(columns: Sequence[str]) -> str | None:
+    """The column saying what kind of item each is (articleType, product_type_name, category),
+    by its name, never a code column (product_type_no); None when there is none."""
+    return next((c for c in columns if any(w in c.casefold() for w in KIND_WORDS)
+                 and not is_code_column(c, [])), None)
 
 
 def column_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
