@@ -8,7 +8,7 @@ watches, and near-duplicates of one another collapse.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
