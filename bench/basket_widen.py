@@ -71,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     runs = [("before: colourways allowed, no kind spread", dict(same_design=True)),
             ("design by embedding only (no column named)", dict()),
             ("design column", dict(design_column=design)),
+            ("kind spread, design by embedding (what the page does)",
+             dict(kind_column=kind)),
             ("design column + kind spread (default diversity 0.3)",
              dict(design_column=design, kind_column=kind)),
             ("design column + kind spread, diversity 0.6",
