@@ -16,7 +16,6 @@ change), ``search_vectors`` (many queries at once), ``iter_batches`` (a snapshot
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -26,10 +25,11 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog.basket import prepare_basket, round_robin
-from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale, label,
-                                          sample_rows)
-from fai_infer.catalog.display import checked_display
+from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
+                                      same_design as is_same_design)
+from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
+                                          kind_words, label, sample_rows)
+from fai_infer.catalog.display import checked_display, kind_column
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
@@ -37,8 +37,7 @@ from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
 from fai_infer.model.parts import EmbeddingParts
 from fai_infer.image.preprocess import ImageInput
 from fai_infer.progress import Progress
-from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_metadata, shorten, stored_path
-from fai_infer.errors import CatalogError
+from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_metadata, stored_path
 
 __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
            "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
@@ -402,7 +401,11 @@ class BaseCatalog(ABC):
         self._before_read()
         vector, own = self._vector(image_or_id)
         query = self.parts().reweigh(vector[None], colour)[0]
-        return self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+        hits = self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+        column = kind_column(self._known_columns())
+        own_kind = self.get(own).metadata.get(column) if own and column else None
+        kind_words(hits, column, own_kind or None)
+        return hits
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
                           exclude: Iterable[str] = (), colour: float | None = None) -> list[Hit]:
@@ -412,7 +415,9 @@ class BaseCatalog(ABC):
         colour = self._colour(colour)
         query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
         self._before_read()
-        return self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        hits = self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        kind_words(hits, kind_column(self._known_columns()))
+        return hits
 
     def search_vectors(self, vectors: Any, k: int = 10, where: Where | None = None,
                        exclude: Sequence[Iterable[str]] | None = None) -> list[list[Hit]]:
@@ -431,7 +436,9 @@ class BaseCatalog(ABC):
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
-                          diversity: float = 0.3, colour: float | None = None) -> list[Hit]:
+                          diversity: float = 0.3, colour: float | None = None,
+                          design_column: str | None = None, kind_column: str | None = None,
+                          same_design: bool = False) -> list[Hit]:
         """Items that go with the whole basket; basket items themselves are never returned, and
         each hit's ``source`` names the basket item it was found for.
 
@@ -445,27 +452,51 @@ class BaseCatalog(ABC):
 
         ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
         normalised mean embedding), the earlier behaviour. ``colour`` as in :meth:`similar`:
-        it weighs every basket item's query."""
+        it weighs every basket item's query.
+
+        Widening, so a basket does not come back as more of itself: another colourway of a
+        basket item's design is never suggested unless ``same_design`` (the design is the
+        shop's ``design_column``, e.g. product_code; for basket items without one, an item
+        within ``basket.DESIGN_THRESHOLD`` of it), and with a ``kind_column`` (e.g.
+        product_type_name) the picks spread over kinds, the basket's own kinds counting as
+        picked, as strongly as ``diversity`` says."""
         colour = self._colour(colour)
         parts = self.parts()
         self._before_read()
         basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
+        known = [c for c in (design_column, kind_column) if c]
+        missing = [c for c in known if c not in self._known_columns()]
+        if missing:
+            raise ValueError(f"no metadata column {missing[0]!r} in this catalogue")
+        rows = {i: self.get(i).metadata for i in exclude}
+        designs = {rows[i].get(design_column, "") for i in exclude} - {""} if design_column \
+            else set()
+        unknown = design_view(np.array(
+            [v for v, name in zip(basket, names)
+             if not (design_column and rows.get(name, {}).get(design_column))],
+            np.float32).reshape(-1, basket.shape[1]), parts)
+        kinds = [rows[n].get(kind_column, "") for n in names if n in rows] if kind_column \
+            else []
 
         def usable(hits: list[Hit], vecs: dict[str, np.ndarray]) -> list[Hit]:
             # A basket photo that is not a catalogue id still must not come back as its twin.
             return [h for h in hits if h.id in vecs
-                    and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)]
+                    and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)
+                    and (same_design or not is_same_design(
+                        h, design_view(vecs[h.id][None], parts)[0], designs, design_column,
+                        unknown))]
 
+        wide = 4 if kind_column or not same_design else 2  # room for what widening skips
+        pool = min(len(self), wide * k + 10 + len(exclude))
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
             query = parts.reweigh(query[None], colour)[0]
-            hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
+            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
             hits = usable(hits, vecs)[:k]
             for h in hits:
                 h.source = names[int(np.argmax(basket @ vecs[h.id]))]
             return self._rated(hits, colour)
-        pool = min(len(self), 2 * k + 10 + len(exclude))
         lists: list[list[Hit]] = []
         found: dict[str, np.ndarray] = {}
         for query in parts.reweigh(basket, colour):
@@ -473,7 +504,7 @@ class BaseCatalog(ABC):
             lists.append(usable(hits, vecs))
             found.update(vecs)
         return self._rated(round_robin(lists, found, names, k, float(diversity),
-                                       basket.shape[1]), colour)
+                                       basket.shape[1], kind_column, kinds), colour)
 
     def set_display(self, filters: Sequence[str] | None = None,
                     caption: Sequence[str] | None = None,

@@ -389,7 +389,9 @@ class Catalog(BaseCatalog):
             st = self.state
             if self._defaults[0] != st.version:
                 stats = st.table.column_stats(st.index.alive)
-                self._defaults = (st.version, choose_display(stats, st.id_column))
+                rows = st.table.codes[st.index.alive[:len(st.table)]]
+                codes = {c: rows[:, j] for j, c in enumerate(st.table.columns)}
+                self._defaults = (st.version, choose_display(stats, st.id_column, codes))
             return self._defaults[1]
 
     def info(self) -> dict:
