@@ -38,6 +38,7 @@ from fai_infer.catalog.sources import ids_for, join_metadata, join_report, list_
 from fai_infer.store.generations import CatalogError, peek_manifest
 from fai_infer.store.journal import writer_lock
 from fai_infer.index.vector_index import VectorIndex
+from fai_infer.catalog.whiten import rewhitened, whitening_due
 
 
 def remembered_model(path: str | os.PathLike) -> str | None:
@@ -177,6 +178,7 @@ class Catalog(BaseCatalog):
         if name is not None:
             cat.set_shop_name(name)
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
+        cat.rewhiten()
         if join.warning:  # counted again over what was indexed, without the skipped files
             report = join_report(cat.ids, meta, source, id_column, id_normalise)
             if report:
@@ -265,6 +267,8 @@ class Catalog(BaseCatalog):
         and the switch take the lock and the writing (seconds at a million items) does not:
         searches in this process go on, and ``refresh`` skips until the switch."""
         with self._lock:
+            if whitening_due(self.state):
+                self.state = rewhitened(self.state, self.parts())
             plan = self.replica.plan_base(self.state, root)
             self._compacting = True
         try:
@@ -283,7 +287,8 @@ class Catalog(BaseCatalog):
         id -> row. Commits at once when the catalogue lives on disk."""
         ids, v, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
         rows = rows_for(ids, metadata)
-        self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows, vectors=v))
+        self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows,
+                                   vectors=self._to_stored(v)))  # the newest state's whitening
 
     def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
         """Set metadata columns of existing items without re-encoding (given columns change,
@@ -340,6 +345,23 @@ class Catalog(BaseCatalog):
             self._write_base(self.root)
         return self.root
 
+    # -- the catalogue's own whitening (fai_infer/catalog/whiten.py) ----------------------
+    def _whitening(self):
+        return self.state.whitening
+
+    def rewhiten(self) -> None:
+        """Refit the whitening on the items there are now (every vector re-whitened, the
+        graph rebuilt); written at once when the catalogue lives on disk. A compaction does
+        this by itself once the items changed enough (``whitening_due``)."""
+        if self.root is None:
+            with self._lock:
+                self.state = rewhitened(self.state, self.parts())
+            return
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            self.state = rewhitened(self.state, self.parts())
+            self._write_base(self.root)
+
     # -- display -----------------------------------------------------------------------------
     def columns(self) -> dict[str, list[str]]:
         """Metadata columns and their values among live items, for filters in a UI."""
@@ -363,7 +385,8 @@ class Catalog(BaseCatalog):
             return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
                     "model": self.encoder.info.summary(), "root": str(self.root or ""),
                     "columns": list(self.state.table.distinct(self.state.index.alive)),
-                    "deltas": self.replica.applied, **self.display(), "name": self.shop_name()}
+                    "deltas": self.replica.applied, **self.display(), "name": self.shop_name(),
+                    **self.whitening_info()}
 
     # -- the contract's primitives -----------------------------------------------------------
     def matching(self, where: Where, limit: int | None = None) -> list[str]:

@@ -165,6 +165,7 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
     try:
         bar = Progress(len(cat), "pushing") if progress and len(cat) else None
         for ids, vectors, paths, metas in cat.iter_batches(batch):
+            vectors = cat._from_stored(vectors)  # the model's own: this collection is unwhitened
             man.note_values(metas)
             client.insert(physical, [row_fields(i, v, p, m, man) for i, v, p, m
                                      in zip(ids, vectors, paths, metas)])
