@@ -45,7 +45,7 @@ def test_whitening_finds_designs_a_shared_nuisance_hides():
         np.fill_diagonal(sims, -np.inf)
         return float((sims.argmax(axis=1) == twin).mean())
 
-    plain, white = hit1(x), hit1(fit(x, (0, dim)).apply(x))
+    plain, white = hit1(x), hit1(fit(x, (0, dim), shrinkage=0.25).apply(x))
     assert white > plain + 0.3, (plain, white)
 
 
@@ -165,3 +165,21 @@ def test_rewhiten_refits_on_the_items_there_are(encoder, tmp_path):
     cat.rewhiten()
     assert Catalog.open(root, encoder).info()["whitening"]["fitted_on"] == 300
     assert np.allclose(cat.vector("m3"), more[3], atol=1e-4)
+
+
+def test_a_compaction_refits_a_whitened_catalogue_once_it_grew(encoder, tmp_path):
+    from fai_infer import Catalog
+
+    cat, _ = catalogue(encoder, 200)
+    root = cat.save(tmp_path / "cat")
+    cat.add_embeddings([f"m{k}" for k in range(40)], anisotropic(40, encoder.dim, seed=12))
+    cat.compact()  # 240 items: within REFIT_CHANGE of the fit, kept
+    assert Catalog.open(root, encoder).info()["whitening"]["fitted_on"] == 200
+    cat.add_embeddings([f"n{k}" for k in range(60)], anisotropic(60, encoder.dim, seed=13))
+    cat.compact()
+    assert Catalog.open(root, encoder).info()["whitening"]["fitted_on"] == 300
+    plain = Catalog(encoder)  # never whitened: a compaction leaves it so
+    plain.add_embeddings([f"p{k}" for k in range(100)], anisotropic(100, encoder.dim))
+    plain.save(tmp_path / "plain")
+    plain.compact()
+    assert Catalog.open(tmp_path / "plain", encoder).info()["whitening"] is None

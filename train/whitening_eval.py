@@ -62,12 +62,13 @@ def pooled_embedder(checkpoint: str):
     return spec, module_embedder(Pooled(), spec)
 
 
-def embedders(model: str, checkpoint: str | None) -> dict[str, tuple]:
-    out = {V3: onnx_embedder(model), FROZEN: imagenet_embedder(),
-           GREY: imagenet_embedder(grey=True)}
+def embedders(model: str, checkpoint: str | None, rows: Sequence[str]) -> dict[str, tuple]:
+    """The rows' embedders (each made only when asked for: torch loads are slow here)."""
+    makers = {V3: lambda: onnx_embedder(model), FROZEN: imagenet_embedder,
+              GREY: lambda: imagenet_embedder(grey=True)}
     if checkpoint:
-        out[POOLED] = pooled_embedder(checkpoint)
-    return out
+        makers[POOLED] = lambda: pooled_embedder(checkpoint)
+    return {name: make() for name, make in makers.items() if name in rows}
 
 
 @dataclass
@@ -137,6 +138,9 @@ def parse(argv: list[str] | None):
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--dims", default="128,256,384,full", help="kept dimensions to sweep")
     p.add_argument("--shrinkage", default="0,0.1,0.25,0.5,1", help="shrinkages to sweep")
+    p.add_argument("--rows", default=f"{V3},{FROZEN},{GREY},{POOLED}",
+                   help="which features to score (comma-separated; the v3 and frozen grey rows "
+                   "are needed for the margins)")
     p.add_argument("--embed-only", action="store_true", help="embed and cache, then stop")
     p.add_argument("--json", default="docs/whitening-eval.json")
     a = p.parse_args(argv)
@@ -243,7 +247,7 @@ def cpu_flags() -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict | None:
     a = parse(argv)
-    models = embedders(a.model, a.pooled)
+    models = embedders(a.model, a.pooled, [r.strip() for r in a.rows.split(",")])
     hm, my = load_shops(a, models)
     if a.embed_only:
         return None
@@ -269,13 +273,14 @@ def main(argv: list[str] | None = None) -> dict | None:
                         f"not invertible)"] = score(name, hm, my, parts, d, top["shrinkage"],
                                                     first, second)
     figures = HM_FIGURES + my_figures(first, second)
-    grey_w = next(n for n in per_row if n.startswith(f"{GREY} whitened"))
+    grey_w = next((n for n in per_row if n.startswith(f"{GREY} whitened")), None)
     v3_w = next(n for n in per_row if n.startswith(f"{V3} whitened"))
-    margins = {
+    margins = {} if grey_w is None else {
         f"{v3_w} - {grey_w}": {f: list(paired_margin(per_row[v3_w][f], per_row[grey_w][f]))
                                for f in figures},
         f"{v3_w} - {GREY}": {f: list(paired_margin(per_row[v3_w][f], per_row[GREY][f]))
-                             for f in figures},
+                             for f in figures}}
+    margins |= {
         f"{v3_w} - {V3}": {f: list(paired_margin(per_row[v3_w][f], per_row[V3][f]))
                            for f in figures}}
     header = ["features", "hm-dev held-apart design Hit@10 (colour 0)", "hm-dev type P@10",

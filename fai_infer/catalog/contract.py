@@ -230,7 +230,7 @@ class BaseCatalog(ABC):
             return {"whitening": w.describe()}
         return {"whitening": None, "whitening_note": (
             f"none: fewer than {WHITEN_MIN_ITEMS} items when last fitted"
-            if len(self) < WHITEN_MIN_ITEMS else "none: not fitted yet (next compaction)")}
+            if len(self) < WHITEN_MIN_ITEMS else "none: not fitted (fai rewhiten fits one)")}
 
     def _default_display(self) -> tuple[list[str], list[str]]:
         """(filters, caption) when none were chosen."""

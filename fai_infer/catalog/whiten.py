@@ -19,11 +19,11 @@ REFIT_CHANGE = 0.25
 
 
 def whitening_due(state: CatalogState) -> bool:
-    """Whether a compaction should refit: none yet and enough items, or the count moved."""
-    w, n = state.whitening, len(state)
-    if w is None:
-        return n >= MIN_ITEMS
-    return abs(n - w.fitted_on) > REFIT_CHANGE * w.fitted_on
+    """Whether a compaction should refit: the catalogue is whitened (``Catalog.build`` or
+    ``rewhiten`` chose that) and its count moved REFIT_CHANGE from the fit's. One that never
+    was stays as the model made its vectors: its scores keep their meaning for its callers."""
+    w = state.whitening
+    return w is not None and abs(len(state) - w.fitted_on) > REFIT_CHANGE * w.fitted_on
 
 
 def rewhitened(state: CatalogState, parts: EmbeddingParts) -> CatalogState:
