@@ -34,6 +34,7 @@ from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
 from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
+from fai_infer.index.whitening import MIN_ITEMS as WHITEN_MIN_ITEMS, Whitening
 from fai_infer.model.parts import EmbeddingParts
 from fai_infer.image.preprocess import ImageInput
 from fai_infer.progress import Progress
@@ -300,6 +301,32 @@ class BaseCatalog(ABC):
     def _known_columns(self) -> list[str]:
         return list(self.columns())
 
+    # -- the catalogue's own whitening (fai_infer/index/whitening.py) ------------------------
+    def _whitening(self) -> Whitening | None:
+        """The whitening the stored vectors went through; None: stored as the model made
+        them (a back end without one, or a catalogue too small to fit one)."""
+        return None
+
+    def _to_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """Model vectors (n, dim) -> the form the index holds and searches."""
+        w = self._whitening()
+        return vectors if w is None else w.apply(vectors)
+
+    def _from_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored vectors -> the model's own (what ``vector`` returns, what
+        ``similar_to_vector`` and ``add_embeddings`` take)."""
+        w = self._whitening()
+        return vectors if w is None else w.undo(vectors).astype(np.float32)
+
+    def whitening_info(self) -> dict:
+        """What ``info``/``fai info`` say about the whitening."""
+        w = self._whitening()
+        if w is not None:
+            return {"whitening": w.describe()}
+        return {"whitening": None, "whitening_note": (
+            f"none: fewer than {WHITEN_MIN_ITEMS} items when last fitted"
+            if len(self) < WHITEN_MIN_ITEMS else "none: not fitted (fai rewhiten fits one)")}
+
     def _default_display(self) -> tuple[list[str], list[str]]:
         """(filters, caption) when none were chosen."""
         return [], []
@@ -310,7 +337,7 @@ class BaseCatalog(ABC):
         found = self._stored(item_id)
         if found is None:
             raise NotInCatalogue(item_id)
-        return found[1].copy()
+        return self._from_stored(found[1][None])[0].copy()
 
     def parts(self) -> EmbeddingParts:
         """The model's garment / colour layout (one whole part for a model without colour)."""
@@ -388,7 +415,7 @@ class BaseCatalog(ABC):
                 return found[1], found[0]
             if not looks_like_path(item):
                 raise NotInCatalogue(item)
-        return self.encoder.embed([item])[0], None
+        return self._to_stored(self.encoder.embed([item]))[0], None
 
     def similar(self, image_or_id: ImageInput | str, k: int = 10,
                 where: Where | None = None, colour: float | None = None) -> list[Hit]:
@@ -413,23 +440,27 @@ class BaseCatalog(ABC):
         web back end); it is L2-normalised here, so any positive scale works. ``colour`` as in
         :meth:`similar`."""
         colour = self._colour(colour)
-        query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
         self._before_read()
+        query = self._to_stored(query_vector(vector, self.encoder.dim)[None])
+        query = self.parts().reweigh(query, colour)[0]
         hits = self._rated(self._search(query, k, where, set(exclude))[0], colour)
         kind_words(hits, kind_column(self._known_columns()))
         return hits
 
     def search_vectors(self, vectors: Any, k: int = 10, where: Where | None = None,
                        exclude: Sequence[Iterable[str]] | None = None) -> list[list[Hit]]:
-        """The k items nearest each of many embeddings (rows, L2-normalised here), answered
-        together (one lock, one request to a service): what a tool that asks about every
-        item (``merch.neighbours``) calls. ``exclude[i]``: ids left out of row i's hits. Hits
-        carry confidence and words on the default weighting's scale."""
+        """The k items nearest each of many embeddings (rows of the model's own vectors, as
+        ``vector`` and ``iter_batches`` give them; L2-normalised and put in the catalogue's
+        stored space here), answered together (one lock, one request to a service): what a
+        tool that asks about every item (``merch.neighbours``) calls. ``exclude[i]``: ids left
+        out of row i's hits. Hits carry confidence and words on the default weighting's scale."""
         queries = _unit_rows(vectors, self.encoder.dim)
         excludes = [set() for _ in queries] if exclude is None else [set(e) for e in exclude]
         if len(excludes) != len(queries):
             raise ValueError(f"{len(excludes)} exclude lists for {len(queries)} vectors")
         self._before_read()
+        if len(queries):
+            queries = self._to_stored(queries)
         found = self._search_many(queries, k, where, excludes) if k > 0 and len(queries) \
             else [[] for _ in queries]
         return [self._rated(hits, None) for hits in found]

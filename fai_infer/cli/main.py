@@ -279,6 +279,26 @@ def runtime_line(rt: dict) -> str:
     return line
 
 
+def cmd_rewhiten(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    cat.rewhiten()
+    info = cat.whitening_info()
+    if a.json:
+        print(json.dumps({"catalog": a.catalog, "count": len(cat), **info}))
+    else:
+        print(f"{visible(a.catalog)}: {len(cat)} items, {whitening_line(info)}")
+    return 0
+
+
+def whitening_line(info: dict) -> str:
+    """One line on a catalogue's whitening, from ``whitening_info``."""
+    w = info["whitening"]
+    if w is None:
+        return f"whitening: {info['whitening_note']}"
+    return (f"whitening: garment part {w['span'][0]}..{w['span'][1]}, fitted on "
+            f"{w['fitted_on']} items, shrinkage {w['shrinkage']:g}")
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     try:
         cat = Catalog.open(a.catalog, _encoder(a))
@@ -315,6 +335,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     parts = cat.parts()
     print(f"  colour weight: default {parts.default_colour:g} (query --colour 0..1)"
           if parts.has_colour else "  colour weight: none (this model has no colour part)")
+    print(f"  {whitening_line(info)}")
     if scale is None:
         print("  match scale: none (too few items to say how close a hit is)")
     else:
@@ -496,6 +517,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fold committed changes into a new base (also automatic)")
     s.add_argument("catalog")
     s.set_defaults(func=cmd_compact)
+
+    s = sub.add_parser("rewhiten", parents=[common],
+                       help="refit the catalogue's whitening on its items now")
+    s.add_argument("catalog")
+    s.set_defaults(func=cmd_rewhiten)
 
     s = sub.add_parser("update", parents=[common],
                        help="change items' metadata from a CSV, without re-encoding")
