@@ -66,7 +66,8 @@ def quantised_nodes(pre: onnx.ModelProto, q: onnx.ModelProto) -> set[str]:
     """Names of the pre-processed graph's nodes that read a dequantised tensor in ``q``."""
     dq_out = {o for n in q.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     names = {n.name for n in pre.graph.node if n.op_type in QUANTISED_OPS}
-    return {n.name for n in q.graph.node if n.name in names and any(t in dq_out for t in n.input)}
+    return {n.name for n in q.graph.node if n.name in names and (
+        n.input[1] in dq_out if n.op_type == "Conv" else any(t in dq_out for t in n.input))}
 
 
 def restored(q: onnx.ModelProto, pre: onnx.ModelProto, names: set[str],
@@ -337,7 +338,7 @@ def run(a: argparse.Namespace, log=print) -> dict:
     q = onnx.load_from_string(quantize_qdq(pre_bytes, calib, spec, "fast", keep0))
     units = layers(pre, quantised_nodes(pre, q))
     base = samples.judge(q.SerializeToString())
-    log(f"all {len(units)} layers int8: " + "; ".join(
+    log(f"{len(units)} layers int8, {len(keep0)} kept fp32: " + "; ".join(
         f"{k} cosine {j['mean_cosine']:.4f} top-10 {j['top10_overlap']:.3f}"
         for k, j in base.items()))
     report: dict = {"model": str(path), "recipe": "fast", "kept_fp32_before": list(keep0),
@@ -345,13 +346,15 @@ def run(a: argparse.Namespace, log=print) -> dict:
                     "judged_on": {k: len(v) for k, v in judge.items()},
                     "gate": {"mean_cosine": MIN_MEAN_COSINE, "top10_overlap": MIN_TOP10_OVERLAP},
                     "all_int8": base}
-    rows = gains(q, pre, units, samples, log=log)
-    report["layers"] = rows
-    if not (a.select or a.write):
-        return report
-    kept, path_rows = select(q, pre, units, rows, samples, a.margin, a.max_layers, log)
-    report["selection"] = path_rows
-    report["kept_fp32"] = [u.label for u in kept]
+    kept: list[Layer] = []
+    if a.select or not a.write:  # --write alone writes with --keep-fp32 as given
+        rows = gains(q, pre, units, samples, log=log)
+        report["layers"] = rows
+        if not (a.select or a.write):
+            return report
+        kept, path_rows = select(q, pre, units, rows, samples, a.margin, a.max_layers, log)
+        report["selection"] = path_rows
+    report["kept_fp32"] = [u.label for u in kept] + list(keep0)
     keep = keep0 + tuple(n for u in kept for n in u.nodes)
     report["kept_fp32_nodes"] = list(keep)
     if a.write:
