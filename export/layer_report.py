@@ -2,18 +2,19 @@
 
 A whole-model gate says only *that* an int8 copy drifted from fp32, not *where*. This report
 quantises the whole network once (export/quantize.py's recipe), then gives back fp32 to one
-layer at a time (a conv with the clip after it, a residual add, the pool) and measures what
-each gives back: mean cosine and top-10 overlap against fp32 on fixed photo samples that the
-calibration never saw. Restoring a layer bypasses its quantise/dequantise pairs in the int8
-graph itself (its fp32 weights and unrounded inputs), so every row shares one calibration and
-costs one pass over the samples.
+layer at a time (a conv, whose clip the quantiser folds into its output; a residual add; the
+pool) and measures what each gives back: mean cosine and top-10 overlap against fp32 on fixed
+photo samples that the calibration never saw. Giving a layer back rewires the int8 graph
+itself (its fp32 weights; its output read unrounded where no int8 layer reads it), so every
+row shares one calibration and costs one pass over the samples.
 
-``--select`` then keeps layers in fp32, largest gain first, until the gate holds on every
-sample with ``--margin`` to spare; ``--write`` re-quantises with those layers excluded
-(quantize_static's own exclusion, not the bypass), judges the gate on this CPU and, with
-``--check-avx2``, on an emulated AVX2-only CPU (export/emulate.py), adds the golden inputs and
-writes NAME.int8.onnx beside the model, as ``export.onnx --int8`` does. The colour part stays
-fp32 whatever the report says (export/quantize.py: ``int8_recipe``).
+``--select`` then keeps layers in fp32, largest gain first, re-quantising with them excluded
+(quantize_static's own exclusion) at each step, until the gate holds on every sample with
+``--margin`` to spare; ``--write`` writes with those layers (or ``--keep-fp32``) excluded,
+judges the gate on this CPU and, with ``--check-avx2``, on an emulated AVX2-only CPU
+(export/emulate.py), adds the golden inputs and writes NAME.int8.onnx beside the model, as
+``export.onnx --int8`` does. The colour part stays fp32 whatever the report says
+(export/quantize.py: ``int8_recipe``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 import onnx
 
 from fai_infer.model.ort import ort  # first: telemetry off before onnxruntime loads
-from export.quantize import (MIN_MEAN_COSINE, MIN_TOP10_OVERLAP, agreement,
+from export.quantize import (CALIBRATIONS, MIN_MEAN_COSINE, MIN_TOP10_OVERLAP, agreement,
                              fp32_islands_stay_fp32, preprocessed, quantize_qdq)
 from fai_infer.image.preprocess import PreprocessSpec, to_tensor
 from fai_infer.model.info import META_PREFIX, ModelInfo
@@ -227,9 +228,12 @@ def gains(q: onnx.ModelProto, pre: onnx.ModelProto, units: list[Layer], samples:
 
 
 def select(q: onnx.ModelProto, pre: onnx.ModelProto, units: list[Layer], rows: list[dict],
-           samples: Samples, margin: float, max_layers: int, log=print) -> tuple[list[Layer], list]:
+           samples: Samples, margin: float, max_layers: int, log=print,
+           judge_kept=None) -> tuple[list[Layer], list]:
     """Keep layers in fp32, largest top-10 gain first, until every sample passes the gate
-    with ``margin`` over its top-10 overlap -> (kept layers, the path's figures)."""
+    with ``margin`` over its top-10 overlap -> (kept layers, the path's figures).
+    ``judge_kept(node names)`` judges each step (default: the bypass in ``q``; run() passes a
+    real re-quantisation with those nodes excluded, which the bypass only approximates)."""
     by_gain = sorted(range(len(units)), key=lambda i: (-rows[i]["worst"]["top10_overlap"],
                                                        -rows[i]["worst"]["mean_cosine"]))
     kept: list[Layer] = []
@@ -238,7 +242,8 @@ def select(q: onnx.ModelProto, pre: onnx.ModelProto, units: list[Layer], rows: l
     for i in by_gain[:max_layers]:
         kept.append(units[i])
         names = {n for u in kept for n in u.nodes}
-        judged = samples.judge(restored(q, pre, names, quantised).SerializeToString())
+        judged = (judge_kept(tuple(sorted(names))) if judge_kept else
+                  samples.judge(restored(q, pre, names, quantised).SerializeToString()))
         w = worst(judged)
         path.append({"kept": [u.label for u in kept], "worst": w, "samples": judged})
         log(f"fp32: {', '.join(u.label for u in kept)} -> worst cosine {w['mean_cosine']:.4f}, "
@@ -282,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--also", type=Path, action="append", default=[],
                    help="another folder of photos to judge on (another shop), repeatable")
     p.add_argument("--also-count", type=int, default=100)
+    p.add_argument("--calibration", choices=CALIBRATIONS, default="moving-average",
+                   help="activation ranges: mean of per-batch ranges, or the extremes")
     p.add_argument("--keep-fp32", default="",
                    help="comma-separated node-name prefixes kept fp32 before the report")
     p.add_argument("--select", action="store_true",
@@ -335,13 +342,15 @@ def run(a: argparse.Namespace, log=print) -> dict:
     pre_bytes = preprocessed(data)
     pre = onnx.load_from_string(pre_bytes)
     keep0 = tuple(s for s in a.keep_fp32.split(",") if s)
-    q = onnx.load_from_string(quantize_qdq(pre_bytes, calib, spec, "fast", keep0))
+    q = onnx.load_from_string(quantize_qdq(pre_bytes, calib, spec, "fast", keep0,
+                                           a.calibration))
     units = layers(pre, quantised_nodes(pre, q))
     base = samples.judge(q.SerializeToString())
     log(f"{len(units)} layers int8, {len(keep0)} kept fp32: " + "; ".join(
         f"{k} cosine {j['mean_cosine']:.4f} top-10 {j['top10_overlap']:.3f}"
         for k, j in base.items()))
     report: dict = {"model": str(path), "recipe": "fast", "kept_fp32_before": list(keep0),
+                    "calibration_method": a.calibration,
                     "calibration": f"{len(calib_paths)} {a.data.name} {a.calib_split} photos",
                     "judged_on": {k: len(v) for k, v in judge.items()},
                     "gate": {"mean_cosine": MIN_MEAN_COSINE, "top10_overlap": MIN_TOP10_OVERLAP},
@@ -352,14 +361,19 @@ def run(a: argparse.Namespace, log=print) -> dict:
         report["layers"] = rows
         if not (a.select or a.write):
             return report
-        kept, path_rows = select(q, pre, units, rows, samples, a.margin, a.max_layers, log)
+        def requantised(names: tuple[str, ...]) -> dict:
+            return samples.judge(quantize_qdq(pre_bytes, calib, spec, "fast", keep0 + names,
+                                              a.calibration))
+
+        kept, path_rows = select(q, pre, units, rows, samples, a.margin, a.max_layers, log,
+                                 requantised)
         report["selection"] = path_rows
     report["kept_fp32"] = [u.label for u in kept] + list(keep0)
     keep = keep0 + tuple(n for u in kept for n in u.nodes)
     report["kept_fp32_nodes"] = list(keep)
     if a.write:
         report["int8"] = write(data, spec, path, meta, calib_paths, judge, keep, a.check_avx2,
-                               log)
+                               a.calibration, log)
         if a.speed:
             report["speed_ms_batch1_2threads"] = speed(
                 {"fp32": path, "int8": Path(report["int8"]["path"])}, a.speed)
@@ -372,7 +386,7 @@ def run(a: argparse.Namespace, log=print) -> dict:
 
 def write(data: bytes, spec: PreprocessSpec, path: Path, meta: dict[str, str],
           calib_paths: list[Path], judge: dict[str, list[Path]], keep: tuple[str, ...],
-          avx2: bool, log=print) -> dict:
+          avx2: bool, calibration: str = "minmax", log=print) -> dict:
     """Quantise with ``keep`` excluded, gate it on every judged sample (export.onnx's
     write_int8 on the first, the gate alone on the others) and write NAME.int8.onnx."""
     from export.onnx import ExportError, load_squares, write_int8
@@ -383,7 +397,7 @@ def write(data: bytes, spec: PreprocessSpec, path: Path, meta: dict[str, str],
     for name in others:  # judged first: nothing is written unless every sample passes
         _, fig = quantize_int8(data, load_squares(calib_paths, spec), spec,
                                eval_squares=load_squares(judge[name], spec), log=log,
-                               gate=False, avx2=avx2, keep_fp32=keep)
+                               gate=False, avx2=avx2, keep_fp32=keep, calibration=calibration)
         ok = fig["passed"] and fig.get("avx2_emulated", {}).get("passed", True)
         extra[name] = {k: fig[k] for k in ("mean_cosine", "min_cosine", "top10_overlap",
                                            "photos", "passed", "avx2_emulated") if k in fig}
@@ -391,7 +405,8 @@ def write(data: bytes, spec: PreprocessSpec, path: Path, meta: dict[str, str],
             raise RuntimeError(f"int8 gate missed on {name}: {extra[name]}; nothing written")
     try:
         out = write_int8(data, spec, path, meta, None, log=log, check_avx2=avx2,
-                         samples=(calib_paths, judge[first]), keep_fp32=keep)
+                         samples=(calib_paths, judge[first]), keep_fp32=keep,
+                         calibration=calibration)
     except ExportError as exc:
         raise RuntimeError(str(exc)) from None
     return {**out, "also_judged": extra}

@@ -164,11 +164,12 @@ def write_int8(data: bytes, spec: PreprocessSpec, out: Path, meta: dict[str, str
                calib: str | Path | None, calib_count: int = 300, log=print, keep: str = "",
                check_avx2: bool = False,
                samples: tuple[list[Path], list[Path]] | None = None,
-               keep_fp32: tuple[str, ...] = ()) -> dict:
+               keep_fp32: tuple[str, ...] = (), calibration: str = "minmax") -> dict:
     """Quantise fp32 ``data``, gate it, add the golden inputs, check it loads here, and
     write OUT's NAME.int8.onnx beside it -> the int8 part of the report. ``samples``:
     (calibration, gate) photos chosen by the caller instead of drawn from ``calib``;
-    ``keep_fp32``: node-name prefixes left in fp32 (export/layer_report.py)."""
+    ``keep_fp32``: node-name prefixes left in fp32 and ``calibration`` (export/quantize.py's
+    quantize_qdq), as export/layer_report.py chose them."""
     from export.quantize import QuantizationGateError, golden_metadata_for, quantize_int8
 
     if samples is not None:
@@ -181,7 +182,7 @@ def write_int8(data: bytes, spec: PreprocessSpec, out: Path, meta: dict[str, str
         q_bytes, figures = quantize_int8(
             data, load_squares(calib_paths, spec), spec,
             eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
-            log=log, avx2=check_avx2, keep_fp32=keep_fp32)
+            log=log, avx2=check_avx2, keep_fp32=keep_fp32, calibration=calibration)
     except QuantizationGateError as exc:
         raise ExportError(f"{exc}{keep}") from None
     q_proto = onnx.load_from_string(q_bytes)

@@ -197,17 +197,19 @@ def golden_metadata_for(fp32: bytes, spec: PreprocessSpec) -> dict[str, str]:
 
 def quantize_int8(fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
                   eval_squares: np.ndarray | None = None, log=print, gate: bool = True,
-                  avx2: bool = False, keep_fp32: tuple[str, ...] = ()) -> tuple[bytes, dict]:
+                  avx2: bool = False, keep_fp32: tuple[str, ...] = (),
+                  calibration: str = "minmax") -> tuple[bytes, dict]:
     """-> (int8 model bytes, figures). Raises QuantizationGateError when the gate is missed
     (unless gate=False, for benchmarks); the figures are printed either way. ``avx2``: also
     judge the gate on an emulated AVX2-only CPU (export/emulate.py, needs qemu-x86_64).
-    ``keep_fp32``: node-name prefixes left in fp32 on top of the recipe's own."""
+    ``keep_fp32``: node-name prefixes left in fp32 on top of the recipe's own;
+    ``calibration``: see :func:`quantize_qdq`."""
     eval_squares = calib_squares if eval_squares is None else eval_squares
     failed: QuantizationGateError | None = None
     for recipe in RECIPES:
         try:
             q_bytes, figures = _quantize_with(recipe, fp32, calib_squares, spec, eval_squares,
-                                              log, gate, avx2, tuple(keep_fp32))
+                                              log, gate, avx2, tuple(keep_fp32), calibration)
             if failed is not None:
                 figures["faster_recipe_failed"] = str(failed)
             return q_bytes, figures
@@ -229,18 +231,29 @@ def preprocessed(fp32: bytes) -> bytes:
         return pre.read_bytes()
 
 
+CALIBRATIONS = ("minmax", "moving-average")
+
+
 def quantize_qdq(pre: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
-                 recipe: str = "fast", keep_fp32: tuple[str, ...] = ()) -> bytes:
+                 recipe: str = "fast", keep_fp32: tuple[str, ...] = (),
+                 calibration: str = "minmax") -> bytes:
     """A :func:`preprocessed` fp32 graph -> its QDQ int8 graph (not judged: see
-    :func:`quantize_int8`)."""
+    :func:`quantize_int8`). ``calibration="moving-average"``: each activation's range is the
+    mean of the per-batch ranges rather than the extremes over all photos, so one outlier
+    photo does not coarsen a tensor's steps for every other (fai-lite0 v3 needed it)."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration {calibration!r}: expected one of {CALIBRATIONS}")
+    settings = int8_recipe(onnx.load_from_string(pre), recipe, keep_fp32)
+    if calibration == "moving-average":
+        settings["extra_options"] = {**settings.get("extra_options", {}),
+                                     "CalibMovingAverage": True}
     with tempfile.TemporaryDirectory() as tmp:
         src, dst = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
         src.write_bytes(pre)
         quantize_static(str(src), str(dst), SquaresReader(calib_squares, spec),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        **int8_recipe(onnx.load_from_string(pre), recipe, keep_fp32))
+                        calibrate_method=CalibrationMethod.MinMax, **settings)
         q = onnx.load(str(dst))
     fp32_islands_stay_fp32(q)
     return q.SerializeToString()
@@ -284,9 +297,11 @@ def fp32_islands_stay_fp32(q: onnx.ModelProto) -> int:
 
 def _quantize_with(recipe: str, fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
                    eval_squares: np.ndarray, log, gate: bool, avx2: bool,
-                   keep_fp32: tuple[str, ...] = ()) -> tuple[bytes, dict]:
+                   keep_fp32: tuple[str, ...] = (), calibration: str = "minmax"
+                   ) -> tuple[bytes, dict]:
     """One recipe's int8 model and its figures (see :func:`quantize_int8`)."""
-    q_bytes = quantize_qdq(preprocessed(fp32), calib_squares, spec, recipe, keep_fp32)
+    q_bytes = quantize_qdq(preprocessed(fp32), calib_squares, spec, recipe, keep_fp32,
+                           calibration)
     x = to_tensor(eval_squares, spec)
     ref, got = _embed(fp32, x), _embed(q_bytes, x)
     figures = {**agreement(ref, got), "photos": int(len(eval_squares)),
@@ -295,6 +310,7 @@ def _quantize_with(recipe: str, fp32: bytes, calib_squares: np.ndarray, spec: Pr
                "judged_on": judged_here(), "recipe": recipe}
     if keep_fp32:
         figures["kept_fp32"] = list(keep_fp32)
+    figures["calibration"] = calibration
     ok = passes(figures)
     log(f"int8 vs fp32 on {len(eval_squares)} photos ({figures['judged_on']['cpu_int8_path']} "
         f"kernels): mean cosine {figures['mean_cosine']:.4f} (gate {MIN_MEAN_COSINE}), top-10 "
