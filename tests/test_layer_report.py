@@ -3,7 +3,8 @@ graph really computes it in fp32, so each row measures that layer and nothing el
 
 from __future__ import annotations
 
-import numpy as np
+import json
+
 import onnx
 import pytest
 
@@ -61,3 +62,30 @@ def test_too_few_photos_is_one_clear_line(tmp_path, capsys):
     assert main([str(SMALL), "--data", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("layer_report failed: too few photos") and "\n" not in err
+
+
+def test_the_report_runs_end_to_end_and_picks_layers_that_pass(tmp_path):
+    """Calibration and judging photos come from different splits; --select stops at the
+    first set of fp32 layers whose re-quantised model clears the gate on every sample."""
+    import cv2
+
+    from export.quantize import MIN_TOP10_OVERLAP
+
+    (tmp_path / "images").mkdir()
+    squares = generated_squares(64, 180, seed=11)
+    rows = ["id,split"]
+    for i, sq in enumerate(squares):
+        cv2.imwrite(str(tmp_path / "images" / f"{i}.jpg"), sq[..., ::-1])
+        rows.append(f"{i},{'val' if i % 3 == 0 else 'train'}")
+    (tmp_path / "styles.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "report.json"
+    assert main([str(SMALL), "--data", str(tmp_path), "--calib-count", "100",
+                 "--judge-count", "60", "--select", "--max-layers", "2",
+                 "--margin", "0", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["calibration"] == "100 " + tmp_path.name + " train photos"
+    assert report["judged_on"] == {f"{tmp_path.name} val": 60}
+    assert len(report["layers"]) >= 4 and 1 <= len(report["selection"]) <= 2
+    last = report["selection"][-1]["worst"]
+    assert (last["top10_overlap"] >= MIN_TOP10_OVERLAP) or len(report["selection"]) == 2
+    assert report["kept_fp32"] == report["selection"][-1]["kept"]
