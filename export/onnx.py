@@ -162,28 +162,27 @@ INT8_QUANTIZATION = "int8-static-qdq-satfree"  # export/quantize.py: no int16 sa
 
 def write_int8(data: bytes, spec: PreprocessSpec, out: Path, meta: dict[str, str],
                calib: str | Path | None, calib_count: int = 300, log=print, keep: str = "",
-               check_avx2: bool = False) -> dict:
+               check_avx2: bool = False,
+               samples: tuple[list[Path], list[Path]] | None = None,
+               keep_fp32: tuple[str, ...] = (), calibration: str = "minmax") -> dict:
     """Quantise fp32 ``data``, gate it, add the golden inputs, check it loads here, and
-    write OUT's NAME.int8.onnx beside it -> the int8 part of the report."""
+    write OUT's NAME.int8.onnx beside it -> the int8 part of the report. ``samples``:
+    (calibration, gate) photos chosen by the caller instead of drawn from ``calib``;
+    ``keep_fp32``: node-name prefixes left in fp32 and ``calibration`` (export/quantize.py's
+    quantize_qdq), as export/layer_report.py chose them."""
     from export.quantize import QuantizationGateError, golden_metadata_for, quantize_int8
 
-    if calib is None:
+    if samples is not None:
+        calib_paths, gate_paths = samples
+    elif calib is None:
         raise ExportError("--int8 needs --calib DIR with at least 300 photos" + keep)
-    paths = list_images(calib, calib_count + GATE_PHOTOS)
-    if len(paths) < min(300, calib_count):
-        raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
-                          + keep)
-    # The gate is judged on other photos than the calibration's when the folder has them
-    # (interleaved, so both samples spread over the whole folder).
-    if len(paths) >= 2 * calib_count:
-        calib_paths, gate_paths = paths[0::2][:calib_count], paths[1::2]
     else:
-        calib_paths, gate_paths = paths[:calib_count], paths[calib_count:]
+        calib_paths, gate_paths = calib_and_gate(calib, calib_count, keep)
     try:
         q_bytes, figures = quantize_int8(
             data, load_squares(calib_paths, spec), spec,
             eval_squares=load_squares(gate_paths, spec) if len(gate_paths) >= 50 else None,
-            log=log, avx2=check_avx2)
+            log=log, avx2=check_avx2, keep_fp32=keep_fp32, calibration=calibration)
     except QuantizationGateError as exc:
         raise ExportError(f"{exc}{keep}") from None
     q_proto = onnx.load_from_string(q_bytes)
@@ -202,6 +201,19 @@ def write_int8(data: bytes, spec: PreprocessSpec, out: Path, meta: dict[str, str
 
 
 GATE_PHOTOS = 300  # photos beside the calibration set that judge the int8 gate
+
+
+def calib_and_gate(calib: str | Path, calib_count: int, keep: str = ""
+                   ) -> tuple[list[Path], list[Path]]:
+    """(calibration, gate) photos from one folder: the gate is judged on other photos than
+    the calibration's when the folder has them (interleaved, so both spread over it)."""
+    paths = list_images(calib, calib_count + GATE_PHOTOS)
+    if len(paths) < min(300, calib_count):
+        raise ExportError(f"--calib {calib}: {len(paths)} photos found, need at least 300"
+                          + keep)
+    if len(paths) >= 2 * calib_count:
+        return paths[0::2][:calib_count], paths[1::2]
+    return paths[:calib_count], paths[calib_count:]
 
 
 def generated_files(folder: Path, size: int, count: int = 8) -> list[Path]:

@@ -111,11 +111,15 @@ EXACT_FP32_TAIL = ("/encoder/_blocks.15/", "/encoder/_conv_head/")
 RECIPES = ("fast", "exact")  # tried in turn; the first that passes the gate is written
 
 
-def int8_recipe(proto: onnx.ModelProto, recipe: str = "fast") -> dict:
+def int8_recipe(proto: onnx.ModelProto, recipe: str = "fast",
+                keep_fp32: tuple[str, ...] = ()) -> dict:
     """quantize_static settings for this network (see the module docstring for why); the
     first conv (the stem) stays fp32 in both. ``recipe="exact"``: u8 for every pair-summed
-    weight of a depthwise-separable network (slower, closer to fp32)."""
+    weight of a depthwise-separable network (slower, closer to fp32). ``keep_fp32``: node-name
+    prefixes also left in fp32 (the layers a per-layer report found to lose the gate,
+    export/layer_report.py)."""
     stem = [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
+    stem += [n.name for n in proto.graph.node if keep_fp32 and n.name.startswith(keep_fp32)]
     # The colour part (train/colour.py: a soft histogram of the photo's colours) and anything
     # else outside the backbone and its head stay fp32: a handful of cheap element-wise ops
     # whose clips and sums lose the histogram's small bins when quantised.
@@ -193,16 +197,19 @@ def golden_metadata_for(fp32: bytes, spec: PreprocessSpec) -> dict[str, str]:
 
 def quantize_int8(fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
                   eval_squares: np.ndarray | None = None, log=print, gate: bool = True,
-                  avx2: bool = False) -> tuple[bytes, dict]:
+                  avx2: bool = False, keep_fp32: tuple[str, ...] = (),
+                  calibration: str = "minmax") -> tuple[bytes, dict]:
     """-> (int8 model bytes, figures). Raises QuantizationGateError when the gate is missed
     (unless gate=False, for benchmarks); the figures are printed either way. ``avx2``: also
-    judge the gate on an emulated AVX2-only CPU (export/emulate.py, needs qemu-x86_64)."""
+    judge the gate on an emulated AVX2-only CPU (export/emulate.py, needs qemu-x86_64).
+    ``keep_fp32``: node-name prefixes left in fp32 on top of the recipe's own;
+    ``calibration``: see :func:`quantize_qdq`."""
     eval_squares = calib_squares if eval_squares is None else eval_squares
     failed: QuantizationGateError | None = None
     for recipe in RECIPES:
         try:
             q_bytes, figures = _quantize_with(recipe, fp32, calib_squares, spec, eval_squares,
-                                              log, gate, avx2)
+                                              log, gate, avx2, tuple(keep_fp32), calibration)
             if failed is not None:
                 figures["faster_recipe_failed"] = str(failed)
             return q_bytes, figures
@@ -213,29 +220,97 @@ def quantize_int8(fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
     raise failed
 
 
-def _quantize_with(recipe: str, fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
-                   eval_squares: np.ndarray, log, gate: bool, avx2: bool
-                   ) -> tuple[bytes, dict]:
-    """One recipe's int8 model and its figures (see :func:`quantize_int8`)."""
+def preprocessed(fp32: bytes) -> bytes:
+    """The fp32 graph as the quantiser sees it: the exporter's Constant nodes folded into
+    initializers (a conv whose bias is not an initializer keeps an fp32 bias, and onnxruntime
+    cannot fuse it into QLinearConv)."""
     with tempfile.TemporaryDirectory() as tmp:
-        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        src, pre = Path(tmp) / "fp32.onnx", Path(tmp) / "pre.onnx"
         src.write_bytes(fp32)
-        # Fold the exporter's Constant nodes into initializers first: a conv whose bias is not
-        # an initializer keeps an fp32 bias, and onnxruntime cannot fuse it into QLinearConv.
-        pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_static(str(pre), str(dst), SquaresReader(calib_squares, spec),
+        return pre.read_bytes()
+
+
+CALIBRATIONS = ("minmax", "moving-average")
+
+
+def quantize_qdq(pre: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
+                 recipe: str = "fast", keep_fp32: tuple[str, ...] = (),
+                 calibration: str = "minmax") -> bytes:
+    """A :func:`preprocessed` fp32 graph -> its QDQ int8 graph (not judged: see
+    :func:`quantize_int8`). ``calibration="moving-average"``: each activation's range is the
+    mean of the per-batch ranges rather than the extremes over all photos, so one outlier
+    photo does not coarsen a tensor's steps for every other (fai-lite0 v3 needed it)."""
+    if calibration not in CALIBRATIONS:
+        raise ValueError(f"calibration {calibration!r}: expected one of {CALIBRATIONS}")
+    settings = int8_recipe(onnx.load_from_string(pre), recipe, keep_fp32)
+    if calibration == "moving-average":
+        settings["extra_options"] = {**settings.get("extra_options", {}),
+                                     "CalibMovingAverage": True}
+    with tempfile.TemporaryDirectory() as tmp:
+        src, dst = Path(tmp) / "pre.onnx", Path(tmp) / "int8.onnx"
+        src.write_bytes(pre)
+        quantize_static(str(src), str(dst), SquaresReader(calib_squares, spec),
                         quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, per_channel=True,
-                        calibrate_method=CalibrationMethod.MinMax,
-                        **int8_recipe(onnx.load(str(pre)), recipe))
-        q_bytes = dst.read_bytes()
+                        calibrate_method=CalibrationMethod.MinMax, **settings)
+        q = onnx.load(str(dst))
+    fp32_islands_stay_fp32(q)
+    return q.SerializeToString()
+
+
+def fp32_islands_stay_fp32(q: onnx.ModelProto) -> int:
+    """Give each fp32 conv that reads a dequantised tensor its own per-channel
+    DequantizeLinear (the same scale repeated) -> how many. Why: onnxruntime's
+    WeightBiasQuantization re-quantises, at load, the float weights of any conv fed by a
+    per-tensor DequantizeLinear, to *per-tensor* int8 (a depthwise conv then loses most of
+    its small channels), so a layer kept in fp32 would silently run int8, worse than the
+    quantiser's per-channel weights. A per-channel scale is outside that rule."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in q.graph.initializer}
+    made_by = {o: n for n in q.graph.node for o in n.output}
+    added = 0
+    for pos in range(len(q.graph.node) - 1, -1, -1):
+        conv = q.graph.node[pos]
+        if conv.op_type != "Conv" or len(conv.input) < 2 or conv.input[1] not in inits:
+            continue  # not a conv with float weights
+        dq = made_by.get(conv.input[0])
+        if dq is None or dq.op_type != "DequantizeLinear" or dq.input[1] not in inits:
+            continue
+        scale, zero = (numpy_helper.to_array(inits[t]) for t in dq.input[1:3])
+        if scale.ndim:
+            continue
+        group = next((a.i for a in conv.attribute if a.name == "group"), 1)
+        channels = int(inits[conv.input[1]].dims[1]) * group
+        stem = f"{conv.name}_input_per_channel"
+        q.graph.initializer.extend([
+            numpy_helper.from_array(np.full(channels, scale, scale.dtype), stem + "_scale"),
+            numpy_helper.from_array(np.full(channels, zero, zero.dtype), stem + "_zero_point")])
+        q.graph.node.insert(pos, helper.make_node(
+            "DequantizeLinear", [dq.input[0], stem + "_scale", stem + "_zero_point"],
+            [stem], name=stem, axis=1))
+        conv.input[0] = stem
+        added += 1
+    return added
+
+
+def _quantize_with(recipe: str, fp32: bytes, calib_squares: np.ndarray, spec: PreprocessSpec,
+                   eval_squares: np.ndarray, log, gate: bool, avx2: bool,
+                   keep_fp32: tuple[str, ...] = (), calibration: str = "minmax"
+                   ) -> tuple[bytes, dict]:
+    """One recipe's int8 model and its figures (see :func:`quantize_int8`)."""
+    q_bytes = quantize_qdq(preprocessed(fp32), calib_squares, spec, recipe, keep_fp32,
+                           calibration)
     x = to_tensor(eval_squares, spec)
     ref, got = _embed(fp32, x), _embed(q_bytes, x)
     figures = {**agreement(ref, got), "photos": int(len(eval_squares)),
                "calibration_photos": int(len(calib_squares)),
                "gate": {"mean_cosine": MIN_MEAN_COSINE, "top10_overlap": MIN_TOP10_OVERLAP},
                "judged_on": judged_here(), "recipe": recipe}
+    if keep_fp32:
+        figures["kept_fp32"] = list(keep_fp32)
+    figures["calibration"] = calibration
     ok = passes(figures)
     log(f"int8 vs fp32 on {len(eval_squares)} photos ({figures['judged_on']['cpu_int8_path']} "
         f"kernels): mean cosine {figures['mean_cosine']:.4f} (gate {MIN_MEAN_COSINE}), top-10 "

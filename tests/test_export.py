@@ -71,17 +71,18 @@ def test_int8_gate_passes_with_real_calibration(tmp_path):
     assert len(q_bytes) < V2.stat().st_size / 2
 
 
-def test_shipped_int8_default_stays_close_to_its_fp32_on_other_photos(tmp_path):
+@pytest.mark.parametrize("pair", [("fai-default.int8.onnx", "fai-default.onnx"),
+                                  ("fai-lite0-v2.int8.onnx", "fai-lite0-v2.onnx")],
+                         ids=["v3", "v2"])
+def test_shipped_int8_default_stays_close_to_its_fp32_on_other_photos(tmp_path, pair):
     """The int8 copy passed its gate at export (mean cosine >= 0.99, top-10 overlap >= 0.95
     on 300 photos apart from its calibration); on another sample it must still agree with
     fp32, photo by photo and in who the neighbours are (the overlap is a sample figure, so it
     is held to a slightly looser 0.9 here)."""
     from export.quantize import top10_overlap
 
-    # fai-lite0 v3 (the default) has no int8 copy (its gate failed, models/README.md); the
-    # previous default's pair is the shipped int8 file.
-    int8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")
-    fp32, q = Encoder(SHIPPED.with_name("fai-lite0-v2.onnx")), Encoder(int8)
+    # the default's twin (export/layer_report.py) and the previous default's pair
+    fp32, q = Encoder(SHIPPED.with_name(pair[1])), Encoder(SHIPPED.with_name(pair[0]))
     assert q.info.weights_sha256 == fp32.info.weights_sha256  # same model, two precisions
     photos = product_photos(tmp_path, 200)
     a, b = fp32.embed(photos), q.embed(photos)

@@ -19,9 +19,10 @@ from fai_infer.model.cpu import int8_path
 from fai_infer.model.int8_check import GOLDEN_KEY
 from tests.helpers import MYNTRA, ROOT, SHIPPED
 
-INT8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")  # v3 has no int8 copy: its gate failed
+INT8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")
 FP32 = SHIPPED.with_name("fai-lite0-v2.onnx")  # the fp32 file beside it
 SMALL_INT8 = FP32.with_name("fai-small-64-v2.int8.onnx")
+V3_INT8 = SHIPPED.with_name("fai-default.int8.onnx")  # the default's twin (export/layer_report.py)
 needs_qemu = pytest.mark.skipif(
     qemu() is None, reason="qemu-x86_64 not installed (apt-get install qemu-user): the AVX2 "
     "int8 kernel path cannot be checked on this CPU")
@@ -46,7 +47,7 @@ def sabotaged_int8(folder, with_fp32: bool = True):
     return out
 
 
-@pytest.mark.parametrize("path", [INT8, SMALL_INT8], ids=["default", "small"])
+@pytest.mark.parametrize("path", [V3_INT8, INT8, SMALL_INT8], ids=["default", "v2", "small"])
 def test_shipped_int8_files_pass_their_self_check_here(path):
     enc = Encoder(path)
     check = enc.int8_check
@@ -140,9 +141,10 @@ def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
 
 
 @needs_qemu
-def test_self_check_runs_on_the_emulated_avx2_cpu_and_passes():
+@pytest.mark.parametrize("path", [V3_INT8, INT8], ids=["default", "v2"])
+def test_self_check_runs_on_the_emulated_avx2_cpu_and_passes(path):
     code = ("from fai_infer.model.encoder import Encoder; import json, sys; "
-            f"e = Encoder({str(INT8)!r}); print(json.dumps(e.runtime()))")
+            f"e = Encoder({str(path)!r}); print(json.dumps(e.runtime()))")
     r = subprocess.run([qemu(), "-cpu", __import__("export.emulate").emulate.AVX2_CPU,
                         sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=600, cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin"})
@@ -151,7 +153,7 @@ def test_self_check_runs_on_the_emulated_avx2_cpu_and_passes():
     assert rt["cpu_int8_path"] == "avx2" and rt["int8_check"]["passed"] and not rt["fallback"]
 
 
-@pytest.mark.parametrize("path", [INT8, SMALL_INT8], ids=["default", "small"])
+@pytest.mark.parametrize("path", [V3_INT8, INT8, SMALL_INT8], ids=["default", "v2", "small"])
 def test_no_pair_summed_int8_product_can_saturate_int16(path):
     """By construction, for every CPU: each conv whose kernels add u8 x s8 products in pairs
     (all but depthwise) has u8 weights (multiplied exactly) or 7-bit ones (2 x 255 x 64 <
@@ -171,3 +173,64 @@ def test_no_pair_summed_int8_product_can_saturate_int16(path):
         checked += 1
         assert w.dtype == np.uint8 or np.abs(w.astype(np.int16)).max() <= 64, conv.name
     assert checked >= 4  # the seed family has 5 convs, its stem stays fp32
+
+
+def test_the_default_int8_twin_keeps_the_colour_part_in_fp32():
+    """The colour histogram is a fixed computation over pixels: nothing that feeds the
+    colour slice of the embedding (fai.embedding_parts) may be quantised."""
+    proto = onnx.load(str(V3_INT8))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    parts = json.loads(meta["fai.embedding_parts"])
+    assert parts["colour"][0] == parts["garment"][1]  # garment first, colour after it
+    made_by = {o: n for n in proto.graph.node for o in n.output}
+    final = made_by[proto.graph.output[0].name]
+    assert final.op_type == "Concat" and len(final.input) == 2
+    seen, todo, ops = set(), [final.input[1]], []
+    while todo:
+        node = made_by.get(todo.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        ops.append(node.op_type)
+        todo.extend(node.input)
+    assert len(ops) > 20 and "Exp" in ops  # the soft histogram, found from the output
+    assert not {"QuantizeLinear", "DequantizeLinear"} & set(ops)
+
+
+def test_a_conv_kept_in_fp32_between_quantised_layers_stays_fp32():
+    """onnxruntime re-quantises, at load, the float weights of a conv between a per-tensor
+    DequantizeLinear and a QuantizeLinear (per-tensor int8); export.quantize gives such convs
+    a per-channel DequantizeLinear, and the optimised session then computes what the graph
+    says (the same graph run unoptimised)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from export.quantize import fp32_islands_stay_fp32
+    from fai_infer.model.ort import ort
+
+    rng = np.random.default_rng(5)
+    w = rng.normal(0, 0.05, (4, 1, 3, 3)).astype(np.float32)
+    w[0] *= 300  # one large channel: a per-tensor int8 scale wipes out the small ones
+    graph = helper.make_graph(
+        [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+         helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+         helper.make_node("Conv", ["xd", "w"], ["c"], name="dw", group=4, pads=[1, 1, 1, 1]),
+         helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"]),
+         helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"])],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 6, 6])],
+        [numpy_helper.from_array(np.float32(0.02), "s"),
+         numpy_helper.from_array(np.uint8(0), "z"), numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = rng.uniform(0, 5, (1, 4, 6, 6)).astype(np.float32)
+
+    def run(optimise: bool) -> np.ndarray:
+        so = ort.SessionOptions()
+        if not optimise:
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x})[0][:, 1:]  # the small channels
+
+    assert np.abs(run(True) - run(False)).max() > 0.1  # re-quantised behind our back
+    assert fp32_islands_stay_fp32(model) == 1
+    assert np.abs(run(True) - run(False)).max() < 1e-5
