@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from fai_infer.preprocess import PreprocessSpec, square_resize
+from train.parser_output import letterbox_geometry
 
 DEFAULT_DATA = "../shared/data/ccp"
 
@@ -38,28 +39,28 @@ GROUPS: tuple[str, ...] = ("background", "skin", "hair", "upper", "lower", "whol
                            "shoes", "bag", "accessory")
 GARMENT_GROUPS: tuple[str, ...] = GROUPS[3:]  # what a shop sells; the rest is "not garment"
 
-# Every CCP label name (labels.csv) -> its group. "null" (id 0) is the background.
-LABEL_GROUP: dict[str, str] = {
-    "null": "background",
-    "skin": "skin",
-    "hair": "hair",
+# Each group's CCP label names (labels.csv); every label is in exactly one group.
+GROUP_LABELS: dict[str, tuple[str, ...]] = {
+    "background": ("null",),
+    "skin": ("skin",),
+    "hair": ("hair",),
     # upper body, worn under any outer layer
-    **dict.fromkeys(["blouse", "bodysuit", "bra", "hoodie", "intimate", "jumper", "shirt",
-                     "sweater", "sweatshirt", "t-shirt", "top", "vest"], "upper"),
-    # lower body; stockings and tights too: they cover the legs like leggings, which CCP
-    # cannot tell apart from them reliably
-    **dict.fromkeys(["jeans", "leggings", "pants", "panties", "shorts", "skirt", "stockings",
-                     "tights"], "lower"),
+    "upper": ("blouse", "bodysuit", "bra", "hoodie", "intimate", "jumper", "shirt", "sweater",
+              "sweatshirt", "t-shirt", "top", "vest"),
+    # lower body; stockings and tights too: they cover the legs like leggings, which CCP's
+    # annotators do not tell apart from them consistently
+    "lower": ("jeans", "leggings", "pants", "panties", "shorts", "skirt", "stockings", "tights"),
     # one piece for the whole body
-    **dict.fromkeys(["dress", "romper", "suit", "swimwear"], "whole"),
-    **dict.fromkeys(["blazer", "cape", "cardigan", "coat", "jacket"], "outer"),
+    "whole": ("dress", "romper", "suit", "swimwear"),
+    "outer": ("blazer", "cape", "cardigan", "coat", "jacket"),
     # footwear; socks too: they show at the ankle, inside the shoe's region
-    **dict.fromkeys(["boots", "clogs", "flats", "heels", "loafers", "pumps", "sandals", "shoes",
-                     "sneakers", "socks", "wedges"], "shoes"),
-    **dict.fromkeys(["bag", "purse", "wallet"], "bag"),
-    **dict.fromkeys(["accessories", "belt", "bracelet", "earrings", "glasses", "gloves", "hat",
-                     "necklace", "ring", "scarf", "sunglasses", "tie", "watch"], "accessory"),
+    "shoes": ("boots", "clogs", "flats", "heels", "loafers", "pumps", "sandals", "shoes",
+              "sneakers", "socks", "wedges"),
+    "bag": ("bag", "purse", "wallet"),
+    "accessory": ("accessories", "belt", "bracelet", "earrings", "glasses", "gloves", "hat",
+                  "necklace", "ring", "scarf", "sunglasses", "tie", "watch"),
 }
+LABEL_GROUP: dict[str, str] = {name: g for g, names in GROUP_LABELS.items() for name in names}
 
 HELD_APART_SALT = "fai-parser-held-apart-v1"
 VAL_SALT = "fai-parser-val-v1"
@@ -106,15 +107,6 @@ def masked_photos(data: str | Path) -> list[str]:
 def photos_in(data: str | Path, split: str, held_apart: float = 0.2, val: float = 0.1
               ) -> list[str]:
     return [p for p in masked_photos(data) if split_of(p, held_apart, val) == split]
-
-
-def letterbox_geometry(h: int, w: int, size: int) -> tuple[int, int, int, int]:
-    """(top, left, new_h, new_w) of a photo inside its letterbox square: the arithmetic of
-    ``fai_infer.preprocess.square_resize``, for masks and for mapping outputs back."""
-    side = max(h, w)
-    new_h = max(1, min(size, round(h * size / side)))
-    new_w = max(1, min(size, round(w * size / side)))
-    return (size - new_h) // 2, (size - new_w) // 2, new_h, new_w
 
 
 def letterbox_mask(mask: np.ndarray, size: int) -> np.ndarray:
