@@ -185,3 +185,19 @@ def test_ccp_loads_and_its_held_apart_part_is_fixed(tmp_path):
     assert s.masks.max() < len(GROUPS) and (s.masks > 0).mean() > 0.1
     again = load_set(CCP, train[:3], spec, tmp_path)  # from the npz cache
     assert (again.masks == s.masks).all()
+
+
+def test_the_shipped_recipe_parses():
+    from train.parser_train import ParserTrainConfig, main  # noqa: F401
+    import argparse
+    import json
+
+    from train.config import add_dataclass_args, from_args, load_recipe
+
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "parser.json"
+    assert json.loads(recipe.read_text())["_trainer"] == "train.parser_train"
+    ap = argparse.ArgumentParser()
+    add_dataclass_args(ap, ParserTrainConfig)
+    ap.set_defaults(**load_recipe(str(recipe), ParserTrainConfig, ap.error))
+    cfg = from_args(ParserTrainConfig, ap.parse_args([]))
+    assert cfg.image_size % 32 == 0 and cfg.parser_config().spec().mean == (0.5, 0.5, 0.5)
