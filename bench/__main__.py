@@ -22,10 +22,10 @@ from tqdm import tqdm
 from bench.markdown_merge import merge
 from bench import encoder_speed, filters, model_sizes, search_speed
 from bench.photos import MYNTRA, sample_photos
-from bench.timing import sgemm_gflops, table
+from bench.timing import save_json, sgemm_gflops, table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
-from fai_infer.encoder import default_model_path
+from fai_infer.model.encoder import default_model_path
 from train.model import ModelConfig
 
 FOOTPRINT_COLUMNS = ["n", "cold_first_result_s", "rss_mb", "on_disk_mb"]
@@ -145,7 +145,7 @@ def measure(a: argparse.Namespace, out: Path, tmp: Path) -> dict:
     print(table([report["indexing"]], list(report["indexing"])))
     print(table(footprint_rows, FOOTPRINT_COLUMNS))
     print(table([report["install"]], list(report["install"])))
-    (out / "bench.json").write_text(json.dumps(report, indent=2))
+    save_json(report, out / "bench.json", models=(model_path,))
     plot(search_rows, out / "search_latency.png")
     print(f"written {out / 'bench.json'} and {out / 'search_latency.png'}")
     if a.markdown:

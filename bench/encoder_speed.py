@@ -6,14 +6,14 @@ import copy
 import json
 
 import onnx
-from fai_infer.ort import ort
+from fai_infer.model.ort import ort
 import torch
 
 from bench.timing import median_ms
 from export.onnx import to_onnx_proto
 from export.quantize import quantize_int8
 from export.synthetic import generated_squares
-from fai_infer.preprocess import PreprocessSpec, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, to_tensor
 from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 
 

@@ -32,9 +32,9 @@ from bench.markdown_merge import merge
 from bench.timing import save_json, table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
-from fai_infer.cpu import cpu_flags
-from fai_infer.filters import parse_where
-from fai_infer.search import exact_top_k
+from fai_infer.model.cpu import cpu_flags
+from fai_infer.index.filters import parse_where
+from fai_infer.index.search import exact_top_k
 
 MYNTRA = Path("../shared/data/myntra/images")
 K = 10
@@ -68,7 +68,7 @@ def jittered(emb: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
 
 def forced(index, plan: str):
     """Thresholds that make ``filter_plan`` pick ``plan`` (restored by the caller)."""
-    import fai_infer.vector_index as vi
+    import fai_infer.index.vector_index as vi
 
     saved = (index.exact_filter_below, index.scan_below, vi.SCAN_FROM)
     index.exact_filter_below = 10**12 if plan == "gather" else 0
@@ -78,7 +78,7 @@ def forced(index, plan: str):
 
 
 def restore(index, saved) -> None:
-    import fai_infer.vector_index as vi
+    import fai_infer.index.vector_index as vi
 
     index.exact_filter_below, index.scan_below, vi.SCAN_FROM = saved
 

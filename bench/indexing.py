@@ -24,8 +24,8 @@ import numpy as np
 
 from bench.timing import save_json, table
 from fai_infer import Catalog, Encoder
-from fai_infer.cpu import cpu_flags
-from fai_infer.sources import list_images
+from fai_infer.model.cpu import cpu_flags
+from fai_infer.catalog.sources import list_images
 
 
 def measure(folder: Path, limit: int, encoder: Encoder) -> dict:

@@ -1,6 +1,6 @@
 """python -m bench.match_words: do the match words tell a shopper the truth?
 
-A hit's confidence (``fai_infer/confidence.py``) is the share of the catalogue's items whose own
+A hit's confidence (``fai_infer/catalog/confidence.py``) is the share of the catalogue's items whose own
 nearest neighbour scores at most the hit's score; the page turns it into words. This measures the
 words on a labelled catalogue (Myntra by default):
 
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from fai_infer.confidence import LABELS, NEIGHBOUR_RANK, NO_MATCH, fit_scale, label, sample_rows
-from fai_infer.encoder import Encoder
-from fai_infer.sources import list_images
+from fai_infer.catalog.confidence import LABELS, NEIGHBOUR_RANK, NO_MATCH, fit_scale, label, sample_rows
+from fai_infer.model.encoder import Encoder
+from fai_infer.catalog.sources import list_images
 
 WORDS = [w for _, w in LABELS] + [NO_MATCH]
 

@@ -1,6 +1,6 @@
 """python -m bench.merchandising: fai tag / audit / duplicates measured on Myntra val.
 
-The tools run the very code the CLI runs (``fai_infer.labels``, ``fai_infer.duplicates``) over
+The tools run the very code the CLI runs (``fai_infer.merch.labels``, ``fai_infer.merch.duplicates``) over
 a neighbour table; the raw-pixel rows use the same code over raw-pixel neighbours
 (``train.metrics.pixel_baseline``: 32x32 padded squares, mean removed).
 
@@ -32,12 +32,12 @@ import cv2
 import numpy as np
 
 from fai_infer import Catalog, Encoder
-from fai_infer.decode import load_rgb
-from fai_infer.duplicates import THRESHOLD, groups
-from fai_infer.labels import VOTES, column_labels, disputes, majority, predict
-from fai_infer.neighbours import Neighbours
-from fai_infer.preprocess import load_square
-from fai_infer.sources import read_metadata
+from fai_infer.image.decode import load_rgb
+from fai_infer.merch.duplicates import THRESHOLD, groups
+from fai_infer.merch.labels import VOTES, column_labels, disputes, majority, predict
+from fai_infer.merch.neighbours import Neighbours
+from fai_infer.image.preprocess import load_square
+from fai_infer.catalog.sources import read_metadata
 from train.metrics import pixel_baseline
 
 FOLDS = 5

@@ -16,7 +16,7 @@ from bench.encoder_speed import _session, count_macs
 from bench.timing import median_ms, table
 from export.onnx import to_onnx_proto
 from export.synthetic import generated_squares
-from fai_infer.preprocess import PreprocessSpec, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, to_tensor
 from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 
 GRID = [(64, 0.5), (96, 0.5), (128, 0.5), (64, 1.0), (128, 1.0), (224, 1.0)]

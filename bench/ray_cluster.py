@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bench.timing import table
 from fai_infer import Catalog, Encoder
-from fai_infer.scale.local_cluster import LocalCluster
+from fai_infer.harness.local_cluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ["indexer", "nodes", "photos", "seconds", "photos_per_s", "per_node_per_s",

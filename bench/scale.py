@@ -3,7 +3,7 @@
 
 Both comparisons run in the same run on the same inputs (this machine is shared and noisy: read
 ratios, not absolute figures). The Milvus server is the 2.3 standalone of the scale extra,
-started here on 127.0.0.1 by fai_infer.scale.milvus_server (or --milvus-uri names one). Needs the
+started here on 127.0.0.1 by fai_infer.harness.milvus_server (or --milvus-uri names one). Needs the
 scale extra (pip install -e '.[scale]'). ``--quick`` runs toy sizes in a few minutes. The JSON is
 rewritten after every measured row, so a run stopped by a time limit keeps what it measured.
 ``--cluster`` adds the real-cluster rows (bench/ray_cluster.py): 1 and 2 ``ray start`` nodes.
@@ -28,7 +28,7 @@ from bench.photos import MYNTRA, sample_photos
 from bench.timing import cpu_name, table
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, Encoder
-from fai_infer.search import HnswSearch, exact_top_k
+from fai_infer.index.search import HnswSearch, exact_top_k
 
 RAY_COLUMNS = ["indexer", "workers", "photos", "seconds", "photos_per_s", "per_core_per_s"]
 SEARCH_COLUMNS = ["engine", "n", "build_s", "insert_s", "index_s", "recall@10", "p50_ms",
@@ -153,7 +153,7 @@ def milvus_server(tmp: Path, uri: str | None) -> Iterator[str | None]:
     if uri:
         yield uri
         return
-    from fai_infer.scale.milvus_server import ServerError, free_port, package_bin, running_server
+    from fai_infer.harness.milvus_server import ServerError, free_port, package_bin, running_server
 
     try:
         package_bin()

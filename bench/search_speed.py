@@ -12,8 +12,8 @@ import numpy as np
 
 from bench.timing import median_ms, percentiles_ms
 from fai_infer import Catalog, Encoder
-from fai_infer.sources import list_images
-from fai_infer.search import HnswSearch, exact_top_k
+from fai_infer.catalog.sources import list_images
+from fai_infer.index.search import HnswSearch, exact_top_k
 
 
 def hnsw_memory_mb(n: int, dim: int, m: int) -> float:

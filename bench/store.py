@@ -44,8 +44,8 @@ from bench.filters import PLANS, forced, restore
 from bench.timing import save_json, table
 from export.synthetic import generated_squares, scale_embeddings
 from fai_infer import Catalog, Encoder
-from fai_infer.filters import parse_where
-from fai_infer.search import exact_top_k
+from fai_infer.index.filters import parse_where
+from fai_infer.index.search import exact_top_k
 
 MYNTRA = Path("../shared/data/myntra/images")
 BRANDS = [f"brand{i:02d}" for i in range(40)]

@@ -43,9 +43,14 @@ def table(rows: list[dict], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
-def save_json(report: dict, path: str | Path | None) -> None:
-    """A bench's report as JSON (folders made; nothing when no path was given)."""
+def save_json(report: dict, path: str | Path | None, models: tuple = ()) -> None:
+    """A bench's report as JSON with what made it (model sha256, CPU flags, date, command;
+    ``models`` default to the shipped one); folders made; nothing when no path was given."""
     if path:
+        from fai_infer.model.encoder import default_model_path
+        from fai_infer.model.provenance import provenance
+
+        report = {**report, "provenance": provenance(models or (default_model_path(),))}
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(report, indent=2, default=str))
 

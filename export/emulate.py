@@ -5,7 +5,7 @@ an int8 file that is wrong there looks fine here. ``qemu-x86_64 -cpu Haswell`` a
 a Haswell (AVX2 + FMA, no AVX-512, no VNNI), so onnxruntime's MLAS dispatches its AVX2 kernels,
 and qemu (7.2 or newer) executes them faithfully, saturation included. It is slow (~100x), so
 use it on a few hundred photos of a small model. The child checks that it really sees an AVX2
-CPU (fai_infer.cpu) and refuses otherwise.
+CPU (fai_infer.model.cpu) and refuses otherwise.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 _CHILD = r"""
 import sys
 import numpy as np
-from fai_infer.cpu import int8_path
-from fai_infer.ort import ort
+from fai_infer.model.cpu import int8_path
+from fai_infer.model.ort import ort
 model, squares_file, out_file, expect = sys.argv[1:5]
 if int8_path() != expect:
     sys.exit(f"emulated CPU takes the {int8_path()} path, not {expect}")
-from fai_infer.encoder import Encoder
+from fai_infer.model.encoder import Encoder
 enc = Encoder(model, check_int8=False)
 np.save(out_file, enc.embed_squares(np.load(squares_file), batch_size=16))
 """

@@ -25,11 +25,11 @@ import numpy as np
 import onnx
 import torch
 
-from fai_infer.sources import list_images as catalog_images
-from fai_infer.model_info import FORMAT_VERSION, META_PREFIX
+from fai_infer.catalog.sources import list_images as catalog_images
+from fai_infer.model.info import FORMAT_VERSION, META_PREFIX
 from export.emulate import EmulationUnavailable
 from export.synthetic import generated_squares
-from fai_infer.preprocess import PreprocessSpec, load_square, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, load_square, to_tensor
 from train.checkpoint import load_checkpoint
 from train.model import EmbeddingModel
 from train.onnx_graph import fold_pads_into_convs, session, to_onnx_proto  # noqa: F401
@@ -126,7 +126,7 @@ def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: byte
                  paths: list[Path], tolerance: float, source: str) -> ParityReport:
     """Image files -> torch (checkpoint spec) vs the runtime ``Encoder`` (the exported file's
     own metadata) at batch sizes 1, 3 and 8; raises ExportError past tolerance."""
-    from fai_infer.encoder import Encoder
+    from fai_infer.model.encoder import Encoder
 
     with tempfile.TemporaryDirectory() as tmp:
         candidate = Path(tmp) / "candidate.onnx"
@@ -147,8 +147,8 @@ def check_parity(model: torch.nn.Module, spec: PreprocessSpec, model_bytes: byte
 
 
 def self_check(q_data: bytes) -> dict:
-    """The load-time int8 self-check (fai_infer.int8_check) run here on the file to write."""
-    from fai_infer.encoder import Encoder
+    """The load-time int8 self-check (fai_infer.model.int8_check) run here on the file to write."""
+    from fai_infer.model.encoder import Encoder
 
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "q.int8.onnx").write_bytes(q_data)

@@ -26,7 +26,7 @@ Two settings, picked by the network's shape (:func:`int8_recipe`):
 
 ``python -m export.onnx --int8 --check-avx2`` also judges the gate on an emulated AVX2-only
 CPU (export/emulate.py), and every int8 file carries golden inputs for the load-time
-self-check (fai_infer/int8_check.py).
+self-check (fai_infer/model/int8_check.py).
 """
 
 from __future__ import annotations
@@ -38,15 +38,15 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from fai_infer.ort import ort  # first: telemetry off before onnxruntime loads
+from fai_infer.model.ort import ort  # first: telemetry off before onnxruntime loads
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from export.synthetic import generated_squares
-from fai_infer.cpu import cpu_flags, int8_path
-from fai_infer.int8_check import golden_metadata
-from fai_infer.preprocess import PreprocessSpec, to_tensor
+from fai_infer.model.cpu import cpu_flags, int8_path
+from fai_infer.model.int8_check import golden_metadata
+from fai_infer.image.preprocess import PreprocessSpec, to_tensor
 
 MIN_MEAN_COSINE = 0.99
 MIN_TOP10_OVERLAP = 0.95
@@ -180,7 +180,7 @@ GOLDEN_COUNT, GOLDEN_SEED = 3, 23
 
 
 def golden_squares(size: int) -> np.ndarray:
-    """The inputs an int8 file carries for its load-time self-check (fai_infer.int8_check)."""
+    """The inputs an int8 file carries for its load-time self-check (fai_infer.model.int8_check)."""
     return generated_squares(size, GOLDEN_COUNT, seed=GOLDEN_SEED)
 
 

@@ -16,7 +16,7 @@ import onnx
 
 from export.emulate import EmulationUnavailable
 from export.onnx import ExportError, write_int8
-from fai_infer.model_info import META_PREFIX, ModelInfo
+from fai_infer.model.info import META_PREFIX, ModelInfo
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,8 @@
 """FAI kiosk runtime: embed product photos and find similar catalogue items.
 
 Depends on numpy, onnxruntime, opencv-python-headless and hnswlib only (never torch or gradio).
-The names below load on first use, so a light module (``fai_infer.cli_util``,
-``fai_infer.preprocess``) can be imported by training without onnxruntime or hnswlib.
+The names below load on first use, so a light module (``fai_infer.cli.util``,
+``fai_infer.image.preprocess``) can be imported by training without onnxruntime or hnswlib.
 """
 
 import importlib as _importlib
@@ -11,20 +11,20 @@ import sys as _sys
 
 if "onnxruntime" in _sys.modules and _os.environ.get("ORT_DISABLE_TELEMETRY") != "1":
     # Loaded before us with telemetry on: nothing in-process stops it now
-    # (fai_infer/telemetry_hook.py), so say so, once.
+    # (fai_infer/harness/telemetry_hook.py), so say so, once.
     print("fai_infer: warning: onnxruntime was imported before fai_infer without "
           "ORT_DISABLE_TELEMETRY=1, so its telemetry is on in this process; install the "
-          "start-up hook (python -m fai_infer.telemetry_hook) or import fai_infer first",
+          "start-up hook (python -m fai_infer.harness.telemetry_hook) or import fai_infer first",
           file=_sys.stderr, flush=True)
-# Before anything below can load onnxruntime (see fai_infer/ort.py for why).
+# Before anything below can load onnxruntime (see fai_infer/model/ort.py for why).
 _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 _WHERE = {
-    "BaseCatalog": "fai_infer.api", "Hit": "fai_infer.hits", "NotInCatalogue": "fai_infer.hits",
-    "Skipped": "fai_infer.hits", "Catalog": "fai_infer.catalog", "Encoder": "fai_infer.encoder",
-    "default_model_path": "fai_infer.encoder", "ModelInfo": "fai_infer.model_info",
-    "ImageError": "fai_infer.preprocess", "PreprocessSpec": "fai_infer.preprocess",
-    "preprocess": "fai_infer.preprocess", "CatalogError": "fai_infer.storage",
+    "BaseCatalog": "fai_infer.catalog.contract", "Hit": "fai_infer.index.hits", "NotInCatalogue": "fai_infer.index.hits",
+    "Skipped": "fai_infer.index.hits", "Catalog": "fai_infer.catalog.local", "Encoder": "fai_infer.model.encoder",
+    "default_model_path": "fai_infer.model.encoder", "ModelInfo": "fai_infer.model.info",
+    "ImageError": "fai_infer.errors", "PreprocessSpec": "fai_infer.image.preprocess",
+    "preprocess": "fai_infer.image.preprocess", "CatalogError": "fai_infer.errors",
 }
 
 __all__ = sorted(_WHERE)

@@ -2,6 +2,6 @@
 
 import sys
 
-from fai_infer.cli import main
+from fai_infer.cli.main import main
 
 sys.exit(main())

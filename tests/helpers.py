@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from export.synthetic import generated_squares
-from fai_infer.storage import CURRENT
+from fai_infer.store.generations import CURRENT
 
 ROOT = Path(__file__).resolve().parent.parent
 MYNTRA = Path(os.environ.get("FAI_MYNTRA", ROOT.parent / "shared" / "data" / "myntra"))
@@ -67,7 +67,7 @@ def write_csv(path: Path, rows: list[dict]) -> Path:
 def catalog_of(encoder, ids, paths, rows, vectors, exact_below: int | None = None):
     """An in-memory catalogue of vectors made elsewhere (through the public add_embeddings)."""
     from fai_infer import Catalog
-    from fai_infer.search import EXACT_BELOW
+    from fai_infer.index.search import EXACT_BELOW
 
     cat = Catalog(encoder, exact_below=EXACT_BELOW if exact_below is None else exact_below)
     cat.add_embeddings(ids, vectors, paths, rows)
@@ -95,7 +95,7 @@ def hm_rows(n: int = 120) -> list[dict[str, str]]:
 # -- a tiny garment + colour model (train/colour.py) and its export ------------------------------
 def garment_colour_spec():
     """The 64 px preprocessing the tiny garment + colour model is exported with."""
-    from fai_infer.preprocess import PreprocessSpec
+    from fai_infer.image.preprocess import PreprocessSpec
     from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
 
     return PreprocessSpec(size=64, mean=INPUT_MEAN, std=INPUT_STD)

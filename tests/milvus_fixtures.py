@@ -1,4 +1,4 @@
-"""A real Milvus server (``fai_infer.scale.milvus_server``) for the whole test session.
+"""A real Milvus server (``fai_infer.harness.milvus_server``) for the whole test session.
 
 Started once, on a free port in a temporary folder, by the same command a user runs; skipped
 with the reason when the ``milvus`` package is absent or the server cannot start here (no user or
@@ -34,7 +34,7 @@ class RunningServer:
 @pytest.fixture(scope="session")
 def milvus_server(tmp_path_factory):
     pytest.importorskip("pymilvus", reason="pymilvus: the 'scale' extra is not installed")
-    from fai_infer.scale.milvus_server import ServerError, free_port, package_bin, running_server
+    from fai_infer.harness.milvus_server import ServerError, free_port, package_bin, running_server
 
     try:
         package_bin()

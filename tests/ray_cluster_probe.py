@@ -16,7 +16,7 @@ def main() -> int:
     from tests.offline_probe import dns_logger
 
     dns_logger(Path(dns_log))
-    from fai_infer.scale.local_cluster import LocalCluster
+    from fai_infer.harness.local_cluster import LocalCluster
 
     cluster = LocalCluster(nodes=2, cpus=1).start()
     try:

@@ -12,7 +12,7 @@ def main() -> int:
     from tests.offline_probe import dns_logger
 
     dns_logger(Path(dns_log))
-    from fai_infer.cli import main as fai
+    from fai_infer.cli.main import main as fai
 
     return fai(["index", photos, "--out", out, "--ray", "--ray-workers", "1"])
 

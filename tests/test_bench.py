@@ -30,6 +30,9 @@ def test_bench_quick_runs_and_reports_every_section(tmp_path):
     assert all(r["recall@10"] >= 0.9 for r in hnsw)
     assert report["indexing"]["photos"] == 100
     assert report["quick"] is True
+    made = report["provenance"]  # what made the figures: model bytes, CPU, date, command
+    assert made["cpu_flags"] and made["date"] and "bench" in made["command"]
+    assert all(len(sha) == 64 for sha in made["models"].values()) and made["models"]
     assert (tmp_path / "search_latency.png").stat().st_size > 1000
     markdown = (tmp_path / "performance.md").read_text()
     for section in ("## Goals", "## Encoder", "## Search engines", "## Footprint",
@@ -52,6 +55,7 @@ def test_bench_filters_reports_every_plan_and_keeps_the_rest_of_the_page(tmp_pat
         cwd=ROOT, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     report = json.loads((tmp_path / "filters.json").read_text())
+    assert report["provenance"]["int8_path"] and report["provenance"]["models"]
     big = {r["column"]: r for r in report["filters"] if r["n"] == 60_000}
     assert big["s1000"]["plan"] == "gather" and big["s10"]["plan"] == "scan"
     assert big["s2"]["plan"] == "graph"

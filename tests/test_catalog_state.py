@@ -1,4 +1,4 @@
-"""The in-memory state alone (``fai_infer/catalog_state.py``), driven by deltas and checked
+"""The in-memory state alone (``fai_infer/store/state.py``), driven by deltas and checked
 against a plain dict, with no folder, lock or encoder: the rules every replayed or live change
 follows (removals, then additions that replace and keep metadata, then updates of ids present),
 and compaction keeping exactly the live rows."""
@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from fai_infer.catalog_state import CatalogState
-from fai_infer.delta import Delta
+from fai_infer.store.state import CatalogState
+from fai_infer.store.delta import Delta
 
 DIM = 8
 POOL = [f"item{i:02d}" for i in range(12)]

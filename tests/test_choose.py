@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.image.preprocess import PreprocessSpec
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
 from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 
@@ -60,7 +60,7 @@ def test_chosen_head_computes_what_the_choice_was_scored_on(dims, weight):
     scored = combine(embedding_parts(model, squares, spec), weight, dims)
     chosen = with_choice(model, dims, weight)
     assert chosen.cfg.general_dim == dims and chosen.cfg.embed_dim == dims + 16
-    from fai_infer.preprocess import to_tensor
+    from fai_infer.image.preprocess import to_tensor
 
     with torch.no_grad():
         made = EmbeddingModel(chosen)(torch.from_numpy(to_tensor(squares, spec))).numpy()

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fai_infer import BaseCatalog, Catalog, CatalogError, Encoder, NotInCatalogue
-from fai_infer.filters import parse_where, passes
-from fai_infer.search import exact_top_k
+from fai_infer.index.filters import parse_where, passes
+from fai_infer.index.search import exact_top_k
 from tests.helpers import OTHER_MODEL, write_products
 
 N = 120

@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -14,12 +13,33 @@ import pytest
 from fai_infer import Catalog, CatalogError, Encoder
 from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_products
 
-CHURN = """
+# The child kills itself at its Nth file-system step (write, fsync, rename, replace, unlink,
+# truncate), N drawn by the test: every crash point of the commit protocol is reachable and a
+# failing N replays exactly, where a random sleep before an outside kill was neither.
+CRASH_AT_STEP = """
+import os, signal, sys
+_left = [None]
+def arm():  # count from here: after the catalogue is open and the parent was told "ready"
+    _left[0] = int(os.environ["FAI_CRASH_AT_STEP"])
+def _step(fn):
+    def wrapped(*args, **kwargs):
+        if _left[0] is not None:
+            _left[0] -= 1
+            if _left[0] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return fn(*args, **kwargs)
+    return wrapped
+for _name in ("write", "fsync", "rename", "replace", "unlink", "ftruncate"):
+    setattr(os, _name, _step(getattr(os, _name)))
+"""
+
+CHURN = CRASH_AT_STEP + """
 import sys
 from fai_infer import Catalog
 cat = Catalog.open(sys.argv[1])
 extra, mode = sys.argv[2], sys.argv[3]
 print("ready", flush=True)
+arm()
 while True:
     if mode == "save":
         cat.save()
@@ -28,6 +48,10 @@ while True:
     else:
         cat.add([extra])               # persists too
 """
+
+
+def crash_env(step: int) -> dict[str, str]:
+    return {**os.environ, "FAI_CRASH_AT_STEP": str(step)}
 
 
 @pytest.fixture()
@@ -41,6 +65,7 @@ def catalog_dir(tmp_path):
     return tmp_path / "cat", extra
 
 
+@pytest.mark.soak
 @pytest.mark.slow  # kills real processes at many points
 @pytest.mark.parametrize("mode", ["save", "add-remove"])
 def test_sigkill_at_many_points_leaves_a_whole_catalogue(catalog_dir, mode):
@@ -49,13 +74,11 @@ def test_sigkill_at_many_points_leaves_a_whole_catalogue(catalog_dir, mode):
     kills, states = 0, set()
     for _ in range(12):
         proc = subprocess.Popen([sys.executable, "-c", CHURN, str(root), str(extra), mode],
-                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
+                                cwd=ROOT, stdout=subprocess.PIPE, text=True,
+                                env=crash_env(rng.randint(1, 80)))
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.4))
-        alive = proc.poll() is None  # still writing: the kill lands mid-work, not after a crash
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        kills += alive and proc.returncode == -signal.SIGKILL
+        proc.wait(timeout=300)
+        kills += proc.returncode == -signal.SIGKILL  # killed mid-work, not dead of an error
         cat = Catalog.open(root)  # verifies every checksum
         assert len(cat) in (30, 31)
         assert ("extra" in cat) == (len(cat) == 31)
@@ -104,7 +127,7 @@ def test_manifest_is_json_and_no_pickle_anywhere(catalog_dir):
 
 
 # -- SIGKILL during deltas and compaction ----------------------------------------------------
-DELTA_CHURN = """
+DELTA_CHURN = CRASH_AT_STEP + """
 import os, random, sys, zlib
 import numpy as np
 from fai_infer import Catalog, Encoder
@@ -122,6 +145,7 @@ def vec(item):
     return v / np.linalg.norm(v)
 
 print("ready", flush=True)
+arm()
 n = 0
 while True:
     live, r, n = cat.ids, rng.random(), n + 1
@@ -170,9 +194,10 @@ def _vec(item: str, dim: int) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
+@pytest.mark.soak
 @pytest.mark.slow  # kills real processes at many points
 def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_changes(tmp_path):
-    from fai_infer.store import writer_lock
+    from fai_infer.store.journal import writer_lock
     from tests.helpers import OTHER_MODEL
 
     enc = Encoder(OTHER_MODEL)
@@ -189,13 +214,15 @@ def test_sigkill_during_deltas_and_compaction_keeps_exactly_the_committed_change
         log = tmp_path / f"log{trial}"
         proc = subprocess.Popen([sys.executable, "-c", DELTA_CHURN, str(root), str(log),
                                  str(trial), str(OTHER_MODEL)], cwd=ROOT,
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, text=True,
+                                env=crash_env(rng.randint(5, 400)))
         try:
             assert proc.stdout.readline().strip() == "ready"
-            time.sleep(rng.uniform(0.05, 0.6))  # a random moment, not synchronisation
+            proc.wait(timeout=300)
         finally:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == -signal.SIGKILL, "the writer died of an error, not the crash"
         lines = log.read_text().splitlines() if log.exists() else []
         pending = None
         for line in lines:

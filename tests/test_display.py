@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from fai_infer import Catalog
-from fai_infer.display import MAX_FILTERS, default_display
+from fai_infer.catalog.display import MAX_FILTERS, default_display
 from tests.helpers import ROOT, hm_rows, write_csv, write_products
 
 def test_defaults_skip_ids_and_codes_and_caption_with_the_name():

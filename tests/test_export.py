@@ -32,7 +32,7 @@ def test_export_is_self_contained_with_metadata(tiny_onnx):
 def test_runtime_parity_with_torch_at_several_batch_sizes(tiny_run, tiny_onnx):
     import torch
 
-    from fai_infer.preprocess import to_tensor
+    from fai_infer.image.preprocess import to_tensor
     from train.checkpoint import load_checkpoint
 
     model, spec, _ = load_checkpoint(tiny_run / "best.pt")
@@ -105,7 +105,7 @@ def test_int8_quantises_whole_lite_blocks_and_keeps_only_the_stem_fp32():
 
     from export.onnx import to_onnx_proto
     from export.quantize import int8_recipe
-    from fai_infer.preprocess import PreprocessSpec
+    from fai_infer.image.preprocess import PreprocessSpec
     from train.efficientnet_lite import INPUT_MEAN, INPUT_STD
     from train.model import AutoEncoder, EmbeddingModel, ModelConfig
 

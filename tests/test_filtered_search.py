@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fai_infer import vector_index
-from fai_infer.filters import parse_where
-from fai_infer.metadata import MetadataTable
-from fai_infer.vector_index import VectorIndex
+from fai_infer.index import vector_index
+from fai_infer.index.filters import parse_where
+from fai_infer.index.metadata import MetadataTable
+from fai_infer.index.vector_index import VectorIndex
 
 N, DIM, K = 20_000, 48, 10
 SHARES = {"v1000": 0.001, "v100": 0.01, "v40": 0.025, "v10": 0.1, "v2": 0.5}
@@ -111,7 +111,7 @@ def test_scores_are_computed_in_blocks_that_stay_on_the_calling_thread(monkeypat
     """OpenBLAS threads a matrix-vector product from ~700k elements; on a loaded 2-core kiosk
     each such product waited ~8 ms for a core (0.07 ms on one thread). The search's products
     are made in blocks under that size, and give the same scores."""
-    from fai_infer import search
+    from fai_infer.index import search
 
     rng = np.random.default_rng(1)
     matrix = rng.normal(size=(30_000, 459)).astype(np.float32)

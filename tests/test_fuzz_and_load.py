@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 from export.synthetic import generated_squares
 from fai_infer import Catalog, Encoder, ImageError
 from tests.helpers import catalog_of, write_products
+import pytest
+
+pytestmark = [pytest.mark.soak]  # fuzzed inputs and query threads under churn
 
 ENCODER = Encoder()
 SEEDS = [cv2.imencode(ext, generated_squares(40, 1, seed=i)[0])[1].tobytes()

@@ -10,8 +10,8 @@ import onnx
 import pytest
 import torch
 
-from fai_infer.parts import ColourWeightError, EmbeddingParts
-from fai_infer.preprocess import to_tensor
+from fai_infer.model.parts import ColourWeightError, EmbeddingParts
+from fai_infer.image.preprocess import to_tensor
 from tests.helpers import (equal_luma, garment_colour_model,
                            garment_colour_spec, product)
 from train.colour import COLOUR_DIM, ColourHistogram
@@ -187,7 +187,7 @@ def test_adapt_exports_only_when_no_judged_figure_is_worse():
 
 
 def test_confidence_is_the_share_of_nearest_neighbour_scores_a_hit_reaches():
-    from fai_infer.confidence import NO_MATCH, fit_scale, label, sample_rows
+    from fai_infer.catalog.confidence import NO_MATCH, fit_scale, label, sample_rows
 
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(50, 8)).astype(np.float32)

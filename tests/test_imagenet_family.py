@@ -10,7 +10,7 @@ import onnx
 import pytest
 import torch
 
-from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, normalise, scale_pixels, to_tensor
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, imagenet_backbone
 from train.model import AutoEncoder, ModelConfig
 

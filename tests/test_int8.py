@@ -15,8 +15,8 @@ import pytest
 from export.emulate import embed_as_avx2, qemu
 from export.quantize import MIN_MEAN_COSINE, MIN_TOP10_OVERLAP, top10_overlap
 from fai_infer import Encoder
-from fai_infer.cpu import int8_path
-from fai_infer.int8_check import GOLDEN_KEY
+from fai_infer.model.cpu import int8_path
+from fai_infer.model.int8_check import GOLDEN_KEY
 from tests.helpers import MYNTRA, ROOT, SHIPPED
 
 INT8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")  # v3 has no int8 copy: its gate failed
@@ -126,6 +126,7 @@ def myntra_squares(enc: Encoder, n: int) -> np.ndarray:
 
 
 @needs_qemu
+@pytest.mark.data
 def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
     """The old recipe (8-bit weights in u8 x s8 pair sums) gave mean cosine 0.984 and top-10
     overlap 0.88 on AVX2-only CPUs (int16 saturation), though 0.998 / 0.975 here."""
@@ -140,7 +141,7 @@ def test_shipped_int8_default_stays_within_its_gate_on_an_avx2_only_cpu():
 
 @needs_qemu
 def test_self_check_runs_on_the_emulated_avx2_cpu_and_passes():
-    code = ("from fai_infer.encoder import Encoder; import json, sys; "
+    code = ("from fai_infer.model.encoder import Encoder; import json, sys; "
             f"e = Encoder({str(INT8)!r}); print(json.dumps(e.runtime()))")
     r = subprocess.run([qemu(), "-cpu", __import__("export.emulate").emulate.AVX2_CPU,
                         sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,5 +1,5 @@
-"""Confidence per hit (fai_infer/confidence.py through the contract) and the query-time colour
-weight (fai_infer/parts.py) on a real catalogue: a kind the shop lacks says so, a near-twin is
+"""Confidence per hit (fai_infer/catalog/confidence.py through the contract) and the query-time colour
+weight (fai_infer/model/parts.py) on a real catalogue: a kind the shop lacks says so, a near-twin is
 "very close", the scale follows changes, and colour 0 / 1 rank as the algebra says."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer.confidence import NEIGHBOUR_RANK, NO_MATCH
-from fai_infer.parts import ColourWeightError
+from fai_infer.catalog.confidence import NEIGHBOUR_RANK, NO_MATCH
+from fai_infer.model.parts import ColourWeightError
 from tests.helpers import (OTHER_MODEL, catalog_of, equal_luma, export_garment_colour, product)
 
 KINDS, PER_KIND = 6, 20
@@ -138,7 +138,7 @@ def test_colour_zero_finds_the_design_in_any_colour_and_one_finds_the_colour(col
 
 
 def test_cli_colour_and_confidence(colour_shop, tmp_path, capsys, encoder, kinds):
-    from fai_infer.cli import main
+    from fai_infer.cli.main import main
 
     cat, red_shirt = colour_shop
     cat.save(tmp_path / "gc.catalog")

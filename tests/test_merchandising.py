@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer.duplicates import duplicates
-from fai_infer.labels import apply_tags, audit, is_missing, tag
+from fai_infer.merch.duplicates import duplicates
+from fai_infer.merch.labels import apply_tags, audit, is_missing, tag
 from tests.helpers import OTHER_MODEL, catalog_of, write_products
 
 KINDS = ["Shirt", "Shoe", "Bag", "Watch"]
@@ -98,7 +98,7 @@ def photo_catalog(tmp_path_factory):
            for line in csv]
     (folder / "metadata.csv").write_text("\n".join(csv) + "\n")
     out = folder / "shop.catalog"
-    from fai_infer.cli import main
+    from fai_infer.cli.main import main
 
     assert main(["index", str(folder / "images"), "--metadata", str(folder / "metadata.csv"),
                  "--out", str(out), "--model", str(OTHER_MODEL), "--name", "Test  Shop"]) == 0
@@ -106,7 +106,7 @@ def photo_catalog(tmp_path_factory):
 
 
 def test_cli_tag_audit_duplicates_on_photos(photo_catalog, capsys):
-    from fai_infer.cli import main
+    from fai_infer.cli.main import main
 
     capsys.readouterr()
     cat = str(photo_catalog)

@@ -1,4 +1,4 @@
-"""``python -m fai_infer.scale.milvus_server``: a real Milvus server, closed by default.
+"""``python -m fai_infer.harness.milvus_server``: a real Milvus server, closed by default.
 
 Its life (loopback only, SIGTERM stops every process it started, a killed supervisor takes Milvus
 with it), its one-line refusals, and issue 23: writers in separate processes adding columns and
@@ -22,7 +22,8 @@ import pytest
 from tests.helpers import OTHER_MODEL, ROOT
 from tests.helpers import listeners
 
-MODULE = "fai_infer.scale.milvus_server"
+MODULE = "fai_infer.harness.milvus_server"
+pytestmark = [pytest.mark.service]  # a real Milvus server in a loopback namespace
 
 
 def server_cmd(*args: str, env: dict | None = None, timeout: float = 60
@@ -104,7 +105,7 @@ def test_sigterm_stops_everything_and_only_loopback_listens(milvus_server, tmp_p
     """A second server beside the session's (they coexist: each Milvus has its own network):
     here it holds exactly one listening socket, 127.0.0.1:PORT, Milvus itself runs in another
     network namespace, and SIGTERM ends every process it started."""
-    from fai_infer.scale.milvus_server import free_port
+    from fai_infer.harness.milvus_server import free_port
 
     port = free_port()
     proc, info = start(tmp_path / "data", port)
@@ -138,7 +139,7 @@ def test_the_session_server_listens_on_loopback_only(milvus_server):
 
 @pytest.mark.slow
 def test_a_killed_supervisor_takes_milvus_with_it(tmp_path):
-    from fai_infer.scale.milvus_server import free_port
+    from fai_infer.harness.milvus_server import free_port
 
     pytest.importorskip("pymilvus", reason="pymilvus: the 'scale' extra is not installed")
     proc, info = start(tmp_path / "data", free_port())
@@ -152,7 +153,7 @@ def test_a_killed_supervisor_takes_milvus_with_it(tmp_path):
 
 @pytest.mark.slow
 def test_two_servers_cannot_share_a_data_folder(milvus_server):
-    from fai_infer.scale.milvus_server import free_port
+    from fai_infer.harness.milvus_server import free_port
 
     line = one_line(server_cmd("--data", str(milvus_server.data), "--port", str(free_port())))
     assert "another milvus_server is using this folder" in line
@@ -269,7 +270,7 @@ def test_an_old_server_stores_not_a_number_as_nan():
 
 
 def test_the_config_keeps_the_template_and_overrides_by_dotted_key(tmp_path):
-    from fai_infer.scale.milvus_server import render_config
+    from fai_infer.harness.milvus_server import render_config
 
     template = ("common:\n  gracefulStopTimeout: 1800 # seconds\n  x: 1\nlog:\n"
                 "  file:\n    rootPath: {{ system_log_path }} # logs\n"

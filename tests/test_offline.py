@@ -34,19 +34,21 @@ def test_off_loopback_pattern_catches_real_addresses():
 
 
 def test_no_module_imports_onnxruntime_around_the_telemetry_switch():
-    """Every importer goes through fai_infer.ort, which turns telemetry off first."""
+    """Every importer goes through fai_infer.model.ort, which turns telemetry off first."""
     offenders = []
     for path in sorted(ROOT.glob("*/**/*.py")):
-        if ".venv" in path.parts or path == ROOT / "fai_infer" / "ort.py":
+        if ".venv" in path.parts or path == ROOT / "fai_infer" / "model" / "ort.py":
             continue
         text = path.read_text(encoding="utf-8", errors="replace")
         first_ort = re.search(r"^\s*(?:import onnxruntime|from onnxruntime)", text, re.M)
-        via_fai = text.find("from fai_infer.ort import")
+        via_fai = text.find("from fai_infer.model.ort import")
         if first_ort and (via_fai < 0 or via_fai > first_ort.start()):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
 
+@pytest.mark.netns
+@pytest.mark.service
 @pytest.mark.skipif(PROBLEM is not None, reason=PROBLEM or "")
 @pytest.mark.slow
 def test_encoder_and_ui_stay_offline_for_16_seconds(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 from fai_infer import Encoder
 from tests.helpers import MYNTRA, needs_myntra
 
-pytestmark = [pytest.mark.slow, needs_myntra]  # embeds thousands of Myntra photos
+pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.soak, needs_myntra]  # embeds thousands of Myntra photos
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,8 @@ from tests.helpers import ROOT, write_products
 from tests.helpers import listeners
 from tests.ray_checks import same_catalogue
 
+pytestmark = [pytest.mark.slow, pytest.mark.service]  # a real two-node Ray cluster
+
 
 
 def loopback(hex_address: str) -> bool:
@@ -48,7 +50,7 @@ def shop(tmp_path_factory) -> Path:
 def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(shop,
                                                                                  tmp_path):
     pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
-    from fai_infer.scale.local_cluster import LocalCluster
+    from fai_infer.harness.local_cluster import LocalCluster
 
     encoder = Encoder()
     local = Catalog.build(shop, shop / "metadata.csv", encoder=encoder)
@@ -105,8 +107,8 @@ def test_fai_index_runs_on_both_nodes_of_a_cluster_and_equals_the_local_indexer(
 def test_an_address_where_no_cluster_listens_is_one_line(shop, tmp_path, capsys):
     """Ray itself would retry for a minute, printing a warning every few seconds."""
     pytest.importorskip("ray", reason="needs the scale extra (pip install -e '.[scale]')")
-    from fai_infer.cli import main
-    from fai_infer.scale.local_cluster import free_port
+    from fai_infer.cli.main import main
+    from fai_infer.harness.local_cluster import free_port
 
     out = tmp_path / "cat"
     for address in (f"127.0.0.1:{free_port()}", "127.0.0.1:port"):
@@ -118,7 +120,7 @@ def test_an_address_where_no_cluster_listens_is_one_line(shop, tmp_path, capsys)
 
 
 def test_fai_index_prints_the_photos_each_node_embedded():
-    """Without --json, one line per node after the summary (fai_infer.cli prints them)."""
+    """Without --json, one line per node after the summary (fai_infer.cli.main prints them)."""
     from fai_infer.scale.cli import ray_lines
 
     report = {"workers": 2, "embed_seconds": 21.7, "nodes": [

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer.cli import main as fai
-from fai_infer.filters import number
+from fai_infer.cli.main import main as fai
+from fai_infer.index.filters import number
 from tests.helpers import ROOT, write_csv, write_products
 
 
@@ -65,6 +65,7 @@ def test_ray_build_remembers_id_normalise():
     assert (cat.id_column, cat.id_normalise) == ("article_id", True)
 
 
+@pytest.mark.service
 def test_a_busy_port_names_the_options_that_fix_it(shop):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

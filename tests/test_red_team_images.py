@@ -10,13 +10,12 @@ import struct
 import subprocess
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
 import pytest
 
-from fai_infer.image_header import decoded_layout
+from fai_infer.image.header import decoded_layout
 from tests.helpers import ROOT, RSS_PROBE
 
 
@@ -96,18 +95,41 @@ def test_each_file_costs_under_300_mb_in_a_fresh_process(tmp_path, name, make):
 
 
 def test_the_server_decodes_at_most_two_uploads_at_once(monkeypatch):
+    """Eight uploads at once: each check holds its slot until every upload is either checking
+    or waiting for a slot (a stable state, reached without sleeping); then two are checking."""
+    import ui.decode_slots as slots
     import ui.service as service
     from ui.decode_slots import SLOTS
 
-    state = {"now": 0, "most": 0}
-    lock = threading.Lock()
+    state = {"now": 0, "most": 0, "waiting": 0}
+    changed = threading.Condition()
+    release = threading.Event()
+    inner = slots._slots
 
-    def slow_check(path, target):
-        with lock:
+    class CountingSlots:  # the real semaphore, with who waits on it counted
+        def acquire(self, timeout=None):
+            with changed:
+                state["waiting"] += 1
+                changed.notify_all()
+            try:
+                return inner.acquire(timeout=timeout)
+            finally:
+                with changed:
+                    state["waiting"] -= 1
+                    changed.notify_all()
+
+        def release(self):
+            inner.release()
+
+    monkeypatch.setattr(slots, "_slots", CountingSlots())
+
+    def held_check(path, target):
+        with changed:
             state["now"] += 1
             state["most"] = max(state["most"], state["now"])
-        time.sleep(0.2)
-        with lock:
+            changed.notify_all()
+        assert release.wait(120)
+        with changed:
             state["now"] -= 1
 
     class FakeCat:
@@ -128,13 +150,18 @@ def test_the_server_decodes_at_most_two_uploads_at_once(monkeypatch):
                     return colour
             return Parts()
 
-    monkeypatch.setattr(service, "check_upload", slow_check)
+    monkeypatch.setattr(service, "check_upload", held_check)
     demo = service.ShopService.__new__(service.ShopService)
     demo.cat = FakeCat()
     threads = [threading.Thread(target=demo.answer, args=(f"/up/{i}.jpg", 5, {}))
                for i in range(8)]
     for t in threads:
         t.start()
+    with changed:
+        settled = changed.wait_for(lambda: state["now"] >= 2 and
+                                   state["now"] + state["waiting"] == 8, timeout=120)
+        taken = SLOTS - inner._value  # slots held, counted by the semaphore itself
+    release.set()
     for t in threads:
         t.join()
-    assert state["most"] == SLOTS == 2
+    assert settled and taken == state["most"] == SLOTS == 2

@@ -19,6 +19,8 @@ import pytest
 from tests.helpers import ROOT, write_products
 from ui.guard import allowed_hosts, bind_address
 
+pytestmark = [pytest.mark.service]  # a real ui.app server process
+
 
 def request(url: str, method: str = "GET", body: bytes | None = None,
             headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:

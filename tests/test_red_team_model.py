@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from fai_infer.storage import CURRENT
+from fai_infer.store.generations import CURRENT
 from tests.helpers import ROOT, SHIPPED, write_products
 
 onnx = pytest.importorskip("onnx", reason="needs onnx (the train extra) to forge models")

@@ -2,7 +2,7 @@
 fai_infer. Measured: ``import onnxruntime`` alone, without ORT_DISABLE_TELEMETRY=1, writes a
 device id and looks up mobile.events.data.microsoft.com every few seconds, and nothing
 fai_infer can call afterwards stops it. The fix is the start-up hook that ``make install``
-writes into site-packages (fai_infer/telemetry_hook.py); this test installs it into a temporary
+writes into site-packages (fai_infer/harness/telemetry_hook.py); this test installs it into a temporary
 site directory, runs the app for 25 s in a loopback-only namespace under strace and counts."""
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import sys
 
 import pytest
 
-from fai_infer import telemetry_hook
+from fai_infer.harness import telemetry_hook
 from tests.helpers import ROOT, namespace_problem, off_loopback_calls
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.soak]  # watches a kiosk for 25 s in a namespace
 
 PROBLEM = namespace_problem()
 
@@ -25,7 +27,7 @@ SECONDS = 25
 def test_make_install_writes_the_hook_and_the_hook_sets_the_switch(tmp_path):
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("$(STAMP): pyproject.toml", 1)[1].split("\n\n", 1)[0]
-    assert "-m fai_infer.telemetry_hook" in recipe
+    assert "-m fai_infer.harness.telemetry_hook" in recipe
     site = tmp_path / "site"
     telemetry_hook.install(site)
     assert telemetry_hook.installed(site)

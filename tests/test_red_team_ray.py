@@ -20,6 +20,8 @@ import pytest
 from fai_infer.scale.ray_private import make_private_dir, remove_private_dir
 from tests.helpers import ROOT, namespace_problem, off_loopback_calls, write_products
 
+pytestmark = [pytest.mark.netns, pytest.mark.service]  # Ray in a loopback-only namespace
+
 PROBLEM = namespace_problem()
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError
-from fai_infer.storage import CURRENT
+from fai_infer.store.generations import CURRENT
 from tests.helpers import ROOT, current_gen, reseal
 
 DEEP = "[" * 100_000 + "]" * 100_000

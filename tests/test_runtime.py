@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
-from fai_infer.search import HnswSearch, exact_top_k
+from fai_infer.index.search import HnswSearch, exact_top_k
 from tests.helpers import (MYNTRA, OTHER_MODEL, ROOT, SHIPPED, catalog_of, needs_myntra,
                            write_products)
 
@@ -139,6 +139,7 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 
 @needs_myntra
 @pytest.mark.slow
+@pytest.mark.data
 def test_hnsw_recall_on_real_embeddings(shipped):
     paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
     emb = shipped.embed(paths, batch_size=64)

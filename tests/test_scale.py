@@ -15,7 +15,7 @@ import pytest
 
 from export.synthetic import scale_embeddings
 from fai_infer import Catalog, CatalogError, Encoder
-from fai_infer.search import exact_top_k
+from fai_infer.index.search import exact_top_k
 from tests.helpers import OTHER_MODEL, ROOT, write_products
 from tests.helpers import listeners
 from tests.ray_checks import LOOPBACK, same_catalogue
@@ -34,8 +34,8 @@ def encoder() -> Encoder:
 
 # -- the runtime stays light ----------------------------------------------------------------
 def test_runtime_and_cli_import_neither_ray_nor_milvus():
-    code = ("import sys, fai_infer, fai_infer.cli, fai_infer.scale, fai_infer.scale.cli\n"
-            "fai_infer.cli.build_parser()\n"
+    code = ("import sys, fai_infer, fai_infer.cli.main, fai_infer.scale, fai_infer.scale.cli\n"
+            "fai_infer.cli.main.build_parser()\n"
             "bad = [m for m in ('ray', 'pymilvus', 'milvus_lite', 'pyarrow', 'torch', 'gradio')"
             " if m in sys.modules]\nprint(bad); sys.exit(1 if bad else 0)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -119,7 +119,7 @@ def test_ray_index_reads_a_list_of_paths(local_ray, shop, encoder, tmp_path):
 
 @pytest.mark.slow
 def test_cli_index_with_ray(local_ray, shop, tmp_path, capsys):
-    from fai_infer.cli import main
+    from fai_infer.cli.main import main
 
     out = tmp_path / "cat"
     code = main(["index", str(shop), "--metadata", str(shop / "metadata.csv"), "--out", str(out),
@@ -184,8 +184,8 @@ def test_milvus_top10_equals_exact_search(milvus, big):
 ])
 @pytest.mark.slow
 def test_milvus_filters_equal_local_filters(milvus, big, where):
-    """Against the reference semantics (fai_infer.filters.passes) and exact search."""
-    from fai_infer.filters import parse_where, passes
+    """Against the reference semantics (fai_infer.index.filters.passes) and exact search."""
+    from fai_infer.index.filters import parse_where, passes
 
     clauses = parse_where(where)
     allowed = np.flatnonzero([passes(clauses, r) for r in big.rows])
@@ -244,7 +244,7 @@ def test_milvus_refuses_another_models_collection(milvus):
 def test_cli_push_and_query_milvus(big, tmp_path, capsys):
     needs("pymilvus")
     needs("milvus_lite")
-    from fai_infer.cli import main
+    from fai_infer.cli.main import main
 
     small = Catalog(big.encoder)
     small.add_embeddings(big.ids[:300], big.embeddings[:300], big.paths[:300], big.rows[:300])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from fai_infer.filters import Clause, parse_where, passes
-from fai_infer.sources import normalise_id
+from fai_infer.index.filters import Clause, parse_where, passes
+from fai_infer.catalog.sources import normalise_id
 from tests.helpers import OTHER_MODEL, ROOT, catalog_of, write_csv, write_products
 
 
@@ -170,7 +170,7 @@ def test_a_reader_follows_a_compaction_without_reloading_the_catalogue(tmp_path,
     writer.add_embeddings(["a3"], vecs[32:33], metadata=[{"colour": "blue"}])  # not yet seen
     writer.remove(["i0"])
     writer.compact()
-    from fai_infer.replica import Replica
+    from fai_infer.store.replica import Replica
 
     monkeypatch.setattr(Replica, "open", lambda self: pytest.fail("reloaded"))
     assert reader.refresh()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, Encoder
-from fai_infer import vector_index
-from fai_infer.search import HnswSearch
+from fai_infer.index import vector_index
+from fai_infer.index.search import HnswSearch
 from tests.helpers import OTHER_MODEL
 
 DIM_MODEL = OTHER_MODEL  # the smallest model file: vectors here come from numpy, not photos
@@ -59,7 +59,7 @@ def ALL(row):
     return True
 
 
-# (name, where, predicate written independently of fai_infer.filters)
+# (name, where, predicate written independently of fai_infer.index.filters)
 FILTERS = [
     ("none", None, ALL),
     ("eq", {"colour": "red"}, lambda r: fold(r, "colour") == "red"),
@@ -252,6 +252,7 @@ def churn(cat: Catalog, model: Model, rng, centres, next_id: int) -> int:
     return next_id + len(new)
 
 
+@pytest.mark.soak
 @pytest.mark.parametrize("engine,filter_path", [("exact", "-"), ("hnsw", "gather"),
                                                 ("hnsw", "scan"), ("hnsw", "graph")])
 def test_search_matches_brute_force_through_churn_compaction_and_reopen(

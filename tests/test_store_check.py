@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from fai_infer.storage import CURRENT
+from fai_infer.store.generations import CURRENT
 from tests.helpers import OTHER_MODEL, ROOT, catalog_of, current_gen, reseal, write_products
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder
-from fai_infer.store import is_delta_name
+from fai_infer.store.journal import is_delta_name
 from tests.helpers import OTHER_MODEL, ROOT
 
-pytestmark = pytest.mark.slow  # real processes racing on one catalogue
+pytestmark = [pytest.mark.slow, pytest.mark.soak]  # real processes racing on one catalogue
 
 WRITERS, ADDS = 4, 50
 DEADLINE_S = 120  # no child may outlive this, whatever happens
@@ -26,9 +26,9 @@ DEADLINE_S = 120  # no child may outlive this, whatever happens
 HELPERS = f"""
 import json, os, sys, time, traceback, zlib
 import numpy as np
-import fai_infer.replica
+import fai_infer.store.replica
 from fai_infer import Catalog, Encoder
-from fai_infer.store import writer_lock
+from fai_infer.store.journal import writer_lock
 ENC = Encoder({str(OTHER_MODEL)!r})
 
 def vec(item):
@@ -38,7 +38,7 @@ def vec(item):
 
 WRITER = HELPERS + """
 root, w, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-fai_infer.replica.COMPACT_MAX_DELTAS = 37  # automatic compactions happen mid-run too
+fai_infer.store.replica.COMPACT_MAX_DELTAS = 37  # automatic compactions happen mid-run too
 cat = Catalog.open(root, ENC, lock_timeout=60)
 print("ready", flush=True)
 assert sys.stdin.readline().strip() == "go"
@@ -263,7 +263,7 @@ def test_save_through_another_spelling_of_its_own_path_keeps_other_writers_items
 
 
 def test_failed_automatic_compaction_does_not_fail_a_committed_change(root, enc, monkeypatch):
-    import fai_infer.replica as catalog_module  # the store's policy and base writer
+    import fai_infer.store.replica as catalog_module  # the store's policy and base writer
 
     monkeypatch.setattr(catalog_module, "COMPACT_MAX_DELTAS", 2)
     cat = Catalog.open(root, enc)

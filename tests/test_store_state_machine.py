@@ -21,6 +21,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from fai_infer import Catalog, Encoder
 from tests.helpers import OTHER_MODEL
+import pytest
+
+pytestmark = [pytest.mark.soak]  # hypothesis drives three catalogues through many steps
 
 ENC = Encoder(OTHER_MODEL)
 POOL = [f"item{i:02d}" for i in range(14)]

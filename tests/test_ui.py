@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.slow  # a server and a real browser
+pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.browser]  # a server and a real browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MATCH_WORDS = re.compile("very close|similar|loosely similar|no close match in this shop")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from train.config import add_dataclass_args, from_args, load_recipe
 from train.loop import TimeBudgetSpent, TooFewPhotos, TrainConfig, Trainer
-from fai_infer.cli_util import OneLineParser
+from fai_infer.cli.util import OneLineParser
 
 
 # What a fine-tune does not take from the checkpoint it starts from: where the data is and

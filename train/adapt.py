@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.image.preprocess import PreprocessSpec
 from train.data import decode_all, detect_id_column, load_catalogue
 from train.metrics import l2_normalise, paired_margin
 from train.shop_eval import FIGURES, held_apart_groups, shop_per_query
@@ -99,7 +99,7 @@ def table(scores: dict[str, dict[str, np.ndarray]]) -> str:
 
 
 def parse(argv: list[str] | None):
-    from fai_infer.cli_util import OneLineParser
+    from fai_infer.cli.util import OneLineParser
 
     p = OneLineParser(prog="python -m train.adapt", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)

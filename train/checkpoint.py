@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.image.preprocess import PreprocessSpec
 from train.model import AutoEncoder, ModelConfig
 
 

@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fai_infer.cli_util import OneLineParser
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.cli.util import OneLineParser
+from fai_infer.model.provenance import provenance
+from fai_infer.image.preprocess import PreprocessSpec
 from train.checkpoint import load_checkpoint, save_atomic
 from train.data import decode_all, load_catalogue, proxy_mask, unseen_mask
 from train.evaluate import imagenet_embedder, module_embedder, query_indices, shopper_squares
@@ -365,7 +366,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "fp32_ms_per_photo": speed, "max_ms": a.max_ms,
                       "reference": reference, "rows": rows}
     save_atomic(ckpt, a.out)
-    Path(a.out).with_suffix(".choice.json").write_text(json.dumps(ckpt["choice"], indent=2))
+    Path(a.out).with_suffix(".choice.json").write_text(json.dumps(
+        {**ckpt["choice"], "provenance": provenance([a.out])}, indent=2))
     print(f"written {a.out}")
     return ckpt["choice"]
 

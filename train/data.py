@@ -1,6 +1,6 @@
 """Catalogue listing, a decoded-image cache and batched augmentations for training.
 
-Photos are decoded once through ``fai_infer.preprocess`` (the same path the kiosk uses) into a
+Photos are decoded once through ``fai_infer.image.preprocess`` (the same path the kiosk uses) into a
 uint8 cache of squares at the training size; augmentation then runs on whole batches in torch,
 which on a 2-core machine is far cheaper than decoding JPEGs every epoch.
 """
@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.sources import csv_dict_reader, list_images, shorten
-from fai_infer.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
+from fai_infer.catalog.sources import csv_dict_reader, list_images, shorten
+from fai_infer.image.preprocess import IMPLEMENTATION, ImageError, PreprocessSpec, load_square
 
 CSV_CANDIDATES = ("styles.csv", "metadata.csv", "catalog.csv", "articles.csv")
 

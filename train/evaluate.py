@@ -27,12 +27,13 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fai_infer.preprocess import PreprocessSpec, square_resize, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, square_resize, to_tensor
 from train.data import decode_all, detect_id_column, holdout_mask, load_catalogue, unseen_mask
 from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_table,
                            pixel_features, shopper_table)
 from train.shopper_photos import shopper_photos
-from fai_infer.cli_util import OneLineParser
+from fai_infer.cli.util import OneLineParser
+from fai_infer.model.provenance import provenance
 
 SHOPPER_PHOTO_SIZE = 224  # distort at camera-like resolution, then preprocess as the runtime
 PIXELS = "raw pixels 32x32"
@@ -78,7 +79,7 @@ def checkpoint_embedder(path: str, image_size: int | None = None) -> Embedder:
 
 def onnx_embedder(path: str) -> Embedder:
     """The runtime's encoder -> (its preprocessing, squares -> embeddings)."""
-    from fai_infer.encoder import Encoder
+    from fai_infer.model.encoder import Encoder
 
     encoder = Encoder(path)
     return encoder.spec, lambda squares: _batched(encoder.embed_squares, squares)
@@ -86,12 +87,12 @@ def onnx_embedder(path: str) -> Embedder:
 
 def model_parts(model: str):
     """The garment/colour layout of a model file or checkpoint (None for references)."""
-    from fai_infer.parts import EmbeddingParts
+    from fai_infer.model.parts import EmbeddingParts
 
     if model.startswith(("imagenet:", "imagenet-grey:")):
         return None
     if model.endswith(".onnx"):
-        from fai_infer.encoder import Encoder
+        from fai_infer.model.encoder import Encoder
 
         return Encoder(model).info.parts
     from train.checkpoint import load_checkpoint
@@ -589,6 +590,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:  # never write into the models folder (it may be read-only, and it is the repo's)
         out = Path("runs") / "evaluate" / (Path(model).stem + ".evaluate.json")
         out.parent.mkdir(parents=True, exist_ok=True)
+    result["provenance"] = provenance([m for m in [model, *a.also] if Path(m).is_file()])
     out.write_text(json.dumps(result, indent=2))
     print(f"written {out}")
     return result

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.preprocess import PreprocessSpec, normalise, scale_pixels
+from fai_infer.image.preprocess import PreprocessSpec, normalise, scale_pixels
 from train.checkpoint import save_atomic
 from train.config import opt
 from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_catalogue,

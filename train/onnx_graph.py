@@ -15,7 +15,7 @@ import warnings
 import onnx
 import torch
 
-from fai_infer.ort import ort
+from fai_infer.model.ort import ort
 
 
 def fold_pads_into_convs(proto: onnx.ModelProto) -> onnx.ModelProto:

@@ -5,7 +5,7 @@ keys (a typo such as ``"wher"`` returned unfiltered results), answered a number 
 with a message about photos, and took baskets of any size (40,000 ids cost about a minute of
 CPU in one request). Every message here is safe to send to a client. ``colour`` (how much colour counts, 0..1) is
 checked here for its type; its range and the model's support by the search
-(``fai_infer/parts.py``).
+(``fai_infer/model/parts.py``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def check_keys(body: dict, allowed: tuple[str, ...]) -> None:
 
 def colour_value(value: Any, form: bool = False) -> float | None:
     """The request's ``colour``: a number 0..1 (a form field's text in multipart), or absent.
-    Range and the model's support are checked by the search (``fai_infer/parts.py``)."""
+    Range and the model's support are checked by the search (``fai_infer/model/parts.py``)."""
     if value is None or (form and value == ""):
         return None
     if form:

@@ -24,11 +24,11 @@ from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import safe_json  # noqa: E402
-from fai_infer.api import BaseCatalog, NotInCatalogue  # noqa: E402
-from fai_infer.cli_util import OneLineParser, k_value  # noqa: E402
-from fai_infer.confidence import NO_MATCH  # noqa: E402
-from fai_infer.preprocess import ImageError  # noqa: E402
-from fai_infer.storage import CatalogError  # noqa: E402
+from fai_infer.catalog.contract import BaseCatalog, NotInCatalogue  # noqa: E402
+from fai_infer.cli.util import OneLineParser, k_value  # noqa: E402
+from fai_infer.catalog.confidence import NO_MATCH  # noqa: E402
+from fai_infer.image.preprocess import ImageError  # noqa: E402
+from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
@@ -221,7 +221,7 @@ def photo_input() -> gr.Image:
     """The upload/camera box. ``image_mode=None`` makes Gradio hand over the uploaded file as
     it arrived: with a mode set it re-encodes some uploads itself (turning them by EXIF, dropping
     alpha onto black) and passes others through, so one photo could embed two ways. Every
-    upload is decoded by fai_infer.preprocess, exactly as the runtime decodes it."""
+    upload is decoded by fai_infer.image.preprocess, exactly as the runtime decodes it."""
     return gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
                     label="Photo (upload or camera)", elem_id="fai-photo")
 

@@ -26,8 +26,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from fai_infer import safe_json
-from fai_infer.hits import NotInCatalogue
-from fai_infer.preprocess import ImageError
+from fai_infer.index.hits import NotInCatalogue
+from fai_infer.image.preprocess import ImageError
 from ui.api_checks import (BadRequest, basket_ids, check_keys, colour_value,  # noqa: F401
                            item_id, missing_item, strict_k)
 

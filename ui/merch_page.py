@@ -12,8 +12,8 @@ import html
 
 import gradio as gr
 
-from fai_infer.api import NotInCatalogue
-from fai_infer.duplicates import THRESHOLD
+from fai_infer.catalog.contract import NotInCatalogue
+from fai_infer.merch.duplicates import THRESHOLD
 from ui.merchandising import MerchService
 from ui.photos import photo_url
 from ui.service import ShopService

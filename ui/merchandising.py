@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from fai_infer.api import BaseCatalog
-from fai_infer.duplicates import THRESHOLD, duplicates
-from fai_infer.labels import SEARCHED, audit, tag
-from fai_infer.neighbours import Neighbours
+from fai_infer.catalog.contract import BaseCatalog
+from fai_infer.merch.duplicates import THRESHOLD, duplicates
+from fai_infer.merch.labels import SEARCHED, audit, tag
+from fai_infer.merch.neighbours import Neighbours
 from ui.photos import photo_url
 from ui.service import parse_filters
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 import anyio
 
-from fai_infer.preprocess import header_size
+from fai_infer.image.preprocess import header_size
 
 PREFIX = "/fai/photo/"
 MAX_PHOTO_BYTES = 32 * 1024 * 1024

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from fai_infer.api import BaseCatalog, Hit, NotInCatalogue, caption_text
-from fai_infer.catalog import Catalog
-from fai_infer.display import MAX_FILTER_VALUES
-from fai_infer.encoder import Encoder
-from fai_infer.preprocess import ImageError, check_decoded_size
-from fai_infer.sources import list_images, shorten
-from fai_infer.storage import CatalogError
+from fai_infer.catalog.contract import BaseCatalog, Hit, NotInCatalogue, caption_text
+from fai_infer.catalog.local import Catalog
+from fai_infer.catalog.display import MAX_FILTER_VALUES
+from fai_infer.model.encoder import Encoder
+from fai_infer.image.preprocess import ImageError, check_decoded_size
+from fai_infer.catalog.sources import list_images, shorten
+from fai_infer.errors import CatalogError
 from ui.api_checks import MAX_BASKET
 from ui.decode_slots import decode_slot
 from ui.demo_catalog import generate as generate_demo
@@ -302,7 +302,7 @@ class ShopService:
 
 def parse_filters(filters: Any) -> dict[str, str | list[str]] | list[str]:
     """A client's ``where``: a JSON object of column -> value or list of values, or a list of
-    clauses such as ["colour!=Black", "price<50"] (``fai_infer.filters``)."""
+    clauses such as ["colour!=Black", "price<50"] (``fai_infer.index.filters``)."""
     if isinstance(filters, list) and all(isinstance(x, str) for x in filters):
         return filters
     if not isinstance(filters, dict):

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fai_infer import Catalog, Encoder  # noqa: E402
-from fai_infer.preprocess import PreprocessSpec, load_square  # noqa: E402
+from fai_infer.image.preprocess import PreprocessSpec, load_square  # noqa: E402
 
 THUMBNAIL = PreprocessSpec(size=128)  # display size of each cell in the grid
 
@@ -44,7 +44,7 @@ def query_grid(cat: Catalog, queries: list[str], out: Path, k: int = 5) -> None:
 def reconstructions(checkpoint: str, paths: list[str], out: Path) -> None:
     import torch
 
-    from fai_infer.preprocess import normalise, scale_pixels
+    from fai_infer.image.preprocess import normalise, scale_pixels
     from train.checkpoint import load_checkpoint
     from train.plots import plot_reconstructions
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from fai_infer.storage import CatalogError
+from fai_infer.errors import CatalogError
 
 INSTALL_HINT = "pip install -e '.[scale]'"
 

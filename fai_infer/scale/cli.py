@@ -1,6 +1,6 @@
 """The ``fai`` command line's scale options: ``index --ray``, ``push`` and ``--milvus``.
 
-Kept apart from fai_infer/cli.py (which only defines the hooks), and importing neither Ray nor
+Kept apart from fai_infer/cli/main.py (which only defines the hooks), and importing neither Ray nor
 pymilvus until an option asks for them.
 """
 
@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from fai_infer.catalog import Catalog
-from fai_infer.encoder import Encoder
+from fai_infer.catalog.local import Catalog
+from fai_infer.model.encoder import Encoder
 
 
 def add_index_arguments(s: argparse.ArgumentParser) -> None:

@@ -21,18 +21,18 @@ from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.api import (BaseCatalog, Hit, NotInCatalogue, Skipped, check_model,
+from fai_infer.catalog.contract import (BaseCatalog, Hit, NotInCatalogue, Skipped, check_model,
                            checked_embeddings, rows_for)
-from fai_infer.encoder import Encoder
-from fai_infer.filters import Where, parse_where
+from fai_infer.model.encoder import Encoder
+from fai_infer.index.filters import Where, parse_where
 from fai_infer.progress import Progress
-from fai_infer.search import exact_top_k
+from fai_infer.index.search import exact_top_k
 from fai_infer.scale import require
 from fai_infer.scale.milvus_schema import (DELTA_PREFIX, HNSW_BUILD, MANIFEST_KEY, MAX_COLUMNS,
                                            MAX_TOPK, TEXT_BYTES, ID_BYTES, Manifest,
                                            WriterDelta, check_clauses, columns_of, expression,
                                            literal, row_fields)
-from fai_infer.storage import CatalogError
+from fai_infer.errors import CatalogError
 
 DEFAULT_COLLECTION = "fai"
 INSERT_BATCH = 2000
@@ -243,7 +243,7 @@ class _LazyIds:
 
 
 class MilvusCatalog(BaseCatalog):
-    """The catalogue contract (``fai_infer/api.py``) answered by a Milvus collection: this
+    """The catalogue contract (``fai_infer/catalog/contract.py``) answered by a Milvus collection: this
     class supplies the two primitives, the reads and the writes."""
 
     engine = "milvus"

@@ -4,7 +4,7 @@ Why typed fields and not one JSON column: Milvus (the server and Milvus Lite ali
 scalar fields natively, with an inverted index, while JSON paths are parsed row by row (2.7 s a
 query at 100k rows in Milvus Lite). Each metadata column ``i`` gets ``c{i}_t`` (its casefolded text,
 "" when the row has none) and ``c{i}_n`` (its value as a number, null when it is not one), so
-``fai_infer.filters.passes`` holds exactly: equality is case-insensitive, a missing value is "",
+``fai_infer.index.filters.passes`` holds exactly: equality is case-insensitive, a missing value is "",
 and a row whose value is not a number never passes a range. A server without nullable fields
 (Milvus before 2.5, e.g. the 2.3 standalone of ``milvus_server``) stores NaN instead of null:
 every comparison with NaN is false, so the expressions do not change.
@@ -19,8 +19,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.filters import RANGE_OPS, Clause, number
-from fai_infer.metadata import MAX_LISTED
+from fai_infer.index.filters import RANGE_OPS, Clause, number
+from fai_infer.index.metadata import MAX_LISTED
 
 FORMAT = 1
 MANIFEST_KEY = "fai.manifest"
@@ -29,7 +29,7 @@ MAX_COLUMNS = 30          # 2 fields each + 4: under Milvus's default limit of 6
 MAX_VALUES = 200          # distinct values remembered per column (UI filters, value checks)
 ID_BYTES = 2048           # Milvus VARCHAR limits are in bytes
 TEXT_BYTES = 65535
-HNSW_BUILD = {"M": 32, "efConstruction": 200}   # as fai_infer.search.HnswSearch
+HNSW_BUILD = {"M": 32, "efConstruction": 200}   # as fai_infer.index.search.HnswSearch
 MAX_TOPK = 16384          # Milvus's limit on one search's top-k
 
 
@@ -194,7 +194,7 @@ def expression(clauses: Sequence[Clause], columns: Sequence[str]) -> str:
 
 def check_clauses(clauses: Sequence[Clause], man: Manifest, has_value) -> None:
     """Unknown columns and values, and ranges on a column without numbers, are refused by name
-    with the close matches, in the local catalogue's words (fai_infer/metadata.py).
+    with the close matches, in the local catalogue's words (fai_infer/index/metadata.py).
     ``has_value(column, folded)`` asks Milvus when a column has more values than remembered."""
     known = man.columns + man.unfiltered
     for c in clauses:

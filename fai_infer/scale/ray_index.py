@@ -25,13 +25,13 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog import Catalog, Skipped
-from fai_infer.encoder import Encoder
-from fai_infer.preprocess import describe
+from fai_infer.catalog.local import Catalog, Skipped
+from fai_infer.model.encoder import Encoder
+from fai_infer.image.preprocess import describe
 from fai_infer.scale import require
 from fai_infer.scale.ray_private import make_private_dir, private_environment, remove_private_dir
-from fai_infer.sources import ids_for, join_metadata, list_images, read_metadata
-from fai_infer.storage import CatalogError
+from fai_infer.catalog.sources import ids_for, join_metadata, list_images, read_metadata
+from fai_infer.errors import CatalogError
 
 LIST_SUFFIXES = {".csv", ".parquet", ".pq"}
 PATH_COLUMNS = ("path", "uri", "url", "image", "file")
@@ -215,7 +215,7 @@ class EmbedActor:
             fh.write(model)
         self.encoder = Encoder(path, threads=threads)
         if gpu:
-            from fai_infer.ort import ort
+            from fai_infer.model.ort import ort
 
             so = ort.SessionOptions()
             so.log_severity_level = 3
@@ -404,7 +404,7 @@ def node_report(rows, nodes: Sequence[Mapping[str, Any]]) -> list[dict]:
     """Photos and busy seconds per Ray node that embedded any, busiest first, with the node's
     address and its own resources (``ray.nodes()`` entries; a node gone since is listed by id).
     Why: on a cluster, proof that every node worked and the rate each one gave."""
-    from fai_infer.scale.local_cluster import custom_resources
+    from fai_infer.scale.ray_private import custom_resources
 
     info = {n.get("NodeID"): n for n in nodes}
     photos: dict[str, int] = {}

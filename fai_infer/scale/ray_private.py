@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 QUIET_ENV = {
     "RAY_USAGE_STATS_ENABLED": "0",  # never report usage
@@ -92,3 +92,9 @@ def _reload_ray_auth() -> None:
 def remove_private_dir(root: Path) -> None:
     """Delete the session files, logs and token once Ray has shut down."""
     shutil.rmtree(root, ignore_errors=True)
+
+
+def custom_resources(resources: dict[str, float], skip: Sequence[str] = (
+        "CPU", "GPU", "memory", "object_store_memory")) -> dict[str, float]:
+    """A node's own resources: without the standard ones and Ray's ``node:...`` markers."""
+    return {k: v for k, v in resources.items() if k not in skip and not k.startswith("node:")}

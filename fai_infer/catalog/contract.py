@@ -1,0 +1,415 @@
+"""The catalogue contract every back end answers to (local store, Milvus).
+
+Why one class: search by photo, id or embedding, the basket merge, captions and the display
+choice were written once per back end and drifted. ``BaseCatalog`` implements them once over
+two primitives a back end supplies:
+
+* ``_stored(item_id)`` -> (stored id, unit vector) or None: fetch one item's vector;
+* ``_search(query, k, where, exclude, vectors)`` -> (hits, {id: vector}): top k under a filter.
+
+A back end adds its reads (``get``, ``columns``, ``matching``, ``iter_batches``, ``info``,
+``__len__``) and writes (``add_embeddings``, ``remove``); ``add`` (encode photos, then
+``add_embeddings``) is shared too. The CLI, the shop page and the HTTP API are typed against
+``BaseCatalog`` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fai_infer.catalog.basket import prepare_basket, round_robin
+from fai_infer.catalog.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, sample_rows
+from fai_infer.catalog.display import checked_display
+from fai_infer.model.encoder import Encoder
+from fai_infer.index.filters import Where
+from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
+from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
+from fai_infer.model.parts import EmbeddingParts
+from fai_infer.image.preprocess import ImageInput
+from fai_infer.progress import Progress
+from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_metadata, shorten, stored_path
+from fai_infer.errors import CatalogError
+
+__all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
+           "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
+
+ADD_BATCH = 4096  # photos encoded per committed change while indexing or adding
+_SCALE_LOCK = threading.Lock()  # one scale fit at a time (a fit is rare: once per change)
+
+
+# -- input checks shared by every back end ----------------------------------------------------
+def _unit_rows(vectors: Any, dim: int, what: str = "vector") -> np.ndarray:
+    """(n, dim) float32 unit rows, or one ValueError naming the first bad row."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.shape[1] != dim:
+        raise ValueError(f"{what} has shape {tuple(np.shape(vectors))}; this catalogue's model "
+                         f"makes {dim}-d embeddings")
+    norms = np.linalg.norm(v, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norms) | (norms == 0))
+    if len(bad):
+        raise ValueError(f"{what} {int(bad[0])} is zero or not finite")
+    return np.ascontiguousarray(v / norms[:, None], dtype=np.float32)
+
+
+def query_vector(vector: Any, dim: int) -> np.ndarray:
+    """A query embedding made elsewhere, checked and L2-normalised (any positive scale)."""
+    v = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if v.shape[0] != dim:
+        raise ValueError(f"vector has {v.shape[0]} values; this catalogue's model makes {dim}")
+    norm = float(np.linalg.norm(v))
+    if not np.isfinite(norm) or norm == 0.0:
+        raise ValueError("vector is zero or not finite")
+    return v / norm
+
+
+def checked_embeddings(ids: Sequence[str], vectors: Any, paths: Sequence[str] | None,
+                       dim: int) -> tuple[list[str], np.ndarray, list[str]]:
+    """``add_embeddings``' input, checked for every back end: unique non-empty ids, one finite
+    non-zero ``dim``-d vector each (returned L2-normalised), one path each (stored form)."""
+    ids = [str(i) for i in ids]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ValueError(f"id {dup!r} appears twice in one add_embeddings call")
+    if any(not i for i in ids):
+        raise ValueError("an id is empty")
+    units = _unit_rows(vectors, dim, "vector") if len(ids) else np.zeros((0, dim), np.float32)
+    if len(units) != len(ids):
+        raise ValueError(f"{len(units)} vectors for {len(ids)} ids")
+    paths = [stored_path(p) for p in paths] if paths is not None else [""] * len(ids)
+    if len(paths) != len(ids):
+        raise ValueError(f"{len(paths)} paths for {len(ids)} ids")
+    return ids, units, paths
+
+
+def rows_for(ids: Sequence[str], metadata: Any) -> list[dict[str, str]]:
+    """Metadata rows aligned with ``ids`` from a list of rows or a mapping id -> row."""
+    if metadata is None:
+        return [{} for _ in ids]
+    if isinstance(metadata, Mapping):
+        return [{str(c): str(v) for c, v in metadata.get(i, {}).items()} for i in ids]
+    rows = list(metadata)
+    if len(rows) != len(ids):
+        raise ValueError(f"{len(rows)} metadata rows for {len(ids)} ids")
+    return [{str(c): str(v) for c, v in (r or {}).items()} for r in rows]
+
+
+def caption_text(metadata: Mapping[str, str], columns: Sequence[str]) -> str:
+    """The values of ``columns`` a row has, joined: a product card's or a result line's name."""
+    return " · ".join(metadata.get(c, "") for c in columns if metadata.get(c))
+
+
+# -- the contract ------------------------------------------------------------------------------
+class BaseCatalog(ABC):
+    """What every catalogue answers. Subclasses set ``encoder``, ``engine``, ``id_column``,
+    ``skipped`` and ``_display`` and implement the primitives below."""
+
+    encoder: Encoder
+    engine: str = "?"
+    id_column: str = "id"
+    root: Any = None
+    skipped: list[Skipped]
+    _display: dict[str, list[str]]
+
+    # -- primitives --------------------------------------------------------------------------
+    @abstractmethod
+    def _stored(self, item_id: str) -> tuple[str, np.ndarray] | None:
+        """(the stored id ``item_id`` names, its unit vector), or None when it is not stored."""
+
+    @abstractmethod
+    def _search(self, query: np.ndarray, k: int, where: Where | None, exclude: set[str],
+                vectors: bool = False) -> tuple[list[Hit], dict[str, np.ndarray]]:
+        """Top k under an optional filter, ``exclude``d ids left out; with ``vectors`` also
+        the hits' embeddings (hits whose vector is gone are dropped)."""
+
+    # -- reads a back end supplies -----------------------------------------------------------
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def __contains__(self, item_id: object) -> bool: ...
+
+    @abstractmethod
+    def get(self, item_id: str) -> Hit: ...
+
+    @abstractmethod
+    def columns(self) -> dict[str, list[str]]:
+        """Metadata columns and their values, for a UI's filters."""
+
+    @abstractmethod
+    def matching(self, where: Where, limit: int | None = None) -> list[str]:
+        """Ids of items passing a filter (a UI's catalogue browser); ``limit=0`` only checks
+        the filter (unknown columns and values raise)."""
+
+    @abstractmethod
+    def iter_batches(self, size: int = 10_000
+                     ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, str]]]]:
+        """(ids, unit vectors, paths, metadata rows) of every item, ``size`` at a time."""
+
+    @abstractmethod
+    def info(self) -> dict: ...
+
+    # -- writes a back end supplies ----------------------------------------------------------
+    @abstractmethod
+    def add_embeddings(self, ids: Sequence[str], vectors: np.ndarray,
+                       paths: Sequence[str] | None = None, metadata: Any = None) -> None:
+        """Add vectors made elsewhere by the same model, checked and L2-normalised; an existing
+        id is replaced, keeping its metadata unless a (non-empty) row is given."""
+
+    @abstractmethod
+    def remove(self, ids: Iterable[str]) -> list[str]:
+        """Remove items by id; returns the ids that were not in the catalogue."""
+
+    @abstractmethod
+    def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
+        """Set metadata columns of existing items without re-encoding (given columns change,
+        others stay). Returns the ids that are not in the catalogue."""
+
+    def refresh(self) -> bool:
+        """Catch up with what other processes changed; whether anything did (a service that
+        is always current has nothing to catch up with)."""
+        return False
+
+    # -- hooks -------------------------------------------------------------------------------
+    def _before_read(self) -> None:
+        """Catch up with other writers before a search (a live local catalogue refreshes)."""
+
+    def _generation(self) -> Any:
+        """Anything that changes when the catalogue's items change: the key of its cached
+        match scale, refitted on the first query after a change. Back ends override this
+        with something cheaper and surer than the count."""
+        return len(self)
+
+    def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
+        """(ids, unit vectors) of the items at these positions (ascending) in the catalogue's
+        own order: the scale's sample. Back ends with the vectors at hand override this."""
+        ids: list[str] = []
+        vecs: list[np.ndarray] = []
+        wanted, start = set(int(p) for p in positions), 0
+        for batch_ids, batch_vecs, _, _ in self.iter_batches():
+            keep = [i for i in range(len(batch_ids)) if start + i in wanted]
+            ids += [batch_ids[i] for i in keep]
+            vecs.append(batch_vecs[keep])
+            start += len(batch_ids)
+        dim = self.encoder.dim
+        return ids, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+
+    def _known_columns(self) -> list[str]:
+        return list(self.columns())
+
+    def _default_display(self) -> tuple[list[str], list[str]]:
+        """(filters, caption) when none were chosen."""
+        return [], []
+
+    # -- implemented once --------------------------------------------------------------------
+    def vector(self, item_id: str) -> np.ndarray:
+        """The stored embedding of a catalogue item."""
+        found = self._stored(item_id)
+        if found is None:
+            raise NotInCatalogue(item_id)
+        return found[1].copy()
+
+    def parts(self) -> EmbeddingParts:
+        """The model's garment / colour layout (one whole part for a model without colour)."""
+        return self.encoder.info.parts or EmbeddingParts.whole(self.encoder.dim)
+
+    def _colour(self, colour: float | None) -> float | None:
+        """A checked colour weight, None for the model's default (one key per weighting)."""
+        parts = self.parts()
+        value = parts.check_weight(colour)
+        return None if value is None or value == parts.default_colour else value
+
+    def match_scale(self, colour: float | None = None) -> MatchScale | None:
+        """This catalogue's scale of nearest-neighbour scores under a colour weight (fitted on
+        first use after any change, then cached); None for a catalogue too small to have one."""
+        colour = self._colour(colour)
+        generation = self._generation()
+        with _SCALE_LOCK:
+            cache: dict = self.__dict__.setdefault("_match_scales", {})
+            if (generation, colour) not in cache:
+                if any(g != generation for g, _ in cache):
+                    cache.clear()  # the catalogue changed: every weighting is refitted lazily
+                cache[(generation, colour)] = self._fit_scale(colour)
+            return cache[(generation, colour)]
+
+    def _fit_scale(self, colour: float | None) -> MatchScale | None:
+        ids, vectors = self._vectors_at(sample_rows(len(self)))
+        parts = self.parts()
+
+        def nearest_other(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+            out = np.full(len(queries), -np.inf)
+            for n, (item_id, query) in enumerate(zip(ids, parts.reweigh(queries, colour))):
+                hits = self._search(query, NEIGHBOUR_RANK, None, {item_id})[0]
+                if hits:
+                    out[n] = hits[min(NEIGHBOUR_RANK, len(hits)) - 1].score
+            return out
+
+        return fit_scale(vectors, np.arange(len(ids)), nearest_other)
+
+    def _rated(self, hits: list[Hit], colour: float | None) -> list[Hit]:
+        """Hits with their confidence and words on the catalogue's scale (same weighting)."""
+        scale = self.match_scale(colour) if hits else None
+        if scale is not None:
+            for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
+                hit.confidence = round(float(value), 4)
+                hit.match = label(hit.confidence)
+        return hits
+
+    def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
+        """A catalogue id's stored embedding, else the photo's; a string that is neither an id
+        nor looks like a path is "not in the catalogue", never a file search."""
+        if isinstance(item, str):
+            found = self._stored(item)
+            if found is not None:
+                return found[1], found[0]
+            if not looks_like_path(item):
+                raise NotInCatalogue(item)
+        return self.encoder.embed([item])[0], None
+
+    def similar(self, image_or_id: ImageInput | str, k: int = 10,
+                where: Where | None = None, colour: float | None = None) -> list[Hit]:
+        """The k catalogue items most like a photo (path, bytes, array) or a catalogue id (which
+        is itself left out). ``where`` filters on metadata (``fai_infer.index.filters``: equality,
+        ``!=``, ranges) and still gives k hits if k items match. ``colour`` (0..1, None: the
+        model's default) weighs the colour part against the garment part (``parts.py``): 0 is
+        "this design in any colour". Each hit carries its confidence and words."""
+        colour = self._colour(colour)
+        self._before_read()
+        vector, own = self._vector(image_or_id)
+        query = self.parts().reweigh(vector[None], colour)[0]
+        return self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+
+    def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
+                          exclude: Iterable[str] = (), colour: float | None = None) -> list[Hit]:
+        """The k items nearest an embedding made elsewhere by the same model (e.g. cached by a
+        web back end); it is L2-normalised here, so any positive scale works. ``colour`` as in
+        :meth:`similar`."""
+        colour = self._colour(colour)
+        query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
+        self._before_read()
+        return self._rated(self._search(query, k, where, set(exclude))[0], colour)
+
+    def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
+                          where: Where | None = None, mode: str = "cover",
+                          diversity: float = 0.3, colour: float | None = None) -> list[Hit]:
+        """Items that go with the whole basket; basket items themselves are never returned, and
+        each hit's ``source`` names the basket item it was found for.
+
+        ``mode="cover"`` (default): every basket item gets its own neighbours, merged
+        round-robin, so a shirt + shoes + watch basket brings shirts, shoes and watches rather
+        than whatever lies nearest their average. Within an item's turn the next pick is
+        maximal-marginal-relevance: ``(1 - diversity) * similarity to that basket item -
+        diversity * similarity to the closest hit already picked``, so near-duplicates of one
+        another collapse (``diversity=0``: plain nearest-first). ``score`` is the similarity to
+        ``source``, so scores interleave rather than fall monotonically.
+
+        ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
+        normalised mean embedding), the earlier behaviour. ``colour`` as in :meth:`similar`:
+        it weighs every basket item's query."""
+        colour = self._colour(colour)
+        parts = self.parts()
+        self._before_read()
+        basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
+
+        def usable(hits: list[Hit], vecs: dict[str, np.ndarray]) -> list[Hit]:
+            # A basket photo that is not a catalogue id still must not come back as its twin.
+            return [h for h in hits if h.id in vecs
+                    and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)]
+
+        if mode == "centroid":
+            query = basket.mean(axis=0)
+            query /= max(float(np.linalg.norm(query)), 1e-12)
+            query = parts.reweigh(query[None], colour)[0]
+            hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
+            hits = usable(hits, vecs)[:k]
+            for h in hits:
+                h.source = names[int(np.argmax(basket @ vecs[h.id]))]
+            return self._rated(hits, colour)
+        pool = min(len(self), 2 * k + 10 + len(exclude))
+        lists: list[list[Hit]] = []
+        found: dict[str, np.ndarray] = {}
+        for query in parts.reweigh(basket, colour):
+            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
+            lists.append(usable(hits, vecs))
+            found.update(vecs)
+        return self._rated(round_robin(lists, found, names, k, float(diversity),
+                                       basket.shape[1]), colour)
+
+    def set_display(self, filters: Sequence[str] | None = None,
+                    caption: Sequence[str] | None = None,
+                    known: Sequence[str] | None = None) -> None:
+        """Choose the filter and caption columns (``None`` keeps the current choice or the
+        default); unknown columns and more than MAX_FILTERS filters are refused by name.
+        ``known``: the columns there are (default: the catalogue's)."""
+        known = self._known_columns() if known is None else list(known)
+        self._display.update(checked_display(filters, caption, known))
+
+    def shop_name(self) -> str:
+        """The shop's name set at index time (``fai index --name``), else ""."""
+        return (self._display.get("name") or [""])[0]
+
+    def set_shop_name(self, name: str) -> None:
+        """Name the shop (a page's default title); stored with the catalogue's display."""
+        name = " ".join(str(name).split())
+        if not name or len(name) > 80:
+            raise ValueError("a shop name is 1 to 80 characters")
+        self._display["name"] = [name]
+
+    def display(self) -> dict[str, list[str]]:
+        """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
+        filters, caption = self._default_display()
+        return {"filters": list(self._display.get("filters", filters)),
+                "caption": list(self._display.get("caption", caption))}
+
+    def caption(self, hit: Hit, columns: Sequence[str] | None = None) -> str:
+        """The caption columns' values of a hit, joined (the id when it has none)."""
+        cols = self.display()["caption"] if columns is None else columns
+        return caption_text(hit.metadata, cols) or hit.id
+
+    def add(self, paths: Iterable[str | os.PathLike], metadata: Any = None,
+            id_column: str = "id", progress: bool = False) -> list[Skipped]:
+        """Encode and add photos (id = file stem; an existing id's photo is replaced and keeps
+        its metadata unless new metadata is given). Two files with one stem are refused by
+        name. Returns what was skipped."""
+        paths = photos_by_stem(paths)
+        return self._encode_and_add(paths, [p.stem for p in paths],
+                                    read_metadata(metadata, id_column), 32, 2, progress)
+
+    def _encode_and_add(self, paths: list[Path], ids: list[str],
+                        meta: dict[str, dict[str, str]], batch_size: int, decode_threads: int,
+                        progress: bool) -> list[Skipped]:
+        """Encode outside every lock (seconds to minutes), add one batch per ~4k photos."""
+        skipped: list[Skipped] = []
+        bar = Progress(len(paths), "indexing") if progress and paths else None
+        pending_ids: list[str] = []
+        pending_paths: list[str] = []
+        pending_vecs: list[np.ndarray] = []
+
+        def flush() -> None:
+            if pending_ids:
+                self.add_embeddings(pending_ids, np.concatenate(pending_vecs), pending_paths,
+                                    [meta.get(i, {}) for i in pending_ids])
+                pending_ids.clear(), pending_paths.clear(), pending_vecs.clear()
+
+        for positions, emb, bad in self.encoder.embed_stream(paths, batch_size, decode_threads):
+            skipped += [Skipped(str(paths[p]), reason) for p, reason in bad]
+            pending_ids += [ids[p] for p in positions]
+            pending_paths += [str(paths[p]) for p in positions]
+            pending_vecs.append(emb)
+            if len(pending_ids) >= ADD_BATCH:
+                flush()
+            if bar is not None:
+                bar.update(len(positions) + len(bad))
+        flush()
+        if bar is not None:
+            bar.close()
+        self.skipped += skipped
+        return skipped

@@ -1,0 +1,94 @@
+"""A built wheel works outside the checkout: it carries the default model and the telemetry
+hook, embeds a photo and answers a query from a fresh virtual environment in another folder,
+and `pip uninstall` leaves nothing of it behind.
+
+The fresh venv sees this environment's third-party packages (numpy, onnxruntime, OpenCV,
+hnswlib) through a path file, so the test needs no download; FAI itself comes only from the
+wheel (``--no-deps``), and the checkout is never on its path."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, write_products
+
+pytestmark = pytest.mark.slow
+
+PROBE = r"""
+import os, sys, json
+import fai_infer
+from fai_infer import Catalog, Encoder
+assert os.environ.get("ORT_DISABLE_TELEMETRY") == "1", "the .pth hook did not run"
+enc = Encoder()
+vec = enc.embed([sys.argv[1] + "/images/p000.jpg"])
+cat = Catalog.build(sys.argv[1], encoder=enc)
+hits = cat.similar(sys.argv[1] + "/images/p001.jpg", k=3)
+print(json.dumps({"module": fai_infer.__file__, "model": str(enc.path), "dim": int(vec.shape[1]),
+                  "top": hits[0].id}))
+"""
+
+
+def run(args: list, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(a) for a in args], cwd=cwd, capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+def tracked_copy(dest: Path) -> Path:
+    """The checkout's tracked files only: what a user's clone holds, nothing built."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True,
+                           check=True).stdout.decode().split("\0")
+    for name in filter(None, files):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    return dest
+
+
+def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is needed to copy the checkout's tracked files")
+    src = tracked_copy(tmp_path / "src")
+    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", tmp_path / "dist", "."], cwd=src)
+    wheel = next((tmp_path / "dist").glob("fai-*.whl"))
+
+    env_dir = tmp_path / "fresh"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    py = env_dir / "bin" / "python"
+    fresh_site = Path(run([py, "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
+                          cwd=tmp_path).stdout.strip())
+    # third-party packages from this environment; never the checkout or its editable finder
+    (fresh_site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    before = {p.relative_to(env_dir) for p in env_dir.rglob("*")}
+    run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "-q", wheel],
+        cwd=tmp_path)
+    assert (fresh_site / "fai-ort-telemetry-off.pth").is_file()
+
+    photos = tmp_path / "photos"
+    write_products(photos, 6)
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    import json
+    got = json.loads(run([py, "-c", PROBE, photos], cwd=away, env=env).stdout.strip())
+    assert got["module"].startswith(str(fresh_site)), got  # the wheel's copy, not the checkout
+    assert got["model"].startswith(str(fresh_site)) and got["dim"] > 0
+    assert got["top"] == "p001"
+    fai = run([env_dir / "bin" / "fai", "--version"], cwd=away, env=env)
+    assert fai.stdout.strip()
+
+    run([sys.executable, "-m", "pip", "--python", py, "uninstall", "-y", "-q", "fai"],
+        cwd=tmp_path)
+    left = {p.relative_to(env_dir) for p in env_dir.rglob("*")} - before
+    left = {p for p in left if "__pycache__" not in p.parts and p.name != "deps.pth"}
+    assert sorted(map(str, left)) == []
