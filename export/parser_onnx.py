@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 import torch
 
-from fai_infer.preprocess import preprocess
+from fai_infer.image.preprocess import preprocess
 from train.onnx_graph import fold_pads_into_convs, session
 from train.parser_data import DEFAULT_DATA, GARMENT_GROUPS, masked_photos, photos_in
 from train.parser_model import GarmentParser, load_parser

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from fai_infer.preprocess import PreprocessSpec, square_resize
+from fai_infer.image.preprocess import PreprocessSpec, square_resize
 from train.parser_data import (GARMENT_GROUPS, GROUP_LABELS, GROUPS, LABEL_GROUP, augment,
                                label_lut, letterbox_mask, load_set, photos_in, read_labels,
                                split_of)
@@ -104,7 +104,7 @@ def test_one_training_step_lowers_the_loss():
     model = GarmentParser(cfg).train()
     images, masks = synthetic_pairs(6, 64)
     spec = cfg.spec()
-    from fai_infer.preprocess import to_tensor
+    from fai_infer.image.preprocess import to_tensor
 
     x = torch.from_numpy(to_tensor(images, spec))
     y = torch.from_numpy(masks.astype(np.int64))
@@ -145,7 +145,7 @@ def test_output_is_read_back_onto_the_photo():
 
 def test_export_of_a_random_parser_validates_against_torch(tmp_path):
     from export.parser_onnx import export_parser
-    from fai_infer.ort import ort
+    from fai_infer.model.ort import ort
     from train.parser_output import parser_metadata
 
     torch.manual_seed(0)

@@ -30,7 +30,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fai_infer.preprocess import PreprocessSpec, square_resize
+from fai_infer.image.preprocess import PreprocessSpec, square_resize
 from train.parser_output import letterbox_geometry
 
 DEFAULT_DATA = "../shared/data/ccp"

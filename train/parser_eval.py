@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fai_infer.ort import ort
-from fai_infer.preprocess import preprocess
+from fai_infer.model.ort import ort
+from fai_infer.image.preprocess import preprocess
 from train.parser_data import (DEFAULT_DATA, GARMENT_GROUPS, GROUPS, label_lut, photos_in,
                                read_groups, read_labels)
 from train.parser_output import group_map, parser_metadata

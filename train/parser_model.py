@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fai_infer.preprocess import PreprocessSpec
+from fai_infer.image.preprocess import PreprocessSpec
 from train.efficientnet_lite import (INPUT_MEAN, INPUT_STD, EfficientNetLite, imagenet_backbone)
 from train.parser_data import GROUPS
 

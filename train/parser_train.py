@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fai_infer.preprocess import to_tensor
+from fai_infer.image.preprocess import to_tensor
 from train.config import add_dataclass_args, from_args, load_recipe, opt
 from train.parser_data import (DEFAULT_DATA, GARMENT_GROUPS, GROUPS, ParserSet, augment,
                                load_set, photos_in)

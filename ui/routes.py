@@ -34,7 +34,7 @@ _ALLOWED: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
         ("POST", rf"{_API}/cancel"),
         ("POST", rf"{_API}/reset/?"),
         ("POST", rf"{_API}/call/[A-Za-z0-9_\-]+/?"),
-        ("GET POST", r"/api/(?:similar|basket|tag|audit|duplicates)"),
+        ("GET POST", r"/api/(?:similar|look|basket|tag|audit|duplicates)"),
         ("GET", r"/fai/photo/.+"),
     ))
 WEBSOCKET = re.compile(rf"{_API}/(?:queue/join|ws|heartbeat/[^/]+)")

@@ -1,0 +1,144 @@
+"""Which garment of a shopper's photo a search embeds, and the rows of "shop the look".
+
+Why: the encoder was trained on packshots (one garment on a plain backdrop) and a whole street
+photo embeds the person, the backdrop and every garment at once. When the parser finds a person
+in a photo, a query embeds a garment view instead (``fai_infer.model.parser.garment_view``: the
+garment's box, everything outside its mask white, like a packshot). A photo without a person (a
+packshot, a product on a table) stays whole, embedded exactly as before.
+
+The back end's search is passed in as a function, so this module needs no catalogue class and
+every back end (local, Milvus) shares it through ``BaseCatalog``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from fai_infer.image.preprocess import ImageInput
+from fai_infer.index.hits import Hit
+from fai_infer.model.encoder import Encoder
+from fai_infer.model.parser import GarmentParser, Parse, Region, garment_view
+
+WHOLE = "whole photo"  # the region name a whole-frame query reports
+# A photo is "of a person" when this share of it is skin or hair; below it (packshots, a
+# garment laid flat) the whole frame is embedded as before.
+PERSON_SHARE = 0.02
+AUTO, WHOLE_CHOICE = "auto", "whole"
+NO_GARMENT = "no garment found in this photo"
+# ``region="whole"`` means the whole photo (as before the parser), so the parser's whole-body
+# group (dresses, jumpsuits), also named "whole", is asked for by this name.
+WHOLE_BODY = "whole-body"
+
+Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
+
+
+def region_names(parser: GarmentParser | None) -> tuple[str, ...]:
+    """What ``region`` may be: auto, whole (the photo) and the parser's garment groups, the
+    whole-body group spelled WHOLE_BODY."""
+    groups = parser.garment_groups if parser is not None else ()
+    return (AUTO, WHOLE_CHOICE) + tuple(WHOLE_BODY if g == WHOLE_CHOICE else g for g in groups)
+
+
+def check_region(region: str, parser: GarmentParser | None) -> str:
+    """``auto``; ``whole`` -> WHOLE (the photo); a garment group the parser knows -> its group
+    name. Anything else is refused by name (a typo must not silently search the whole photo)."""
+    if region == AUTO:
+        return AUTO
+    if region == WHOLE_CHOICE:
+        return WHOLE
+    if region not in region_names(parser):
+        known = ", ".join(region_names(parser))
+        raise ValueError(f"region {region!r} is not one of {known}"
+                         + ("" if parser else " (no garment parser model is installed)"))
+    return WHOLE_CHOICE if region == WHOLE_BODY else region
+
+
+def views(parse: Parse, regions: list[Region]) -> list[np.ndarray]:
+    return [garment_view(parse.photo, r) for r in regions]
+
+
+@dataclass
+class Chosen:
+    """What a photo search embedded (a garment group or WHOLE) and its hits."""
+
+    region: str
+    hits: list[Hit] = field(default_factory=list)
+
+
+def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
+                 parser: GarmentParser | None, search: Searcher,
+                 person_share: float = PERSON_SHARE) -> Chosen:
+    """One photo query; ``region`` as :func:`check_region` returns it.
+
+    WHOLE, or no parser: the whole frame, embedded exactly as before the parser. A garment
+    group: that garment's view when the parse finds it, else the whole frame. AUTO: for a photo
+    of a person, the whole frame and every garment found are searched and the one whose best
+    catalogue match scores highest is kept, so the catalogue's own kinds decide (a shop of
+    shoes answers for the shoes; a packshot that the parser mistakes for a person keeps its
+    whole frame, which matches a packshot catalogue best); a photo without a person stays
+    whole with no extra search."""
+    def whole() -> Chosen:
+        return Chosen(WHOLE, search(encoder.embed([image])[0], k))
+
+    if region == WHOLE or parser is None:
+        return whole()
+    parse = parser.parse(image)
+    if region != AUTO:
+        found = parse.region(region)
+        if found is None:
+            return whole()
+        return Chosen(region, search(encoder.embed([garment_view(parse.photo, found)])[0], k))
+    if parse.person_share < person_share or not parse.regions:
+        return whole()
+    best = whole()
+    top = best.hits[0].score if best.hits else -np.inf
+    for r, vector in zip(parse.regions, encoder.embed(views(parse, parse.regions))):
+        hits = search(vector, k)
+        if hits and hits[0].score > top:
+            best, top = Chosen(r.group, hits), hits[0].score
+    return best
+
+
+@dataclass
+class LookRow:
+    """One garment of a look and its matches."""
+
+    region: Region
+    hits: list[Hit]
+
+    def to_dict(self) -> dict:
+        return {**self.region.to_dict(), "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class Look:
+    """Shop the look: one row per garment found (largest first); ``message`` says why there
+    are none. ``size`` is (height, width) of the photo the boxes refer to."""
+
+    rows: list[LookRow]
+    size: tuple[int, int]
+    message: str = ""
+
+    def to_dict(self) -> dict:
+        return {"size": {"height": self.size[0], "width": self.size[1]},
+                "garments": [r.to_dict() for r in self.rows], "message": self.message}
+
+
+def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentParser,
+                  search: Searcher) -> Look:
+    """Every garment the parser finds in the photo, each with its own k matches. A photo with
+    no garment is an answer in words, not an error; undecodable input raises ImageError."""
+    parse = parser.parse(image)
+    if not parse.regions:
+        return Look([], parse.size, NO_GARMENT)
+    vectors = encoder.embed(views(parse, parse.regions))
+    rows = []
+    for r, vector in zip(parse.regions, vectors):
+        hits = search(vector, k)
+        for h in hits:
+            h.region = r.group
+        rows.append(LookRow(r, hits))
+    return Look(rows, parse.size)
