@@ -1,0 +1,291 @@
+"""Garments in a shopper's photo (issue 30): the runtime parser, garment-view photo queries,
+shop the look (Catalog.look, ``fai look``, POST /api/look).
+
+The parser here is a tiny ONNX file written by the test: a per-pixel nearest-colour rule (one
+1x1 convolution, at the input's full resolution and as large as the photos, so no pixel mixes
+two colours), so a synthetic "person" made of coloured rectangles parses exactly and every
+check below can fail. A random-weight parser
+exported by ``export.parser_onnx`` shows the runtime reads a real export. The encoder is the
+shipped model: a garment view then finds its packshot twin."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from fai_infer.catalog.garments import NO_GARMENT, WHOLE
+from fai_infer.catalog.local import Catalog
+from fai_infer.errors import ImageError
+from fai_infer.model.encoder import Encoder
+from fai_infer.model.parser import (METADATA_KEY, GarmentParser, box_of, garment_view)
+from tests.helpers import SHIPPED, call
+
+GROUPS = ("background", "skin", "hair", "upper", "lower", "whole", "outer", "shoes", "bag",
+          "accessory")
+COLOURS = {"background": (255, 255, 255), "skin": (224, 172, 140), "hair": (60, 35, 15),
+           "upper": (200, 30, 30), "lower": (30, 30, 200), "whole": (150, 30, 150),
+           "outer": (30, 150, 30), "shoes": (230, 200, 20), "bag": (230, 120, 20),
+           "accessory": (20, 200, 200)}
+SIZE = 240  # the long side of every test photo: the letterbox does not resample them
+
+
+def colour_rule_parser(path, size: int = SIZE) -> None:
+    """An ONNX parser whose logits are -distance to each group's colour (scaled): a 1x1
+    convolution on the normalised input."""
+    protos = np.array([COLOURS[g] for g in GROUPS], np.float32) / 255.0 * 2 - 1  # input space
+    scale = 20.0
+    weight = (2 * scale * protos).reshape(len(GROUPS), 3, 1, 1).astype(np.float32)
+    bias = (-scale * (protos ** 2).sum(1)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["image", "w", "b"], ["logits"])],
+        "colour-rule", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                      ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", len(GROUPS), size, size])],
+        [helper.make_tensor("w", TensorProto.FLOAT, weight.shape, weight.ravel()),
+         helper.make_tensor("b", TensorProto.FLOAT, bias.shape, bias)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    meta = {"format": 1, "groups": list(GROUPS), "garment_groups": list(GROUPS[3:]),
+            "preprocess": {"size": size, "pad_value": 255, "resize": "area",
+                           "scale": 1 / 255, "mean": [0.5] * 3, "std": [0.5] * 3},
+            "output_stride": 1, "train_config": {"held_apart": 0.2, "val_fraction": 0.1}}
+    model.metadata_props.add(key=METADATA_KEY, value=json.dumps(meta))
+    onnx.save(model, str(path))
+
+
+def person(h: int = 240, w: int = 160) -> np.ndarray:
+    """A standing figure of rectangles on white: hair, face, a red top, blue trousers, yellow
+    shoes; and the boxes each garment occupies (x0, y0, x1, y1)."""
+    img = np.full((h, w, 3), 255, np.uint8)
+    boxes = {"hair": (60, 8, 100, 24), "skin": (62, 24, 98, 52), "upper": (44, 52, 116, 124),
+             "lower": (52, 124, 108, 208), "shoes": (48, 208, 112, 232)}
+    for group, (x0, y0, x1, y1) in boxes.items():
+        img[y0:y1, x0:x1] = COLOURS[group]
+    return img, boxes
+
+
+def packshot(group: str, h: int = 240, w: int = 180) -> np.ndarray:
+    """One garment as a packshot: its block from :func:`person` (a dress: a tall block), twice
+    the size, centred on white; no skin, no hair."""
+    x0, y0, x1, y1 = person()[1].get(group, (0, 0, 50, 110))
+    bh, bw = 2 * (y1 - y0), 2 * (x1 - x0)
+    img = np.full((h, w, 3), 255, np.uint8)
+    top, left = (h - bh) // 2, (w - bw) // 2
+    img[top : top + bh, left : left + bw] = COLOURS[group]
+    return img
+
+
+@pytest.fixture(scope="module")
+def parser(tmp_path_factory) -> GarmentParser:
+    path = tmp_path_factory.mktemp("parser") / "rule.onnx"
+    colour_rule_parser(path)
+    return GarmentParser(path)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory, parser) -> Catalog:
+    """Packshots of a top, trousers, shoes and a dress, through the shipped encoder."""
+    folder = tmp_path_factory.mktemp("shop")
+    paths = []
+    for group in ("upper", "lower", "shoes", "whole", "bag"):
+        path = folder / f"{group}.png"
+        cv2.imwrite(str(path), packshot(group)[..., ::-1])
+        paths.append(path)
+    cat = Catalog(Encoder(SHIPPED))
+    cat.add(paths)
+    cat.parser = parser
+    return cat
+
+
+def test_a_person_parses_into_consistent_regions(parser):
+    img, boxes = person()
+    found = parser.parse(img)
+    assert found.size == img.shape[:2]
+    assert [r.group for r in found.regions] == ["upper", "lower", "shoes"]  # largest first
+    union = np.zeros(img.shape[:2], bool)
+    for r in found.regions:
+        assert r.mask.shape == img.shape[:2] and r.mask.dtype == bool
+        assert r.box == box_of(r.mask)  # the box is the mask's
+        assert r.box == boxes[r.group]
+        assert r.share == pytest.approx(r.mask.mean())
+        x0, y0, x1, y1 = r.box
+        assert r.mask[y0:y1, x0:x1].all() and r.mask.sum() == (x1 - x0) * (y1 - y0)
+        assert 0.9 < r.confidence <= 1.0
+        assert r.kind and r.kind != r.group or r.group == "shoes"
+        assert not (union & r.mask).any()  # one group per pixel
+        union |= r.mask
+    assert not (union & (found.skin | found.hair | found.background)).any()
+    assert found.person_share == pytest.approx((found.skin | found.hair).mean())
+    assert 0.03 < found.person_share < 0.1
+
+
+def test_tiny_regions_are_dropped_and_bad_input_is_one_line(parser, tmp_path):
+    img, _ = person()
+    img[5:7, 5:7] = COLOURS["bag"]  # 4 pixels of "bag": noise, not a garment
+    assert "bag" not in [r.group for r in parser.parse(img).regions]
+    for bad in (b"<html>not a photo", b"", tmp_path / "missing.jpg"):
+        with pytest.raises(ImageError) as err:
+            parser.parse(bad)
+        assert "\n" not in str(err.value)
+
+
+def test_a_garment_view_keeps_only_the_garments_pixels(parser):
+    img, boxes = person()
+    upper = parser.parse(img).region("upper")
+    view = garment_view(img, upper, margin=0.1)
+    x0, y0, x1, y1 = upper.box
+    assert view.shape[:2] == (round((y1 - y0) * 1.2), round((x1 - x0) * 1.2))
+    colours = {tuple(c) for c in view.reshape(-1, 3)}
+    assert colours == {COLOURS["upper"], (255, 255, 255)}  # no skin, no trousers
+
+
+def test_a_photo_query_embeds_the_garment_and_says_which(shop):
+    img, _ = person()
+    whole = shop.similar(img, k=5, region="whole")
+    assert {h.region for h in whole} == {WHOLE}
+    for group in ("upper", "lower", "shoes"):
+        hits = shop.similar(img, k=5, region=group)
+        assert hits[0].id == group and {h.region for h in hits} == {group}
+    auto = shop.similar(img, k=5)
+    assert auto[0].region in ("upper", "lower", "shoes", WHOLE)
+    assert auto[0].score >= max(shop.similar(img, k=1, region=g)[0].score
+                                for g in ("upper", "lower", "shoes", "whole"))
+    assert shop.similar(img, k=2, region="whole-body")[0].region == WHOLE  # no dress here
+    with pytest.raises(ValueError, match="region 'shirt' is not one of auto, whole"):
+        shop.similar(img, region="shirt")
+
+
+def test_a_packshot_stays_whole(shop):
+    shot = packshot("lower")
+    hits = shop.similar(shot, k=3)
+    assert {h.region for h in hits} == {WHOLE}
+    assert hits[0].id == "lower"
+    expected = shop.similar(shot, k=3, region="whole")
+    assert [(h.id, round(h.score, 6)) for h in hits] == [(h.id, round(h.score, 6))
+                                                       for h in expected]
+    assert shop.similar("upper", k=2)[0].region == ""  # a catalogue id: nothing parsed
+
+
+def test_look_has_one_row_per_garment_and_words_for_none(shop):
+    img, boxes = person()
+    look = shop.look(img, k=3)
+    assert [row.region.group for row in look.rows] == ["upper", "lower", "shoes"]
+    for row in look.rows:
+        assert len(row.hits) == 3 and row.hits[0].id == row.region.group
+        assert {h.region for h in row.hits} == {row.region.group}
+        alone = shop.similar(img, k=3, region=row.region.group)  # the same query, the same answer
+        assert [(h.id, h.score) for h in alone] == [(h.id, h.score) for h in row.hits]
+    out = look.to_dict()
+    assert out["size"] == {"height": 240, "width": 160} and out["message"] == ""
+    assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
+    empty = shop.look(np.full((120, 90, 3), 255, np.uint8), k=3)
+    assert empty.rows == [] and empty.message == NO_GARMENT
+    with pytest.raises(ImageError):
+        shop.look(b"GIF89a broken", k=3)
+
+
+def test_fai_look_in_process(shop, parser, tmp_path, capsys):
+    from fai_infer.cli.main import main
+
+    store = tmp_path / "shop.catalog"
+    shop.save(store)
+    img, _ = person()
+    photo = tmp_path / "outfit.png"
+    cv2.imwrite(str(photo), img[..., ::-1])
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((80, 60, 3), 255, np.uint8))
+    args = ["look", str(store), "--parser", str(parser.path), "-k", "2"]
+    assert main(args + [str(photo), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
+    assert out["garments"][0]["hits"][0]["id"] == "upper"
+    assert main(args + [str(photo)]) == 0
+    text = capsys.readouterr().out
+    assert "top (upper, box" in text and "shoes (shoes, box" in text
+    assert main(args + [str(blank)]) == 0
+    assert NO_GARMENT in capsys.readouterr().out
+    assert main(args + [str(tmp_path / "nope.jpg")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("fai look: error:") and "file not found" in err
+    assert len(err.splitlines()) == 1
+    assert main(["query", str(store), str(photo), "--parser", str(parser.path),
+                 "--region", "shoes", "-k", "1", "--json"]) == 0
+    hit = json.loads(capsys.readouterr().out)[0]["hits"][0]
+    assert hit["id"] == "shoes" and hit["region"] == "shoes"
+
+
+def _multipart(fields: dict[str, bytes]) -> tuple[bytes, str]:
+    boundary = "----faitestboundary"
+    body = b""
+    for name, value in fields.items():
+        extra = f'; filename="{name}.png"' if name == "image" else ""
+        body += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"{extra}"
+                 f"\r\n\r\n").encode() + value + b"\r\n"
+    return body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+
+
+def test_http_look_route(shop):
+    from ui.http_api import HttpApi
+    from ui.routes import route_allowed
+    from ui.service import ShopService
+
+    app = HttpApi.for_service(ShopService(shop, "test shop"))
+    img, _ = person()
+    ok, png = cv2.imencode(".png", img[..., ::-1])
+    body, ctype = _multipart({"image": png.tobytes(), "k": b"2"})
+    status, _, raw = call(app, "/api/look", "POST", body=body, headers={"content-type": ctype})
+    assert status == 200, raw
+    out = json.loads(raw)
+    assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
+    first = out["garments"][0]
+    assert first["hits"][0]["id"] == "upper" and first["hits"][0]["photo"].endswith("/upper")
+    assert "path" not in first["hits"][0] and len(first["box"]) == 4
+    ok, blank = cv2.imencode(".png", np.full((80, 60, 3), 255, np.uint8))
+    body, ctype = _multipart({"image": blank.tobytes()})
+    status, _, raw = call(app, "/api/look", "POST", body=body, headers={"content-type": ctype})
+    assert status == 200 and json.loads(raw) == {"size": {"height": 80, "width": 60},
+                                                 "garments": [], "message": NO_GARMENT}
+    for fields, words in (({"image": b"<html>not a photo"}, "cannot use this image"),
+                          ({"image": png.tobytes(), "k": b"0"}, "'k' must be"),
+                          ({"image": png.tobytes(), "wher": b"{}"}, "unknown key")):
+        body, ctype = _multipart(fields)
+        status, _, raw = call(app, "/api/look", "POST", body=body,
+                              headers={"content-type": ctype})
+        assert status == 400 and words in json.loads(raw)["error"], raw
+    status, _, raw = call(app, "/api/look", "POST", body=b"{}",
+                          headers={"content-type": "application/json"})
+    assert status == 400 and "multipart field 'image'" in json.loads(raw)["error"]
+    assert route_allowed("POST", "/api/look") and not route_allowed("POST", "/api/looks")
+
+
+def test_a_real_parser_export_is_read_by_the_runtime(tmp_path):
+    torch = pytest.importorskip("torch")
+    from export.parser_onnx import export_parser
+    from train.parser_model import GarmentParser as TorchParser, ParserConfig
+
+    torch.manual_seed(0)
+    model = TorchParser(ParserConfig(image_size=64, channels=16)).eval()
+    img, _ = person()
+    files = []
+    for i in range(4):
+        path = tmp_path / f"{i}.png"
+        cv2.imwrite(str(path), np.roll(img, 7 * i, axis=1)[..., ::-1])
+        files.append(path)
+    out = tmp_path / "parser.onnx"
+    export_parser(model, {"epoch": 0, "train_config": {}}, out, files)
+    runtime = GarmentParser(out)
+    assert runtime.groups == GROUPS and runtime.spec.size == 64
+    found = runtime.parse(files[0])
+    assert found.size == img.shape[:2]
+    probs = runtime.probabilities(img)
+    assert probs.shape == (len(GROUPS),) + img.shape[:2]
+    assert np.allclose(probs.sum(0), 1, atol=1e-4)
+    labels = probs.argmax(0)
+    for r in found.regions:  # whatever a random parser finds is consistent
+        assert r.mask.sum() <= (labels == GROUPS.index(r.group)).sum()
+        assert r.box == box_of(r.mask) and r.share >= runtime.min_share
