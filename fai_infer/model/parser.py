@@ -186,22 +186,34 @@ def box_of(mask: np.ndarray) -> tuple[int, int, int, int]:
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
 
 
+def to_photo(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A mask made at the parse's resolution, on the photo's pixels (nearest neighbour)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (width, height),
+                      interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def regions_from(probs: np.ndarray, groups: tuple[str, ...], garment_groups: tuple[str, ...],
-                 min_share: float = MIN_SHARE) -> list[Region]:
-    """(G, H, W) probabilities -> one Region per garment group present, largest first."""
+                 min_share: float = MIN_SHARE, size: tuple[int, int] | None = None
+                 ) -> list[Region]:
+    """(G, h, w) probabilities -> one Region per garment group present, largest first, with
+    masks and boxes on a photo of ``size`` (height, width; default h x w)."""
     labels = probs.argmax(0)
+    height, width = size or labels.shape
     out: list[Region] = []
     for g in garment_groups:
         index = groups.index(g)
-        mask = labels == index
-        if mask.mean() < min_share:
+        small = labels == index
+        if small.mean() < min_share:
             continue
-        mask = _clean(mask)
+        small = _clean(small)
+        mask = to_photo(small, height, width)
         share = float(mask.mean())
-        if share < min_share:
+        if share < min_share or not mask.any():
             continue
         out.append(Region(g, KIND_WORDS.get(g, g), mask, box_of(mask),
-                          float(probs[index][mask].mean()), share))
+                          float(probs[index][small].mean()), share))
     return sorted(out, key=lambda r: -r.share)
 
 
@@ -258,11 +270,13 @@ class GarmentParser:
         self.min_share = float(min_share)
         self._input = self.session.get_inputs()[0].name
 
-    def probabilities(self, rgb: np.ndarray) -> np.ndarray:
-        """(G, H, W) group probabilities on a decoded HxWx3 uint8 RGB photo."""
+    def probabilities(self, rgb: np.ndarray, height: int = 0, width: int = 0) -> np.ndarray:
+        """(G, height, width) group probabilities of a decoded HxWx3 uint8 RGB photo (default:
+        at the photo's own size)."""
         x = to_tensor(square_resize(rgb, self.spec), self.spec)[None]
         logits = self.session.run(None, {self._input: x})[0][0]
-        return probabilities_at_photo(logits, rgb.shape[0], rgb.shape[1], self.spec.size)
+        return probabilities_at_photo(logits, height or rgb.shape[0], width or rgb.shape[1],
+                                      self.spec.size)
 
     def parse(self, image: ImageInput) -> Parse:
         """A photo (path, bytes, or HxWx3 uint8 RGB array) -> its Parse; bad input raises one
@@ -274,8 +288,16 @@ class GarmentParser:
         """As :meth:`parse` for an already decoded photo."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise ImageError(source or describe(rgb), "expected an HxWx3 uint8 RGB photo")
-        probs = self.probabilities(rgb)
+        h, w = rgb.shape[:2]
+        # Read at the model's own input resolution (long side spec.size), then scaled to the
+        # photo: the output is 1/4 of that, so a finer read only interpolates, and it is what
+        # made parsing cost several encoder runs.
+        _, _, mh, mw = letterbox_geometry(h, w, self.spec.size)
+        mh, mw = min(mh, h), min(mw, w)
+        probs = self.probabilities(rgb, mh, mw)
         labels = probs.argmax(0)
-        by = {g: labels == self.groups.index(g) for g in ("background", "skin", "hair")}
-        return Parse(rgb, regions_from(probs, self.groups, self.garment_groups, self.min_share),
-                     by["skin"], by["hair"], by["background"], source, self.groups)
+        by = {g: to_photo(labels == self.groups.index(g), h, w)
+              for g in ("background", "skin", "hair")}
+        regions = regions_from(probs, self.groups, self.garment_groups, self.min_share, (h, w))
+        return Parse(rgb, regions, by["skin"], by["hair"], by["background"], source,
+                     self.groups)
