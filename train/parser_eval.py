@@ -64,6 +64,37 @@ def garment_vs_rest(conf: np.ndarray) -> float:
     return float(tp / (truth + pred - tp)) if truth + pred - tp else 0.0
 
 
+def speed(parser: str, encoder: str | None, threads: int = 2, rounds: int = 100) -> dict:
+    """Median ms per photo at batch 1 (model run only), the parser and the shipped encoder
+    interleaved in one process so both see the same machine load."""
+    sessions = {"parser": open_session(parser, threads)}
+    if encoder and Path(encoder).is_file():
+        sessions["encoder"] = open_session(encoder, threads)
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for k, sess in sessions.items():
+        inp = sess.get_inputs()[0]
+        shape = [1] + [int(d) for d in inp.shape[1:]]
+        feeds[k] = {inp.name: rng.standard_normal(shape).astype(np.float32)}
+        for _ in range(10):
+            sess.run(None, feeds[k])
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for _ in range(rounds):
+        for k, sess in sessions.items():
+            t0 = time.perf_counter()
+            sess.run(None, feeds[k])
+            times[k].append((time.perf_counter() - t0) * 1000)
+    out = {f"{k}_ms_batch1_median": round(float(np.median(v)), 2) for k, v in times.items()}
+    if "encoder" in sessions:
+        out["encoder_file"] = str(encoder)
+        out["encoder_input"] = list(feeds["encoder"].values())[0].shape[1:]
+        out["parser_plus_encoder_over_encoder"] = round(
+            (out["parser_ms_batch1_median"] + out["encoder_ms_batch1_median"])
+            / out["encoder_ms_batch1_median"], 2)
+    out.update(threads=threads, rounds=rounds)
+    return out
+
+
 def evaluate(model: str, data: str, threads: int = 2, limit: int = 0) -> dict:
     sess = open_session(model, threads)
     meta = parser_metadata(sess)
@@ -130,12 +161,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/eval-parser.json", help="'' = print only")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0, help="first N held-apart photos (smoke)")
+    ap.add_argument("--encoder", default="models/fai-default.onnx",
+                    help="the encoder timed beside the parser ('' = parser only)")
     ns = ap.parse_args(argv)
     if not (Path(ns.data) / "masks").is_dir():
         print(f"error: no CCP masks in {ns.data} (expected {ns.data}/masks/NNNN.png)",
               file=sys.stderr)
         return 2
     result = evaluate(ns.model, ns.data, ns.threads, ns.limit)
+    result["speed_vs_encoder"] = speed(ns.model, ns.encoder, ns.threads)
     result["command"] = "python -m train.parser_eval " + " ".join(
         sys.argv[1:] if argv is None else argv)
     print(f"{'group':<12}IoU")
@@ -145,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
           f"mean garment IoU {result['mean_garment_iou']:.3f} (target 0.55); "
           f"pixel accuracy {result['pixel_accuracy']:.3f}; "
           f"{result['speed']['onnxruntime_ms_per_photo_batch1_median']:.1f} ms per photo")
+    print("speed:", json.dumps(result["speed_vs_encoder"]))
     if ns.out:
         Path(ns.out).write_text(json.dumps(result, indent=1) + "\n")
         print(f"wrote {ns.out}")

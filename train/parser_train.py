@@ -5,7 +5,8 @@
 
 Why a wall-clock budget: training shares a 2-core CPU, so "how many epochs" is the wrong knob;
 the learning rate follows a cosine over the budget's *time* (not a step count that would have to
-be guessed), and the run stops before an epoch it could not finish. Every epoch writes
+be guessed), and the run stops mid-epoch when the budget is spent (after validating and saving),
+so the schedule always reaches its floor. ``--init`` continues from a checkpoint. Every epoch writes
 ``last.pt`` atomically, and ``best.pt`` when the validation mIoU over the garment groups
 improves, so a stopped run still leaves a model. Validation photos are a hash-chosen part of the
 training photos; the held-apart photos are never loaded here.
@@ -56,6 +57,7 @@ class ParserTrainConfig:
     threads: int = opt(2, "torch CPU threads")
     seed: int = opt(0, "random seed")
     limit: int = opt(0, "use only this many training photos (0 = all; a smoke test)")
+    init: str = opt("", "start from this parser checkpoint's weights (a continuation)")
 
     def parser_config(self) -> ParserConfig:
         return ParserConfig(image_size=self.image_size, pad_value=self.pad_value,
@@ -164,7 +166,14 @@ def train(cfg: ParserTrainConfig, data: str, out: Path, command: str) -> dict:
     print("group weights:", {g: round(float(w), 2) for g, w in zip(GROUPS, weights)}, flush=True)
 
     # channels-last: measured about 2x faster for the depthwise convolutions on this CPU
-    model = build_parser(pcfg, pretrained=True).to(memory_format=torch.channels_last)
+    model = build_parser(pcfg, pretrained=not cfg.init)
+    if cfg.init:
+        state = torch.load(cfg.init, map_location="cpu", weights_only=True)
+        if state["parser_config"] != pcfg.to_dict():
+            raise SystemExit(f"--init {cfg.init}: another network ({state['parser_config']})")
+        model.load_state_dict(state["model"])
+        print(f"weights from {cfg.init} (epoch {state.get('epoch')})", flush=True)
+    model = model.to(memory_format=torch.channels_last)
     frozen = model.backbone.frozen_prefix(cfg.freeze_blocks)
     for m in frozen:
         for p in m.parameters():
@@ -179,12 +188,12 @@ def train(cfg: ParserTrainConfig, data: str, out: Path, command: str) -> dict:
     history: list[dict] = []
     best = -1.0
     step = 0
-    epoch_seconds = 0.0
+    val_seconds = 60.0  # a guess until the first validation is timed
     for epoch in range(1, cfg.max_epochs + 1):
         elapsed = time.monotonic() - start
-        if epoch > 1 and elapsed + epoch_seconds > budget:
+        if epoch > 1 and elapsed + val_seconds + 30 > budget:
             print(f"stopping before epoch {epoch}: {elapsed / 60:.1f} of {cfg.minutes} minutes "
-                  f"spent, an epoch takes {epoch_seconds / 60:.1f}", flush=True)
+                  f"spent", flush=True)
             break
         t0 = time.monotonic()
         model.train()
@@ -196,6 +205,11 @@ def train(cfg: ParserTrainConfig, data: str, out: Path, command: str) -> dict:
         bar = tqdm(range(steps), desc=f"epoch {epoch}", leave=False, mininterval=5,
                    file=sys.stderr)
         for b in bar:
+            # the budget ends mid-epoch if need be (the cosine has reached its floor by then),
+            # leaving time to validate and save
+            if step > 0 and time.monotonic() - start + val_seconds > budget:
+                print(f"budget reached after {b} of {steps} steps of epoch {epoch}", flush=True)
+                break
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             pairs = [augment(tr.images[i], tr.masks[i], rng, cfg.pad_value) for i in idx]
             x = torch.from_numpy(to_tensor(np.stack([p[0] for p in pairs]), spec)).contiguous(
@@ -212,10 +226,13 @@ def train(cfg: ParserTrainConfig, data: str, out: Path, command: str) -> dict:
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", lr=f"{f * cfg.lr:.1e}")
         bar.close()
+        t_val = time.monotonic()
         ious = validate(model, va, spec)
         miou = mean_garment_iou(ious)
+        val_seconds = time.monotonic() - t_val
         epoch_seconds = time.monotonic() - t0
-        record = {"epoch": epoch, "loss": float(np.mean(losses)), "val_garment_miou": miou,
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else None,
+                  "val_garment_miou": miou,
                   "val_iou": ious, "seconds": round(epoch_seconds, 1),
                   "elapsed_min": round((time.monotonic() - start) / 60, 2)}
         history.append(record)
@@ -227,7 +244,7 @@ def train(cfg: ParserTrainConfig, data: str, out: Path, command: str) -> dict:
             best = miou
             save_atomic(ckpt, out / "best.pt")
         shown = " ".join(f"{g}={v:.2f}" for g, v in ious.items() if v is not None)
-        print(f"epoch {epoch}: loss {record['loss']:.3f}  val garment mIoU {miou:.3f} "
+        print(f"epoch {epoch}: loss {record['loss'] or 0:.3f}  val garment mIoU {miou:.3f} "
               f"(best {best:.3f})  [{shown}]  {epoch_seconds:.0f}s, "
               f"{record['elapsed_min']:.1f} min", flush=True)
         (out / "history.json").write_text(json.dumps(history, indent=1))
