@@ -182,6 +182,15 @@ def kind_scores(idx: np.ndarray, types: np.ndarray, relevant: list[frozenset[str
     return same.mean(axis=1), same.any(axis=1).astype(np.float64)
 
 
+def scored_rows(per: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """Mean P@10 and Hit@10 per row, and each row's paired margins against the whole photo."""
+    base = per["whole photo"]
+    return {name: {"P@10": round(float(p.mean()), 4), "Hit@10": round(float(h.mean()), 4),
+                   **({} if name == "whole photo" else
+                      {"P@10 vs whole": margin(p, base[0]), "Hit@10 vs whole": margin(h, base[1])})}
+            for name, (p, h) in per.items()}
+
+
 def margin(a: np.ndarray, b: np.ndarray) -> dict:
     d, lo, hi = paired_margin(a, b)
     return {"delta": round(d, 4), "ci95": [round(lo, 4), round(hi, 4)]}
@@ -229,12 +238,22 @@ def evaluate(ns: argparse.Namespace) -> dict:
         chosen_by[rule] = chosen
     per = {name: kind_scores(top_k(gallery, q, K)[0], types, relevant)
            for name, q in queries.items()}
-    base = per["whole photo"]
-    ccp_table = {name: {"P@10": round(float(p.mean()), 4), "Hit@10": round(float(h.mean()), 4),
-                        **({} if name == "whole photo" else
-                           {"P@10 vs whole": margin(p, base[0]),
-                            "Hit@10 vs whole": margin(h, base[1])})}
-                 for name, (p, h) in per.items()}
+    ccp_table = scored_rows(per)
+    unit_groups = np.array([u[1] for u in units])
+    by_group = {g: {name: {"P@10": round(float(per[name][0][unit_groups == g].mean()), 4),
+                           "Hit@10": round(float(per[name][1][unit_groups == g].mean()), 4)}
+                    for name in ("whole photo", "garment view, chosen group")}
+                for g in sorted(set(unit_groups))}
+    for g in by_group:
+        by_group[g]["units"] = int((unit_groups == g).sum())
+    # Per photo: what one photo query (whole or auto) finds of any garment the photo shows.
+    photo_kinds = [frozenset().union(*(u[2] for u in units if u[0] == p)) for p in photos]
+    per_photo = {"whole photo": kind_scores(top_k(gallery, parsed["whole"], K)[0], types,
+                                            photo_kinds)}
+    for rule, label in AUTO_RULES.items():
+        vecs, _ = auto_vectors(parsed, gallery, rule, ns.person_share)
+        per_photo[label] = kind_scores(top_k(gallery, vecs, K)[0], types, photo_kinds)
+    photo_table = scored_rows(per_photo)
 
     # Packshots: Myntra val queries, whole versus what region="auto" embeds.
     val_idx = np.flatnonzero(np.array([r["split"] == "val" for r in rows]))
@@ -268,6 +287,8 @@ def evaluate(ns: argparse.Namespace) -> dict:
     ccp_person = parsed["person"]
     return {
         "ccp_to_myntra": ccp_table,
+        "ccp_to_myntra_by_group": by_group,
+        "ccp_photos_any_garment": photo_table,
         "ccp_units": {"units": len(units), "photos": len(photos),
                       "group found by the parser": found,
                       "photos with a person (auto parses them)":
@@ -284,17 +305,29 @@ def evaluate(ns: argparse.Namespace) -> dict:
     }
 
 
-def print_table(result: dict) -> None:
-    print(f"CCP held-apart garments -> Myntra ({result['ccp_units']['units']} garments in "
-          f"{result['ccp_units']['photos']} photos), same kind:")
+def print_rows(table: dict) -> None:
     print(f"  {'query':<32}{'P@10':>8}{'Hit@10':>8}   margins vs whole photo (95% CI)")
-    for name, row in result["ccp_to_myntra"].items():
+    for name, row in table.items():
         extra = ""
         if "P@10 vs whole" in row:
             p, h = row["P@10 vs whole"], row["Hit@10 vs whole"]
             extra = (f"   P {p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
                      f"  Hit {h['delta']:+.3f} [{h['ci95'][0]:+.3f}, {h['ci95'][1]:+.3f}]")
         print(f"  {name:<32}{row['P@10']:>8.3f}{row['Hit@10']:>8.3f}{extra}")
+
+
+def print_table(result: dict) -> None:
+    print(f"CCP held-apart garments -> Myntra ({result['ccp_units']['units']} garments in "
+          f"{result['ccp_units']['photos']} photos), same kind as the garment:")
+    print_rows(result["ccp_to_myntra"])
+    print("  by group (P@10 / Hit@10): whole photo -> garment view")
+    for g, row in result["ccp_to_myntra_by_group"].items():
+        a, b = row["whole photo"], row["garment view, chosen group"]
+        print(f"    {g:<10} {row['units']:>4} garments  {a['P@10']:.3f} / {a['Hit@10']:.3f} -> "
+              f"{b['P@10']:.3f} / {b['Hit@10']:.3f}")
+    print(f"CCP held-apart photos -> Myntra ({result['ccp_units']['photos']} photos, one query "
+          f"each), same kind as any garment the photo's tags name:")
+    print_rows(result["ccp_photos_any_garment"])
     m = result["myntra_val_packshots"]
     print(f"Myntra val packshots ({m['queries']} queries, default colour weight):")
     for name in ("whole photo", *AUTO_RULES.values()):
