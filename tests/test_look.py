@@ -18,7 +18,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from fai_infer.catalog.garments import NO_GARMENT, WHOLE
+from fai_infer.catalog.garments import NO_GARMENT, PHOTOGRAPHED_GROUPS, WHOLE
 from fai_infer.catalog.local import Catalog
 from fai_infer.errors import ImageError
 from fai_infer.model.encoder import Encoder
@@ -148,9 +148,16 @@ def test_a_photo_query_embeds_the_garment_and_says_which(shop):
     img, _ = person()
     whole = shop.similar(img, k=5, region="whole")
     assert {h.region for h in whole} == {WHOLE}
+    found = shop.parser.parse(img)
     for group in ("upper", "lower", "shoes"):
         hits = shop.similar(img, k=5, region=group)
-        assert hits[0].id == group and {h.region for h in hits} == {group}
+        assert {h.region for h in hits} == {group}
+        # worn garments are embedded as photographed, shoes (and bags) painted like a packshot
+        view = garment_view(img, found.region(group), paint=group not in PHOTOGRAPHED_GROUPS)
+        expected = shop.encoder.embed([view])[0]
+        assert [h.score for h in hits] == pytest.approx(
+            [float(shop.vector(h.id) @ expected) for h in hits], abs=1e-5)
+    assert shop.similar(img, k=5, region="shoes")[0].id == "shoes"  # its packshot twin
     auto = shop.similar(img, k=5)
     assert auto[0].region in ("upper", "lower", "shoes", WHOLE)
     assert auto[0].score >= max(shop.similar(img, k=1, region=g)[0].score
@@ -176,11 +183,12 @@ def test_look_has_one_row_per_garment_and_words_for_none(shop):
     look = shop.look(img, k=3)
     assert [row.region.group for row in look.rows] == ["upper", "lower", "shoes"]
     for row in look.rows:
-        assert len(row.hits) == 3 and row.hits[0].id == row.region.group
+        assert len(row.hits) == 3
         assert {h.region for h in row.hits} == {row.region.group}
         alone = shop.similar(img, k=3, region=row.region.group)  # the same query, the same answer
         assert [(h.id, h.score) for h in alone] == [(h.id, h.score) for h in row.hits]
     out = look.to_dict()
+    assert look.rows[2].hits[0].id == "shoes"
     assert out["size"] == {"height": 240, "width": 160} and out["message"] == ""
     assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
     empty = shop.look(np.full((120, 90, 3), 255, np.uint8), k=3)
@@ -203,7 +211,7 @@ def test_fai_look_in_process(shop, parser, tmp_path, capsys):
     assert main(args + [str(photo), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
-    assert out["garments"][0]["hits"][0]["id"] == "upper"
+    assert out["garments"][2]["hits"][0]["id"] == "shoes"
     assert main(args + [str(photo)]) == 0
     text = capsys.readouterr().out
     assert "top (upper, box" in text and "shoes (shoes, box" in text
@@ -243,8 +251,9 @@ def test_http_look_route(shop):
     out = json.loads(raw)
     assert [g["group"] for g in out["garments"]] == ["upper", "lower", "shoes"]
     first = out["garments"][0]
-    assert first["hits"][0]["id"] == "upper" and first["hits"][0]["photo"].endswith("/upper")
-    assert "path" not in first["hits"][0] and len(first["box"]) == 4
+    assert first["box"] == [44, 52, 116, 124] and len(first["hits"]) == 2
+    hit = out["garments"][2]["hits"][0]
+    assert hit["id"] == "shoes" and hit["photo"].endswith("/shoes") and "path" not in hit
     ok, blank = cv2.imencode(".png", np.full((80, 60, 3), 255, np.uint8))
     body, ctype = _multipart({"image": blank.tobytes()})
     status, _, raw = call(app, "/api/look", "POST", body=body, headers={"content-type": ctype})

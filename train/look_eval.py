@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fai_infer.catalog.garments import PERSON_SHARE
+from fai_infer.catalog.garments import PERSON_SHARE, PHOTOGRAPHED_GROUPS
 from fai_infer.model.encoder import Encoder
 from fai_infer.model.identity import file_sha256_or_none
 from fai_infer.model.parser import GarmentParser, garment_view
@@ -66,8 +66,10 @@ CCP_TO_MYNTRA: dict[str, tuple[str, ...]] = {
     "bracelet": ("Bracelet", "Bangle"), "ring": ("Ring",), "gloves": ("Gloves",),
 }
 K = 10
+VIEW_ROWS = {"runtime view, chosen group": "regions", "painted view, chosen group": "painted",
+             "unpainted box, chosen group": "crop"}
 AUTO_RULES = {"score": "auto (best region score)", "score+whole": "auto (best of regions+whole)",
-              "largest": "auto (largest region)"}
+              "largest": "auto (largest region)", "largest+whole": "auto (largest or whole)"}
 
 
 def read_myntra(data: Path) -> list[dict[str, str]]:
@@ -76,13 +78,15 @@ def read_myntra(data: Path) -> list[dict[str, str]]:
     return rows
 
 
-def ccp_units(data: Path, held: float, val: float) -> list[tuple[str, str, frozenset[str]]]:
-    """(photo, garment group, relevant Myntra articleTypes) for every held-apart photo."""
+def ccp_units(data: Path, held: float, val: float, split: str = "test"
+              ) -> list[tuple[str, str, frozenset[str]]]:
+    """(photo, garment group, relevant Myntra articleTypes) for every photo of ``split``
+    (``test``: held apart; ``val``: training's own check photos, for choosing a rule)."""
     units = []
     with open(data / "tags.csv", newline="") as f:
         for r in csv.DictReader(f):
             photo = r["photo"].strip()
-            if split_of(photo, held, val) != "test":
+            if split_of(photo, held, val) != split:
                 continue
             kinds: dict[str, set[str]] = {}
             for tag in {t.strip() for t in r["labels"].split("|") if t.strip()}:
@@ -110,31 +114,39 @@ def embed_gallery(encoder: Encoder, paths: list[Path], cache: Path) -> np.ndarra
 
 def parse_and_embed(encoder: Encoder, parser: GarmentParser, paths: list[Path],
                     cache: Path) -> dict[str, np.ndarray]:
-    """Per photo: the whole-photo vector, every region's view vector, group, share and the
-    person share, flattened into arrays (``owner`` says which photo a region belongs to)."""
+    """Per photo: the whole-photo vector, every region's vectors (``painted``: the packshot-like
+    view; ``crop``: the box as photographed; ``regions``: the runtime's choice per group,
+    ``fai_infer.catalog.garments.view_of``), group, share and the person share, flattened into
+    arrays (``owner`` says which photo a region belongs to)."""
     if cache.is_file():
-        return dict(np.load(cache))
-    whole, region_vecs, owner, groups, shares, person = [], [], [], [], [], []
-    for n, path in enumerate(paths):
-        whole.append(encoder.embed([path])[0])
-        parse = parser.parse(path)
-        person.append(parse.person_share)
-        if parse.regions:
-            region_vecs.append(encoder.embed([garment_view(parse.photo, r)
+        data = dict(np.load(cache))
+    else:
+        whole, painted, crop, owner, groups, shares, person = [], [], [], [], [], [], []
+        for n, path in enumerate(paths):
+            whole.append(encoder.embed([path])[0])
+            parse = parser.parse(path)
+            person.append(parse.person_share)
+            if parse.regions:
+                painted.append(encoder.embed([garment_view(parse.photo, r)
                                               for r in parse.regions]))
-            owner += [n] * len(parse.regions)
-            groups += [r.group for r in parse.regions]
-            shares += [r.share for r in parse.regions]
-        if n % 50 == 0:
-            print(f"\rparsed {n}/{len(paths)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
-    out = {"whole": np.stack(whole), "person": np.array(person, np.float32),
-           "regions": (np.concatenate(region_vecs) if region_vecs
-                       else np.zeros((0, encoder.dim), np.float32)),
-           "owner": np.array(owner, np.int64), "group": np.array(groups, dtype="U16"),
-           "share": np.array(shares, np.float32)}
-    np.savez(cache, **out)
-    return out
+                crop.append(encoder.embed([garment_view(parse.photo, r, paint=False)
+                                           for r in parse.regions]))
+                owner += [n] * len(parse.regions)
+                groups += [r.group for r in parse.regions]
+                shares += [r.share for r in parse.regions]
+            if n % 50 == 0:
+                print(f"\rparsed {n}/{len(paths)}", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        empty = np.zeros((0, encoder.dim), np.float32)
+        data = {"whole": np.stack(whole), "person": np.array(person, np.float32),
+                "painted": np.concatenate(painted) if painted else empty,
+                "crop": np.concatenate(crop) if crop else empty,
+                "owner": np.array(owner, np.int64), "group": np.array(groups, dtype="U16"),
+                "share": np.array(shares, np.float32)}
+        np.savez(cache, **data)
+    as_photographed = np.isin(data["group"], list(PHOTOGRAPHED_GROUPS))[:, None]
+    data["regions"] = np.where(as_photographed, data["crop"], data["painted"])
+    return data
 
 
 def top_k(gallery: np.ndarray, queries: np.ndarray, k: int,
@@ -154,7 +166,8 @@ def auto_vectors(parsed: dict[str, np.ndarray], gallery: np.ndarray, rule: str,
                  ) -> tuple[np.ndarray, list[str]]:
     """What ``region="auto"`` embeds per photo, and the region it names. ``score``: the region
     whose best match scores highest; ``score+whole``: the same with the whole photo as one more
-    candidate; ``largest``: the largest region."""
+    candidate; ``largest``: the largest region; ``largest+whole``: the largest region unless
+    the whole photo's best match scores higher."""
     vecs = parsed["whole"].copy()
     chosen = ["whole photo"] * len(vecs)
     if len(parsed["regions"]):
@@ -169,7 +182,7 @@ def auto_vectors(parsed: dict[str, np.ndarray], gallery: np.ndarray, rule: str,
             continue
         pick = mine[np.argmax(scores[mine, 0] if rule.startswith("score")
                               else parsed["share"][mine])]
-        if rule == "score+whole" and whole_scores[n, 0] >= scores[pick, 0]:
+        if rule.endswith("+whole") and whole_scores[n, 0] >= scores[pick, 0]:
             continue
         vecs[n], chosen[n] = parsed["regions"][pick], str(parsed["group"][pick])
     return vecs, chosen
@@ -214,23 +227,25 @@ def evaluate(ns: argparse.Namespace) -> dict:
                             cache / f"myntra-{enc_key}.npy")
 
     ccp = Path(ns.ccp)
-    units = ccp_units(ccp, held, val)
+    units = ccp_units(ccp, held, val, ns.split)
     if ns.limit:
         units = units[: ns.limit]
     photos = sorted({u[0] for u in units})
     at = {p: i for i, p in enumerate(photos)}
     parsed = parse_and_embed(encoder, parser, [ccp / "images" / f"{p}.jpg" for p in photos],
-                             cache / f"ccp-{key}-{len(photos)}.npz")
+                             cache / f"ccp-{ns.split}-{key}-{len(photos)}.npz")
     relevant = [u[2] for u in units]
     owner = np.array([at[u[0]] for u in units])
     queries: dict[str, np.ndarray] = {"whole photo": parsed["whole"][owner]}
-    view = parsed["whole"][owner].copy()
     found = 0
-    for i, (photo, group, _) in enumerate(units):
-        mine = np.flatnonzero((parsed["owner"] == at[photo]) & (parsed["group"] == group))
-        if len(mine):
-            view[i], found = parsed["regions"][mine[0]], found + 1
-    queries["garment view, chosen group"] = view
+    for name, kind in VIEW_ROWS.items():
+        vecs = parsed["whole"][owner].copy()  # where the parser missed the garment: as today
+        for i, (photo, group, _) in enumerate(units):
+            mine = np.flatnonzero((parsed["owner"] == at[photo]) & (parsed["group"] == group))
+            if len(mine):
+                vecs[i] = parsed[kind][mine[0]]
+                found += kind == "regions"
+        queries[name] = vecs
     chosen_by: dict[str, list[str]] = {}
     for rule, label in AUTO_RULES.items():
         vecs, chosen = auto_vectors(parsed, gallery, rule, ns.person_share)
@@ -242,7 +257,7 @@ def evaluate(ns: argparse.Namespace) -> dict:
     unit_groups = np.array([u[1] for u in units])
     by_group = {g: {name: {"P@10": round(float(per[name][0][unit_groups == g].mean()), 4),
                            "Hit@10": round(float(per[name][1][unit_groups == g].mean()), 4)}
-                    for name in ("whole photo", "garment view, chosen group")}
+                    for name in ("whole photo", *VIEW_ROWS)}
                 for g in sorted(set(unit_groups))}
     for g in by_group:
         by_group[g]["units"] = int((unit_groups == g).sum())
@@ -261,7 +276,7 @@ def evaluate(ns: argparse.Namespace) -> dict:
         val_idx = val_idx[: ns.limit]
     vparsed = parse_and_embed(encoder, parser,
                               [myntra / "images" / f"{rows[i]['id']}.jpg" for i in val_idx],
-                              cache / f"myntra-val-{key}-{len(val_idx)}.npz")
+                              cache / f"myntra-val2-{key}-{len(val_idx)}.npz")
     packshot: dict = {}
     tc_per = {}
     named = {"whole photo": vparsed["whole"]}
@@ -286,6 +301,7 @@ def evaluate(ns: argparse.Namespace) -> dict:
 
     ccp_person = parsed["person"]
     return {
+        "ccp_split": "held-apart" if ns.split == "test" else "val (choice)",
         "ccp_to_myntra": ccp_table,
         "ccp_to_myntra_by_group": by_group,
         "ccp_photos_any_garment": photo_table,
@@ -295,8 +311,9 @@ def evaluate(ns: argparse.Namespace) -> dict:
                           int((ccp_person >= ns.person_share).sum()),
                       "auto chose": {AUTO_RULES[rule]: {g: c.count(g) for g in sorted(set(c))}
                                      for rule, c in chosen_by.items()},
-                      "split": f"held apart: split_of(photo, {held}, {val}) == 'test' "
-                               f"(train/parser_data.py), masked and tag-only photos"},
+                      "split": f"split_of(photo, {held}, {val}) == {ns.split!r} "
+                               f"(train/parser_data.py; 'test' is held apart), masked and "
+                               f"tag-only photos"},
         "myntra_val_packshots": {**packshot, "queries": int(len(val_idx)),
                                  "colour weight": "model default"},
         "person_share_threshold": ns.person_share,
@@ -317,15 +334,15 @@ def print_rows(table: dict) -> None:
 
 
 def print_table(result: dict) -> None:
-    print(f"CCP held-apart garments -> Myntra ({result['ccp_units']['units']} garments in "
+    print(f"CCP {result['ccp_split']} garments -> Myntra ({result['ccp_units']['units']} garments in "
           f"{result['ccp_units']['photos']} photos), same kind as the garment:")
     print_rows(result["ccp_to_myntra"])
-    print("  by group (P@10 / Hit@10): whole photo -> garment view")
+    print("  by group, P@10 / Hit@10 of: whole photo, " + ", ".join(VIEW_ROWS))
     for g, row in result["ccp_to_myntra_by_group"].items():
-        a, b = row["whole photo"], row["garment view, chosen group"]
-        print(f"    {g:<10} {row['units']:>4} garments  {a['P@10']:.3f} / {a['Hit@10']:.3f} -> "
-              f"{b['P@10']:.3f} / {b['Hit@10']:.3f}")
-    print(f"CCP held-apart photos -> Myntra ({result['ccp_units']['photos']} photos, one query "
+        print(f"    {g:<10} {row['units']:>4}" + "".join(
+            f"   {row[name]['P@10']:.3f} / {row[name]['Hit@10']:.3f}"
+            for name in ("whole photo", *VIEW_ROWS)))
+    print(f"CCP photos -> Myntra ({result['ccp_units']['photos']} photos, one query "
           f"each), same kind as any garment the photo's tags name:")
     print_rows(result["ccp_photos_any_garment"])
     m = result["myntra_val_packshots"]
@@ -345,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--myntra", default="../shared/data/myntra")
     ap.add_argument("--cache", default="/tmp/fai-look-eval")
     ap.add_argument("--person-share", type=float, default=PERSON_SHARE)
+    ap.add_argument("--split", choices=["test", "val"], default="test",
+                    help="CCP photos: test = held apart (report), val = for choosing rules")
     ap.add_argument("--limit", type=int, default=0, help="first N units and val photos (smoke)")
     ap.add_argument("--out", default="docs/eval-look.json", help="'' = print only")
     ns = ap.parse_args(argv)

@@ -2,8 +2,8 @@
 
 Why: the encoder was trained on packshots (one garment on a plain backdrop) and a whole street
 photo embeds the person, the backdrop and every garment at once. When the parser finds a person
-in a photo, a query embeds a garment view instead (``fai_infer.model.parser.garment_view``: the
-garment's box, everything outside its mask white, like a packshot). A photo without a person (a
+in a photo, a query may embed one garment instead (``view_of``: the garment's box, for shoes,
+bags and outerwear with everything outside its mask white, like a packshot). A photo without a person (a
 packshot, a product on a table) stays whole, embedded exactly as before.
 
 The back end's search is passed in as a function, so this module needs no catalogue class and
@@ -32,6 +32,13 @@ NO_GARMENT = "no garment found in this photo"
 # group (dresses, jumpsuits), also named "whole", is asked for by this name.
 WHOLE_BODY = "whole-body"
 
+# Worn garments are searched as photographed (their box, unpainted) and shoes, bags, outerwear
+# and accessories as a packshot (the box, everything outside the mask white): measured on CCP
+# street photos against Myntra (train/look_eval.py), whose apparel photos show a model wearing
+# it and whose shoes and bags are packshots; painting a worn top white loses the model that the
+# catalogue's own photo shows.
+PHOTOGRAPHED_GROUPS = ("upper", "lower", "whole")
+
 Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
 
 
@@ -56,8 +63,13 @@ def check_region(region: str, parser: GarmentParser | None) -> str:
     return WHOLE_CHOICE if region == WHOLE_BODY else region
 
 
+def view_of(parse: Parse, region: Region) -> np.ndarray:
+    """What the encoder sees of one garment (see PHOTOGRAPHED_GROUPS)."""
+    return garment_view(parse.photo, region, paint=region.group not in PHOTOGRAPHED_GROUPS)
+
+
 def views(parse: Parse, regions: list[Region]) -> list[np.ndarray]:
-    return [garment_view(parse.photo, r) for r in regions]
+    return [view_of(parse, r) for r in regions]
 
 
 @dataclass
@@ -90,7 +102,7 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
         found = parse.region(region)
         if found is None:
             return whole()
-        return Chosen(region, search(encoder.embed([garment_view(parse.photo, found)])[0], k))
+        return Chosen(region, search(encoder.embed([view_of(parse, found)])[0], k))
     if parse.person_share < person_share or not parse.regions:
         return whole()
     best = whole()

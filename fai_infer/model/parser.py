@@ -217,15 +217,18 @@ def regions_from(probs: np.ndarray, groups: tuple[str, ...], garment_groups: tup
     return sorted(out, key=lambda r: -r.share)
 
 
-def garment_view(photo: np.ndarray, region: Region, margin: float = 0.1) -> np.ndarray:
+def garment_view(photo: np.ndarray, region: Region, margin: float = 0.1,
+                 paint: bool = True) -> np.ndarray:
     """The region's box grown by ``margin`` of its size on each side, every pixel outside the
     region's mask painted white: the garment as a packshot shows it. White also keeps the
     encoder's colour part on the garment (it weighs cells by their distance from the border
-    colour, here the white backdrop)."""
+    colour, here the white backdrop). ``paint=False``: the box as photographed."""
     h, w = photo.shape[:2]
     x0, y0, x1, y1 = region.box
     mx, my = round((x1 - x0) * margin), round((y1 - y0) * margin)
     x0, y0, x1, y1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
+    if not paint:
+        return np.ascontiguousarray(photo[y0:y1, x0:x1])
     view = np.full((y1 - y0, x1 - x0, 3), 255, dtype=np.uint8)
     keep = region.mask[y0:y1, x0:x1]
     view[keep] = photo[y0:y1, x0:x1][keep]
