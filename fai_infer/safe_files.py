@@ -7,6 +7,11 @@ read forever, a FIFO blocked the reader for good, and a writer that found ``LOCK
 following a final symlink and without blocking, checks that it got a regular file and reads at
 most a bounded size; writers create their files the same way and refuse anything else.
 ``.npy`` headers are checked against the file's real size before an array is allocated.
+
+The same rules hold for what a user names (photos, CSVs, models; issue 33): a device has
+``st_size`` 0 and a FIFO blocks its reader, so those inputs are opened without blocking,
+refused unless they are regular files (a symlink to one is fine there), and every read is
+bounded by the bytes it actually got, never by ``st_size``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 class NotARegularFile(OSError):
     """A catalogue path that is a directory, link, FIFO or device instead of a file."""
 
+    def __str__(self) -> str:  # one line naming the file, without "[Errno N]"
+        return str(self.strerror)
+
 
 def _kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"),
@@ -34,10 +42,16 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular(path: Path, flags: int = _READ, mode: int = 0o644) -> int:
-    """An fd for ``path`` that is a regular file (never a symlink, FIFO, device or folder)."""
+def open_regular(path: Path, flags: int = _READ, mode: int = 0o644,
+                 follow_symlinks: bool = False) -> int:
+    """An fd for ``path`` that is a regular file (never a FIFO, device or folder, and never a
+    symlink unless ``follow_symlinks``: a user's photo may be a link to a photo)."""
+    if follow_symlinks:
+        flags &= ~os.O_NOFOLLOW
+    else:
+        flags |= os.O_NOFOLLOW
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        fd = os.open(path, flags | os.O_CLOEXEC, mode)
     except OSError as exc:
         if exc.errno == 40:  # ELOOP: the last component is a symlink
             raise NotARegularFile(exc.errno, f"{Path(path).name} is a symbolic link") from None
@@ -49,22 +63,26 @@ def open_regular(path: Path, flags: int = _READ, mode: int = 0o644) -> int:
     return fd
 
 
-def read_bounded(path: Path, limit: int = SMALL_FILE_LIMIT) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes; OSError otherwise."""
-    fd = open_regular(path)
+def read_bounded(path: Path, limit: int = SMALL_FILE_LIMIT,
+                 follow_symlinks: bool = False) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes; OSError otherwise. The limit
+    counts the bytes read (``st_size`` is 0 for /proc files and may change meanwhile)."""
+    fd = open_regular(path, follow_symlinks=follow_symlinks)
     try:
         size = os.fstat(fd).st_size
         if size > limit:
             raise NotARegularFile(27, f"{Path(path).name} is {size:,} bytes, over the "
                                       f"{limit:,} byte limit")
-        chunks, left = [], size
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 20))
+        chunks, got = [], 0
+        while True:
+            chunk = os.read(fd, min(limit + 1 - got, 1 << 20))
             if not chunk:
-                break
+                return b"".join(chunks)
             chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+            got += len(chunk)
+            if got > limit:
+                raise NotARegularFile(27, f"{Path(path).name} is over the {limit:,} byte "
+                                          f"limit")
     finally:
         os.close(fd)
 

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Iterable
 from urllib.parse import unquote
 
 import cv2
@@ -296,3 +297,50 @@ def socket_inodes(pids: set[int]) -> set[str]:
         except OSError:
             continue  # gone, or not ours to read
     return out
+
+
+def read_until(proc: subprocess.Popen, needle: str, timeout: float = 120.0) -> str:
+    """Lines of ``proc``'s stdout (a text pipe) up to the first holding ``needle``; fails the
+    test if the process exits or stays silent first. Event-driven: it waits on the pipe, never
+    on a guessed delay (a server says when it is ready)."""
+    import queue
+    import threading
+
+    lines: queue.Queue = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    while True:
+        try:
+            line = lines.get(timeout=timeout)
+        except queue.Empty:
+            pytest.fail(f"no {needle!r} within {timeout:.0f} s:\n" + "".join(seen)[-3000:])
+        if line is None:
+            pytest.fail(f"exited before {needle!r}:\n" + "".join(seen)[-3000:])
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+
+
+def wait_gone(pids: Iterable[int], timeout: float = 60.0) -> set[int]:
+    """Wait until every pid has exited (a pidfd per process: woken by the exit itself, no
+    polling); returns those still alive after ``timeout``."""
+    import select
+
+    alive = set()
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            continue
+        try:
+            if not select.select([fd], [], [], timeout)[0]:
+                alive.add(pid)
+        finally:
+            os.close(fd)
+    return alive

@@ -101,7 +101,6 @@ def main() -> None:
         ui_up = time.monotonic() - ui["ready"] if "ready" in ui else 0.0
         if time.monotonic() - t0 >= a.seconds and (ui_up >= a.seconds or "error" in ui):
             break
-        time.sleep(0.05)
     if "proc" in ui:
         ui["proc"].terminate()
         ui["proc"].wait(10)

@@ -7,6 +7,8 @@ needs no photos to encode except in the ``add`` test."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -185,7 +187,71 @@ def test_hits_carry_a_confidence_and_the_scale_follows_writes(cat):
     fitted = cat.match_scale()
     assert cat.match_scale() is fitted
     cat.add_embeddings(["twin"], cat.vector("i020")[None])
+    cat.wait_for_scales(timeout=120)  # a service refits in the background after its writes
     assert cat.match_scale() is not fitted
     best = cat.similar("i020", k=1)[0]
     assert best.id == "twin" and best.match == "very close"
     cat.remove(["twin"])
+
+
+def test_a_paused_iteration_holds_up_no_search_in_another_thread(cat):
+    batches = cat.iter_batches(10)
+    first_ids = next(batches)[0]  # paused mid-iteration, as a slow upload pauses it
+    done = threading.Event()
+    found: list = []
+
+    def search() -> None:
+        found.extend(cat.similar("i001", k=3))
+        done.set()
+
+    worker = threading.Thread(target=search, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done.is_set() and not worker.is_alive() and len(found) == 3
+    if isinstance(cat, Catalog):  # the local store iterates a snapshot: a change made
+        cat.add_embeddings(["late"], cat.vector("i001")[None])  # meanwhile is not in it
+        rest = [i for ids, _, _, _ in batches for i in ids]
+        assert "late" not in rest and len(first_ids) + len(rest) == N
+    batches.close()
+
+
+def test_version_batch_search_and_close_are_public(cat):
+    before = cat.version
+    assert cat.version == before  # nothing changed
+    queries = np.stack([cat.vector("i003"), cat.vector("i040") * 3.0])
+    found = cat.search_vectors(queries, k=4, exclude=[["i003"], ["i040"]])
+    assert [[h.id for h in hits] for hits in found] == [
+        [h.id for h in cat.similar("i003", k=4)], [h.id for h in cat.similar("i040", k=4)]]
+    assert all(h.confidence is not None for hits in found for h in hits)
+    with pytest.raises(ValueError, match="exclude"):
+        cat.search_vectors(queries, k=2, exclude=[["i003"]])
+    cat.add_embeddings(["fresh"], cat.vector("i003")[None])
+    assert cat.version != before
+    cat.remove(["fresh"])
+
+
+def test_a_display_for_one_call_is_not_the_catalogues(cat):
+    stored = cat.display()
+    assert cat.display(filters=["gender"], caption=["price"]) == {"filters": ["gender"],
+                                                                   "caption": ["price"]}
+    assert cat.display() == stored
+    with pytest.raises(ValueError, match="no such metadata column"):
+        cat.display(filters=["colr"])
+
+
+def test_the_stored_scale_is_what_a_fit_gives_and_no_query_fits_one(cat):
+    fits: list = []
+    real_fit = cat._fit_scale
+    writes = [lambda: cat.add_embeddings(["i005"], cat.vector("i006")[None]),  # replaced
+              lambda: cat.remove(["i007", "i008"]),
+              lambda: cat.add_embeddings(["twin"], cat.vector("i020")[None])]
+    for write in writes:
+        write()
+        cat.wait_for_scales(timeout=120)  # a service stores its refit in the background
+        cat._fit_scale = lambda colour: fits.append(colour) or real_fit(colour)
+        stored = cat.match_scale()
+        assert fits == []  # the stored scale, never a fit on the query path
+        assert np.allclose(stored.neighbour_scores, real_fit(None).neighbour_scores, atol=1e-5)
+        del cat._fit_scale
+    best = cat.similar("i020", k=1)[0]
+    assert best.id == "twin" and best.match == "very close" and fits == []

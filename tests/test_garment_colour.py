@@ -206,39 +206,3 @@ def test_confidence_is_the_share_of_nearest_neighbour_scores_a_hit_reaches():
     assert label(0.9) == "very close" and label(0.01) == NO_MATCH and label(None) is None
     assert fit_scale(vectors[:3], np.arange(3), nearest_other) is None  # too few to say
     assert len(sample_rows(10**6)) == 400 and list(sample_rows(3)) == [0, 1, 2]
-
-
-@pytest.mark.slow
-def test_adapt_judges_on_held_apart_designs_within_its_budget(tmp_path, capsys):
-    import csv as csv_module
-
-    from tests.helpers import write_products
-    from train.__main__ import main as train_main
-    from train.adapt import main as adapt_main
-
-    shop = tmp_path / "shop"
-    write_products(shop, 120, size=64, csv_name=None)
-    with open(shop / "articles.csv", "w", newline="") as fh:
-        w = csv_module.writer(fh)
-        w.writerow(["article_id", "design", "kind"])
-        for i, p in enumerate(sorted((shop / "images").iterdir())):
-            w.writerow([p.stem, f"d{i // 3}", ["top", "dress", "shoe"][i // 3 % 3]])
-    start = tmp_path / "start"
-    train_main(["--data", str(shop), "--id-column", "article_id", "--out", str(start),
-                "--arch", "efficientnet-lite0", "--image-size", "64", "--epochs", "1",
-                "--batch-size", "16", "--label-columns", "kind", "--embed-dim", "32",
-                "--general-dim", "16", "--grey", "--colour", "--freeze-blocks", "5", "--bn-eval",
-                "--cache-dir", str(tmp_path / "cache"), "--unseen-fraction", "0"])
-    report = adapt_main(["--data", str(shop), "--group-column", "design", "--type-column",
-                         "kind", "--init", str(start / "best.pt"), "--minutes", "4",
-                         "--out", str(tmp_path / "adapted"), "--cache-dir",
-                         str(tmp_path / "cache")])
-    out = capsys.readouterr().out
-    assert report["minutes"] <= 4.0
-    assert set(report["table"]) >= {"start (best.pt)", "frozen ImageNet", "adapted"}
-    apart = report["held_apart_photos"]
-    assert 0 < apart < 120 and apart % 3 == 0  # whole designs (3 photos each) kept apart
-    if report["exported"]:
-        assert (tmp_path / "adapted" / "model.onnx").is_file() and "exported" in out
-    else:
-        assert "not exported" in out and not (tmp_path / "adapted" / "model.onnx").exists()

@@ -5,6 +5,7 @@ weight (fai_infer/model/parts.py) on a real catalogue: a kind the shop lacks say
 from __future__ import annotations
 
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -81,10 +82,13 @@ def test_the_scale_is_refitted_after_add_and_remove(encoder, kinds, tmp_path):
     assert cat.similar_to_vector(query, k=1)[0].confidence == pytest.approx(before)
 
 
-def test_a_tiny_catalogue_has_no_scale_and_its_hits_no_words(encoder, kinds):
+def test_a_tiny_catalogue_has_no_scale_and_its_hits_say_so(encoder, kinds):
+    """No figure without a scale, but words (issue 33: a 1-item shop's hits showed nothing)."""
+    from fai_infer.catalog.confidence import TOO_FEW
+
     cat = shop(encoder, kinds[1][:5])
     hit = cat.similar("i001", k=1)[0]
-    assert cat.match_scale() is None and hit.confidence is None and hit.match is None
+    assert cat.match_scale() is None and hit.confidence is None and hit.match == TOO_FEW
 
 
 def test_a_colour_weight_needs_a_model_with_a_colour_part(encoder, kinds):
@@ -168,3 +172,28 @@ def test_cli_colour_and_confidence(colour_shop, tmp_path, capsys, encoder, kinds
     scale = json.loads(capsys.readouterr().out)["match_scale"]
     assert scale["sampled"] == 120 and set(scale["nearest_neighbour_score_quantiles"]) == {
         "5%", "25%", "50%", "75%", "95%"}
+
+
+def test_another_colour_weight_is_fitted_in_the_background_never_by_a_query(colour_shop):
+    enc = colour_shop[0].encoder
+    rng = np.random.default_rng(4)
+    cat = Catalog(enc)
+    cat.add_embeddings([f"c{i:02d}" for i in range(40)], unit(rng.normal(size=(40, enc.dim))))
+    default = cat.match_scale()  # stored by the add: the model's default weighting
+    started, release = threading.Event(), threading.Event()
+    real_fit = cat._fit_scale
+
+    def held_back(colour):
+        started.set()
+        release.wait(120)
+        return real_fit(colour)
+
+    cat._fit_scale = held_back
+    hits = cat.similar("c01", k=3, colour=0.0)  # answered while the fit is held back
+    assert started.wait(120) and not release.is_set()
+    assert hits[0].confidence is not None and cat.match_scale(0.0) is default  # provisional
+    release.set()
+    assert cat.wait_for_scales(timeout=120)
+    fitted = cat.match_scale(0.0)
+    assert fitted is not default
+    assert np.allclose(fitted.neighbour_scores, real_fit(0.0).neighbour_scores)

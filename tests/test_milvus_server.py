@@ -13,14 +13,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.helpers import OTHER_MODEL, ROOT
-from tests.helpers import listeners
+from tests.helpers import listeners, wait_gone
 
 MODULE = "fai_infer.harness.milvus_server"
 pytestmark = [pytest.mark.service]  # a real Milvus server in a loopback namespace
@@ -145,9 +144,7 @@ def test_a_killed_supervisor_takes_milvus_with_it(tmp_path):
     proc, info = start(tmp_path / "data", free_port())
     proc.kill()  # no chance to clean up: the namespace side notices its parent died
     proc.wait()
-    deadline = time.monotonic() + 60
-    while group_of(info["group"]) and time.monotonic() < deadline:
-        time.sleep(0.5)
+    assert wait_gone(group_of(info["group"]), timeout=60) == set()
     assert not group_of(info["group"])
 
 
@@ -206,7 +203,7 @@ def test_concurrent_writers_lose_nothing_and_a_reader_sees_them(milvus_server):
     fresh = MilvusCatalog(milvus_server.uri, "issue23", encoder, consistency="Strong")
     for cat in (fresh, reader):
         if cat is reader:
-            time.sleep(0.6)  # the reader's manifest_ttl: it looks again on its next read
+            reader.manifest_ttl = 0  # its interval is over: it looks again on its next read
             reader.similar_to_vector(base.vector("b3"), k=1)
         cols = cat.columns()
         for tag in ("wa", "wb"):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import threading
 
-import pytest
-
 import fai_infer.store.replica as replica_module
 from fai_infer import Catalog, Encoder
 from tests.helpers import write_products

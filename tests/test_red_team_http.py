@@ -4,7 +4,6 @@ Plain ASGI calls (no server, no network): the inner app records what got through
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 

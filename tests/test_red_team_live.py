@@ -9,14 +9,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, write_products
+from tests.helpers import ROOT, read_until, write_products
 from ui.guard import allowed_hosts, bind_address
 
 pytestmark = [pytest.mark.service]  # a real ui.app server process
@@ -46,27 +44,17 @@ def ipv6_server(tmp_path_factory):
         s.bind(("::1", 0))
         port = s.getsockname()[1]
     env = dict(os.environ, FAI_CACHE=str(tmp / "cache"), PYTHONUNBUFFERED="1")
-    log = tmp / "ui.log"
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--host", "::1", "--port",
-                                 str(port), "--index", str(tmp / "shop.catalog")], cwd=ROOT,
-                                env=env, stdout=fh, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([sys.executable, "-m", "ui.app", "--host", "::1", "--port",
+                             str(port), "--index", str(tmp / "shop.catalog")], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
     url = f"http://[::1]:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            pytest.fail("ui.app --host ::1 exited at start:\n" + log.read_text()[-3000:])
-        try:
-            urllib.request.urlopen(url + "/", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("ui.app --host ::1 did not answer within 120 s")
-    yield url, port
-    proc.terminate()
-    proc.wait(10)
+    try:
+        read_until(proc, "Running on", timeout=180)  # Gradio says so once it listens
+        yield url, port
+    finally:
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_ipv6_binds_start_and_keep_their_host_check():

@@ -8,7 +8,6 @@ wheel (``--no-deps``), and the checkout is never on its path."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys

@@ -20,7 +20,7 @@ from fai_infer.cli.util import OneLineParser
 NOT_INHERITED = {"data", "csv", "id_column", "out", "init", "resume", "label_columns",
                  "contrastive_columns", "eval_columns", "unseen_column", "unseen_fraction",
                  "proxy_fraction", "limit", "cache_dir", "device", "max_minutes", "workers",
-                 "group_column", "holdout_groups"}
+                 "group_column", "holdout_groups", "epoch_photos", "stop_on", "threads"}
 
 
 def inherited_recipe(checkpoint: str, error) -> dict:

@@ -159,14 +159,23 @@ def holdout_mask(ids: list[str], fraction: float) -> np.ndarray:
     return np.array([stable_fraction(i, "holdout") < fraction for i in ids], dtype=bool)
 
 
+def decode_cache_path(paths: list[Path], spec: PreprocessSpec, cache_dir: str | Path | None
+                      ) -> Path | None:
+    """Where :func:`decode_all` keeps these photos' squares (a caller planning a budget asks
+    whether they are there)."""
+    if not cache_dir:
+        return None
+    key = hashlib.sha1(json.dumps([IMPLEMENTATION, spec.to_dict(), [str(p) for p in paths]]
+                                  ).encode()).hexdigest()
+    return Path(cache_dir) / f"squares-{spec.size}-{key[:16]}.npz"
+
+
 def decode_all(paths: list[Path], spec: PreprocessSpec, workers: int = 2,
                cache_dir: str | Path | None = None, desc: str = "decode"
                ) -> tuple[np.ndarray, list[str | None]]:
     """Decode every photo to a spec.size square (uint8 NHWC). Bad files become white squares
     and their reason is returned in ``errors`` so callers can drop and report them."""
-    key = hashlib.sha1(json.dumps([IMPLEMENTATION, spec.to_dict(), [str(p) for p in paths]]
-                                  ).encode()).hexdigest()
-    cache = Path(cache_dir) / f"squares-{spec.size}-{key[:16]}.npz" if cache_dir else None
+    cache = decode_cache_path(paths, spec, cache_dir)
     if cache is not None and cache.is_file():
         with np.load(cache, allow_pickle=False) as z:
             errors = [e if e else None for e in z["errors"].tolist()]

@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fai_infer.image.preprocess import PreprocessSpec, normalise, scale_pixels
+from train.budget import TimeBudgetSpent
 from train.checkpoint import save_atomic
 from train.config import opt
 from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_catalogue,
@@ -38,7 +40,7 @@ from train.data import (AugmentConfig, augment, decode_all, holdout_mask, load_c
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, imagenet_backbone, load_imagenet
 from train.ema import WeightAverage
 from train.metrics import label_codes, retrieval_table
-from train.shop_eval import held_apart_groups
+from train.shop_eval import group_queries, held_apart_groups, shop_per_query
 from train.model import AutoEncoder, ModelConfig, backbone_input, luma
 from train.objectives import (LabelHeads, instance_contrastive, joint_label_groups,
                               supervised_contrastive)
@@ -110,9 +112,18 @@ class TrainConfig:
     holdout_groups: float = opt(0.0, "the share of groups (--group-column; else of photos), "
                                 "by stable hash, kept apart as val and never trained on "
                                 "(train.adapt judges there)")
+    epoch_photos: int = opt(0, "training photos per epoch, a fresh shuffled draw each time, so a "
+                            "short budget still gets several checks (0 = all)")
     views: int = opt(1, "augmented views per photo (2 = SimCLR-style pairs, no labels needed)")
-    holdout: float = opt(0.1, "fraction of train held out for early stopping")
+    holdout: float = opt(0.1, "fraction of train held out for early stopping (whole groups "
+                         "when --group-column names them, so a design's colourways never "
+                         "straddle it)")
+    stop_on: str = opt("loss", "early stopping and best.pt on: loss (the holdout's total "
+                       "loss) or design (same design Hit@10 among the holdout's photos; needs "
+                       "--group-column; the start is the bar to beat)")
     workers: int = opt(2, "decode threads")
+    threads: int = opt(0, "torch threads (0 = one per core; on a machine others share, one "
+                       "thread can be several times faster: train.adapt measures both)")
     cache_dir: str = opt(".cache", "where decoded squares are cached between runs")
     seed: int = opt(0, "random seed")
     device: str = opt("cpu", "cpu or cuda")
@@ -196,22 +207,42 @@ class TooFewPhotos(ValueError):
     """Fewer training photos than one batch (the message says what to change)."""
 
 
-class TimeBudgetSpent(RuntimeError):
-    """--max-minutes ran out before training could start."""
+def frozen_store(cfg: TrainConfig):
+    """The on-disk store of the frozen ImageNet features this recipe's teacher uses (None
+    without --cache-dir): keyed by the weights file's sha and the pixels fed to it."""
+    from train.efficientnet_lite import imagenet_weights_path
+    from train.feature_store import FeatureStore, file_sha
+
+    if not cfg.cache_dir or cfg.arch == "seed":
+        return None
+    key = FeatureStore.key_for(file_sha(imagenet_weights_path(cfg.arch)), arch=cfg.arch,
+                               spec=cfg.preprocess_spec().to_dict(), grey=cfg.grey)
+    return FeatureStore(cfg.cache_dir, key)
+
+
+STOP_FIGURE = "holdout_same design Hit@10"  # what --stop-on design watches
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
-        self.started = time.time()  # --max-minutes counts from here: loading and the frozen
-        if cfg.init:                 # features pass are part of the run (issue 23)
+    def __init__(self, cfg: TrainConfig, clock: Callable[[], float] = time.time,
+                 deadline: float | None = None):
+        """``clock`` and ``deadline`` (on that clock) let a caller with a budget of its own
+        (train.adapt) hand its deadline down; otherwise --max-minutes counts from here."""
+        self.clock = clock
+        self.started = clock()  # --max-minutes counts from here: loading and the frozen
+        if cfg.init:             # features pass are part of the run (issue 23)
             cfg = self._shape_from_init(cfg)
         self.cfg = cfg
+        if cfg.stop_on not in ("loss", "design"):
+            raise SystemExit(f"--stop-on {cfg.stop_on}: choose loss or design")
         self.deadline = (self.started + cfg.max_minutes * 60 if cfg.max_minutes > 0
                          else float("inf"))
+        if deadline is not None:
+            self.deadline = min(self.deadline, deadline)
         self.out = Path(cfg.out)
         self.out.mkdir(parents=True, exist_ok=True)
         self.gen = seed_everything(cfg.seed)
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
         self.device = torch.device(cfg.device)
         self.spec = cfg.preprocess_spec()
         self._load_data()
@@ -234,7 +265,8 @@ class Trainer:
         self.ema = WeightAverage(self.model, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.opt = torch.optim.AdamW(self._param_groups(), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
-        steps_per_epoch = max(1, len(self.train_idx) // cfg.batch_size)
+        per_epoch = min(len(self.train_idx), cfg.epoch_photos or len(self.train_idx))
+        steps_per_epoch = max(1, per_epoch // cfg.batch_size)
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda(cfg.epochs * steps_per_epoch, max(1, steps_per_epoch // 2)))
         self.epoch = 0
@@ -265,40 +297,37 @@ class Trainer:
                         p.requires_grad_(False)
 
     def _frozen_features(self) -> torch.Tensor:
-        """Pooled features of the frozen ImageNet network for every clean photo, computed once
-        per (network, preprocessing, photo list) and kept in --cache-dir: a sweep of recipes
-        on one catalogue pays for them once."""
-        import hashlib
-
+        """Pooled features of the frozen ImageNet network for the photos training uses (train
+        and holdout; other rows stay zero, never read), kept per photo file in --cache-dir
+        (train/feature_store.py) and saved chunk by chunk: a sweep of recipes pays for them
+        once, and a pass the deadline cuts short is resumed, not redone."""
         cfg = self.cfg
-        key = hashlib.sha1(json.dumps([cfg.arch, self.spec.to_dict(), "grey" * cfg.grey,
-                                       [str(p) for p in self.catalogue.paths]]).encode())
-        cache = (Path(cfg.cache_dir) / f"frozen-{cfg.arch}-{key.hexdigest()[:16]}.npy"
-                 if cfg.cache_dir else None)
-        if cache is not None and cache.is_file():
-            feats = np.load(cache)
-            if feats.shape[0] == len(self.images):
-                return torch.from_numpy(feats)
+        used = np.union1d(self.train_idx, self.holdout_idx)
         teacher = imagenet_backbone(cfg.arch)
-        parts = []
-        with torch.no_grad():
-            for s in tqdm(range(0, len(self.images), 128), desc="frozen ImageNet features",
-                          leave=False):
-                if time.time() > self.deadline:
-                    raise TimeBudgetSpent(
-                        f"--max-minutes {cfg.max_minutes} ran out while computing the frozen "
-                        f"ImageNet features ({s} of {len(self.images)} photos); allow more "
-                        f"minutes (with --cache-dir they are computed once per catalogue)")
-                x = self._model_input(scale_pixels(self.images[s : s + 128], self.spec))
-                x = backbone_input(x, self.model.cfg)
-                parts.append(teacher(x).mean(dim=(2, 3)))
-        feats = torch.cat(parts)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(f".{os.getpid()}.tmp.npy")
-            np.save(tmp, feats.numpy())
-            tmp.replace(cache)
-        return feats
+
+        def compute(part: np.ndarray) -> np.ndarray:
+            return self._teacher_features(teacher, used[part])
+
+        def before_chunk(done: int, total: int) -> None:
+            if self.clock() > self.deadline:
+                raise TimeBudgetSpent(
+                    f"the time budget ran out while computing the frozen ImageNet features "
+                    f"({done} of {total} photos; the ones done are kept in --cache-dir "
+                    f"{cfg.cache_dir} for the next run)")
+
+        paths = [self.catalogue.paths[i] for i in used]
+        store = frozen_store(cfg)
+        if store is not None:
+            feats = store.features(paths, compute, before_chunk)
+        else:
+            parts = []
+            for s in range(0, len(used), 128):
+                before_chunk(s, len(used))
+                parts.append(compute(np.arange(s, min(s + 128, len(used)))))
+            feats = np.concatenate(parts)
+        out = torch.zeros(len(self.images), feats.shape[1])
+        out[torch.from_numpy(used)] = torch.from_numpy(feats)
+        return out
 
     def _param_groups(self) -> list[dict]:
         """The backbone learns slower, and without weight decay pulling it away from ImageNet."""
@@ -356,6 +385,16 @@ class Trainer:
         cat = load_catalogue(cfg.data, cfg.csv, cfg.id_column)
         if cfg.limit:
             cat = cat.subset(list(range(min(cfg.limit, len(cat)))))
+        if cfg.group_column and (not cat.rows or cfg.group_column not in cat.rows[0]):
+            have = ", ".join(cat.rows[0]) if cat.rows else "none"
+            raise SystemExit(f"--group-column {cfg.group_column}: not a column of the "
+                             f"metadata (its columns: {have})")
+        apart_count = 0
+        if cfg.holdout_groups > 0:  # never trained on: not even decoded here
+            groups = cat.column(cfg.group_column) if cfg.group_column else list(cat.ids)
+            apart = held_apart_groups(groups, cfg.holdout_groups)
+            apart_count = int(apart.sum())
+            cat = cat.subset(list(np.flatnonzero(~apart)))
         images, errors = decode_all(cat.paths, self.spec, cfg.workers, cfg.cache_dir)
         bad = [e for e in errors if e]
         if bad:
@@ -379,26 +418,25 @@ class Trainer:
                                      cfg.unseen_fraction)
         self.group_ids: torch.Tensor | None = None
         splits = cat.splits
-        groups = list(cat.ids)  # without a group column, every photo is its own group
+        self.groups = list(cat.ids)  # without a group column, every photo is its own group
         if cfg.group_column:
-            if not cat.rows or cfg.group_column not in cat.rows[0]:
-                have = ", ".join(cat.rows[0]) if cat.rows else "none"
-                raise SystemExit(f"--group-column {cfg.group_column}: not a column of the "
-                                 f"metadata (its columns: {have})")
-            groups = cat.column(cfg.group_column)
-            self.group_ids = torch.from_numpy(label_codes(groups))
-        if cfg.holdout_groups > 0:
-            apart = held_apart_groups(groups, cfg.holdout_groups)
-            splits = ["val" if x else "train" for x in apart]
-        is_train = np.array([s == "train" for s in splits]) & ~is_unseen & ~is_proxy
-        held = holdout_mask(cat.ids, cfg.holdout) & is_train
+            self.groups = cat.column(cfg.group_column)
+            self.group_ids = torch.from_numpy(label_codes(self.groups))
+        if cfg.holdout_groups > 0:  # what is left is all train; the apart part is val
+            splits = ["train"] * len(cat)
+        is_train = np.array([s == "train" for s in splits], dtype=bool) & ~is_unseen & ~is_proxy
+        if cfg.group_column:  # whole designs: a colourway in training would give it away
+            held = held_apart_groups(self.groups, cfg.holdout, salt="train-holdout") & is_train
+        else:
+            held = holdout_mask(cat.ids, cfg.holdout) & is_train
         self.train_idx = np.flatnonzero(is_train & ~held)
         self.holdout_idx = np.flatnonzero(held)
         if len(self.holdout_idx) == 0:  # tiny catalogues: hold out one batch at least
             self.holdout_idx = self.train_idx[-max(1, len(self.train_idx) // 10):]
             self.train_idx = self.train_idx[: len(self.train_idx) - len(self.holdout_idx)]
-        print(f"{len(cat)} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
-              f"{int(((np.array(splits) != 'train') & ~is_unseen).sum())} val and {int(is_unseen.sum())} of "
+        val_count = int(((np.array(splits) != 'train') & ~is_unseen).sum()) + apart_count
+        print(f"{len(cat) + apart_count} photos: {len(self.train_idx)} train, {len(self.holdout_idx)} holdout, "
+              f"{val_count} val and {int(is_unseen.sum())} of "
               f"{len(unseen)} unseen kinds (untouched); labels: {columns or 'none'}"
               + (f"; {int(is_proxy.sum())} photos of {len(proxy)} proxy kinds kept out for "
                  "train.choose" if proxy else ""))
@@ -460,6 +498,8 @@ class Trainer:
         order = self.train_idx[torch.randperm(len(self.train_idx), generator=self.gen).numpy()]
         if self.group_ids is not None:
             order = paired_order(order, self.group_ids.numpy(), self.gen)
+        if cfg.epoch_photos:
+            order = order[: max(cfg.epoch_photos, cfg.batch_size)]
         batches = [order[i : i + cfg.batch_size]
                    for i in range(0, len(order) - cfg.batch_size + 1, cfg.batch_size)]
         sums: dict[str, float] = {}
@@ -475,7 +515,7 @@ class Trainer:
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v.item()
             bar.set_postfix(loss=f"{sums['total'] / n:.4f}", mse=f"{sums['recon'] / n:.4f}")
-            if time.time() > deadline:
+            if self.clock() > deadline:
                 break
         return {f"train_{k}": v / max(1, n) for k, v in sums.items()}
 
@@ -511,7 +551,41 @@ class Trainer:
         if labels and n >= 2:  # neighbours need at least two holdout photos
             table = retrieval_table(torch.cat(embs).numpy(), np.arange(n), labels)
             res.update({f"holdout_{k}": v for k, v in table.items()})
+        if self.group_ids is not None:
+            groups = [self.groups[i] for i in self.holdout_idx]
+            if len(group_queries(label_codes(groups))):
+                per = shop_per_query(torch.cat(embs).numpy(), groups, [""] * n)
+                res[STOP_FIGURE] = float(per["same design Hit@10"].mean())
         return res
+
+    @torch.no_grad()
+    def _teacher_features(self, teacher: torch.nn.Module, rows: np.ndarray) -> np.ndarray:
+        x = self._model_input(scale_pixels(self.images[torch.from_numpy(rows)], self.spec))
+        return teacher(backbone_input(x, self.model.cfg)).mean(dim=(2, 3)).numpy()
+
+    def time_frozen(self, photos: int) -> float:
+        """Seconds of the frozen ImageNet pass on ``photos`` training photos (after a
+        warm-up), the per-photo cost of the teacher's features."""
+        teacher = imagenet_backbone(self.cfg.arch)
+        rows = self.train_idx[:photos]
+        self._teacher_features(teacher, rows[:2])
+        t0 = self.clock()
+        self._teacher_features(teacher, rows)
+        return self.clock() - t0
+
+    def time_step(self, photos: int) -> float:
+        """Seconds of one training step on ``photos`` training photos (after a warm-up
+        step), for a caller that must say beforehand what a budget buys. The weights move:
+        call it on a throwaway trainer."""
+        self._set_train_mode()
+        idx = self.train_idx[:photos]
+        for _ in range(2):
+            t0 = self.clock()
+            losses = self._losses(idx, train=True)
+            self.opt.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            self.opt.step()
+        return self.clock() - t0
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _state(self, averaged: bool = True) -> dict:
@@ -543,20 +617,48 @@ class Trainer:
             self.ema.load_state_dict(ckpt["ema"])
         print(f"resumed from {path} at epoch {self.epoch}")
 
+    def _criterion(self, row: dict) -> float:
+        """Lower is better: the holdout loss, or minus the same-design figure with ties (a
+        small holdout saturates it) broken by the holdout loss, weighted below one query's
+        step of the figure."""
+        if self.cfg.stop_on == "design":
+            return -row[STOP_FIGURE] + 1e-5 * min(row["holdout_total"], 10.0)
+        return row["holdout_total"]
+
+    def _start_bar(self) -> None:
+        """--stop-on design: the starting weights' figure is the bar an epoch must clear,
+        so best.pt exists only if training found a design better than it started."""
+        if self.cfg.stop_on != "design" or self.history or self.cfg.resume:
+            return
+        row = self.evaluate_holdout()
+        if STOP_FIGURE not in row:
+            print("warning: --stop-on design: no design has two photos in the holdout; "
+                  "stopping on the holdout loss", file=sys.stderr)
+            self.cfg = dataclasses.replace(self.cfg, stop_on="loss")
+            return
+        self.best = self._criterion(row)
+        print(f"epoch 0 (the start): {STOP_FIGURE[8:]} {row[STOP_FIGURE]:.4f} on "
+              f"{len(self.holdout_idx)} holdout photos", flush=True)
+
     def fit(self) -> dict:
         cfg = self.cfg
         (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=2))
         start, deadline = self.started, self.deadline  # set up time counts too
+        self._start_bar()
+        cfg = self.cfg
         while self.epoch < cfg.epochs and self.bad_epochs < cfg.patience:
-            t0 = time.time()
+            if self.clock() > deadline:
+                print("stopping: the time budget is spent")
+                break
+            t0 = self.clock()
             row = self.train_epoch(deadline)
             row.update(self.evaluate_holdout())
             self.epoch += 1
-            row.update(epoch=self.epoch, seconds=time.time() - t0, lr=self.sched.get_last_lr()[0])
+            row.update(epoch=self.epoch, seconds=self.clock() - t0, lr=self.sched.get_last_lr()[0])
             self.history.append(row)
-            improved = row["holdout_total"] < self.best
+            improved = self._criterion(row) < self.best
             if improved:
-                self.best, self.bad_epochs = row["holdout_total"], 0
+                self.best, self.bad_epochs = self._criterion(row), 0
                 save_atomic(self._state(), self.out / "best.pt")
             else:
                 self.bad_epochs += 1
@@ -568,19 +670,21 @@ class Trainer:
                 state["ema"] = self.ema.state_dict()
             save_atomic(state, self.out / "last.pt")
             shown = {k: round(v, 4) for k, v in row.items() if k.startswith(("holdout_P@10",
-                     "holdout_recon", "holdout_total", "train_total"))}
+                     "holdout_recon", "holdout_total", "train_total", STOP_FIGURE))}
             print(f"epoch {self.epoch}: {row['seconds']:.0f}s {shown}{' *' if improved else ''}",
                   flush=True)
-            self._write_reports(time.time() - start)
-            if time.time() > deadline:
-                print(f"stopping: --max-minutes {cfg.max_minutes} reached")
+            self._write_reports(self.clock() - start)
+            if self.clock() > deadline:
+                print("stopping: the time budget is spent")
                 break
-        return self._write_reports(time.time() - start)
+        return self._write_reports(self.clock() - start)
 
     def _write_reports(self, elapsed: float) -> dict:
         from train.plots import plot_history, plot_reconstructions
 
-        best = min(self.history, key=lambda r: r["holdout_total"]) if self.history else {}
+        best = min(self.history, key=self._criterion) if self.history else {}
+        if self.cfg.stop_on == "design" and best and self._criterion(best) > self.best:
+            best = {}  # no epoch beat the start
         metrics = {"best_epoch": best.get("epoch"), "best": best, "epochs_run": self.epoch,
                    "train_seconds": elapsed, "history": self.history,
                    "photos": {"train": len(self.train_idx), "holdout": len(self.holdout_idx)}}

@@ -20,6 +20,11 @@ class BadRequest(ValueError):
     """A request this API cannot answer; its message is safe to show the client."""
 
 
+class Busy(Exception):
+    """The server will not start this work now (another heavy job runs); a 503 whose message
+    is safe to show the client."""
+
+
 def check_keys(body: dict, allowed: tuple[str, ...]) -> None:
     """Refuse any key the endpoint does not know, naming it (a typo must not be ignored)."""
     unknown = [str(key) for key in body if key not in allowed]
@@ -40,7 +45,10 @@ def colour_value(value: Any, form: bool = False) -> float | None:
             raise BadRequest("colour must be a number from 0 to 1") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BadRequest("colour must be a number from 0 to 1")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # a JSON integer of thousands of digits (issue 33: was a 500)
+        raise BadRequest("colour must be a number from 0 to 1") from None
 
 
 def strict_k(value: Any, max_k: int, form: bool = False) -> int:

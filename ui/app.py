@@ -32,7 +32,7 @@ from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
-from ui.http_api import PATHS as API_PATHS, HttpApi, log_failure  # noqa: E402
+from ui.http_api import PATHS as API_PATHS, SHOPPER_PATHS, HttpApi, log_failure  # noqa: E402
 from ui.merchandising import MerchService  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
 from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa: E402,F401
@@ -409,8 +409,10 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
         c.strip() for c in text.split(",") if c.strip()]
     shop = ShopDemo(cat, label, cfg.k, split(cfg.filters), split(cfg.caption), cfg.title,
                     parse_labels(cfg.labels))
-    tools = MerchService(cat)
-    if cfg.merchandiser:
+    # The merchandiser's tools exist only on a merchandiser's server (issue 33): a shopper's
+    # page neither builds them nor routes to them.
+    tools = MerchService(cat) if cfg.merchandiser else None
+    if tools is not None:
         from ui.merch_page import build_merch_app
 
         app = build_merch_app(shop, tools)
@@ -423,8 +425,10 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     max_bytes = int(cfg.max_upload_mb * 1024 * 1024)
     guard = Middleware(RequestGuard, hosts=allowed_hosts(cfg.host, cfg.share),
                        max_upload_bytes=max_bytes, photos=PhotoRoute(photo_lookup(cat)),
-                       api=HttpApi.for_service(shop, tools), api_paths=API_PATHS,
-                       upload_dir=gradio_upload_folder(), share=cfg.share)
+                       api=HttpApi.for_service(shop, tools),
+                       api_paths=API_PATHS if tools is not None else SHOPPER_PATHS,
+                       upload_dir=gradio_upload_folder(), share=cfg.share,
+                       merchandiser=tools is not None)
     disable_gradio_cors()  # same-origin only: the guard refuses other sites' requests
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,

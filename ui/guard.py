@@ -194,8 +194,10 @@ class RequestGuard:
                  photos: ASGIApp | None = None, photo_prefix: str = "/fai/photo/",
                  api: ASGIApp | None = None, api_paths: tuple[str, ...] = ("/api/similar",
                                                                            "/api/basket"),
-                 upload_dir: str | None = None, share: bool = False):
+                 upload_dir: str | None = None, share: bool = False,
+                 merchandiser: bool = False):
         self.app = app
+        self.merchandiser = merchandiser  # the merchandiser's endpoints answer (ui.routes)
         self.upload_dir = upload_dir or default_upload_dir()
         self.share = share
         self.api = api
@@ -222,12 +224,13 @@ class RequestGuard:
             if own_photo is not None:  # gradio_client fetches gallery links through file=
                 return await self.photos(dict(scope, path=own_photo), receive, send)
             self._check_file_route(path)
-            if not route_allowed(scope.get("method", "GET"), path):
+            if not route_allowed(scope.get("method", "GET"), path,
+                                 merchandiser=self.merchandiser):
                 raise Refusal(404, "not found")  # only what the page and the documented APIs use
             # The plain HTTP API gets the same body checks (cap, file count, no URLs).
             target = self.api if self.api is not None and path in self.api_paths else self.app
             if scope.get("method") in ("POST", "PUT", "PATCH"):
-                body = await self._checked_body(scope, receive)
+                body = await self._checked_body(scope, receive, api=path in self.api_paths)
                 return await target(scope, _replay(body, receive), send)
             if target is not self.app:
                 return await target(scope, receive, send)
@@ -291,7 +294,10 @@ class RequestGuard:
         if SCHEME.match(match["target"]) or match["target"].startswith("//"):
             raise Refusal(403, "inputs given as URLs are refused: upload the file")
 
-    async def _checked_body(self, scope: Scope, receive: Receive) -> bytes:
+    async def _checked_body(self, scope: Scope, receive: Receive, api: bool = False) -> bytes:
+        """The request body, refused unless within its caps and free of URL inputs and
+        foreign files. ``api``: a plain HTTP API body, whose ``where`` holds filter values
+        (a column may be called ``path``), never files; everything else in it is checked."""
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1")
         multipart = ctype.lower().startswith("multipart/")
@@ -319,10 +325,13 @@ class RequestGuard:
             except ValueError:
                 raise Refusal(400, "request body is not valid JSON") from None
             payload, stripped = without_event_files(payload)
-            if url_inputs(payload):
+            checked = payload
+            if api and isinstance(payload, dict):
+                checked = {k: v for k, v in payload.items() if k != "where"}
+            if url_inputs(checked):
                 raise Refusal(400, "inputs given as URLs are refused: upload the file or "
                                    "name a catalogue item")
-            if foreign_paths(payload, self.upload_dir):
+            if foreign_paths(checked, self.upload_dir):
                 raise Refusal(400, "only files uploaded to this server can be named")
             if stripped:
                 body = json.dumps(payload).encode()

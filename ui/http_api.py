@@ -34,7 +34,7 @@ from starlette.responses import JSONResponse
 from fai_infer import safe_json
 from fai_infer.index.hits import NotInCatalogue
 from fai_infer.image.preprocess import ImageError
-from ui.api_checks import (BadRequest, basket_ids, check_keys, colour_value,  # noqa: F401
+from ui.api_checks import (BadRequest, Busy, basket_ids, check_keys, colour_value,  # noqa: F401
                            item_id, missing_item, strict_k)
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def log_failure(what: str, exc: BaseException) -> None:
     text = " ".join(str(exc).split())[:300]
     print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
-PATHS = ("/api/similar", "/api/look", "/api/basket", "/api/tag", "/api/audit",
-         "/api/duplicates")
+SHOPPER_PATHS = ("/api/similar", "/api/look", "/api/basket")
+PATHS = SHOPPER_PATHS + ("/api/tag", "/api/audit", "/api/duplicates")  # with --merchandiser
 TOOL_KEYS = {"/api/tag": ("columns", "where", "limit"), "/api/audit": ("column", "where", "limit"),
              "/api/duplicates": ("threshold", "limit")}
 Search = Callable[[Any, Any, Any, float | None], list[dict]]
@@ -131,6 +131,8 @@ class HttpApi:
                     body.get("where", {}), colour_value(body.get("colour")))
         except ImageError as exc:
             return JSONResponse({"error": f"cannot use this image: {exc.reason}"}, 400)
+        except Busy as exc:
+            return JSONResponse({"error": str(exc)}, 503)
         except NotInCatalogue as exc:
             return JSONResponse({"error": missing_item(exc.item_id)}, 404)
         except ValueError as exc:  # BadRequest and the search's own checks (k, where)

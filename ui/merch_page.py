@@ -14,6 +14,7 @@ import gradio as gr
 
 from fai_infer.catalog.contract import NotInCatalogue
 from fai_infer.merch.duplicates import THRESHOLD
+from ui.api_checks import Busy
 from ui.merchandising import MerchService
 from ui.photos import photo_url
 from ui.service import ShopService
@@ -55,7 +56,10 @@ class MerchPage:
     def audit_html(self, column: str) -> str:
         if not column:
             return "Choose a label column."
-        found = self.tools.answer_audit(column, {}, SHOWN)
+        try:
+            found = self.tools.answer_audit(column, {}, SHOWN)
+        except Busy as exc:
+            return html.escape(str(exc))
         if not found:
             return f"No item's {html.escape(column)} is disputed by its neighbours."
         rows = []
@@ -71,7 +75,10 @@ class MerchPage:
         return "".join(rows)
 
     def duplicates_html(self, threshold: float) -> str:
-        found = self.tools.answer_duplicates(float(threshold), SHOWN)
+        try:
+            found = self.tools.answer_duplicates(float(threshold), SHOWN)
+        except Busy as exc:
+            return html.escape(str(exc))
         if not found:
             return f"No near-identical photos at score {threshold:.2f} or above."
         rows = []
@@ -86,7 +93,10 @@ class MerchPage:
     def tag_html(self, columns: list[str]) -> str:
         if not columns:
             return "Choose the label columns to fill."
-        found = self.tools.answer_tag(columns, {}, SHOWN)
+        try:
+            found = self.tools.answer_tag(columns, {}, SHOWN)
+        except Busy as exc:
+            return html.escape(str(exc))
         if not found:
             return "No missing labels in those columns."
         rows = []

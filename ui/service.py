@@ -99,9 +99,11 @@ def load_catalog(cfg: AppConfig, log=print) -> tuple[BaseCatalog, str]:
     cached = Path(cfg.cache_dir) / "indexes" / key.hexdigest()[:16]
     try:
         return Catalog.open(cached, encoder, live=True), label
-    except CatalogError:
-        pass
-    log(f"indexing {folder} (first start only) ...")
+    except CatalogError as exc:
+        if (cached / "CURRENT").exists():  # a cached index there, but unusable: say why
+            log(f"the cached index {cached} cannot be used ({exc}); indexing again")
+        else:
+            log(f"indexing {folder} (first start only) ...")
     cat = Catalog.build(folder, metadata, cfg.id_column, encoder=encoder, progress=True)
     if not len(cat):  # an empty shop page would look broken with no reason given
         first = f" (first: {cat.skipped[0].reason})" if cat.skipped else ""
@@ -144,9 +146,9 @@ class ShopService:
         self.title = title or cat.shop_name() or label
         self.default_k = default_k
         self._strip: tuple[Any, dict[str, str]] | None = None
-        if filters is not None or caption is not None:
-            cat.set_display(filters, caption)  # for this page only; the catalogue is not saved
-        display = cat.display()
+        # --filters/--caption are this page's own choice, held here and never written to the
+        # catalogue ('fai display' or Catalog.set_display stores the catalogue's)
+        display = cat.display(filters, caption)
         values = cat.columns()
         self.filters = {c: values.get(c, [])[:MAX_FILTER_VALUES]
                         for c in display["filters"]}
@@ -200,7 +202,7 @@ class ShopService:
 
     def kinds(self) -> dict[str, str]:
         """item id -> its kind (the strip's column), read once per catalogue state."""
-        generation = self.cat._generation()
+        generation = self.cat.version
         if self._strip is None or self._strip[0] != generation:
             col = self.kind_column
             kinds = {}

@@ -31,6 +31,9 @@ MIN_ITEMS = 8  # below this a catalogue has no meaningful scale: hits carry no c
 # (lowest confidence, words), most confident first; below the last: no close match.
 LABELS = ((0.5, "very close"), (0.15, "similar"), (0.03, "loosely similar"))
 NO_MATCH = "no close match in this shop"
+# A catalogue below MIN_ITEMS has no scale to rate on: its hits say so in words rather than
+# showing nothing (issue 33), and carry no confidence figure.
+TOO_FEW = "too few items in this shop to rate the match"
 
 
 def label(confidence: float | None) -> str | None:

@@ -10,13 +10,15 @@ two primitives a back end supplies:
 A back end adds its reads (``get``, ``columns``, ``matching``, ``iter_batches``, ``info``,
 ``__len__``) and writes (``add_embeddings``, ``remove``); ``add`` (encode photos, then
 ``add_embeddings``) is shared too. The CLI, the shop page and the HTTP API are typed against
-``BaseCatalog`` only.
+``BaseCatalog`` only, and its public members are all they use: ``version`` (moves with every
+change), ``search_vectors`` (many queries at once), ``iter_batches`` (a snapshot), ``close``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -25,7 +27,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fai_infer.catalog.basket import prepare_basket, round_robin
-from fai_infer.catalog.confidence import NEIGHBOUR_RANK, MatchScale, fit_scale, label, sample_rows
+from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale, label,
+                                          sample_rows)
 from fai_infer.catalog.display import checked_display
 from fai_infer.catalog.garments import (AUTO, Look, check_region, search_photo, shop_the_look)
 from fai_infer.model.encoder import Encoder
@@ -43,7 +46,6 @@ __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
            "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
 
 ADD_BATCH = 4096  # photos encoded per committed change while indexing or adding
-_SCALE_LOCK = threading.Lock()  # one scale fit at a time (a fit is rare: once per change)
 
 
 # -- input checks shared by every back end ----------------------------------------------------
@@ -109,6 +111,66 @@ def caption_text(metadata: Mapping[str, str], columns: Sequence[str]) -> str:
     return " · ".join(metadata.get(c, "") for c in columns if metadata.get(c))
 
 
+class _Scales:
+    """One catalogue object's scales fitted in the background, {colour: (version, scale)},
+    and the fits running. Why per object and not one global lock: a fit of one catalogue (a
+    minute on a big service) must hold up nothing else, least of all a query."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fitted: dict[float | None, tuple[Any, MatchScale | None]] = {}
+        self.running: dict[float | None, threading.Thread] = {}
+        self._wrapped: tuple[Any, MatchScale | None] = (None, None)
+
+    def wrap(self, scores: np.ndarray | None) -> MatchScale | None:
+        """The stored scores as a MatchScale, the same object while they are the same."""
+        if scores is None or not len(scores):
+            return None
+        with self.lock:
+            if self._wrapped[0] is not scores:
+                self._wrapped = (scores, MatchScale(np.asarray(scores, np.float64)))
+            return self._wrapped[1]
+
+    def fit_later(self, cat: "BaseCatalog", version: Any, colour: float | None) -> None:
+        """Start a background fit of ``colour``'s scale unless one is running."""
+        with self.lock:
+            if colour in self.running:
+                return
+            thread = threading.Thread(target=self._fit, args=(cat, version, colour),
+                                      name="fai-match-scale", daemon=True)
+            self.running[colour] = thread
+        thread.start()
+
+    def _fit(self, cat: "BaseCatalog", version: Any, colour: float | None) -> None:
+        try:
+            scale = cat._fit_scale(colour)
+            with self.lock:
+                self.fitted[colour] = (version, scale)
+            cat._scale_fitted(colour, scale.neighbour_scores if scale is not None
+                              else np.zeros(0, np.float64))
+        except Exception as exc:  # a background thread has no caller to raise to: say it
+            if cat.__dict__.get("_closed"):
+                return  # closed under it: nothing was lost
+            print(f"fai: the match scale could not be fitted ({type(exc).__name__}: "
+                  f"{str(exc).splitlines()[0] if str(exc) else ''}); hits keep the last "
+                  f"scale", file=sys.stderr)
+        finally:
+            with self.lock:
+                self.running.pop(colour, None)
+
+    def wait(self, timeout: float | None) -> bool:
+        with self.lock:
+            threads = list(self.running.values())
+        for thread in threads:
+            thread.join(timeout)
+        return not any(t.is_alive() for t in threads)
+
+
+def _scales_of(cat: "BaseCatalog") -> _Scales:
+    found = cat.__dict__.get("_scales")
+    return found if found is not None else cat.__dict__.setdefault("_scales", _Scales())
+
+
 # -- the contract ------------------------------------------------------------------------------
 class BaseCatalog(ABC):
     """What every catalogue answers. Subclasses set ``encoder``, ``engine``, ``id_column``,
@@ -154,7 +216,9 @@ class BaseCatalog(ABC):
     @abstractmethod
     def iter_batches(self, size: int = 10_000
                      ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, str]]]]:
-        """(ids, unit vectors, paths, metadata rows) of every item, ``size`` at a time."""
+        """(ids, unit vectors, paths, metadata rows) of every item, ``size`` at a time, over a
+        snapshot taken when iteration starts: no lock is held between batches, so a paused
+        iteration (an upload to a service) never holds up a search or a write."""
 
     @abstractmethod
     def info(self) -> dict: ...
@@ -184,11 +248,26 @@ class BaseCatalog(ABC):
     def _before_read(self) -> None:
         """Catch up with other writers before a search (a live local catalogue refreshes)."""
 
-    def _generation(self) -> Any:
-        """Anything that changes when the catalogue's items change: the key of its cached
-        match scale, refitted on the first query after a change. Back ends override this
-        with something cheaper and surer than the count."""
+    @property
+    def version(self) -> Any:
+        """Anything that changes whenever the catalogue's items change (after catching up with
+        other writers, for a live catalogue): the key of every cache built over the items (a
+        page's kinds, the merchandiser's neighbour table, a non-default weighting's scale)."""
+        self._before_read()
+        return self._version_now()
+
+    def _version_now(self) -> Any:
+        """``version`` without catching up first. Back ends override this with something
+        cheaper and surer than the count."""
         return len(self)
+
+    def _stored_scale(self) -> tuple[np.ndarray | None, bool]:
+        """(the match scale's sorted scores as the last writer stored them, empty: too few items,
+        None: none stored; whether they were fitted for exactly the items there are now)."""
+        return None, False
+
+    def _scale_fitted(self, colour: float | None, scores: np.ndarray) -> None:
+        """A background fit finished (a back end that stores the scale stores it here)."""
 
     def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
         """(ids, unit vectors) of the items at these positions (ascending) in the catalogue's
@@ -203,6 +282,23 @@ class BaseCatalog(ABC):
             start += len(batch_ids)
         dim = self.encoder.dim
         return ids, (np.concatenate(vecs) if vecs else np.zeros((0, dim), np.float32))
+
+    def _search_many(self, queries: np.ndarray, k: int, where: Where | None,
+                     excludes: Sequence[set[str]]) -> list[list[Hit]]:
+        """Top k of each query, each with its own ids left out: ``_search`` once per query
+        unless a back end can answer them together (one call to a service, one lock)."""
+        return [self._search(q, k, where, ex)[0] for q, ex in zip(queries, excludes)]
+
+    def close(self) -> None:
+        """Let go of what the catalogue holds open (a service's connection); a background
+        scale fit cut short by it fails without a word."""
+        self.__dict__["_closed"] = True
+
+    def __enter__(self) -> "BaseCatalog":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _known_columns(self) -> list[str]:
         return list(self.columns())
@@ -230,26 +326,44 @@ class BaseCatalog(ABC):
         return None if value is None or value == parts.default_colour else value
 
     def match_scale(self, colour: float | None = None) -> MatchScale | None:
-        """This catalogue's scale of nearest-neighbour scores under a colour weight (fitted on
-        first use after any change, then cached); None for a catalogue too small to have one."""
+        """This catalogue's scale of nearest-neighbour scores under a colour weight; None for a
+        catalogue too small to have one. Never fitted here: the default weighting's scale is
+        stored by whoever changed the catalogue; a weighting without a current scale gets the
+        last one known (provisional) while a background thread fits it."""
         colour = self._colour(colour)
-        generation = self._generation()
-        with _SCALE_LOCK:
-            cache: dict = self.__dict__.setdefault("_match_scales", {})
-            if (generation, colour) not in cache:
-                if any(g != generation for g, _ in cache):
-                    cache.clear()  # the catalogue changed: every weighting is refitted lazily
-                cache[(generation, colour)] = self._fit_scale(colour)
-            return cache[(generation, colour)]
+        version = self._version_now()
+        scales = _scales_of(self)
+        scores, current = self._stored_scale()
+        stored = scales.wrap(scores)
+        if colour is None and current:
+            return stored
+        fitted = scales.fitted.get(colour)
+        if fitted is None or fitted[0] != version:
+            scales.fit_later(self, version, colour)
+        if fitted is not None:
+            return fitted[1]
+        return stored if colour is None or stored is not None else None
+
+    def _refit_later(self, colour: float | None) -> None:
+        """Fit ``colour``'s scale in the background (a back end that stores the scale calls
+        this after its own writes; ``_scale_fitted`` then stores it)."""
+        _scales_of(self).fit_later(self, self._version_now(), self._colour(colour))
+
+    def wait_for_scales(self, timeout: float | None = None) -> bool:
+        """Wait for background scale fits to finish (tools and tests; queries never wait).
+        Whether none is still running."""
+        return _scales_of(self).wait(timeout)
 
     def _fit_scale(self, colour: float | None) -> MatchScale | None:
+        """Fit a scale over the catalogue as it is now (a background thread's work)."""
         ids, vectors = self._vectors_at(sample_rows(len(self)))
         parts = self.parts()
 
         def nearest_other(queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
             out = np.full(len(queries), -np.inf)
-            for n, (item_id, query) in enumerate(zip(ids, parts.reweigh(queries, colour))):
-                hits = self._search(query, NEIGHBOUR_RANK, None, {item_id})[0]
+            found = self._search_many(parts.reweigh(queries, colour), NEIGHBOUR_RANK, None,
+                                      [{i} for i in ids])
+            for n, hits in enumerate(found):
                 if hits:
                     out[n] = hits[min(NEIGHBOUR_RANK, len(hits)) - 1].score
             return out
@@ -259,10 +373,13 @@ class BaseCatalog(ABC):
     def _rated(self, hits: list[Hit], colour: float | None) -> list[Hit]:
         """Hits with their confidence and words on the catalogue's scale (same weighting)."""
         scale = self.match_scale(colour) if hits else None
-        if scale is not None:
-            for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
-                hit.confidence = round(float(value), 4)
-                hit.match = label(hit.confidence)
+        if scale is None:
+            for hit in hits:
+                hit.match = TOO_FEW
+            return hits
+        for hit, value in zip(hits, scale.confidence([h.score for h in hits])):
+            hit.confidence = round(float(value), 4)
+            hit.match = label(hit.confidence)
         return hits
 
     def _vector(self, item: ImageInput | str) -> tuple[np.ndarray, str | None]:
@@ -360,6 +477,21 @@ class BaseCatalog(ABC):
         self._before_read()
         return self._rated(self._search(query, k, where, set(exclude))[0], colour)
 
+    def search_vectors(self, vectors: Any, k: int = 10, where: Where | None = None,
+                       exclude: Sequence[Iterable[str]] | None = None) -> list[list[Hit]]:
+        """The k items nearest each of many embeddings (rows, L2-normalised here), answered
+        together (one lock, one request to a service): what a tool that asks about every
+        item (``merch.neighbours``) calls. ``exclude[i]``: ids left out of row i's hits. Hits
+        carry confidence and words on the default weighting's scale."""
+        queries = _unit_rows(vectors, self.encoder.dim)
+        excludes = [set() for _ in queries] if exclude is None else [set(e) for e in exclude]
+        if len(excludes) != len(queries):
+            raise ValueError(f"{len(excludes)} exclude lists for {len(queries)} vectors")
+        self._before_read()
+        found = self._search_many(queries, k, where, excludes) if k > 0 and len(queries) \
+            else [[] for _ in queries]
+        return [self._rated(hits, None) for hits in found]
+
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
                           diversity: float = 0.3, colour: float | None = None) -> list[Hit]:
@@ -409,28 +541,42 @@ class BaseCatalog(ABC):
     def set_display(self, filters: Sequence[str] | None = None,
                     caption: Sequence[str] | None = None,
                     known: Sequence[str] | None = None) -> None:
-        """Choose the filter and caption columns (``None`` keeps the current choice or the
-        default); unknown columns and more than MAX_FILTERS filters are refused by name.
-        ``known``: the columns there are (default: the catalogue's)."""
+        """Choose the catalogue's own filter and caption columns (``None`` keeps the current
+        choice or the default) and store them with it: a stored local catalogue commits a new
+        base at once, a service stores them with its collection, an in-memory one with its
+        next ``save``. Unknown columns and more than MAX_FILTERS filters are refused by name.
+        ``known``: the columns there are (default: the catalogue's). A page that wants other
+        columns for itself passes them to ``display(filters, caption)`` instead."""
         known = self._known_columns() if known is None else list(known)
-        self._display.update(checked_display(filters, caption, known))
+        chosen = checked_display(filters, caption, known)
+        self._store_display(chosen)
+
+    def _store_display(self, chosen: dict[str, list[str]]) -> None:
+        """Make ``chosen`` part of the catalogue (a back end persists it)."""
+        self._display.update(chosen)
 
     def shop_name(self) -> str:
         """The shop's name set at index time (``fai index --name``), else ""."""
         return (self._display.get("name") or [""])[0]
 
     def set_shop_name(self, name: str) -> None:
-        """Name the shop (a page's default title); stored with the catalogue's display."""
+        """Name the shop (a page's default title); stored as ``set_display`` stores."""
         name = " ".join(str(name).split())
         if not name or len(name) > 80:
             raise ValueError("a shop name is 1 to 80 characters")
-        self._display["name"] = [name]
+        self._store_display({"name": [name]})
 
-    def display(self) -> dict[str, list[str]]:
-        """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults."""
-        filters, caption = self._default_display()
-        return {"filters": list(self._display.get("filters", filters)),
-                "caption": list(self._display.get("caption", caption))}
+    def display(self, filters: Sequence[str] | None = None,
+                caption: Sequence[str] | None = None) -> dict[str, list[str]]:
+        """{'filters': [...], 'caption': [...]}: the stored choice, else the defaults, with
+        ``filters``/``caption`` (checked like ``set_display``) in their place for this call
+        only: a page's own choice, never stored."""
+        default_filters, default_caption = self._default_display()
+        out = {"filters": list(self._display.get("filters", default_filters)),
+               "caption": list(self._display.get("caption", default_caption))}
+        if filters is not None or caption is not None:
+            out.update(checked_display(filters, caption, self._known_columns()))
+        return out
 
     def caption(self, hit: Hit, columns: Sequence[str] | None = None) -> str:
         """The caption columns' values of a hit, joined (the id when it has none)."""

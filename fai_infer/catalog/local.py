@@ -27,6 +27,7 @@ from fai_infer.catalog.contract import (BaseCatalog, Hit, NotInCatalogue, Skippe
 from fai_infer.store.state import CatalogState
 from fai_infer.store.delta import Delta
 from fai_infer.catalog.display import choose_display, column_order
+from fai_infer.catalog.local_scale import scale_after
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filter_cache import FilterCache
 from fai_infer.index.filters import Where, parse_where
@@ -133,14 +134,21 @@ class Catalog(BaseCatalog):
 
     def iter_batches(self, size: int = 10_000
                      ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, str]]]]:
-        """(ids, unit vectors, paths, metadata rows) of the live items, ``size`` at a time."""
+        """(ids, unit vectors, paths, metadata rows) of the live items, ``size`` at a time,
+        as they were when iteration started. The lock is held only to take the snapshot:
+        a state's rows are append-only (a change tombstones and appends, a compaction makes a
+        new state), so the row numbers, the id and path lists and the vectors' view stay
+        valid; the metadata codes, which an update changes in place, are copied."""
+        self._before_read()
         with self._lock:
             st = self.state
             live = st.live_rows()
-            for start in range(0, len(live), size):
-                rows = live[start:start + size]
-                yield ([st.ids[r] for r in rows], st.index.vectors[rows].copy(),
-                       [st.paths[r] for r in rows], st.table.rows(rows))
+            ids, paths, vectors = st.ids, st.paths, st.index.vectors
+            table = MetadataTable(st.table.columns, st.table.values, st.table.codes[live])
+        for start in range(0, len(live), size):
+            rows = live[start:start + size]
+            yield ([ids[r] for r in rows], vectors[rows],
+                   [paths[r] for r in rows], table.rows(range(start, start + len(rows))))
 
     def get(self, item_id: str) -> Hit:
         self._before_read()
@@ -215,9 +223,12 @@ class Catalog(BaseCatalog):
         if self.live and self.root is not None:
             self.refresh()
 
-    def _generation(self) -> tuple[int, int]:
-        with self._lock:  # the state's version moves with every change, refreshes included
-            return self.state.version, len(self.state)
+    def _version_now(self) -> int:
+        return self.state.version  # moves with every change, refreshes and compactions included
+
+    def _stored_scale(self) -> tuple[np.ndarray | None, bool]:
+        st = self.state
+        return st.scale, st.scale_is_current
 
     def _vectors_at(self, positions: np.ndarray) -> tuple[list[str], np.ndarray]:
         with self._lock:  # positions were counted before the lock: another thread may have
@@ -234,6 +245,8 @@ class Catalog(BaseCatalog):
             with self._lock:
                 delta = make()
                 if delta is not None and delta.size():
+                    if delta.remove or delta.add_ids:  # metadata alone keeps the scale
+                        delta.scale = scale_after(self.state, delta)
                     self.state.apply(delta)
                 return delta
         # Catch up first without the lock (the heavy part after another process compacted),
@@ -247,6 +260,11 @@ class Catalog(BaseCatalog):
                 delta = make()
                 if delta is None or not delta.size():
                     return delta
+            # The scale after the change, fitted before it is written (and stored in it): the
+            # writer lock keeps the state as it is; searches here take turns with the fit.
+            if delta.remove or delta.add_ids:
+                delta.scale = scale_after(self.state, delta, self._lock)
+            with self._lock:
                 due = self.replica.commit(self.state, delta)
             if due:  # written without this object's lock: searches go on meanwhile
                 try:
@@ -268,6 +286,9 @@ class Catalog(BaseCatalog):
             plan = self.replica.plan_base(self.state, root)
             self._compacting = True
         try:
+            if not plan.state.scale_is_current:  # deltas from a writer that stored none
+                plan.state.set_scale(scale_after(plan.state, None))  # a private copy: no lock
+                plan.manifest["match_scale"] = [float(x) for x in plan.state.scale]
             with self._lock if hold_lock_while_writing else contextlib.nullcontext():
                 self.replica.write_planned(plan)
             with self._lock:
@@ -350,6 +371,19 @@ class Catalog(BaseCatalog):
     def _known_columns(self) -> list[str]:
         return list(self.state.table.columns)
 
+    def _store_display(self, chosen: dict[str, list[str]]) -> None:
+        """The catalogue's display choice: in memory until ``save``; for a stored catalogue a
+        new base at once (under the writer lock, after catching up), so no other process's
+        compaction can revert it and nothing else ever writes it by the way."""
+        if self.root is None:
+            with self._lock:
+                self.state.display.update(chosen)
+            return
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            self.state.display.update(chosen)
+            self._write_base(self.root)
+
     def _default_display(self) -> tuple[list[str], list[str]]:
         with self._lock:
             st = self.state
@@ -381,6 +415,16 @@ class Catalog(BaseCatalog):
         with self._lock:
             found = self.state.resolve(item_id)
             return None if found is None else (found, self.state.vector_of(found))
+
+    def _search_many(self, queries: np.ndarray, k: int, where: Where | None,
+                     excludes: Sequence[set[str]]) -> list[list[Hit]]:
+        """Many searches, a chunk per turn of the lock (other threads' queries interleave)."""
+        out: list[list[Hit]] = []
+        for start in range(0, len(queries), 64):
+            with self._lock:
+                out += [self._search(q, k, where, ex)[0] for q, ex in
+                        zip(queries[start:start + 64], excludes[start:start + 64])]
+        return out
 
     def _search(self, query: np.ndarray, k: int, where: Where | None, exclude: set[str],
                 vectors: bool = False) -> tuple[list[Hit], dict[str, np.ndarray]]:

@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from fai_infer.errors import CatalogError
+from fai_infer.safe_files import read_bounded
 from fai_infer.text import normalise_id, shorten  # noqa: F401 (re-exported)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+CSV_LIMIT = 1 << 30  # a metadata CSV; far above any shop's
 JOIN_WARN_BELOW = 0.9  # report a join that matches fewer photos than this
 
 
@@ -61,7 +63,7 @@ def stored_path(path: str | os.PathLike) -> str:
 def _csv_text(path: Path) -> str:
     """The file as text: UTF-8 (with or without BOM), else Windows-1252, what Excel exports in
     Western Europe (every byte decodes, so a wrong guess shows as odd letters, never a loss)."""
-    data = path.read_bytes()
+    data = read_bounded(path, CSV_LIMIT, follow_symlinks=True)  # never a FIFO or device
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

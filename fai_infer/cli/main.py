@@ -292,6 +292,8 @@ def cmd_info(a: argparse.Namespace) -> int:
         raise
     info = {**cat.info(), "runtime": cat.encoder.runtime()}
     scale = cat.match_scale()
+    if scale is None and cat.wait_for_scales():  # a catalogue written before scales were
+        scale = cat.match_scale()                # stored: its first fit, waited for here
     info["match_scale"] = scale.to_dict() if scale is not None else None
     if a.json:
         print(json.dumps(info, indent=2, ensure_ascii=False))

@@ -14,6 +14,9 @@ people's clusters included. ``stop`` ends only this cluster's processes: ``ray s
 with ``FAI_RAY_CLUSTER=<private dir>`` in its environment, which every process it starts
 inherits (the Ray Client proxy, re-parented and without the directory on its command line,
 included), then removes the directory.
+
+The cluster dies with its owner: ``start`` first starts ``owner_watchdog`` in a session of its
+own, which does what ``stop`` does when the owner is gone, however it ended (SIGKILL included).
 """
 
 from __future__ import annotations
@@ -34,6 +37,11 @@ from fai_infer.errors import CatalogError
 
 RAY_CLI = str(Path(sys.executable).with_name("ray"))
 MARK = "FAI_RAY_CLUSTER"  # in the environment of every process of a LocalCluster
+
+
+def _start_ticks(pid: int) -> str:
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()[19]
 
 
 def free_port() -> int:
@@ -78,12 +86,26 @@ class LocalCluster:
         self.root = make_private_dir()
         self.port = free_port()
         try:
+            self.watch()
             for i in range(self.nodes):
                 self._ray_start(i)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def watch(self) -> subprocess.Popen:
+        """Start the watchdog that stops this cluster when this process ends
+        (``fai_infer/harness/owner_watchdog.py``): its own session, so a signal to our process
+        group does not reach it; its command line names the private directory, so ``stop``
+        ends it with the rest."""
+        assert self.root is not None, "make the private directory first"
+        owner = os.getpid()
+        return subprocess.Popen(
+            [sys.executable, "-m", "fai_infer.harness.owner_watchdog", str(owner),
+             str(_start_ticks(owner)), str(self.root)],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True, env=self.env())
 
     def _ray_start(self, index: int) -> None:
         common = ["--node-ip-address", "127.0.0.1", "--temp-dir", str(self.temp_dir),

@@ -26,6 +26,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from fai_infer.safe_files import open_regular
+
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PR_SET_PDEATHSIG = 1
@@ -75,7 +77,10 @@ def start_milvus(data: Path, bin_dir: Path, alias: str) -> subprocess.Popen:
                MILVUSCONF=str(data / "configs"))
     (data / "tmp").mkdir(exist_ok=True)
     logs = data / "logs"
-    out = open(logs / "milvus-stdout.log", "ab")
+    # never through a link planted in --data (the server often runs as root; issue 33)
+    out = os.fdopen(open_regular(logs / "milvus-stdout.log",
+                                 os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o644),
+                    "ab")
     try:
         return subprocess.Popen([str(bin_dir / "milvus"), "run", "standalone", "-alias", alias],
                                 cwd=data, env=env, stdin=subprocess.DEVNULL, stdout=out,

@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Iterator
 
+from fai_infer.safe_files import open_regular
 from fai_infer.scale import INSTALL_HINT
 
 VERSION = "2.3.5"
@@ -122,8 +124,17 @@ def render_config(template: str, data: Path) -> str:
 
 
 def check_data(data: Path) -> None:
+    """A real folder (not a link) holding no link, FIFO or device anywhere: the server often
+    runs as root and writes its configs, logs, ``server.json`` and ``data/`` there, so a
+    planted link would make it overwrite the link's target (issue 33)."""
+    if data.is_symlink():
+        raise ServerError(f"--data {data}: is a symbolic link; give the real folder")
     try:
         data.mkdir(parents=True, exist_ok=True)
+        odd = _first_odd_entry(data)
+        if odd is not None:
+            raise ServerError(f"--data {data}: {odd}; the server would write through it, so "
+                              f"remove it")
         for sub in ("configs", "logs", "data"):
             (data / sub).mkdir(exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=data / "data"):
@@ -132,9 +143,37 @@ def check_data(data: Path) -> None:
         raise ServerError(f"--data {data}: not a writable folder ({exc.strerror or exc})") from None
 
 
+def _first_odd_entry(data: Path) -> str | None:
+    """'REL is a symbolic link' (or a FIFO, device, socket) for the first such entry under
+    ``data``, links not followed; None when there are only folders and regular files."""
+    for top, dirs, files in os.walk(data, followlinks=False):
+        for name in sorted(dirs) + sorted(files):
+            path = Path(top) / name
+            mode = path.lstat().st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+                return f"{path.relative_to(data)} is {kind}"
+    return None
+
+
+def write_own_file(path: Path, text: str) -> None:
+    """Write one of the server's files without following a link or blocking on a FIFO that
+    appeared after :func:`check_data`."""
+    fd = open_regular(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
 def lock_data(data: Path):
-    """One server per data folder (two would corrupt etcd and RocksMQ)."""
-    f = open(data / "server.lock", "a+")
+    """One server per data folder (two would corrupt etcd and RocksMQ). The lock lies in
+    ``data/``, the folder the servers really share: a second ``--data`` whose ``data/`` is
+    the first's (a link, a bind mount) is refused too."""
+    try:
+        fd = open_regular(data / "data" / "server.lock",
+                          os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        raise ServerError(f"--data {data}: cannot create its lock file ({exc})") from None
+    f = os.fdopen(fd, "a+")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -237,8 +276,8 @@ class Server:
     def _start(self, package: Path) -> None:
         bin_dir = unpacked_bin(package, cache_dir())
         template = (package / "config.yaml.template").read_text()
-        (self.data / "configs" / "milvus.yaml").write_text(render_config(template, self.data))
-        shutil.copy(package / "glog.conf", self.data / "configs" / "glog.conf")
+        write_own_file(self.data / "configs" / "milvus.yaml", render_config(template, self.data))
+        write_own_file(self.data / "configs" / "glog.conf", (package / "glog.conf").read_text())
         self._sock_dir = tempfile.mkdtemp(prefix="fai-milvus-")
         self.sock = os.path.join(self._sock_dir, "connect.sock")
         self.proc = subprocess.Popen(
@@ -253,7 +292,7 @@ class Server:
             raise ServerError(line.removeprefix("error: ") or
                               f"the Milvus server exited while starting (status "
                               f"{self.proc.returncode}; see {self.data / 'logs'})")
-        (self.data / "server.json").write_text(json.dumps(
+        write_own_file(self.data / "server.json", json.dumps(
             {"pid": os.getpid(), "group": self.proc.pid, "uri": self.uri, "version": VERSION}))
         threading.Thread(target=_accept, args=(self.listener, self.sock, self.live),
                          daemon=True).start()

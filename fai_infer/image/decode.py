@@ -19,9 +19,15 @@ import numpy as np
 os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(100_000_000))
 import cv2  # noqa: E402
 
+# A refused or broken image is reported by us in one line (ImageError); OpenCV's imgcodecs
+# also logged several lines of its own at ERROR level for each (GIF frames outside the screen,
+# 4 TB TIFF tiles; issue 33), on every kiosk's stderr. Only fatal messages are kept.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_FATAL)
+
 from fai_infer.errors import ImageError  # noqa: E402
-from fai_infer.image.header import (decoded_layout, exif_orientation, header_size,  # noqa: E402
-                                    png_chunks)
+from fai_infer.safe_files import NotARegularFile, read_bounded  # noqa: E402
+from fai_infer.image.header import (MAX_JPEG_SCANS, decoded_layout,  # noqa: E402
+                                    exif_orientation, header_size, jpeg_scans, png_chunks)
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray]
 
@@ -45,16 +51,18 @@ def describe(source: Any) -> str:
 
 
 def _read_file(path: Path, name: str, max_bytes: int) -> bytes:
+    """A photo's bytes: regular files only (a link to one is fine), opened without blocking
+    and read up to ``max_bytes`` counted as read (a device reports size 0; issue 33)."""
     try:
-        if path.is_dir():
-            raise ImageError(name, "is a directory, not an image file")
-        if not path.exists():
-            reason = "broken symbolic link" if path.is_symlink() else "file not found"
-            raise ImageError(name, reason)
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise ImageError(name, f"file is {size:,} bytes, over the {max_bytes:,} byte limit")
-        return path.read_bytes()
+        return read_bounded(path, max_bytes, follow_symlinks=True)
+    except NotARegularFile as exc:
+        if exc.errno == 27:
+            raise ImageError(name, f"file is over the {max_bytes:,} byte limit") from None
+        kind = str(exc).rsplit(" is ", 1)[-1]
+        raise ImageError(name, f"is {kind}, not an image file") from None
+    except FileNotFoundError:
+        reason = "broken symbolic link" if path.is_symlink() else "file not found"
+        raise ImageError(name, reason) from None
     except PermissionError:
         raise ImageError(name, "permission denied (file is not readable)") from None
     except OSError as exc:
@@ -149,6 +157,11 @@ def check_decoded_size(buf: bytes, name: str,
         if fmt == "jpeg":
             return  # no frame header: OpenCV decodes nothing and says so
         raise ImageError(name, f"cannot read the {fmt} header (image size unknown)")
+    if fmt == "jpeg":  # each scan is a pass over the whole image: a CPU bomb, not a memory one
+        scans = jpeg_scans(buf)
+        if scans > MAX_JPEG_SCANS:
+            raise ImageError(name, f"JPEG has more than {MAX_JPEG_SCANS} scans (a progressive "
+                                   f"file needs about 10); refused before decoding")
     factor = _jpeg_reduction((layout.width, layout.height), target)[0] if fmt == "jpeg" else 1
     decoded = (-(-layout.width // factor)) * (-(-layout.height // factor)) * layout.channels \
         * layout.sample_bytes + layout.working_bytes  # progressive JPEG: all coefficients

@@ -9,6 +9,7 @@ benchmark made another way (raw pixels), so the tools are measured with the very
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ from fai_infer.progress import Progress
 if TYPE_CHECKING:
     from fai_infer.catalog.contract import BaseCatalog
 
+SEARCH_BATCH = 256  # items per search_vectors call
 PROGRESS_ABOVE = 2000  # items: below this the table takes well under a few seconds
 
 
@@ -33,12 +35,14 @@ class Neighbours:
     scores: np.ndarray
 
     @classmethod
-    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False
-                     ) -> "Neighbours":
-        """Searches the catalogue once per item (its own id left out)."""
+    def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False,
+                     deadline: float | None = None) -> "Neighbours":
+        """Searches the catalogue for every item (its own id left out), a batch of items per
+        ``search_vectors`` call: one lock turn or one service request per batch. ``deadline``:
+        a ``time.monotonic()`` after which TimeoutError is raised (a server's bound on one
+        request's work)."""
         if not 1 <= k <= 100:
             raise ValueError(f"neighbours must be from 1 to 100, got {k}")
-        cat._before_read()
         ids: list[str] = []
         rows: list[dict[str, str]] = []
         vectors: list[np.ndarray] = []
@@ -52,14 +56,20 @@ class Neighbours:
         bar = Progress(len(ids), "neighbours") if progress and len(ids) > PROGRESS_ABOVE else None
         n = 0
         for batch in vectors:
-            for vector in batch:
-                hits = cat._search(vector, k, None, {ids[n]})[0]
-                for j, hit in enumerate(hits[:k]):
-                    if hit.id in position:  # an item added meanwhile is not in the table
-                        index[n, j], scores[n, j] = position[hit.id], hit.score
-                n += 1
-                if bar is not None and n % 256 == 0:
-                    bar.update(256)
+            for start in range(0, len(batch), SEARCH_BATCH):
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"the neighbour table was not done after {n} of "
+                                       f"{len(ids)} items")
+                chunk = batch[start:start + SEARCH_BATCH]
+                found = cat.search_vectors(chunk, k, exclude=[[i] for i in
+                                                              ids[n:n + len(chunk)]])
+                for hits in found:
+                    for j, hit in enumerate(hits[:k]):
+                        if hit.id in position:  # an item added meanwhile is not in the table
+                            index[n, j], scores[n, j] = position[hit.id], hit.score
+                    n += 1
+                if bar is not None:
+                    bar.update(len(chunk))
         if bar is not None:
             bar.update(len(ids) - bar.done)
             bar.close()

@@ -17,6 +17,8 @@ from fai_infer.model.cpu import cpu_flags, int8_path
 from fai_infer.model.int8_check import (MIN_COSINE, MIN_MEAN_COSINE, GoldenError, Int8Check,
                                   read_golden, run_check)
 from fai_infer.model.info import ModelInfo
+from fai_infer.model.graph_check import GraphRefused, check_graph
+from fai_infer.safe_files import NotARegularFile, open_regular
 from fai_infer.image.preprocess import ImageError, ImageInput, describe, load_square, to_tensor
 
 # The checkout keeps the shipped model in the top-level models/; a built wheel carries it as
@@ -53,6 +55,11 @@ def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, window: int) -> 
 SQUARES_BATCH = 64  # photos per onnxruntime call: memory stays flat, speed is the same
 
 
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """onnxruntime's message (often several lines with source paths) as one short line."""
+    return " ".join(str(exc).split())[:limit]
+
 class Encoder:
     """``Encoder(None)`` loads the shipped default model; ``.embed(images)`` -> (n, dim)."""
 
@@ -67,8 +74,16 @@ class Encoder:
             self._check_int8()
 
     def _load(self, path: Path) -> None:
-        if not path.is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
+        try:  # a FIFO would block onnxruntime's read for good, a device never end
+            os.close(open_regular(path, follow_symlinks=True))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"model file not found: {path}") from None
+        except NotARegularFile as exc:
+            raise ValueError(f"{path}: not a model file ({exc})") from None
+        try:  # an endless Loop or a 32 GB constant shape: refused before onnxruntime runs it
+            check_graph(path)
+        except GraphRefused as exc:
+            raise ValueError(f"{path}: refused: {exc}") from None
         so = ort.SessionOptions()
         so.intra_op_num_threads = self.threads
         so.log_severity_level = 3
@@ -78,7 +93,7 @@ class Encoder:
         try:
             session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from None
+            raise ValueError(f"{path}: not a loadable ONNX model ({one_line(exc)})") from None
         self.path, self.session = path, session
         self._meta = session.get_modelmeta().custom_metadata_map
         self.info = ModelInfo.from_metadata(self._meta, str(path))
@@ -172,7 +187,12 @@ class Encoder:
         parts = []
         for i in range(0, len(squares), batch_size):
             x = to_tensor(np.asarray(squares[i : i + batch_size]), self.spec)
-            parts.append(self.session.run(None, {self._input: x})[0].astype(np.float32))
+            try:
+                out = self.session.run(None, {self._input: x})[0]
+            except Exception as exc:  # onnxruntime's own types: one line, never a traceback
+                raise ValueError(f"{self.path}: the model failed to run "
+                                 f"({one_line(exc)})") from None
+            parts.append(out.astype(np.float32))
         out = np.concatenate(parts)
         return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
 

@@ -35,7 +35,10 @@ from fai_infer.scale.milvus_schema import (DELTA_PREFIX, HNSW_BUILD, MANIFEST_KE
 from fai_infer.errors import CatalogError
 
 DEFAULT_COLLECTION = "fai"
+SCALE_KEY = "fai.match_scale"  # the collection's match scale, stored by whoever last wrote
+DISPLAY_KEY = "fai.display"  # a display chosen after the push (set_display), over the pushed one
 INSERT_BATCH = 2000
+SEARCH_BATCH = 256  # queries per search request in _search_many
 EXACT_FILTERED = 1000  # a filter letting at most this many rows through is ranked exactly
 MANIFEST_TTL_S = 2.0  # a reader looks for other writers' manifest changes at most this often
 # Session: this process reads its own writes at once, other processes' within a time tick
@@ -90,14 +93,20 @@ def connect(uri: str, token: str | None = None) -> _Client:
         raise CatalogError(f"--milvus {uri}: {exc}") from None
 
 
+LITE = (99, 0)  # Milvus Lite: not a server version, a marker for "has every feature push uses"
+
+
 def server_version(client, uri: str) -> tuple[int, int]:
-    """(major, minor) of the server; Milvus Lite files count as current (they have every
-    feature push uses)."""
+    """(major, minor) of the server, or ``LITE`` for a Milvus Lite file. A version that cannot
+    be read is one error line, never a guess (the schema and index types depend on it)."""
     if uri.endswith(".db"):
-        return (99, 0)
+        return LITE
     text = str(client.get_server_version())
     m = re.match(r"v?(\d+)\.(\d+)", text)
-    return (int(m.group(1)), int(m.group(2))) if m else (99, 0)
+    if m is None:
+        raise CatalogError(f"milvus {uri}: cannot read the server's version from "
+                           f"{text[:60]!r} (fai needs Milvus 2.3 or later)")
+    return int(m.group(1)), int(m.group(2))
 
 
 def _schema(client, dim: int, columns: Sequence[str], nulls: bool = True):
@@ -176,7 +185,13 @@ def push(cat, uri: str, collection: str = DEFAULT_COLLECTION, batch: int = INSER
         inserted = time.time()
         _build_index(client, physical, man, version)
         indexed = time.time()
-        client.alter_collection_properties(physical, properties={MANIFEST_KEY: man.to_json()})
+        props = {MANIFEST_KEY: man.to_json()}
+        cat.match_scale()  # the local catalogue's stored scale (the same items), or its
+        cat.wait_for_scales()  # first fit for one written before scales were stored
+        scale = cat.match_scale()
+        if scale is not None:
+            props[SCALE_KEY] = scale_json(scale.neighbour_scores, len(cat))
+        client.alter_collection_properties(physical, properties=props)
         if previous is None:
             client.create_alias(physical, collection)
         else:
@@ -199,7 +214,7 @@ def _build_index(client, name: str, man: Manifest, version: tuple[int, int]) -> 
     params.add_index("vector", index_type="HNSW", metric_type="IP", params=dict(HNSW_BUILD))
     for i, _ in enumerate(man.columns):
         params.add_index(f"c{i}_t", index_type="INVERTED" if version >= (2, 4) else "Trie")
-    lite = version >= (99, 0)
+    lite = version == LITE
     # a server: no waiting inside pymilvus (it polls a state the 2.3 server may not settle)
     client.create_index(name, params, **({} if lite else {"sync": False}))
     _wait_indexed(client, name, ["vector"] + [f"c{i}_t" for i in range(len(man.columns))])
@@ -218,6 +233,22 @@ def _alias_target(client, alias: str) -> str | None:
         raise CatalogError(f"collection {alias!r} exists and was not made by 'fai push' (it is "
                            f"not an alias); drop it or push with another --collection")
     return None
+
+
+def scale_json(scores: np.ndarray, count: int) -> str:
+    """A match scale as a collection property (rounded: a few kB however large the shop)."""
+    return json.dumps({"scores": [round(float(x), 6) for x in scores], "count": int(count)})
+
+
+def scale_from(props: Mapping) -> np.ndarray | None:
+    """The stored scale's sorted scores (empty: too few items), None when absent or unreadable
+    (a reader then fits one in the background)."""
+    try:
+        scores = np.asarray(json.loads(props[SCALE_KEY])["scores"], np.float64)
+    except (KeyError, TypeError, ValueError):
+        return None
+    ok = scores.ndim == 1 and np.isfinite(scores).all() and not (np.diff(scores) < 0).any()
+    return scores if ok else None
 
 
 class _LazyIds:
@@ -279,8 +310,8 @@ class MilvusCatalog(BaseCatalog):
         self.id_column = self.manifest.id_column
         self.root = None
         self.skipped: list[Skipped] = []
-        self._display = {k: list(v) for k, v in self.manifest.display.items()}
-        self._writes = 0  # this process's changes: with the count, the match scale's key
+        self._writes = 0  # this process's changes: with the count, what ``version`` is made of
+        self._count: tuple[tuple[int, float], int] | None = None
 
     # -- the manifest: other writers' columns and values ------------------------------------
     def _load_manifest(self) -> bool:
@@ -301,6 +332,15 @@ class MilvusCatalog(BaseCatalog):
             self._delta = WriterDelta()  # a new collection: our additions were to the old one
         manifest.absorb(json.loads(self._delta.to_json()))  # ours, even if not yet stored
         self.manifest, self._props = manifest, props
+        self._scale_scores = scale_from(props)  # parsed once per change, not per query
+        self._display = {k: list(v) for k, v in manifest.display.items()}
+        try:
+            chosen = json.loads(props.get(DISPLAY_KEY) or "{}")
+        except ValueError:
+            chosen = {}
+        self._display.update({k: [str(c) for c in v] for k, v in chosen.items()
+                              if k in ("filters", "caption", "name") and isinstance(v, list)}
+                             if isinstance(chosen, dict) else {})
         self._physical_name = desc.get("collection_name", self.name)
         if pushed_again:
             self._check_model()
@@ -318,9 +358,30 @@ class MilvusCatalog(BaseCatalog):
             with self._lock:
                 self._load_manifest()
 
-    def _generation(self) -> tuple[int, int]:
-        """Changes by this process, and the count (which other writers' adds/removes move)."""
-        return self._writes, len(self)
+    def _version_now(self) -> tuple[str, int, int]:
+        """The collection, changes by this process, and the count (which other writers' adds
+        and removes move; counted again at most every ``manifest_ttl`` seconds)."""
+        return self._physical(), self._writes, len(self)
+
+    def _stored_scale(self) -> tuple[np.ndarray | None, bool]:
+        """The scale in the collection's properties, as its last writer stored it (writers
+        refit after their own changes; a reader never does unless none is stored)."""
+        scores = self._scale_scores
+        return scores, scores is not None
+
+    def _scale_fitted(self, colour: float | None, scores: np.ndarray) -> None:
+        if colour is None:  # the default weighting is the collection's: store it for all
+            self.client.alter_collection_properties(
+                self._physical(), properties={SCALE_KEY: scale_json(scores, len(self))})
+            with self._lock:
+                self._load_manifest()
+
+    def _changed(self) -> None:
+        """After a write by this process: count again, and refit the stored scale in the
+        background (queries keep the last one meanwhile)."""
+        self._writes += 1
+        self._count = None
+        self._refit_later(None)
 
     def _check_model(self) -> None:
         man = self.manifest
@@ -331,8 +392,14 @@ class MilvusCatalog(BaseCatalog):
 
     # -- what the shop page and the CLI read ---------------------------------------------------
     def __len__(self) -> int:
-        res = self.client.query(self.name, filter="", output_fields=["count(*)"])
-        return int(res[0]["count(*)"])
+        """Counted once per write by this process and at most every ``manifest_ttl`` seconds
+        for other writers' changes: never a ``count(*)`` per query."""
+        key = (self._writes, time.monotonic() // max(self.manifest_ttl, 1e-3))
+        cached = self._count
+        if cached is None or cached[0] != key:
+            res = self.client.query(self.name, filter="", output_fields=["count(*)"])
+            cached = self._count = (key, int(res[0]["count(*)"]))
+        return cached[1]
 
     def __contains__(self, item_id: object) -> bool:
         return isinstance(item_id, str) and bool(self._rows([item_id], ["id"]))
@@ -359,9 +426,17 @@ class MilvusCatalog(BaseCatalog):
                 for c in sorted(self.manifest.columns + self.manifest.unfiltered)}
 
     def _known_columns(self) -> list[str]:
-        """The display is for this session (a page's --filters/--caption); the collection
-        keeps its own."""
         return self.manifest.columns + self.manifest.unfiltered
+
+    def _store_display(self, chosen: dict[str, list[str]]) -> None:
+        """Stored in the collection's properties for every process (``DISPLAY_KEY``)."""
+        with self._lock:
+            self._load_manifest()
+            display = {k: list(v) for k, v in self._display.items()} | chosen
+            self.client.alter_collection_properties(
+                self._physical(), properties={DISPLAY_KEY: json.dumps(display)})
+            self._load_manifest()
+            self._display = display
 
     def info(self) -> dict:
         return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
@@ -455,6 +530,31 @@ class MilvusCatalog(BaseCatalog):
                 vecs[r["id"]] = np.asarray(ent["vector"], np.float32)
         return hits[:k], vecs
 
+    def _search_many(self, queries: np.ndarray, k: int, where: Where | None,
+                     excludes: Sequence[set[str]]) -> list[list[Hit]]:
+        """Many queries in one search request per ``SEARCH_BATCH`` (the neighbour table and a
+        scale fit ask about hundreds to millions of items: one round trip each was most of
+        their time). A selective filter is ranked exactly, query by query, as in ``_search``."""
+        if k <= 0 or not len(queries):
+            return [[] for _ in queries]
+        expr = self._filter(where)
+        if expr:
+            return super()._search_many(queries, k, where, excludes)
+        out: list[list[Hit]] = []
+        for start in range(0, len(queries), SEARCH_BATCH):
+            chunk = np.asarray(queries[start:start + SEARCH_BATCH], np.float32)
+            skip = excludes[start:start + SEARCH_BATCH]
+            fetch = min(k + max(len(e) for e in skip), MAX_TOPK)
+            res = self.client.search(self.name, data=chunk.tolist(), limit=fetch, filter="",
+                                     output_fields=["path", "meta"], anns_field="vector",
+                                     search_params={"metric_type": "IP",
+                                                    "params": {"ef": max(4 * fetch, 128)}})
+            for found, ex in zip(res, skip):
+                out.append([Hit(r["id"], float(r["distance"]), r["entity"]["path"],
+                                dict(r["entity"]["meta"] or {}))
+                            for r in found if r["id"] not in ex][:k])
+        return out
+
     def _exact(self, query: np.ndarray, expr: str, matches: int, k: int, exclude: set[str]
                ) -> tuple[list[Hit], dict[str, np.ndarray]]:
         """Exact top k among the (few) rows a filter lets through."""
@@ -544,12 +644,12 @@ class MilvusCatalog(BaseCatalog):
             if self._delta.to_json() != before:
                 self.client.alter_collection_properties(
                     self._physical(), properties={self._writer: self._delta.to_json()})
-            self._writes += 1
             for start in range(0, len(ids), INSERT_BATCH):
                 end = start + INSERT_BATCH
                 self.client.upsert(self.name, [
                     row_fields(i, v, p, m, self.manifest) for i, v, p, m
                     in zip(ids[start:end], units[start:end], paths[start:end], rows[start:end])])
+            self._changed()
 
     def _existing(self, ids: list[str]) -> list[dict]:
         out: list[dict] = []
@@ -565,9 +665,9 @@ class MilvusCatalog(BaseCatalog):
         ids = [str(i) for i in ids]
         present = {r["id"] for r in self._existing(ids)}
         if present:
-            self._writes += 1
             self.client.delete(self.name, ids=sorted(present))
             self._until_gone(sorted(present))
+            self._changed()
         return [i for i in ids if i not in present]
 
     def _until_gone(self, ids: list[str], timeout_s: float = 10.0) -> None:
@@ -584,4 +684,5 @@ class MilvusCatalog(BaseCatalog):
             time.sleep(0.1)
 
     def close(self) -> None:
+        super().close()
         self.client.close()

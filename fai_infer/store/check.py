@@ -27,6 +27,7 @@ MANIFEST_KEYS = {"format_version": int, "count": int, "dim": int, "model_sha256"
                  "next_label": int, "files": dict}
 MAX_ITEMS = 100_000_000  # far above any shop; refuses absurd counts and capacities
 UNIT_TOLERANCE = 1e-3
+MAX_SCALE = 10_000  # scores in a stored match scale (a fit samples a few hundred)
 
 
 def _is_int(value: Any) -> bool:
@@ -164,4 +165,17 @@ def check_delta(root: Path, path: Path, header: Any, vectors: np.ndarray) -> Del
         raise CatalogError(f"{where}: its vectors are not {n} finite unit vectors")
     return Delta(remove=header["remove"], add_ids=add["ids"], add_paths=add["paths"],
                  add_rows=add["rows"], vectors=vectors, update_ids=update["ids"],
-                 update_rows=update["rows"])
+                 update_rows=update["rows"], scale=checked_scale(where, header.get("scale")))
+
+
+def checked_scale(where: str, value: Any) -> np.ndarray | None:
+    """A stored match scale (sorted finite scores in [-1, 1]; absent: None), else one line."""
+    if value is None:
+        return None
+    scores = np.asarray(value, np.float64) if isinstance(value, list) and len(value) <= \
+        MAX_SCALE and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                          for x in value) else None
+    if scores is None or not np.isfinite(scores).all() or np.abs(scores).max(initial=0) > 1.001 \
+            or (np.diff(scores) < 0).any():
+        raise CatalogError(f"{where}: its match scale is not a sorted list of scores")
+    return scores

@@ -26,6 +26,9 @@ class Delta:
     vectors: np.ndarray | None = None
     update_ids: list[str] = field(default_factory=list)
     update_rows: list[dict[str, str]] = field(default_factory=list)
+    # The match scale of the catalogue once this delta is applied (sorted scores; empty: too
+    # few items for one), fitted by the writer so readers never fit it; None: not recorded.
+    scale: np.ndarray | None = None
 
     def size(self) -> int:
         return len(self.remove) + len(self.add_ids) + len(self.update_ids)
@@ -33,7 +36,8 @@ class Delta:
     def header(self) -> dict:
         return {"remove": self.remove,
                 "add": {"ids": self.add_ids, "paths": self.add_paths, "rows": self.add_rows},
-                "update": {"ids": self.update_ids, "rows": self.update_rows}}
+                "update": {"ids": self.update_ids, "rows": self.update_rows},
+                **({} if self.scale is None else {"scale": [float(x) for x in self.scale]})}
 
 
 def delta_name(number: int) -> str:

@@ -29,7 +29,8 @@ from fai_infer.text import shorten
 from fai_infer.store.generations import (CatalogError, current_generation_name, peek_manifest,
                                read_generation, write_generation)
 from fai_infer.store.journal import read_delta, write_delta
-from fai_infer.store.check import check_arrays, check_columns, check_items, check_manifest
+from fai_infer.store.check import (check_arrays, check_columns, check_items, check_manifest,
+                                   checked_scale)
 from fai_infer.safe_files import check_npy, load_npy, read_bounded
 from fai_infer.model.identity import file_sha256_or_none
 from fai_infer.index.vector_index import VectorIndex
@@ -56,6 +57,9 @@ def manifest_for(state: CatalogState, encoder: Encoder) -> dict:
             "exact_below": state.index.exact_below, "engine": state.index.engine,
             "id_column": state.id_column, "id_normalise": state.id_normalise,
             "display": state.display,
+            # fitted by the writer for exactly these items, so no reader ever fits one
+            **({"match_scale": [float(x) for x in state.scale]} if state.scale_is_current
+               else {}),
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -119,6 +123,8 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
     display = manifest.get("display")
     state.display = {k: [str(c) for c in display[k]] for k in ("filters", "caption", "name")
                      if isinstance(display, dict) and isinstance(display.get(k), list)}
+    state.set_scale(checked_scale(f"{root}: {gen.name}/manifest.json",
+                                  manifest.get("match_scale")))
     return state, gen.name, manifest
 
 
@@ -196,7 +202,7 @@ class Replica:
                 self.gen, self.applied, self.delta_rows = (fresh.gen, fresh.applied,
                                                            fresh.delta_rows)
                 if state is not None:
-                    new.version = state.version + 1
+                    new.renumber(state.version + 1)
                 return new, True
             except (CatalogError, FileNotFoundError):
                 if current_generation_name(self.root) == name or attempt == OPEN_RETRIES - 1:
@@ -218,8 +224,12 @@ class Replica:
         if self.applied < folded["deltas"]:
             return False  # collected meanwhile: the caller reloads (state stays consistent)
         self.gen, self.applied, self.delta_rows = name, 0, 0
+        stored = peek_manifest(self.root, name).get("match_scale")
+        if not state.scale_is_current and isinstance(stored, list):
+            # the compaction fitted what ours lacked (checked as a base's is on open)
+            state.set_scale(checked_scale(f"{self.root}: {name}/manifest.json", stored))
         self.replay(state, self.root / name)
-        state.version += 1
+        state.renumber(state.version + 1)
         return True
 
     # -- writing (the caller holds the writer lock) ------------------------------------------

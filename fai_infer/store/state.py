@@ -38,6 +38,10 @@ class CatalogState:
         self.id_normalise = False  # ids also found ignoring case, spaces and leading zeros
         self.display: dict[str, list[str]] = {}
         self.version = 0
+        # The match scale (sorted scores, empty: too few items) as last stored, and the version
+        # it was fitted for: when that is not ``version`` it is provisional (see apply).
+        self.scale: np.ndarray | None = None
+        self.scale_version = -1
         self._normal: tuple[int, dict[str, str]] = (-1, {})
 
     @property
@@ -96,7 +100,12 @@ class CatalogState:
             pairs = [(self.row_of[i], row) for i, row in zip(d.update_ids, d.update_rows)
                      if i in self.row_of]
             self.table.update([r for r, _ in pairs], [row for _, row in pairs])
+        exact = self.scale_version == self.version
         self.version += 1
+        if d.scale is not None:
+            self.scale, self.scale_version = d.scale, self.version
+        elif exact and not d.remove and not d.add_ids:
+            self.scale_version = self.version  # metadata alone does not move the scale
 
     def compacted(self) -> "CatalogState":
         """The live rows only, in order (what a new base holds); the HNSW graph is shared (its
@@ -110,7 +119,25 @@ class CatalogState:
                            ids=[self.ids[r] for r in rows], paths=[self.paths[r] for r in rows])
         out.adopt_settings(self)
         out.version = self.version + 1
+        out.scale = self.scale  # the same live items in the same order: the same scale
+        out.scale_version = out.version if self.scale_is_current else -1
         return out
+
+    def renumber(self, version: int) -> None:
+        """Give this state a new version (a reload or a followed compaction must look changed
+        to every cache), keeping whether its scale is current."""
+        current = self.scale_is_current
+        self.version = version
+        self.scale_version = version if current else -1
+
+    def set_scale(self, scale: np.ndarray | None) -> None:
+        """The scale fitted for exactly these items (None: unknown)."""
+        self.scale, self.scale_version = scale, (self.version if scale is not None else -1)
+
+    @property
+    def scale_is_current(self) -> bool:
+        """Whether ``scale`` was fitted for exactly these items."""
+        return self.scale is not None and self.scale_version == self.version
 
     def adopt_settings(self, other: "CatalogState") -> None:
         """Take the id and display settings of another state of the same catalogue."""
