@@ -10,10 +10,13 @@ against the whole photo, ``train.metrics.paired_margin``):
 
 - whole photo: what ``similar(photo)`` embedded before the parser (the same vector for every
   garment of a photo);
-- garment view, chosen group: the unit's own group's view (``similar(photo, region=group)``:
-  the caller names the garment); the whole photo where the parser did not find that group;
-- auto, best score / auto, largest: one query per photo (``region="auto"``): the region whose
-  best catalogue match scores highest, or the largest region, when the photo shows a person.
+- chosen group: the unit's own group (``similar(photo, region=group)``, ``look``: the caller
+  names the garment) as the runtime embeds it (``view_of``), painted for every group, and the
+  box unpainted; the whole photo where the parser did not find that group;
+- auto rules, one query per photo when it shows a person: the region whose best catalogue
+  match scores highest (with or without the whole photo as a candidate), the largest region,
+  and the largest region or the whole photo, whichever matches better: what
+  ``region="auto"`` does (``fai_infer/catalog/garments.py`` says why).
 
 Packshots: Myntra val photos against all 10,650 (themselves left out), type and type+colour
 P@10 at the model's default colour weight, whole versus what ``region="auto"`` embeds (a
@@ -69,7 +72,7 @@ K = 10
 VIEW_ROWS = {"runtime view, chosen group": "regions", "painted view, chosen group": "painted",
              "unpainted box, chosen group": "crop"}
 AUTO_RULES = {"score": "auto (best region score)", "score+whole": "auto (best of regions+whole)",
-              "largest": "auto (largest region)", "largest+whole": "auto (largest or whole)"}
+              "largest": "auto (largest region)", "largest+whole": "auto (largest or whole) = runtime"}
 
 
 def read_myntra(data: Path) -> list[dict[str, str]]:

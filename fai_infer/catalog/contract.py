@@ -421,8 +421,9 @@ class BaseCatalog(ABC):
         model's default) weighs the colour part against the garment part (``parts.py``): 0 is
         "this design in any colour". Each hit carries its confidence and words.
 
-        ``region`` (photos only): ``auto`` embeds, for a photo of a person, the garment whose
-        best match scores highest (``fai_infer/catalog/garments.py``), and a packshot whole;
+        ``region`` (photos only): ``auto`` embeds, for a photo of a person, its largest garment
+        or the whole photo, whichever's best match scores higher (``fai_infer/catalog/
+        garments.py``), and a photo without a person (a packshot) whole;
         ``whole`` always the whole frame; a garment group (``upper``, ``shoes``...) that
         garment when the photo shows it. Each hit's ``region`` says what was embedded."""
         colour = self._colour(colour)

@@ -451,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "either value), colour!=Black, price<50, price>=10")
     s.add_argument("--colour", **colour_arg)
     s.add_argument("--region", default="auto",
-                   help="what a photo query embeds: auto (for a photo of a person, the garment "
-                        "or whole photo whose best match scores highest; else the whole "
+                   help="what a photo query embeds: auto (for a photo of a person, its largest "
+                        "garment or the whole photo, whichever matches better; else the whole "
                         "photo), whole (the photo), or a garment: upper, lower, whole-body "
                         "(dresses, jumpsuits), outer, shoes, bag, accessory")
     s.add_argument("--parser", default=None, help="garment parser ONNX file (default: "
