@@ -8,8 +8,8 @@ repeat (same run, same load), and the table reports medians. Rows:
 - encoder alone: what a photo query cost before the parser (``similar(photo, region="whole")``);
 - parser alone: decode, parse, masks and regions;
 - parser + encoder, one garment: ``similar(photo, region=GROUP)`` without the search;
-- parser + encoder, auto: the whole photo and every garment found embedded (``region="auto"``
-  on a photo of a person, without the searches);
+- auto: the whole photo and its largest garment embedded (``region="auto"`` on a photo of a
+  person, without the two searches);
 - look: every garment found embedded (``Catalog.look`` without the searches).
 
 Indexing is untouched: catalogue photos are not parsed (``Catalog.add`` embeds them whole).
@@ -27,7 +27,8 @@ import numpy as np
 from bench.timing import cpu_name, save_json, table
 from fai_infer.model.cpu import cpu_flags
 from fai_infer.model.encoder import Encoder
-from fai_infer.model.parser import GarmentParser, garment_view
+from fai_infer.catalog.garments import view_of, views
+from fai_infer.model.parser import GarmentParser
 
 DEFAULT_PHOTOS = "../shared/data/ccp/images"
 
@@ -53,23 +54,21 @@ def rows_for(encoder: Encoder, parser: GarmentParser, photo: Path, repeats: int
     def one_garment() -> None:
         parse = parser.parse(photo)
         region = parse.region(group) if group else None
-        encoder.embed([garment_view(parse.photo, region)] if region else [photo])
+        encoder.embed([view_of(parse, region)] if region else [photo])
 
     def auto() -> None:
         parse = parser.parse(photo)
-        encoder.embed([photo])
-        if parse.regions:
-            encoder.embed([garment_view(parse.photo, r) for r in parse.regions])
+        encoder.embed([photo] + ([view_of(parse, parse.regions[0])] if parse.regions else []))
 
     def look() -> None:
         parse = parser.parse(photo)
         if parse.regions:
-            encoder.embed([garment_view(parse.photo, r) for r in parse.regions])
+            encoder.embed(views(parse, parse.regions))
 
     fns = {"encoder alone": lambda: encoder.embed([photo]),
            "parser alone": lambda: parser.parse(photo),
            "parser + encoder, one garment": one_garment,
-           "parser + encoder, auto (whole + every garment)": auto,
+           "parser + encoder, auto (whole + largest garment)": auto,
            "look (every garment)": look}
     for fn in fns.values():  # warm-up: first runs allocate
         fn(), fn()

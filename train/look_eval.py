@@ -326,14 +326,14 @@ def evaluate(ns: argparse.Namespace) -> dict:
 
 
 def print_rows(table: dict) -> None:
-    print(f"  {'query':<32}{'P@10':>8}{'Hit@10':>8}   margins vs whole photo (95% CI)")
+    print(f"  {'query':<36}{'P@10':>8}{'Hit@10':>8}   margins vs whole photo (95% CI)")
     for name, row in table.items():
         extra = ""
         if "P@10 vs whole" in row:
             p, h = row["P@10 vs whole"], row["Hit@10 vs whole"]
             extra = (f"   P {p['delta']:+.3f} [{p['ci95'][0]:+.3f}, {p['ci95'][1]:+.3f}]"
                      f"  Hit {h['delta']:+.3f} [{h['ci95'][0]:+.3f}, {h['ci95'][1]:+.3f}]")
-        print(f"  {name:<32}{row['P@10']:>8.3f}{row['Hit@10']:>8.3f}{extra}")
+        print(f"  {name:<36}{row['P@10']:>8.3f}{row['Hit@10']:>8.3f}{extra}")
 
 
 def print_table(result: dict) -> None:
@@ -352,7 +352,7 @@ def print_table(result: dict) -> None:
     print(f"Myntra val packshots ({m['queries']} queries, default colour weight):")
     for name in ("whole photo", *AUTO_RULES.values()):
         parsed = m[name].get("parsed (not whole)")
-        print(f"  {name:<32}type {m[name]['type P@10']:.3f}  "
+        print(f"  {name:<36}type {m[name]['type P@10']:.3f}  "
               f"type+colour {m[name]['type+colour P@10']:.3f}"
               + ("" if parsed is None else f"  ({parsed} parsed, not whole)"))
 

@@ -109,9 +109,9 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
         return Chosen(region, search(encoder.embed([view_of(parse, found)])[0], k))
     if parse.person_share < person_share or not parse.regions:
         return whole()
-    frame = whole()
     largest = parse.regions[0]  # regions come largest first
-    garment = Chosen(largest.group, search(encoder.embed([view_of(parse, largest)])[0], k))
+    both = encoder.embed([image, view_of(parse, largest)])  # one run at batch 2
+    frame, garment = Chosen(WHOLE, search(both[0], k)), Chosen(largest.group, search(both[1], k))
     if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
         return garment
     return frame
