@@ -300,3 +300,29 @@ def test_a_real_parser_export_is_read_by_the_runtime(tmp_path):
     for r in found.regions:  # whatever a random parser finds is consistent
         assert r.mask.sum() <= (labels == GROUPS.index(r.group)).sum()
         assert r.box == box_of(r.mask) and r.share >= runtime.min_share
+
+
+def test_the_look_panel_outlines_each_garment_and_lists_its_row(shop, tmp_path):
+    from ui.look_panel import GROUP_COLOURS, answer
+    from ui.service import ShopService
+
+    service = ShopService(shop, "test shop")
+    img, boxes = person()
+    photo = tmp_path / "outfit.png"
+    cv2.imwrite(str(photo), img[..., ::-1])
+    drawn, rows = answer(service, str(photo), 2)
+    assert drawn.shape == img.shape
+    x0, y0, x1, y1 = boxes["shoes"]
+    assert tuple(drawn[y1 - 1, (x0 + x1) // 2]) == GROUP_COLOURS["shoes"]  # its box's edge
+    assert (drawn[y0 + 8 : y1 - 8, x0 + 20 : x1 - 8] == img[y0 + 8 : y1 - 8, x0 + 20 : x1 - 8]).all()
+    assert rows.count('class="fai-look-row"') == 3 and rows.count('class="fai-look-card"') == 6
+    assert rows.index(">Top<") < rows.index(">Trousers, skirt or shorts<") < rows.index(">Shoes<")
+    assert "/fai/photo/shoes" in rows and str(tmp_path) not in rows
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((80, 60, 3), 255, np.uint8))
+    drawn, rows = answer(service, str(blank))
+    assert drawn.shape == (80, 60, 3) and "No garment found in this photo." in rows
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"<html>not a photo")
+    drawn, rows = answer(service, str(bad))
+    assert drawn is None and rows.count("Cannot use this photo") == 1 and "\n" not in rows

@@ -32,6 +32,7 @@ from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
+from ui.look_panel import build_look_panel  # noqa: E402
 from ui.http_api import PATHS as API_PATHS, SHOPPER_PATHS, HttpApi, log_failure  # noqa: E402
 from ui.merchandising import MerchService  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402

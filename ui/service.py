@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fai_infer.catalog.contract import BaseCatalog, Hit, NotInCatalogue, caption_text
+from fai_infer.catalog.garments import Look
 from fai_infer.catalog.local import Catalog
 from fai_infer.catalog.display import MAX_FILTER_VALUES
 from fai_infer.model.encoder import Encoder
@@ -284,15 +285,19 @@ class ShopService:
                                                   colour=colour))
         return hits_json(self.cat.similar(query, k=bounded_k(k), where=where, colour=colour))
 
-    def answer_look(self, upload: str, k: Any, filters: Any, colour: Any = None) -> dict:
-        """Shop the look for a checked upload's local path: one row per garment (its region,
-        kind, box on the photo, confidence and JSON hits), or no rows and a message in words.
-        Same budget and decode slots as a photo search."""
-        where = parse_filters(filters)
+    def look(self, upload: str, k: Any, filters: Any = None, colour: Any = None) -> Look:
+        """Shop the look for an upload's local path, checked against the upload budget first
+        and decoded in a decode slot like a photo search."""
+        where = parse_filters(filters or {})
         colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         with decode_slot():  # bounded memory however many upload at once
             check_upload(upload, max(self.cat.encoder.spec.size, WORK_SIDE))
-            look = self.cat.look(upload, k=bounded_k(k), where=where, colour=colour)
+            return self.cat.look(upload, k=bounded_k(k), where=where, colour=colour)
+
+    def answer_look(self, upload: str, k: Any, filters: Any, colour: Any = None) -> dict:
+        """Shop the look for a checked upload's local path: one row per garment (its region,
+        kind, box on the photo, confidence and JSON hits), or no rows and a message in words."""
+        look = self.look(upload, k, filters, colour)
         out = look.to_dict()
         for row, garment in zip(look.rows, out["garments"]):
             garment["hits"] = hits_json(row.hits)

@@ -131,11 +131,13 @@ class LookRow:
 @dataclass
 class Look:
     """Shop the look: one row per garment found (largest first); ``message`` says why there
-    are none. ``size`` is (height, width) of the photo the boxes refer to."""
+    are none. ``size`` is (height, width) of ``photo``, the decoded photo the boxes refer to
+    (long side at most the parser's working size; not part of ``to_dict``)."""
 
     rows: list[LookRow]
     size: tuple[int, int]
     message: str = ""
+    photo: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         return {"size": {"height": self.size[0], "width": self.size[1]},
@@ -148,7 +150,7 @@ def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentPa
     no garment is an answer in words, not an error; undecodable input raises ImageError."""
     parse = parser.parse(image)
     if not parse.regions:
-        return Look([], parse.size, NO_GARMENT)
+        return Look([], parse.size, NO_GARMENT, parse.photo)
     vectors = encoder.embed(views(parse, parse.regions))
     rows = []
     for r, vector in zip(parse.regions, vectors):
@@ -156,4 +158,4 @@ def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentPa
         for h in hits:
             h.region = r.group
         rows.append(LookRow(r, hits))
-    return Look(rows, parse.size)
+    return Look(rows, parse.size, photo=parse.photo)
