@@ -326,3 +326,14 @@ def test_the_look_panel_outlines_each_garment_and_lists_its_row(shop, tmp_path):
     bad.write_bytes(b"<html>not a photo")
     drawn, rows = answer(service, str(bad))
     assert drawn is None and rows.count("Cannot use this photo") == 1 and "\n" not in rows
+
+
+def test_a_file_that_is_not_a_parser_is_one_line(tmp_path):
+    notes = tmp_path / "notes.onnx"
+    notes.write_text("not a model")
+    with pytest.raises(ValueError, match="notes.onnx: refused: not an ONNX model"):
+        GarmentParser(notes)
+    with pytest.raises(ValueError, match="not a garment parser model"):
+        GarmentParser(SHIPPED)  # the encoder: no fai_parser metadata
+    with pytest.raises(FileNotFoundError, match="garment parser file not found"):
+        GarmentParser(tmp_path / "missing.onnx")

@@ -24,6 +24,9 @@ from typing import Any
 import numpy as np
 
 from fai_infer.model.ort import ort  # first: telemetry off before onnxruntime loads
+from fai_infer.model.encoder import one_line
+from fai_infer.model.graph_check import GraphRefused, check_graph
+from fai_infer.safe_files import NotARegularFile, open_regular
 from fai_infer.image.preprocess import (ImageError, ImageInput, PreprocessSpec, describe,
                                         load_rgb, to_tensor, square_resize)
 import cv2  # noqa: E402  (after the decoder: it sets OpenCV's pixel limit)
@@ -252,8 +255,15 @@ class GarmentParser:
     def __init__(self, path: str | os.PathLike | None = None, threads: int = 0,
                  min_share: float = MIN_SHARE):
         self.path = Path(path) if path is not None else default_parser_path()
-        if not self.path.is_file():
-            raise FileNotFoundError(f"garment parser file not found: {self.path}")
+        try:  # the encoder's checks: no FIFO or device, no hostile graph before onnxruntime
+            os.close(open_regular(self.path, follow_symlinks=True))
+            check_graph(self.path)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"garment parser file not found: {self.path}") from None
+        except NotARegularFile as exc:
+            raise ValueError(f"{self.path}: not a model file ({exc})") from None
+        except GraphRefused as exc:
+            raise ValueError(f"{self.path}: refused: {exc}") from None
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.log_severity_level = 3
@@ -262,8 +272,11 @@ class GarmentParser:
             self.session = ort.InferenceSession(str(self.path), so,
                                                 providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise ValueError(f"{self.path}: not a loadable ONNX model ({exc})") from None
-        self.meta = parser_metadata(self.session)
+            raise ValueError(f"{self.path}: not a loadable ONNX model ({one_line(exc)})") from None
+        try:
+            self.meta = parser_metadata(self.session)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{self.path}: {exc}") from None
         self.spec = self.meta.spec
         self.groups = self.meta.groups
         missing = [g for g in ("background", "skin", "hair") if g not in self.groups]
