@@ -11,6 +11,7 @@ shipped model: a garment view then finds its packshot twin."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -337,3 +338,89 @@ def test_a_file_that_is_not_a_parser_is_one_line(tmp_path):
         GarmentParser(SHIPPED)  # the encoder: no fai_parser metadata
     with pytest.raises(FileNotFoundError, match="garment parser file not found"):
         GarmentParser(tmp_path / "missing.onnx")
+
+
+def outfit_photo(demo_shop, path) -> None:
+    """A drawn figure (skin, hair, a wall and a floor) wearing the demo shop's red T-shirt,
+    navy trousers and black shoes, with its brown handbag: an outfit photo made only of
+    generated pictures."""
+    import csv
+
+    rows = list(csv.DictReader(open(demo_shop / "metadata.csv")))
+
+    def paste(canvas, kind, colour, x0, y0, w, h):
+        item = next(r["id"] for r in rows if r["type"] == kind and r["colour"] == colour)
+        img = cv2.imread(str(demo_shop / "images" / f"{item}.jpg"))[..., ::-1]
+        ys, xs = np.nonzero(img.astype(int).sum(2) < 690)  # the product, not its white
+        img = img[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+        keep = img.astype(int).sum(2) < 690
+        canvas[y0 : y0 + h, x0 : x0 + w][keep] = img[keep]
+
+    c = np.zeros((640, 420, 3), np.uint8)
+    c[:], c[520:] = (214, 206, 190), (150, 140, 125)
+    skin, hair = (222, 178, 150), (70, 45, 30)
+    cv2.ellipse(c, (210, 70), (34, 42), 0, 0, 360, skin, -1)
+    cv2.ellipse(c, (210, 48), (38, 28), 0, 180, 360, hair, -1)
+    cv2.rectangle(c, (198, 105), (222, 130), skin, -1)
+    cv2.rectangle(c, (120, 140), (146, 330), skin, -1)
+    cv2.rectangle(c, (274, 140), (300, 330), skin, -1)
+    paste(c, "Tshirt", "Red", 120, 122, 180, 170)
+    paste(c, "Trousers", "Navy Blue", 145, 285, 130, 260)
+    paste(c, "Shoe", "Black", 128, 540, 80, 50)
+    paste(c, "Shoe", "Black", 214, 540, 80, 50)
+    paste(c, "Handbag", "Brown", 292, 300, 90, 90)
+    cv2.imwrite(str(path), c[..., ::-1])
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.mark.slow
+@pytest.mark.service
+@pytest.mark.browser
+@pytest.mark.skipif(not __import__("os").path.exists(CHROMIUM),
+                    reason="Chromium not installed (apt-get install chromium)")
+def test_the_look_panel_in_chromium_at_390_and_1400_px(tmp_path):
+    """The demo page with the shipped parser: the panel outlines the garments of an outfit and
+    shows a row each, without a page-wide horizontal scroll, on a phone and a desktop.
+    FAI_SCREENSHOT_DIR=docs writes docs/ui-look-phone.png and docs/ui-look-desktop.png."""
+    import os
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from ui.launch import start_app
+
+    proc, url = start_app(tmp_path, ())
+    try:
+        outfit = tmp_path / "outfit.jpg"
+        outfit_photo(tmp_path / "demo-shop", outfit)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            for width, height, name in ((390, 844, "phone"), (1400, 1000, "desktop")):
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.goto(url)
+                page.locator("#fai-look-panel button").first.click()  # open the accordion
+                page.locator("#fai-look-photo input[type=file]").set_input_files(str(outfit))
+                page.wait_for_selector("#fai-look-photo img", timeout=60_000)
+                page.locator("#fai-look-go").click()
+                page.wait_for_selector("#fai-look-outlined img", timeout=120_000)
+                page.wait_for_function(
+                    "document.querySelectorAll('#fai-look-rows .fai-look-card img').length > 0"
+                    " && Array.from(document.querySelectorAll('#fai-look-rows img'))"
+                    ".every(i => i.complete && i.naturalWidth > 0)", timeout=120_000)
+                heads = page.locator("#fai-look-rows .fai-look-head").all_inner_texts()
+                assert any("Top" in h for h in heads) and any("Trousers" in h for h in heads)
+                assert page.locator("#fai-look-rows .fai-look-card").count() >= 6 * 2
+                assert not page.evaluate(
+                    "document.documentElement.scrollWidth > window.innerWidth")
+                shot = tmp_path / f"ui-look-{name}.png"
+                page.locator("#fai-look-panel").screenshot(path=str(shot))
+                if os.environ.get("FAI_SCREENSHOT_DIR"):
+                    shutil.copy(shot, Path(os.environ["FAI_SCREENSHOT_DIR"]) / shot.name)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -289,6 +289,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                     with gr.Row(elem_classes="fai-grid"):
                         for card in cards:
                             product_card(card)
+        build_look_panel(demo)  # shop the look: its own accordion (ui/look_panel.py)
 
         basket_outputs = [basket, basket_cards, goes_with, status, clear_btn]
 
