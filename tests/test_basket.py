@@ -67,9 +67,12 @@ def test_diversity_collapses_near_duplicates(encoder):
     def twins_in(hits):
         return sum(h.id.startswith("twin") for h in hits)
 
-    plain = cat.similar_to_basket(["a", "b"], k=8, diversity=0.0)
-    diverse = cat.similar_to_basket(["a", "b"], k=8, diversity=0.5)
+    # The twins are a's own design (nearly one vector): asked for, MMR collapses them; by
+    # default they are not suggested at all (the next test).
+    plain = cat.similar_to_basket(["a", "b"], k=8, diversity=0.0, same_design=True)
+    diverse = cat.similar_to_basket(["a", "b"], k=8, diversity=0.5, same_design=True)
     assert twins_in(plain) == 4 and twins_in(diverse) == 1
+    assert twins_in(cat.similar_to_basket(["a", "b"], k=8)) == 0
     assert [h.source for h in diverse[:2]] == ["a", "b"]
     with pytest.raises(ValueError, match="diversity"):
         cat.similar_to_basket(["a"], diversity=2)
@@ -82,3 +85,57 @@ def test_basket_with_a_filter(encoder):
     hits = cat.similar_to_basket(["0-0", "1-0"], k=6, where={"kind": ["0", "hub"]})
     assert {h.metadata["kind"] for h in hits} <= {"0", "hub"} and len(hits) == 6
     assert {h.source for h in hits} == {"0-0", "1-0"}
+
+
+def colourways_catalog(encoder, seed: int = 4) -> Catalog:
+    """Two hoodie designs in five colourways each (colourways nearly one vector), other
+    hoodies, and a few other kinds a little further away (what a shop's neighbours look like)."""
+    rng = np.random.default_rng(seed)
+    hoodie = _unit(rng.normal(size=encoder.dim))
+    noise = lambda s: s * rng.normal(size=encoder.dim) / encoder.dim**0.5  # noqa: E731
+    ids, rows, vecs = [], [], []
+    for design in ("d1", "d2"):
+        base = _unit(hoodie + noise(0.6))
+        for c in range(5):
+            ids.append(f"{design}-c{c}")
+            rows.append({"design": design, "kind": "Hoodie"})
+            vecs.append(_unit(base + noise(0.15)))
+    for j in range(30):
+        ids.append(f"h{j}")
+        rows.append({"design": f"h{j}", "kind": "Hoodie"})
+        vecs.append(_unit(hoodie + noise(0.8)))
+    for kind in ("Sweater", "T-shirt", "Jacket", "Trousers"):
+        for j in range(6):
+            ids.append(f"{kind}-{j}")
+            rows.append({"design": f"{kind}{j}", "kind": kind})
+            vecs.append(_unit(hoodie + noise(1.1)))
+    return catalog_of(encoder, ids, [f"{i}.jpg" for i in ids], rows, np.stack(vecs))
+
+
+def test_a_basket_never_brings_back_its_own_designs_unless_asked(encoder):
+    cat = colourways_catalog(encoder)
+    basket = ["d1-c0", "d2-c0"]
+    asked = cat.similar_to_basket(basket, k=10, same_design=True)
+    assert sum(h.metadata["design"] in ("d1", "d2") for h in asked) >= 4  # the old behaviour
+    by_column = cat.similar_to_basket(basket, k=10, design_column="design")
+    assert len(by_column) == 10
+    assert not any(h.metadata["design"] in ("d1", "d2") for h in by_column)
+    by_embedding = cat.similar_to_basket(basket, k=10)  # no column named: near-twins go
+    assert not any(h.metadata["design"] in ("d1", "d2") for h in by_embedding)
+    with pytest.raises(ValueError, match="no metadata column 'nope'"):
+        cat.similar_to_basket(basket, k=10, design_column="nope")
+
+
+def test_two_hoodies_spread_over_kinds_as_far_as_diversity_says(encoder):
+    cat = colourways_catalog(encoder)
+    basket = ["d1-c0", "d2-c0"]
+
+    def kinds(**kw):
+        hits = cat.similar_to_basket(basket, k=10, design_column="design", **kw)
+        return {h.metadata["kind"] for h in hits}
+
+    assert kinds() == {"Hoodie"}  # nearest first: more hoodies
+    assert kinds(kind_column="kind", diversity=0.0) == {"Hoodie"}
+    spread = kinds(kind_column="kind")
+    assert len(spread) >= 4, spread
+    assert len(kinds(kind_column="kind", diversity=0.1)) <= len(spread)

@@ -12,8 +12,10 @@ from tests.helpers import ROOT, hm_rows, write_csv, write_products
 def test_defaults_skip_ids_and_codes_and_caption_with_the_name():
     filters, caption = default_display(hm_rows(), "article_id")
     assert caption == ["prod_name"]
-    assert filters == ["product_type_name", "graphical_appearance_name", "colour_group_name",
-                       "index_name", "section_name", "garment_group_name"]
+    # hm_rows' label columns are cycles of i (i % 20, % 11, % 9, % 7, % 4, % 3, % 2), so the
+    # finer ones tell the coarser exactly (i % 9 gives i % 3): those are near-duplicates.
+    assert filters == ["product_type_name", "colour_group_name", "section_name",
+                       "department_name"]
     assert len(filters) <= MAX_FILTERS
     myntra = [{"id": str(i), "split": "train", "gender": "Men", "articleType": t,
                "year": "2012", "productDisplayName": f"Shirt {i}"} for i, t in
@@ -43,3 +45,40 @@ def test_chosen_columns_are_stored_with_the_catalogue_and_printed(tmp_path):
                           "--id", "p001", "-k", "2"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0 and "Strap top" in res.stdout and "Colour" in res.stdout
     assert "108775" not in res.stdout  # no code columns in the human output
+
+
+def test_near_duplicate_filter_columns_are_left_out_keeping_the_finer():
+    """A colour group and a "perceived colour master" that nearly always agree, a product type
+    and the product group it implies: one filter each, the one with more values; columns that
+    only partly agree (a colour's lightness) stay."""
+    from fai_infer.catalog.display import default_display
+
+    rng = __import__("random").Random(3)
+    colours = {"Black": "Black", "Dark Blue": "Blue", "Light Blue": "Blue", "Red": "Red",
+               "Dark Red": "Red", "White": "White", "Off White": "White", "Grey": "Grey"}
+    types = {"Hoodie": "Upper body", "T-shirt": "Upper body", "Sweater": "Upper body",
+             "Trousers": "Lower body", "Shorts": "Lower body", "Dress": "Full body"}
+    rows = []
+    for i in range(400):
+        colour, kind = rng.choice(sorted(colours)), rng.choice(sorted(types))
+        master = colours[colour] if rng.random() > 0.03 else rng.choice(sorted(colours))
+        rows.append({"id": str(i), "product_type_name": kind, "product_group_name": types[kind],
+                     "colour_group_name": colour, "perceived_colour_master_name": master,
+                     "perceived_colour_value_name": rng.choice(["Dark", "Light", "Medium"]),
+                     "prod_name": f"Item {i}"})
+    filters, caption = default_display(rows)
+    assert filters == ["product_type_name", "colour_group_name", "perceived_colour_value_name"]
+    assert caption == ["prod_name"]
+    few = rows[:12]  # too few rows to tell: a chance agreement is not a duplicate
+    assert "perceived_colour_master_name" in default_display(few)[0]
+
+
+def test_a_catalogue_leaves_out_near_duplicate_filters_too(tmp_path):
+    write_products(tmp_path / "shop", 60, size=16, csv_name=None)
+    rows = [{"id": f"p{i:03d}", "kind": ["Hat", "Shoe", "Bag", "Belt", "Scarf"][i % 5],
+             "kind_group": ["Accessories", "Shoes", "Accessories", "Accessories",
+                            "Accessories"][i % 5], "tone": ["Dark", "Light"][i % 2]}
+            for i in range(60)]
+    csv = write_csv(tmp_path / "m.csv", rows)
+    cat = Catalog.build(tmp_path / "shop", csv, "id")
+    assert cat.display()["filters"] == ["kind", "tone"]

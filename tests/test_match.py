@@ -137,8 +137,11 @@ def test_colour_zero_finds_the_design_in_any_colour_and_one_finds_the_colour(col
     colour_only = cat.similar(red_shirt, k=2, colour=1.0)
     assert {h.id for h in any_colour} == {"red-shirt", "teal-shirt"}
     assert colour_only[1].id == "red-trousers"  # colour only: the red trousers before teal
-    basket = cat.similar_to_basket(["red-shirt"], k=1, colour=0.0, diversity=0.0)
+    basket = cat.similar_to_basket(["red-shirt"], k=1, colour=0.0, diversity=0.0,
+                                   same_design=True)
     assert basket[0].id == "teal-shirt"
+    # Unless asked, the basket's own design in another colour is never suggested.
+    assert "teal-shirt" not in {h.id for h in cat.similar_to_basket(["red-shirt"], k=3)}
 
 
 def test_cli_colour_and_confidence(colour_shop, tmp_path, capsys, encoder, kinds):
@@ -152,7 +155,7 @@ def test_cli_colour_and_confidence(colour_shop, tmp_path, capsys, encoder, kinds
     hits = json.loads(capsys.readouterr().out)[0]["hits"]
     assert hits[0]["id"] == "teal-shirt" and set(hits[0]) >= {"confidence", "match"}
     assert main(["basket", str(tmp_path / "gc.catalog"), "red-shirt", "-k", "1",
-                 "--colour", "1", "--json", *model]) == 0
+                 "--colour", "1", "--same-design", "--json", *model]) == 0
     assert json.loads(capsys.readouterr().out)[0]["id"] == "red-trousers"
     assert main(["query", str(tmp_path / "gc.catalog"), "--id", "red-shirt", "--colour", "2",
                  *model]) == 1
@@ -197,3 +200,47 @@ def test_another_colour_weight_is_fitted_in_the_background_never_by_a_query(colo
     fitted = cat.match_scale(0.0)
     assert fitted is not default
     assert np.allclose(fitted.neighbour_scores, real_fit(0.0).neighbour_scores)
+
+
+def test_match_words_never_call_another_kind_similar():
+    """Issue 34: a skirt photo matched five shorts, all "similar". Hits of a kind other than
+    the query's (its own label; for a photo, the kind its top hits agree on) say "a different
+    kind"; when a photo's top hits do not agree on a kind, nothing is "similar", only "could
+    be". Weak words and the confidences stay."""
+    from fai_infer.catalog.confidence import COULD_BE, DIFFERENT_KIND, kind_words
+
+    encoder = Encoder(OTHER_MODEL)
+    rng = np.random.default_rng(8)
+    skirts, shorts = rng.normal(size=(2, encoder.dim))
+    near = lambda c, n, s: c + s * rng.normal(size=(n, encoder.dim))  # noqa: E731
+    # Skirts, and shorts that look nearly alike (the model's confusion); a few bags far away.
+    vectors = np.vstack([near(skirts, 12, 0.5), near(skirts + 0.3 * shorts, 8, 0.5),
+                         near(rng.normal(size=encoder.dim), 10, 0.5)]).astype(np.float32)
+    kinds = ["Skirt"] * 12 + ["Shorts"] * 8 + ["Bag"] * 10
+    ids = [f"i{i:02d}" for i in range(len(kinds))]
+    cat = catalog_of(encoder, ids, [""] * len(ids),
+                     [{"product_type_name": k} for k in kinds], vectors)
+    hits = cat.similar("i00", k=15)
+    assert {h.match for h in hits if h.metadata["product_type_name"] == "Shorts"} <= {
+        DIFFERENT_KIND, "loosely similar", "no close match in this shop"}
+    assert any(h.match == DIFFERENT_KIND for h in hits)
+    assert all(h.match != DIFFERENT_KIND for h in hits if h.metadata["product_type_name"]
+               == "Skirt")
+    raw = [h.confidence for h in hits]
+    # A photo: its kind is what the top hits agree on (here the skirts, as for i00 itself).
+    photo = cat.similar_to_vector(skirts, k=10)
+    top = [h.metadata["product_type_name"] for h in photo]
+    assert top.count("Skirt") >= 7 and COULD_BE not in {h.match for h in photo}
+    assert all(h.match == DIFFERENT_KIND for h in photo
+               if h.metadata["product_type_name"] != "Skirt" and h.confidence >= 0.15)
+    # A photo between kinds: the top ten disagree, so nothing is "similar".
+    between = cat.similar_to_vector(skirts + 0.15 * shorts, k=10)
+    top = [h.metadata["product_type_name"] for h in between]
+    assert max(top.count(k) for k in set(top)) < 7, top
+    assert not {h.match for h in between} & {"very close", "similar"}
+    assert COULD_BE in {h.match for h in between}
+    # Without a kind column the words are the scale's alone.
+    plain = catalog_of(encoder, ids, [""] * len(ids), [{"x": "1"} for _ in ids], vectors)
+    assert DIFFERENT_KIND not in {h.match for h in plain.similar("i00", k=15)}
+    assert raw == [h.confidence for h in cat.similar("i00", k=15)]  # the bar is unchanged
+    kind_words(hits, None)  # no kind column: nothing to say

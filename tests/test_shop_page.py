@@ -64,8 +64,8 @@ def test_cards_carry_words_not_timings(encoder):
     shop = ShopService(cat, "shop")
     cards, status = shop.similar_to_item("a03", 4)
     assert "ms" not in status and "Tights 3" in status
-    assert all(c["match"] in ("very close", "similar", "loosely similar",
-                              "no close match in this shop") for c in cards)
+    assert all(c["match"] in ("very close", "similar", "loosely similar", "a different kind",
+                              "could be", "no close match in this shop") for c in cards)
     assert all(0.0 <= c["confidence"] <= 1.0 for c in cards)
     items, hits, line = shop.basket_view(["a03", "a25"], 4)
     assert [c["match"] for c in items] == [None, None] and "ms" not in line
@@ -79,3 +79,31 @@ def test_the_colour_toggle_weighs_colour_only_for_models_that_have_a_colour_part
 
     assert colour_for(LOOKS[0]) == LOOK_COLOUR and colour_for(LOOKS[1]) == 0.0
     assert colour_for(LOOKS[0], has_colour=False) is None  # no toggle, the model's own search
+
+
+def test_card_names_drop_buying_office_text():
+    from ui.text import shopper_name
+
+    assert shopper_name("Printed CF Hood 24.99 B2") == "Printed CF Hood"
+    assert shopper_name("JENKINS DRESS 19.99:-") == "Jenkins Dress"
+    assert shopper_name("Pluto RW slacks (1)") == "Pluto RW slacks"
+    assert shopper_name("KELLY SHIRT S.1") == "Kelly Shirt"
+    assert shopper_name("20 den 1p Stockings") == "20 den 1p Stockings"  # words, kept
+    assert shopper_name("Levi's 501") == "Levi's 501" and shopper_name("Tights 3") == "Tights 3"
+    assert shopper_name("B2") == "B2"  # never emptied
+
+
+def test_cards_name_items_cleanly_and_say_kind_and_colour(encoder):
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(6, encoder.dim)).astype(np.float32)
+    rows = [{"prod_name": f"Printed Hood {19 + i}.99 B{i}", "product_code": str(108775 + i),
+             "product_type_name": ["Hoodie", "Sweater"][i % 2],
+             "colour_group_name": ["Black", "Grey", "Red"][i % 3]} for i in range(6)]
+    cat = catalog_of(encoder, [f"0{108775015 + i}" for i in range(6)], [""] * 6, rows, vectors)
+    shop = ShopService(cat, "shop", filters=["product_type_name", "colour_group_name"])
+    card = shop.card(cat.get("0108775016"), score=False)
+    assert card["name"] == "Printed Hood" and card["details"] == "Sweater · Grey"
+    assert "108775" not in card["name"] + card["details"]
+    bare = ShopService(catalog_of(encoder, ["0108775015", "0108775016"], ["", ""],
+                                  [{"kind": "Hat"}, {"kind": "Belt"}], vectors[:2]), "shop")
+    assert bare.card(bare.cat.get("0108775015"), score=False)["name"] == "Hat"  # not the id

@@ -16,7 +16,8 @@ from tests.helpers import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.service, pytest.mark.browser]  # a server and a real browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-MATCH_WORDS = re.compile("very close|similar|loosely similar|no close match in this shop")
+MATCH_WORDS = re.compile("very close|similar|loosely similar|a different kind|could be|"
+                         "no close match in this shop")
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -278,6 +279,8 @@ def test_a_real_looking_csv_catalogue_in_a_real_browser(tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1100})
             page.goto(url, wait_until="load")
             page.wait_for_selector("#fai-browse img", timeout=60_000)
+            page.locator("#fai-filters").get_by_text("Filters").first.click()  # folded
+            page.wait_for_selector("#fai-filters input", state="visible", timeout=60_000)
             text = page.locator("body").inner_text()
             assert "Northwind Fashion" in page.locator("#fai-title").inner_text()
             assert "Type" in text and "Colour group" in text  # given and readable labels
@@ -404,7 +407,8 @@ def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height
                                                   per_row):
     """Two cards a row on a phone, four or more on a desktop, every card one height; the
     strip opens varied; "More like this" shows the item it is like; a basket item can be
-    removed on its own; no timings or raw scores for shoppers."""
+    removed on its own; no timings or raw scores for shoppers. Results first: their top is on
+    the first screen even on a phone, the filters folded; no "Use via API" for shoppers."""
     playwright = pytest.importorskip("playwright.sync_api")
     url, cache = app_url
     rows = {r["id"]: r for r in csv.DictReader(open(cache / "demo-shop" / "metadata.csv"))}
@@ -432,6 +436,15 @@ def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height
         assert rows[picked]["name"].lower() in page.locator("#fai-query").inner_text().lower()
         layout = cards_layout(page, "#fai-results")
         assert per_row[0] <= layout["per_row"] <= per_row[1], layout
+        page.evaluate("window.scrollTo(0, 0)")
+        top = page.evaluate("document.querySelector('#fai-results .fai-card')"
+                            ".getBoundingClientRect().top")
+        assert top + 200 < height, top  # a first row of results shows on the first screen
+        assert not page.locator("#fai-filters input").first.is_visible()  # folded
+        assert "Use via API" not in page.locator("body").inner_text()
+        assert not page.get_by_text("Settings", exact=True).count()
+        shot = tmp_path / name
+        page.screenshot(path=str(shot), full_page=False)
         assert len(set(layout["heights"])) == 1, layout  # buttons line up
         text = page.locator("#fai-results").inner_text()
         assert MATCH_WORDS.search(text) and "%" not in text
@@ -441,9 +454,6 @@ def test_the_shop_page_on_a_phone_and_a_desktop(app_url, tmp_path, width, height
         page.locator("#fai-results .fai-add").nth(1).click()
         wait_for_cards(page, "#fai-basket", 2)
         assert page.locator("#fai-clear").is_visible()
-        shot = tmp_path / name
-        page.locator("#fai-results").scroll_into_view_if_needed()
-        page.screenshot(path=str(shot), full_page=False)
         names = page.locator("#fai-basket .fai-name").all_inner_texts()
         page.locator("#fai-basket .fai-remove").first.click()
         page.wait_for_function("document.querySelectorAll('#fai-basket .fai-card').length == 1",

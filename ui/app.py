@@ -11,8 +11,12 @@ import argparse
 import html
 import json
 import os
+import signal
 import sys
+import threading
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any, Callable
 
 # Forced, not defaults: the demo never talks to anyone (docs/security.md, tests/test_offline.py).
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -21,15 +25,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import gradio as gr  # noqa: E402
 from gradio.utils import get_upload_folder as gradio_upload_folder  # noqa: E402
 
+import numpy as np  # noqa: E402
 from starlette.middleware import Middleware  # noqa: E402
 
 from fai_infer import safe_json  # noqa: E402
 from fai_infer.catalog.contract import BaseCatalog, NotInCatalogue  # noqa: E402
 from fai_infer.cli.util import OneLineParser, k_value  # noqa: E402
-from fai_infer.catalog.confidence import NO_MATCH  # noqa: E402
+from fai_infer.catalog.confidence import DIFFERENT_KIND, NO_MATCH  # noqa: E402
 from fai_infer.image.preprocess import ImageError  # noqa: E402
 from fai_infer.store.generations import CatalogError  # noqa: E402
 from ui.api_checks import MAX_BASKET  # noqa: E402
+from ui.decode_slots import decode_slot  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
 from ui.look_panel import build_look_panel  # noqa: E402
@@ -41,6 +47,29 @@ from ui.service import (CACHE, MAX_K, AppConfig, ShopService, bounded_k,  # noqa
 from ui.text import markdown_escape, parse_labels  # noqa: E402
 
 UPLOAD_CACHE_SECONDS = 600  # uploads are deleted this long after arriving, and at shutdown
+UPLOADS_REMEMBERED = 64  # embeddings of deleted uploads kept for re-asks (toggle, k, filters)
+
+
+def forget_upload(path: str) -> None:
+    """Delete an upload's file, and the folder Gradio made for it once empty: a shopper's
+    photo is kept no longer than it takes to embed it."""
+    try:
+        os.remove(path)
+    except OSError:
+        return
+    folder, uploads = Path(path).resolve().parent, Path(gradio_upload_folder()).resolve()
+    if folder != uploads and folder.is_relative_to(uploads):
+        try:
+            folder.rmdir()
+        except OSError:
+            pass  # not empty: another file of the same upload
+
+
+def log_refused(what: str, reason: str) -> None:
+    """One line in the server's log for an input the page refused (the shopper reads why on
+    the page; the operator sees it happened, never a traceback)."""
+    print(f"ui.app: {what} refused: {' '.join(str(reason).split())[:300]}", file=sys.stderr,
+          flush=True)
 
 
 def k_arg(text: str) -> int:
@@ -77,6 +106,7 @@ def uploaded_path(value: dict | str, cat: BaseCatalog) -> str:
 
 
 CSS = """
+#fai-style {display: none !important}
 .fai-grid {display: flex !important; flex-wrap: wrap !important; gap: 12px !important}
 .fai-card {flex: 0 0 190px !important; min-width: 0 !important; max-width: 190px;
            display: flex !important; flex-direction: column !important;
@@ -106,6 +136,12 @@ CSS = """
 .fai-nomatch {background: #fef3c7; color: #92400e; border-radius: 8px; padding: 8px 12px;
               margin-bottom: 8px; font-size: 14px}
 @media (max-width: 640px) {
+  /* results first: the page's own chrome shrinks so the first cards show on the first screen */
+  .gradio-container, .gradio-container .main, .gradio-container .contain
+      {padding-top: 4px !important; margin-top: 0 !important}
+  #fai-header {display: none !important}
+  #fai-query .fai-query {padding: 0}
+  #fai-query img {width: 56px; height: 56px}
   .fai-grid {gap: 8px !important}
   .fai-card {flex: 0 0 calc(50% - 4px) !important; max-width: calc(50% - 4px) !important;
              padding: 6px !important}
@@ -141,7 +177,7 @@ def card_html(card: dict) -> str:
              f'<div class="fai-meta">{esc(card.get("details") or "")}</div>']
     if card.get("match"):
         width = max(3, min(100, round(100 * float(card.get("confidence") or 0))))
-        weak = " fai-weak" if card["match"] == NO_MATCH else ""
+        weak = " fai-weak" if card["match"] in (NO_MATCH, DIFFERENT_KIND) else ""
         parts.append(f'<div class="fai-bar"><span style="width:{width}%"></span></div>'
                      f'<div class="fai-match{weak}">{esc(card["match"])}</div>')
     if "for" in card:
@@ -171,6 +207,40 @@ class ShopDemo(ShopService):
     """The page's handlers: the service's answers, with mistakes as messages on the page
     (``gr.Error``). Results travel as lists of cards in gr.State."""
 
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._uploads: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._uploads_lock = threading.Lock()
+
+    def upload_vector(self, path: str) -> np.ndarray:
+        """An upload's embedding; its file is deleted once read (whatever the outcome). The
+        page asks again for the same upload when the toggle, k or a filter changes, so the
+        embedding (not the photo) is remembered, a bounded number of them."""
+        with self._uploads_lock:
+            if path in self._uploads:
+                self._uploads.move_to_end(path)
+                return self._uploads[path]
+        try:
+            with decode_slot():  # bounded memory however many upload at once
+                check_upload(path, self.cat.encoder.spec.size)
+                vector = self.cat.encoder.embed([path])[0]
+        finally:
+            forget_upload(path)
+        with self._uploads_lock:
+            self._uploads[path] = vector
+            while len(self._uploads) > UPLOADS_REMEMBERED:
+                self._uploads.popitem(last=False)
+        return vector
+
+    def search_upload(self, image: str, k: float, *filters, colour: float | None = None
+                      ) -> list[dict]:
+        """Cards for a catalogue id, or for an upload (embedded once, then deleted)."""
+        if image in self.cat:
+            return self.search_photo(image, k, *filters, colour=colour)[0]
+        hits = self.cat.similar_to_vector(self.upload_vector(image), k=bounded_k(k),
+                                          where=self.where(filters), colour=colour)
+        return [self.card(h) for h in hits]
+
     def search(self, image: str | None, k: float, *filters, look: str | None = None
                ) -> tuple[list[dict], str]:
         """(cards, status line) for an upload, weighed as the colour toggle says. A bad upload
@@ -180,10 +250,12 @@ class ShopDemo(ShopService):
             return [], "Upload a photo, take one with the camera, or click a catalogue item."
         try:
             colour = colour_for(look, self.cat.parts().has_colour)
-            cards, _ = self.search_photo(image, k, *filters, colour=colour)
+            cards = self.search_upload(image, k, *filters, colour=colour)
         except ImageError as exc:
+            log_refused("upload", exc.reason)
             return [], f"Cannot use this photo: {markdown_escape(exc.reason)}"
-        except ValueError:
+        except ValueError as exc:
+            log_refused("upload", str(exc))
             return [], "Cannot use this input: upload a photo or pick a catalogue item."
         return cards, "Most like your photo"
 
@@ -204,8 +276,10 @@ class ShopDemo(ShopService):
         ``photo`` is the item's image under this server (never a server path). ``where`` is a
         JSON object such as {"gender": "Women"}; k is capped at MAX_K. Errors name the
         problem, never a path."""
+        path = None
         try:
-            hits = self.answer(uploaded_path(image, self.cat), k, safe_json.loads(where or "{}"))
+            path = uploaded_path(image, self.cat)
+            hits = self.answer(path, k, safe_json.loads(where or "{}"))
         except ImageError as exc:
             raise gr.Error(f"cannot use this image: {exc.reason}") from None
         except NotInCatalogue:
@@ -215,6 +289,9 @@ class ShopDemo(ShopService):
         except Exception as exc:  # never pass internals (paths, stack details) to a client
             log_failure("api_similar", exc)  # ... but the shop's operator sees why
             raise gr.Error("the search failed on the server") from None
+        finally:
+            if path is not None and path not in self.cat:
+                forget_upload(path)  # a client's photo is not kept once answered
         return json.dumps(hits, ensure_ascii=False)
 
 
@@ -223,8 +300,25 @@ def photo_input() -> gr.Image:
     it arrived: with a mode set it re-encodes some uploads itself (turning them by EXIF, dropping
     alpha onto black) and passes others through, so one photo could embed two ways. Every
     upload is decoded by fai_infer.image.preprocess, exactly as the runtime decodes it."""
-    return gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
-                    label="Photo (upload or camera)", elem_id="fai-photo")
+    box = gr.Image(sources=["upload", "webcam"], type="filepath", image_mode=None,
+                   label="Photo (upload or camera)", elem_id="fai-photo", height=180)
+    box.preprocess = _handing_over(box.preprocess)  # type: ignore[method-assign]
+    return box
+
+
+def _handing_over(preprocess: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Gradio opens each upload with PIL before the handler sees it, and a file that is not an
+    image (a .jpg that is a PDF) ended there in a bare red "Error" on the page and two chained
+    tracebacks in the log. Handed over instead, the handler's own decoder says in one sentence
+    what is wrong and logs one line. Wrapped on the instance: a gr.Image subclass would make
+    Gradio write a .pyi stub next to this module at import."""
+    def hand_over(payload: Any) -> Any:
+        try:
+            return preprocess(payload)
+        except Exception:  # noqa: BLE001 - PIL's many errors for a file it cannot read
+            path = getattr(payload, "path", None)
+            return str(path) if path else None
+    return hand_over
 
 
 def build_app(demo: ShopDemo) -> gr.Blocks:
@@ -232,7 +326,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
     # of them at shutdown (a kiosk must not keep shoppers' photos).
     with gr.Blocks(title=demo.title, analytics_enabled=False,
                    delete_cache=(UPLOAD_CACHE_SECONDS, UPLOAD_CACHE_SECONDS)) as app:
-        gr.HTML(f"<style>{CSS}</style>", padding=False)
+        gr.HTML(f"<style>{CSS}</style>", padding=False, elem_id="fai-style")
         gr.Markdown(f"## {markdown_escape(demo.title)}", elem_id="fai-title")
         gr.Markdown(demo.header(), elem_id="fai-header")
         results = gr.State([])  # cards: item ids and what is shown, never parsed from text
@@ -245,13 +339,17 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
             with gr.Column(scale=1, min_width=260):
                 photo = photo_input()
                 look = gr.Radio(list(LOOKS), value=LOOKS[0], label="Match",
-                                visible=demo.has_colour, elem_id="fai-look")
-                k = gr.Slider(1, 30, value=demo.default_k, step=1, label="How many results")
-                filters = [gr.Dropdown(vals, multiselect=True, label=demo.labels.get(col, col),
-                                       value=[])
-                           for col, vals in demo.filters.items()]
+                                show_label=False, visible=demo.has_colour, elem_id="fai-look")
                 search_btn = gr.Button("Find similar", variant="primary", elem_id="fai-search")
                 status = gr.Markdown("", elem_id="fai-status")
+                # Folded: on a phone six open filters pushed the results a screen down.
+                with gr.Accordion("Filters" if demo.filters else "Options", open=False,
+                                  elem_id="fai-filters"):
+                    filters = [gr.Dropdown(vals, multiselect=True,
+                                           label=demo.labels.get(col, col), value=[])
+                               for col, vals in demo.filters.items()]
+                    k = gr.Slider(1, 30, value=demo.default_k, step=1,
+                                  label="How many results")
             with gr.Column(scale=3):
                 query = gr.HTML("", elem_id="fai-query", padding=False)
                 with gr.Column(elem_id="fai-results"):
@@ -435,8 +533,24 @@ def launch(cfg: AppConfig, block: bool = True) -> gr.Blocks:
     # No allowed_paths: Gradio itself serves only its upload cache; photos go through ui.photos.
     app.launch(server_name=bind_address(cfg.host), server_port=cfg.port, share=cfg.share,
                max_file_size=max_bytes, app_kwargs={"middleware": [guard]},
-               ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False)
+               ssr_mode=False, prevent_thread_lock=not block, show_error=False, quiet=False,
+               footer_links=[])  # no "Use via API" or settings for shoppers
+    if block:  # stopped (Ctrl-C or SIGTERM)
+        delete_uploads(app)
     return app
+
+
+def delete_uploads(app: gr.Blocks) -> None:
+    """Every upload this server still holds, deleted at its stop. Gradio's own shutdown does
+    this in its server thread, which the stopping main thread waits for only 5 s (an open
+    client connection holds it longer), so uploads outlived the process."""
+    files = [f for files in app.temp_file_sets for f in list(files)]
+    for path in files:
+        forget_upload(path)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # Gradio's block_thread closes the server on it, cleanup included
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -455,6 +569,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"python -m ui.app: error: --metadata {cfg.metadata}: no such CSV file",
               file=sys.stderr)
         return 1
+    # SIGTERM (systemd, Docker, kill) stops the server the way Ctrl-C does, so Gradio's
+    # shutdown deletes every upload still cached; the default action left them in its folder.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         launch(cfg)
     except (CatalogError, ImageError, FileNotFoundError, ValueError) as exc:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 from fai_infer.catalog.contract import BaseCatalog, Hit, NotInCatalogue, caption_text
 from fai_infer.catalog.garments import Look
 from fai_infer.catalog.local import Catalog
-from fai_infer.catalog.display import MAX_FILTER_VALUES
+from fai_infer.catalog.display import KIND_WORDS, MAX_FILTER_VALUES
 from fai_infer.model.encoder import Encoder
 from fai_infer.model.parser import WORK_SIDE
 from fai_infer.image.preprocess import ImageError, check_decoded_size
@@ -29,11 +29,10 @@ from ui.api_checks import MAX_BASKET
 from ui.decode_slots import decode_slot
 from ui.demo_catalog import generate as generate_demo
 from ui.photos import photo_url
-from ui.text import markdown_escape, readable_column
+from ui.text import markdown_escape, readable_column, shopper_name
 
 CACHE = Path(os.environ.get("FAI_CACHE", Path.home() / ".cache" / "fai"))
 BROWSE_LIMIT = 60
-KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # the strip's kinds
 MAX_K = 50  # results per request, on every entry point
 # Stricter than the runtime's default for catalogue files: a shopper's upload may decode to at
 # most this (a 10 MP RGB PNG; phone JPEGs count at their reduced decode size).
@@ -172,8 +171,21 @@ class ShopService:
         return {col: list(v) for col, v in zip(self.filters, values) if v}
 
     def name(self, hit: Hit) -> str:
-        cols = self.caption_columns[:1]
-        return self.cat.caption(hit, cols) if cols else hit.id
+        """The card's name: the caption's first column as a shopper should read it (no prices
+        or codes, ``shopper_name``), else the item's kind; the id only when there is neither."""
+        text = caption_text(hit.metadata, self.caption_columns[:1])
+        if not text and self.kind_column:
+            text = hit.metadata.get(self.kind_column, "")
+        return shopper_name(text) if text else hit.id
+
+    @property
+    def detail_columns(self) -> list[str]:
+        """The line under the name: the shop's caption columns after the name, else the kind
+        and a colour column when they are filters (a name alone rarely says either)."""
+        if len(self.caption_columns) > 1:
+            return self.caption_columns[1:]
+        colour = next((c for c in self.filters if "colo" in c.casefold()), None)
+        return [c for c in (self.kind_column, colour) if c and c in self.filters]
 
     @property
     def has_colour(self) -> bool:
@@ -183,7 +195,7 @@ class ShopService:
     def card(self, hit: Hit, score: bool = True) -> dict:
         """What a product card shows: name, details, price and, for a result, the match in
         words (``match``) and its confidence (the bar); never a raw score or a timing."""
-        details = caption_text(hit.metadata, self.caption_columns[1:])
+        details = caption_text(hit.metadata, self.detail_columns)
         out = {"id": hit.id, "name": self.name(hit), "details": details,
                "price": hit.metadata.get(self.price_column, "") if self.price_column else "",
                "score": round(float(hit.score), 4) if score else None,
@@ -268,7 +280,7 @@ class ShopService:
         if not basket:
             return [], [], "The basket is empty: add any product to it."
         hits = self.cat.similar_to_basket(basket, k=bounded_k(k), where=self.where(filters),
-                                          colour=colour)
+                                          colour=colour, kind_column=self.kind_column)
         items = [self.card(self.cat.get(i), score=False) for i in basket if i in self.cat]
         return (items, [self.card(h) for h in hits],
                 f"Goes with your basket of {len(items)}")

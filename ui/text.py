@@ -44,3 +44,30 @@ def parse_labels(text: str | None) -> dict[str, str]:
             raise ValueError(f"--labels: expected COLUMN=Label, got {piece.strip()!r}")
         out[column.strip()] = label.strip()
     return out
+
+
+_PRICE = re.compile(r"(?<![\w.])\d{1,5}[.,]\d{2}(?:\s*:-)?(?![\w.])")  # '24.99', '19.99:-'
+_BRACKET_CODE = re.compile(r"\s*\((?:[A-Za-z]|\d{1,2})\)")  # '(1)', '(J)'
+_TRAILING_CODE = re.compile(r"(?:\s+(?:opt\.?\s?\d+|[A-Za-z]{1,2}\.?\d{1,2}))+\s*$",
+                            re.IGNORECASE)  # ' B2', ' S.1', ' opt2' at the end
+
+
+def shopper_name(text: str) -> str:
+    """A product name as a shopper should read it: a shop's own name column often carries
+    buying-office text ('Printed CF Hood 24.99 B2', 'JENKINS DRESS 19.99:-', 'Matey(1)'):
+    prices, bracketed and trailing codes go, shouting is calmed to capitalised words. The
+    first word always stays, so a name is never emptied."""
+    raw = " ".join(str(text).split())
+    raw = _BRACKET_CODE.sub("", raw).strip() or raw
+    words = raw.split(" ")
+    if len(words) < 2:
+        return raw
+    head, rest = words[0], " ".join(words[1:])
+    rest = _PRICE.sub(" ", rest)
+    rest = _TRAILING_CODE.sub("", " " + rest).strip()
+    name = " ".join(f"{head} {rest}".split())
+    letters = [c for c in name if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) > 0.8 * len(letters):
+        name = " ".join(w.capitalize() if w.isalpha() and len(w) > 3 else w
+                        for w in name.split())
+    return name

@@ -84,3 +84,35 @@ def fit_scale(vectors: np.ndarray, rows: np.ndarray,
     if len(scores) < MIN_ITEMS:
         return None
     return MatchScale(scores)
+
+
+# -- words that know the kind ------------------------------------------------------------------
+DIFFERENT_KIND = "a different kind"
+COULD_BE = "could be"
+KIND_AGREEMENT = 0.7  # share of the top hits of one kind from which a photo's kind counts known
+KIND_VOTERS = 10  # top hits whose kinds say what a photo shows
+_STRONG = frozenset(words for lowest, words in LABELS if lowest >= 0.15)  # "very close", "similar"
+
+
+def kind_words(hits: list, kind_column: str | None, query_kind: str | None = None) -> None:
+    """Lower the words of hits whose kind is not the query's, in place: a look-alike of
+    another kind is not "similar" when the shop holds the right kind. The query's kind is its
+    own label (a catalogue item) or what its top hits agree on (a photo: one kind holding at
+    least ``KIND_AGREEMENT`` of them). A hit of another kind says ``DIFFERENT_KIND``; when the
+    top hits of a photo do not agree, nothing is "very close" or "similar" but ``COULD_BE``.
+    Weak words (loosely similar, no close match) stay; confidences (the bar) are unchanged."""
+    if not kind_column or not hits:
+        return
+    kinds = [str(h.metadata.get(kind_column) or "") for h in hits]
+    if query_kind is None:
+        voters = [k for k in kinds[:KIND_VOTERS] if k]
+        top = max(set(voters), key=voters.count) if voters else ""
+        if not voters or voters.count(top) < KIND_AGREEMENT * len(voters):
+            for h in hits:
+                if h.match in _STRONG:
+                    h.match = COULD_BE
+            return
+        query_kind = top
+    for h, kind in zip(hits, kinds):
+        if kind and kind != query_kind and h.match in _STRONG:
+            h.match = DIFFERENT_KIND

@@ -16,7 +16,6 @@ change), ``search_vectors`` (many queries at once), ``iter_batches`` (a snapshot
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import threading
@@ -26,21 +25,22 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fai_infer.catalog.basket import prepare_basket, round_robin
-from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale, label,
-                                          sample_rows)
-from fai_infer.catalog.display import checked_display
-from fai_infer.catalog.garments import (AUTO, Look, check_region, search_photo, shop_the_look)
+from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
+                                      same_design as is_same_design)
+from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
+                                          kind_words, label, sample_rows)
+from fai_infer.catalog.display import checked_display, kind_column
+from fai_infer.catalog.garments import AUTO, Look, check_region, search_photo, shop_the_look
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
 from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
+from fai_infer.index.whitening import MIN_ITEMS as WHITEN_MIN_ITEMS, Whitening
 from fai_infer.model.parser import GarmentParser, default_parser_path
 from fai_infer.model.parts import EmbeddingParts
 from fai_infer.image.preprocess import ImageInput
 from fai_infer.progress import Progress
-from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_metadata, shorten, stored_path
-from fai_infer.errors import CatalogError
+from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_metadata, stored_path
 
 __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
            "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
@@ -303,6 +303,32 @@ class BaseCatalog(ABC):
     def _known_columns(self) -> list[str]:
         return list(self.columns())
 
+    # -- the catalogue's own whitening (fai_infer/index/whitening.py) ------------------------
+    def _whitening(self) -> Whitening | None:
+        """The whitening the stored vectors went through; None: stored as the model made
+        them (a back end without one, or a catalogue too small to fit one)."""
+        return None
+
+    def _to_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """Model vectors (n, dim) -> the form the index holds and searches."""
+        w = self._whitening()
+        return vectors if w is None else w.apply(vectors)
+
+    def _from_stored(self, vectors: np.ndarray) -> np.ndarray:
+        """Stored vectors -> the model's own (what ``vector`` returns, what
+        ``similar_to_vector`` and ``add_embeddings`` take)."""
+        w = self._whitening()
+        return vectors if w is None else w.undo(vectors).astype(np.float32)
+
+    def whitening_info(self) -> dict:
+        """What ``info``/``fai info`` say about the whitening."""
+        w = self._whitening()
+        if w is not None:
+            return {"whitening": w.describe()}
+        return {"whitening": None, "whitening_note": (
+            f"none: fewer than {WHITEN_MIN_ITEMS} items when last fitted"
+            if len(self) < WHITEN_MIN_ITEMS else "none: not fitted (fai rewhiten fits one)")}
+
     def _default_display(self) -> tuple[list[str], list[str]]:
         """(filters, caption) when none were chosen."""
         return [], []
@@ -313,7 +339,7 @@ class BaseCatalog(ABC):
         found = self._stored(item_id)
         if found is None:
             raise NotInCatalogue(item_id)
-        return found[1].copy()
+        return self._from_stored(found[1][None])[0].copy()
 
     def parts(self) -> EmbeddingParts:
         """The model's garment / colour layout (one whole part for a model without colour)."""
@@ -391,7 +417,7 @@ class BaseCatalog(ABC):
                 return found[1], found[0]
             if not looks_like_path(item):
                 raise NotInCatalogue(item)
-        return self.encoder.embed([item])[0], None
+        return self._to_stored(self.encoder.embed([item]))[0], None
 
     def garment_parser(self) -> GarmentParser | None:
         """The garment parser photo queries use: one set on the catalogue (``cat.parser =
@@ -437,19 +463,26 @@ class BaseCatalog(ABC):
                 own = found[0]
             elif not looks_like_path(image_or_id):
                 raise NotInCatalogue(image_or_id)
+        column = kind_column(self._known_columns())
         if own is not None:
             query = self.parts().reweigh(found[1][None], colour)[0]
-            return self._rated(self._search(query, k, where, {own})[0], colour)
+            hits = self._rated(self._search(query, k, where, {own})[0], colour)
+            own_kind = self.get(own).metadata.get(column) if column else None
+            kind_words(hits, column, own_kind or None)
+            return hits
         chosen = search_photo(image_or_id, region, k, self.encoder, parser,
                               self._photo_searcher(where, colour))
         for hit in chosen.hits:
             hit.region = chosen.region
-        return self._rated(chosen.hits, colour)
+        kind_words(self._rated(chosen.hits, colour), column, None)
+        return chosen.hits
 
     def _photo_searcher(self, where: Where | None, colour: float | None):
+        """Model vectors of a photo's views -> hits: whitened as the catalogue stores its
+        items, weighed by ``colour``."""
         parts = self.parts()
-        return lambda vector, k: self._search(parts.reweigh(vector[None], colour)[0], k,
-                                              where, set())[0]
+        return lambda vector, k: self._search(
+            parts.reweigh(self._to_stored(vector[None]), colour)[0], k, where, set())[0]
 
     def look(self, photo: ImageInput, k: int = 6, where: Where | None = None,
              colour: float | None = None) -> Look:
@@ -464,8 +497,9 @@ class BaseCatalog(ABC):
                              "installed (FAI_PARSER names one)")
         self._before_read()
         look = shop_the_look(photo, k, self.encoder, parser, self._photo_searcher(where, colour))
+        column = kind_column(self._known_columns())
         for row in look.rows:
-            self._rated(row.hits, colour)
+            kind_words(self._rated(row.hits, colour), column, None)
         return look
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
@@ -474,28 +508,36 @@ class BaseCatalog(ABC):
         web back end); it is L2-normalised here, so any positive scale works. ``colour`` as in
         :meth:`similar`."""
         colour = self._colour(colour)
-        query = self.parts().reweigh(query_vector(vector, self.encoder.dim)[None], colour)[0]
         self._before_read()
-        return self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        query = self._to_stored(query_vector(vector, self.encoder.dim)[None])
+        query = self.parts().reweigh(query, colour)[0]
+        hits = self._rated(self._search(query, k, where, set(exclude))[0], colour)
+        kind_words(hits, kind_column(self._known_columns()))
+        return hits
 
     def search_vectors(self, vectors: Any, k: int = 10, where: Where | None = None,
                        exclude: Sequence[Iterable[str]] | None = None) -> list[list[Hit]]:
-        """The k items nearest each of many embeddings (rows, L2-normalised here), answered
-        together (one lock, one request to a service): what a tool that asks about every
-        item (``merch.neighbours``) calls. ``exclude[i]``: ids left out of row i's hits. Hits
-        carry confidence and words on the default weighting's scale."""
+        """The k items nearest each of many embeddings (rows of the model's own vectors, as
+        ``vector`` and ``iter_batches`` give them; L2-normalised and put in the catalogue's
+        stored space here), answered together (one lock, one request to a service): what a
+        tool that asks about every item (``merch.neighbours``) calls. ``exclude[i]``: ids left
+        out of row i's hits. Hits carry confidence and words on the default weighting's scale."""
         queries = _unit_rows(vectors, self.encoder.dim)
         excludes = [set() for _ in queries] if exclude is None else [set(e) for e in exclude]
         if len(excludes) != len(queries):
             raise ValueError(f"{len(excludes)} exclude lists for {len(queries)} vectors")
         self._before_read()
+        if len(queries):
+            queries = self._to_stored(queries)
         found = self._search_many(queries, k, where, excludes) if k > 0 and len(queries) \
             else [[] for _ in queries]
         return [self._rated(hits, None) for hits in found]
 
     def similar_to_basket(self, items: Sequence[ImageInput | str], k: int = 10,
                           where: Where | None = None, mode: str = "cover",
-                          diversity: float = 0.3, colour: float | None = None) -> list[Hit]:
+                          diversity: float = 0.3, colour: float | None = None,
+                          design_column: str | None = None, kind_column: str | None = None,
+                          same_design: bool = False) -> list[Hit]:
         """Items that go with the whole basket; basket items themselves are never returned, and
         each hit's ``source`` names the basket item it was found for.
 
@@ -509,27 +551,51 @@ class BaseCatalog(ABC):
 
         ``mode="centroid"``: ranked by mean cosine similarity to every basket item (the
         normalised mean embedding), the earlier behaviour. ``colour`` as in :meth:`similar`:
-        it weighs every basket item's query."""
+        it weighs every basket item's query.
+
+        Widening, so a basket does not come back as more of itself: another colourway of a
+        basket item's design is never suggested unless ``same_design`` (the design is the
+        shop's ``design_column``, e.g. product_code; for basket items without one, an item
+        within ``basket.DESIGN_THRESHOLD`` of it), and with a ``kind_column`` (e.g.
+        product_type_name) the picks spread over kinds, the basket's own kinds counting as
+        picked, as strongly as ``diversity`` says."""
         colour = self._colour(colour)
         parts = self.parts()
         self._before_read()
         basket, names, exclude, photos = prepare_basket(items, mode, diversity, self._vector)
+        known = [c for c in (design_column, kind_column) if c]
+        missing = [c for c in known if c not in self._known_columns()]
+        if missing:
+            raise ValueError(f"no metadata column {missing[0]!r} in this catalogue")
+        rows = {i: self.get(i).metadata for i in exclude}
+        designs = {rows[i].get(design_column, "") for i in exclude} - {""} if design_column \
+            else set()
+        unknown = design_view(np.array(
+            [v for v, name in zip(basket, names)
+             if not (design_column and rows.get(name, {}).get(design_column))],
+            np.float32).reshape(-1, basket.shape[1]), parts)
+        kinds = [rows[n].get(kind_column, "") for n in names if n in rows] if kind_column \
+            else []
 
         def usable(hits: list[Hit], vecs: dict[str, np.ndarray]) -> list[Hit]:
             # A basket photo that is not a catalogue id still must not come back as its twin.
             return [h for h in hits if h.id in vecs
-                    and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)]
+                    and not any(float(vecs[h.id] @ v) > 0.9999 for v in photos)
+                    and (same_design or not is_same_design(
+                        h, design_view(vecs[h.id][None], parts)[0], designs, design_column,
+                        unknown))]
 
+        wide = 4 if kind_column or not same_design else 2  # room for what widening skips
+        pool = min(len(self), wide * k + 10 + len(exclude))
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
             query = parts.reweigh(query[None], colour)[0]
-            hits, vecs = self._search(query, k + len(basket), where, exclude, vectors=True)
+            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
             hits = usable(hits, vecs)[:k]
             for h in hits:
                 h.source = names[int(np.argmax(basket @ vecs[h.id]))]
             return self._rated(hits, colour)
-        pool = min(len(self), 2 * k + 10 + len(exclude))
         lists: list[list[Hit]] = []
         found: dict[str, np.ndarray] = {}
         for query in parts.reweigh(basket, colour):
@@ -537,7 +603,7 @@ class BaseCatalog(ABC):
             lists.append(usable(hits, vecs))
             found.update(vecs)
         return self._rated(round_robin(lists, found, names, k, float(diversity),
-                                       basket.shape[1]), colour)
+                                       basket.shape[1], kind_column, kinds), colour)
 
     def set_display(self, filters: Sequence[str] | None = None,
                     caption: Sequence[str] | None = None,

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Sequence
 
+import numpy as np
+
 MAX_FILTERS = 6
 MAX_FILTER_VALUES = 150
 NAME_COLUMNS = ("name", "prod_name", "product_name", "productdisplayname", "title",
                 "display_name", "productname")
 _CODE_SUFFIXES = ("_id", "_no", "_code", "_nr", "_num", "_sku", "id", "sku", "ean", "upc")
 _NOT_DISPLAYED = {"split", "path", "file", "filename", "image", "url"}
+KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # names of kind columns
+NEAR_DUPLICATE = 0.85  # share of the other column's uncertainty one column removes
+ROWS_PER_VALUE = 5  # below this a column "determines" others by chance, so it is not compared
 
 
 def is_code_column(name: str, values: list[str], filled: int | None = None) -> bool:
@@ -29,16 +34,57 @@ def is_code_column(name: str, values: list[str], filled: int | None = None) -> b
     return filled is not None and filled > 1 and len(distinct) == filled
 
 
-def choose_display(stats: dict[str, tuple[list[str], int]], id_column: str = "id"
+def determines(a: np.ndarray, b: np.ndarray) -> float:
+    """How far knowing column ``a`` tells column ``b`` (rows' integer labels): 1 when each
+    value of ``a`` has one value of ``b``, 0 when it says no more than guessing ``b``'s
+    commonest value. Shops' CSVs repeat one fact in several columns (a colour group and a
+    "perceived colour master", a product type and its product group)."""
+    n = len(a)
+    if n == 0 or n < ROWS_PER_VALUE * len(np.unique(a)):
+        return 0.0
+    _, b = np.unique(b, return_inverse=True)
+    _, a = np.unique(a, return_inverse=True)
+    pairs = np.bincount(a * (int(b.max()) + 1) + b, minlength=(a.max() + 1) * (b.max() + 1))
+    purity = pairs.reshape(a.max() + 1, b.max() + 1).max(axis=1).sum() / n
+    base = np.bincount(b).max() / n
+    return 1.0 if base >= 1.0 else max(0.0, float((purity - base) / (1.0 - base)))
+
+
+def distinct_filters(candidates: list[str], codes: Mapping[str, np.ndarray],
+                     counts: Mapping[str, int]) -> list[str]:
+    """``candidates`` less near-duplicates: of two columns where either tells the other
+    (``determines`` >= NEAR_DUPLICATE) the one with more values (the finer) stays, ties to
+    the earlier; the survivors keep the CSV's order."""
+    kept: list[str] = []
+    for c in sorted(candidates, key=lambda c: (-counts[c], candidates.index(c))):
+        if c in codes and any(max(determines(codes[c], codes[k]), determines(codes[k], codes[c]))
+                              >= NEAR_DUPLICATE for k in kept if k in codes):
+            continue
+        kept.append(c)
+    return [c for c in candidates if c in kept]
+
+
+def choose_display(stats: dict[str, tuple[list[str], int]], id_column: str = "id",
+                   codes: Mapping[str, np.ndarray] | None = None
                    ) -> tuple[list[str], list[str]]:
     """(filter columns, caption columns) from ``{column: (distinct values, rows with a
     value)}`` in the CSV's order: filters are text columns with 2..150 values that are not ids
-    or codes (at most 6); the caption is the first name-like column."""
+    or codes, near-duplicates of one another left out when ``codes`` (each column's rows as
+    integer labels) are given, at most 6; the caption is the first name-like column."""
     filters = [c for c, (values, filled) in stats.items() if c != id_column
                and c.casefold() not in NAME_COLUMNS and not is_code_column(c, values, filled)
-               and 1 < len(set(values) - {""}) <= MAX_FILTER_VALUES][:MAX_FILTERS]
+               and 1 < len(set(values) - {""}) <= MAX_FILTER_VALUES]
+    if codes:
+        filters = distinct_filters(filters, codes, {c: len(stats[c][0]) for c in filters})
     named = [c for c in stats if c.casefold() in NAME_COLUMNS]
-    return filters, named[:1]
+    return filters[:MAX_FILTERS], named[:1]
+
+
+def kind_column(columns: Sequence[str]) -> str | None:
+    """The column saying what kind of item each is (articleType, product_type_name, category),
+    by its name, never a code column (product_type_no); None when there is none."""
+    return next((c for c in columns if any(w in c.casefold() for w in KIND_WORDS)
+                 and not is_code_column(c, [])), None)
 
 
 def column_order(rows: Iterable[Mapping[str, str]]) -> list[str]:
@@ -53,11 +99,12 @@ def default_display(rows: list[dict[str, str]], id_column: str = "id"
                     ) -> tuple[list[str], list[str]]:
     """``choose_display`` for metadata rows (dicts)."""
     order = column_order(rows)
-    stats = {}
+    stats, codes = {}, {}
     for c in order:
         values = [str(r.get(c, "") or "") for r in rows]
         stats[c] = (sorted(set(values) - {""}), sum(1 for v in values if v))
-    return choose_display(stats, id_column)
+        codes[c] = np.unique(np.array(values, dtype=object), return_inverse=True)[1]
+    return choose_display(stats, id_column, codes)
 
 
 def checked_display(filters: Sequence[str] | None, caption: Sequence[str] | None,

@@ -39,6 +39,7 @@ from fai_infer.catalog.sources import ids_for, join_metadata, join_report, list_
 from fai_infer.store.generations import CatalogError, peek_manifest
 from fai_infer.store.journal import writer_lock
 from fai_infer.index.vector_index import VectorIndex
+from fai_infer.catalog.whiten import rewhitened, whitening_due
 
 
 def remembered_model(path: str | os.PathLike) -> str | None:
@@ -134,8 +135,9 @@ class Catalog(BaseCatalog):
 
     def iter_batches(self, size: int = 10_000
                      ) -> Iterator[tuple[list[str], np.ndarray, list[str], list[dict[str, str]]]]:
-        """(ids, unit vectors, paths, metadata rows) of the live items, ``size`` at a time,
-        as they were when iteration started. The lock is held only to take the snapshot:
+        """(ids, the model's own unit vectors, paths, metadata rows) of the live items, ``size``
+        at a time, as they were when iteration started (a whitened catalogue's stored vectors
+        are turned back, so what this yields can be pushed or searched like any embedding). The lock is held only to take the snapshot:
         a state's rows are append-only (a change tombstones and appends, a compaction makes a
         new state), so the row numbers, the id and path lists and the vectors' view stay
         valid; the metadata codes, which an update changes in place, are copied."""
@@ -144,10 +146,13 @@ class Catalog(BaseCatalog):
             st = self.state
             live = st.live_rows()
             ids, paths, vectors = st.ids, st.paths, st.index.vectors
+            whitening = self._whitening()  # the snapshot's: a refit meanwhile changes nothing
             table = MetadataTable(st.table.columns, st.table.values, st.table.codes[live])
         for start in range(0, len(live), size):
             rows = live[start:start + size]
-            yield ([ids[r] for r in rows], vectors[rows],
+            stored = vectors[rows]
+            model = stored if whitening is None else whitening.undo(stored).astype(np.float32)
+            yield ([ids[r] for r in rows], model,
                    [paths[r] for r in rows], table.rows(range(start, start + len(rows))))
 
     def get(self, item_id: str) -> Hit:
@@ -185,6 +190,7 @@ class Catalog(BaseCatalog):
         if name is not None:
             cat.set_shop_name(name)
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
+        cat.rewhiten()
         if join.warning:  # counted again over what was indexed, without the skipped files
             report = join_report(cat.ids, meta, source, id_column, id_normalise)
             if report:
@@ -283,6 +289,8 @@ class Catalog(BaseCatalog):
         and the switch take the lock and the writing (seconds at a million items) does not:
         searches in this process go on, and ``refresh`` skips until the switch."""
         with self._lock:
+            if whitening_due(self.state):
+                self.state = rewhitened(self.state, self.parts())
             plan = self.replica.plan_base(self.state, root)
             self._compacting = True
         try:
@@ -304,7 +312,8 @@ class Catalog(BaseCatalog):
         id -> row. Commits at once when the catalogue lives on disk."""
         ids, v, paths = checked_embeddings(ids, vectors, paths, self.encoder.dim)
         rows = rows_for(ids, metadata)
-        self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows, vectors=v))
+        self._commit(lambda: Delta(add_ids=ids, add_paths=paths, add_rows=rows,
+                                   vectors=self._to_stored(v)))  # the newest state's whitening
 
     def update_metadata(self, ids: Sequence[str], rows: Sequence[Mapping[str, str]]) -> list[str]:
         """Set metadata columns of existing items without re-encoding (given columns change,
@@ -361,6 +370,23 @@ class Catalog(BaseCatalog):
             self._write_base(self.root)
         return self.root
 
+    # -- the catalogue's own whitening (fai_infer/catalog/whiten.py) ----------------------
+    def _whitening(self):
+        return self.state.whitening
+
+    def rewhiten(self) -> None:
+        """Refit the whitening on the items there are now (every vector re-whitened, the
+        graph rebuilt); written at once when the catalogue lives on disk. A compaction does
+        this by itself once the items changed enough (``whitening_due``)."""
+        if self.root is None:
+            with self._lock:
+                self.state = rewhitened(self.state, self.parts())
+            return
+        with writer_lock(self.root, self.lock_timeout), self._lock:
+            self.refresh()
+            self.state = rewhitened(self.state, self.parts())
+            self._write_base(self.root)
+
     # -- display -----------------------------------------------------------------------------
     def columns(self) -> dict[str, list[str]]:
         """Metadata columns and their values among live items, for filters in a UI."""
@@ -389,7 +415,9 @@ class Catalog(BaseCatalog):
             st = self.state
             if self._defaults[0] != st.version:
                 stats = st.table.column_stats(st.index.alive)
-                self._defaults = (st.version, choose_display(stats, st.id_column))
+                rows = st.table.codes[st.index.alive[:len(st.table)]]
+                codes = {c: rows[:, j] for j, c in enumerate(st.table.columns)}
+                self._defaults = (st.version, choose_display(stats, st.id_column, codes))
             return self._defaults[1]
 
     def info(self) -> dict:
@@ -397,7 +425,8 @@ class Catalog(BaseCatalog):
             return {"count": len(self), "dim": self.encoder.dim, "engine": self.engine,
                     "model": self.encoder.info.summary(), "root": str(self.root or ""),
                     "columns": list(self.state.table.distinct(self.state.index.alive)),
-                    "deltas": self.replica.applied, **self.display(), "name": self.shop_name()}
+                    "deltas": self.replica.applied, **self.display(), "name": self.shop_name(),
+                    **self.whitening_info()}
 
     # -- the contract's primitives -----------------------------------------------------------
     def matching(self, where: Where, limit: int | None = None) -> list[str]:

@@ -26,7 +26,7 @@ from fai_infer.index.filters import Clause, parse_where
 from fai_infer.image.preprocess import ImageError
 from fai_infer.catalog.sources import IMAGE_SUFFIXES
 from fai_infer.scale import cli as scale_cli  # imports no Ray/Milvus until asked
-from fai_infer.store.generations import CatalogError, check_writable, peek_manifest
+from fai_infer.store.generations import CURRENT, CatalogError, check_writable, peek_manifest
 
 
 def _parse_where(pairs: list[str] | None) -> list[Clause]:
@@ -74,13 +74,42 @@ def cmd_index(a: argparse.Namespace) -> int:
     existed = out.exists()
     if a.name is not None and not 1 <= len(" ".join(a.name.split())) <= 80:
         raise ValueError("--name: a shop name is 1 to 80 characters")  # before encoding
-    check_writable(out)  # before minutes of encoding, not after
+    if not a.force:
+        _refuse_overwrite(a)  # before minutes of encoding, not after
+    check_writable(out)
     try:
         return _index(a)
     except BaseException:
         if not existed and out.is_dir() and not (out / "CURRENT").exists():
             shutil.rmtree(out, ignore_errors=True)  # no empty husk that later "is not a catalogue"
         raise
+
+
+def _existing(out: Path) -> tuple[int | None, list[str]]:
+    """(items, metadata columns) of the catalogue at ``out``, as well as can be told: opened
+    fully when it can be (deltas included), else from its manifest (a catalogue of another
+    model cannot be opened with this one, but is still worth not wiping by accident)."""
+    try:
+        cat = Catalog.open(out)
+        return len(cat), list(cat.info()["columns"])
+    except Exception:  # noqa: BLE001 - only a description for the refusal; never fatal
+        count = peek_manifest(out).get("count")
+        return (count if isinstance(count, int) else None), []
+
+
+def _refuse_overwrite(a: argparse.Namespace) -> None:
+    """An existing catalogue at --out is replaced only with --force, saying what goes: a
+    re-index without --metadata would otherwise silently wipe the metadata a shop relies on."""
+    out = Path(a.out)
+    if not (out.is_dir() and (out / CURRENT).exists()):
+        return
+    count, columns = _existing(out)
+    lost = f"its {count} items" if count is not None else "its items"
+    if columns and not a.metadata:
+        lost += (f" and its metadata columns ({', '.join(columns)}), since this run has no "
+                 f"--metadata")
+    raise ValueError(f"{out}: a catalogue is already there; add --force to replace it "
+                     f"(losing {lost})")
 
 
 def _index(a: argparse.Namespace) -> int:
@@ -190,7 +219,9 @@ def cmd_look(a: argparse.Namespace) -> int:
 def cmd_basket(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
     hits = cat.similar_to_basket(a.items, k=a.k, where=_parse_where(a.where), mode=a.mode,
-                                 diversity=a.diversity, colour=a.colour)
+                                 diversity=a.diversity, colour=a.colour,
+                                 design_column=a.design_column, kind_column=a.kind_column,
+                                 same_design=a.same_design)
     if a.json:
         print(json.dumps([h.to_dict() for h in hits], indent=2, ensure_ascii=False))
     else:
@@ -279,6 +310,26 @@ def runtime_line(rt: dict) -> str:
     return line
 
 
+def cmd_rewhiten(a: argparse.Namespace) -> int:
+    cat = Catalog.open(a.catalog, _encoder(a))
+    cat.rewhiten()
+    info = cat.whitening_info()
+    if a.json:
+        print(json.dumps({"catalog": a.catalog, "count": len(cat), **info}))
+    else:
+        print(f"{visible(a.catalog)}: {len(cat)} items, {whitening_line(info)}")
+    return 0
+
+
+def whitening_line(info: dict) -> str:
+    """One line on a catalogue's whitening, from ``whitening_info``."""
+    w = info["whitening"]
+    if w is None:
+        return f"whitening: {info['whitening_note']}"
+    return (f"whitening: garment part {w['span'][0]}..{w['span'][1]}, fitted on "
+            f"{w['fitted_on']} items, shrinkage {w['shrinkage']:g}")
+
+
 def cmd_info(a: argparse.Namespace) -> int:
     try:
         cat = Catalog.open(a.catalog, _encoder(a))
@@ -315,6 +366,7 @@ def cmd_info(a: argparse.Namespace) -> int:
     parts = cat.parts()
     print(f"  colour weight: default {parts.default_colour:g} (query --colour 0..1)"
           if parts.has_colour else "  colour weight: none (this model has no colour part)")
+    print(f"  {whitening_line(info)}")
     if scale is None:
         print("  match scale: none (too few items to say how close a hit is)")
     else:
@@ -355,7 +407,7 @@ def cmd_tag(a: argparse.Namespace) -> int:
 
 
 def cmd_audit(a: argparse.Namespace) -> int:
-    """Items whose label their photo's neighbours dispute, surest first."""
+    """Items whose label is far from what their photo's neighbours say, farthest first."""
     from fai_infer.merch.labels import audit
 
     cat = Catalog.open(a.catalog, _encoder(a))
@@ -364,10 +416,10 @@ def cmd_audit(a: argparse.Namespace) -> int:
         print(json.dumps({"findings": [f.to_dict() for f in found[:a.limit]],
                           "count": len(found)}, indent=2, ensure_ascii=False))
         return 0
-    print(f"{len(found)} item(s) whose {visible(a.column)} their neighbours dispute "
-          f"(surest first):")
+    print(f"{len(found)} item(s) whose {visible(a.column)} is far from what their neighbours "
+          f"say (farthest first; 1 = as far apart as two labels usually are):")
     for f in found[:a.limit]:
-        print(f"  {f.sureness:.2f}  {visible(f.id)}  says {visible(f.label)!r}, looks like "
+        print(f"  {f.distance:.2f}  {visible(f.id)}  says {visible(f.label)!r}, looks like "
               f"{visible(f.suggested)!r}")
     return 0
 
@@ -431,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--id-normalise", action="store_true",
                    help="match CSV ids to photo names ignoring case, spaces and leading zeros "
                         "('0111565001.jpg' meets id 111565001)")
+    s.add_argument("--force", action="store_true",
+                   help="replace a catalogue already at --out (its items and metadata are lost)")
     s.add_argument("--name", default=None,
                    help="the shop's name: the title a page shows (default: the folder's name)")
     s.add_argument("--batch-size", type=lambda t: count_value(t, 1), default=32)
@@ -480,8 +534,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["cover", "centroid"], default="cover",
                    help="cover: neighbours of every basket item, merged in turn (default); "
                         "centroid: nearest the basket's mean embedding")
-    s.add_argument("--diversity", type=float, default=0.3,
-                   help="0..1: how strongly near-duplicates of one another are pushed down")
+    s.add_argument("--diversity", type=_fraction, default=0.3,
+                   help="0..1: how strongly near-duplicates of one another (and, with "
+                        "--kind-column, more of a kind already there) are pushed down")
+    s.add_argument("--design-column", metavar="COL", default=None,
+                   help="the column naming an item's design (e.g. product_code): another "
+                        "colourway of a basket item's design is never suggested (without it: "
+                        "items nearly identical to a basket item)")
+    s.add_argument("--kind-column", metavar="COL", default=None,
+                   help="the column naming an item's kind (e.g. product_type_name): "
+                        "suggestions spread over kinds, the basket's own counting as taken")
+    s.add_argument("--same-design", action="store_true",
+                   help="allow other colourways of the basket's designs")
     s.add_argument("--colour", **colour_arg)
     s.set_defaults(func=cmd_basket)
 
@@ -503,6 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="fold committed changes into a new base (also automatic)")
     s.add_argument("catalog")
     s.set_defaults(func=cmd_compact)
+
+    s = sub.add_parser("rewhiten", parents=[common],
+                       help="refit the catalogue's whitening on its items now")
+    s.add_argument("catalog")
+    s.set_defaults(func=cmd_rewhiten)
 
     s = sub.add_parser("update", parents=[common],
                        help="change items' metadata from a CSV, without re-encoding")

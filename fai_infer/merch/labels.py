@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Sequence
 
+import numpy as np
+
 from fai_infer.index.filters import Where
 from fai_infer.merch.neighbours import Neighbours
 
@@ -25,6 +27,10 @@ SEARCHED = 30  # neighbours searched per item, so VOTES labelled ones are usuall
 # were right for articleType (docs/merchandising.md).
 TAG_CONFIDENCE = 0.61
 MISSING = frozenset({"", "nan", "na", "n/a", "none", "null", "-", "?", "unknown"})
+# An item is flagged when its label is at least this far from what its neighbours say, as a
+# share of the typical distance between two of the catalogue's labels: a near-synonym
+# ("Beanie" for "Hat/beanie") is far below it, a label from another part of the shop above.
+FLAG_DISTANCE = 0.5
 
 
 def is_missing(value: str | None) -> bool:
@@ -49,7 +55,10 @@ class Suggestion:
 @dataclass
 class Finding:
     """An item whose ``label`` its neighbours dispute: they say ``suggested``. ``sureness``:
-    the suggested label's share of the vote minus the item's own (0..1, higher first)."""
+    the suggested label's share of the vote minus the item's own (0..1). ``distance``: how far
+    the stated label is from what the neighbours say, each voted label weighed by its share,
+    in typical label-to-label distances of this catalogue (1 = as far apart as two of its
+    labels usually are; a near-synonym is near 0); findings come farthest first."""
 
     id: str
     column: str
@@ -57,6 +66,7 @@ class Finding:
     suggested: str
     sureness: float
     neighbours: list[str]
+    distance: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -93,10 +103,56 @@ def predict(nb: Neighbours, labels: Sequence[str | None], positions: Sequence[in
     return out
 
 
+class LabelSpace:
+    """How far apart the catalogue's own labels are, as its photos show them: 1 - cosine
+    between the labels' mean embeddings, divided by the median over all pairs of labels. So
+    labels a shop uses for one look ("Beanie", "Hat/beanie") come out near 0 and labels for
+    different garments near or above 1, in this shop's terms and with no word list. The item
+    being judged is left out of its own label's mean: a rare label that only a mislabelled
+    item carries would otherwise look just like that item."""
+
+    def __init__(self, vectors: np.ndarray, labels: Sequence[str | None]):
+        self.names = sorted({lab for lab in labels if lab is not None})
+        self.at = {lab: i for i, lab in enumerate(self.names)}
+        self.sums = np.zeros((len(self.names), vectors.shape[1]), np.float64)
+        for lab, v in zip(labels, vectors):
+            if lab is not None:
+                self.sums[self.at[lab]] += v
+        self.centres = self._unit(self.sums)
+        far = 1.0 - self.centres @ self.centres.T
+        pairs = far[~np.eye(len(self.names), dtype=bool)]
+        self.typical = max(float(np.median(pairs)), 1e-6) if len(pairs) else 1.0
+
+    @staticmethod
+    def _unit(x: np.ndarray) -> np.ndarray:
+        norms = np.linalg.norm(x, axis=-1, keepdims=True)
+        return np.where(norms > 1e-9, x / np.maximum(norms, 1e-12), 0.0)
+
+    def distances(self, own: str, others: Sequence[str], vector: np.ndarray | None = None
+                  ) -> list[float]:
+        """Distance from label ``own`` (its mean less ``vector``, the judged item's own) to
+        each of ``others``; a label no other item carries is typically far (1)."""
+        mine = self.sums[self.at[own]] - (vector if vector is not None else 0.0)
+        if np.linalg.norm(mine) <= 1e-6:
+            return [1.0 for _ in others]
+        centre = self._unit(mine)
+        return [(1.0 - float(centre @ self.centres[self.at[o]])) / self.typical for o in others]
+
+
+def label_distances(vectors: np.ndarray, labels: Sequence[str | None]) -> LabelSpace:
+    """The catalogue's ``LabelSpace`` for ``labels`` (one per row of ``vectors``)."""
+    return LabelSpace(np.asarray(vectors, np.float64), labels)
+
+
 def disputes(nb: Neighbours, labels: Sequence[str | None], positions: Sequence[int],
-             column: str, votes: int = VOTES) -> list[Finding]:
-    """Labelled items among ``positions`` whose neighbours vote for another label, surest
-    first."""
+             column: str, votes: int = VOTES,
+             distances: LabelSpace | None = None,
+             flag_distance: float = FLAG_DISTANCE) -> list[Finding]:
+    """Labelled items among ``positions`` whose neighbours vote for another label. With the
+    catalogue's label ``distances`` (``label_distances``): only those whose label is at least
+    ``flag_distance`` from what the neighbours say, farthest first, so a blazer labelled
+    "Eyeglasses" leads and a beanie labelled "Hat/beanie" is not flagged at all; without:
+    every dispute, surest first (the vote alone)."""
     out = []
     for p in positions:
         own = labels[p]
@@ -106,11 +162,20 @@ def disputes(nb: Neighbours, labels: Sequence[str | None], positions: Sequence[i
         if not shares:
             continue
         best = max(shares, key=lambda lab: (shares[lab], lab))
-        if best != own:
-            out.append(Finding(nb.ids[p], column, own, best,
-                               round(shares[best] - shares.get(own, 0.0), 4),
-                               [nb.ids[j] for j in voters]))
-    out.sort(key=lambda f: (-f.sureness, f.id))
+        if best == own:
+            continue
+        far = 0.0
+        if distances is not None:
+            others = [lab for lab in shares if lab != own]
+            vector = nb.vectors[p] if nb.vectors is not None else None
+            far = sum(shares[lab] * d for lab, d in
+                      zip(others, distances.distances(own, others, vector)))
+            if far < flag_distance:
+                continue
+        out.append(Finding(nb.ids[p], column, own, best,
+                           round(shares[best] - shares.get(own, 0.0), 4),
+                           [nb.ids[j] for j in voters], round(far, 4)))
+    out.sort(key=lambda f: (-f.distance, -f.sureness, f.id))
     return out
 
 
@@ -170,11 +235,13 @@ def apply_tags(cat: "BaseCatalog", suggestions: Sequence[Suggestion],
 
 def audit(cat: "BaseCatalog", column: str, where: Where | None = None, votes: int = VOTES,
           progress: bool = False, neighbours: Neighbours | None = None) -> list[Finding]:
-    """Items (passing ``where``) whose ``column`` label their photo's neighbours dispute,
-    surest first."""
+    """Items (passing ``where``) whose ``column`` label is far from what their photo's
+    neighbours say (``disputes``), farthest first."""
     (column,) = _checked_columns(cat, [column])
     nb = neighbours or Neighbours.of_catalogue(cat, SEARCHED, progress)
-    return disputes(nb, column_labels(nb, column), _targets(cat, nb, where), column, votes)
+    labels = column_labels(nb, column)
+    distances = label_distances(nb.vectors, labels) if nb.vectors is not None else None
+    return disputes(nb, labels, _targets(cat, nb, where), column, votes, distances)
 
 
 def majority(labels: Sequence[str | None]) -> str | None:
@@ -186,5 +253,6 @@ def majority(labels: Sequence[str | None]) -> str | None:
     return max(counts, key=lambda lab: (counts[lab], lab)) if counts else None
 
 
-__all__ = ["Finding", "Suggestion", "TAG_CONFIDENCE", "apply_tags", "audit", "column_labels",
-           "disputes", "is_missing", "majority", "predict", "tag", "vote"]
+__all__ = ["FLAG_DISTANCE", "Finding", "LabelSpace", "Suggestion", "TAG_CONFIDENCE", "apply_tags", "audit",
+           "column_labels", "disputes", "is_missing", "label_distances", "majority", "predict",
+           "tag", "vote"]

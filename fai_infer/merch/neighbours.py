@@ -33,6 +33,7 @@ class Neighbours:
     rows: list[dict[str, str]]
     index: np.ndarray
     scores: np.ndarray
+    vectors: np.ndarray | None = None  # row i's unit embedding (the audit's label centroids)
 
     @classmethod
     def of_catalogue(cls, cat: "BaseCatalog", k: int = 10, progress: bool = False,
@@ -73,7 +74,9 @@ class Neighbours:
         if bar is not None:
             bar.update(len(ids) - bar.done)
             bar.close()
-        return cls(ids, rows, index, scores)
+        dim = cat.encoder.dim
+        return cls(ids, rows, index, scores,
+                   np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32))
 
     @classmethod
     def from_vectors(cls, ids: list[str], vectors: np.ndarray, rows: list[dict[str, str]],
@@ -91,4 +94,4 @@ class Neighbours:
             order = np.argsort(-part, axis=1, kind="stable")
             index[start:start + block] = np.take_along_axis(top, order, axis=1)
             scores[start:start + block] = np.take_along_axis(part, order, axis=1)
-        return cls(list(ids), list(rows), index, scores)
+        return cls(list(ids), list(rows), index, scores, v)

@@ -22,7 +22,7 @@ DATA_FILES_BY_FORMAT = {
         "metadata_codes.npy"},
 }
 DATA_FILES = DATA_FILES_BY_FORMAT[2]
-OPTIONAL_FILES = {"index.hnsw"}
+OPTIONAL_FILES = {"index.hnsw", "whitening_mean.npy", "whitening_proj.npy"}
 MANIFEST_KEYS = {"format_version": int, "count": int, "dim": int, "model_sha256": str,
                  "next_label": int, "files": dict}
 MAX_ITEMS = 100_000_000  # far above any shop; refuses absurd counts and capacities

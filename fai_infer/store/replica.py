@@ -34,6 +34,7 @@ from fai_infer.store.check import (check_arrays, check_columns, check_items, che
 from fai_infer.safe_files import check_npy, load_npy, read_bounded
 from fai_infer.model.identity import file_sha256_or_none
 from fai_infer.index.vector_index import VectorIndex
+from fai_infer.store.whitening_files import load_whitening, whitening_writers
 
 CATALOG_FORMAT = 2
 COMPACT_RATIO = 0.25  # fold deltas into a new base once they change this share of the items
@@ -125,6 +126,7 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
                      if isinstance(display, dict) and isinstance(display.get(k), list)}
     state.set_scale(checked_scale(f"{root}: {gen.name}/manifest.json",
                                   manifest.get("match_scale")))
+    state.whitening = load_whitening(root, gen, manifest, dim)
     return state, gen.name, manifest
 
 
@@ -261,6 +263,9 @@ class Replica:
             "metadata_codes.npy": lambda p: np.save(p, table.codes, allow_pickle=False),
         }
         manifest = manifest_for(new, self.encoder)
+        extra_writers, extra_manifest = whitening_writers(new.whitening)
+        writers |= extra_writers
+        manifest |= extra_manifest
         if self.root is not None and self.gen and root.resolve() == self.root.resolve():
             manifest["folded"] = {"generation": self.gen, "deltas": self.applied}
         if index.hnsw is not None:

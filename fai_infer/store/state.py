@@ -19,6 +19,7 @@ from fai_infer.index.metadata import MetadataTable
 from fai_infer.index.search import EXACT_BELOW
 from fai_infer.text import normalise_id
 from fai_infer.index.vector_index import VectorIndex
+from fai_infer.index.whitening import Whitening
 
 
 class CatalogState:
@@ -37,6 +38,7 @@ class CatalogState:
         self.id_column = "id"
         self.id_normalise = False  # ids also found ignoring case, spaces and leading zeros
         self.display: dict[str, list[str]] = {}
+        self.whitening: Whitening | None = None  # what the index's vectors went through
         self.version = 0
         # The match scale (sorted scores, empty: too few items) as last stored, and the version
         # it was fitted for: when that is not ``version`` it is provisional (see apply).
@@ -143,3 +145,4 @@ class CatalogState:
         """Take the id and display settings of another state of the same catalogue."""
         self.id_column, self.id_normalise = other.id_column, other.id_normalise
         self.display = {k: list(v) for k, v in other.display.items()}
+        self.whitening = other.whitening
