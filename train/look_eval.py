@@ -38,6 +38,7 @@ import numpy as np
 
 from fai_infer.catalog.garments import PERSON_SHARE, PHOTOGRAPHED_GROUPS
 from fai_infer.model.encoder import Encoder
+from fai_infer.index.whitening import fit
 from fai_infer.model.identity import file_sha256_or_none
 from fai_infer.model.parser import GarmentParser, garment_view
 from fai_infer.model.provenance import provenance
@@ -152,6 +153,12 @@ def parse_and_embed(encoder: Encoder, parser: GarmentParser, paths: list[Path],
     return data
 
 
+def as_stored(parsed: dict[str, np.ndarray], stored) -> dict[str, np.ndarray]:
+    """Every vector of a parse as the catalogue stores and searches it."""
+    return {k: (stored(v) if k in ("whole", "painted", "crop", "regions") and len(v) else v)
+            for k, v in parsed.items()}
+
+
 def top_k(gallery: np.ndarray, queries: np.ndarray, k: int,
           exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(indices, scores) of each query's k best gallery items; ``exclude[i]``: left out."""
@@ -228,6 +235,12 @@ def evaluate(ns: argparse.Namespace) -> dict:
     colours = np.array([r["baseColour"] for r in rows])
     gallery = embed_gallery(encoder, [myntra / "images" / f"{r['id']}.jpg" for r in rows],
                             cache / f"myntra-{enc_key}.npy")
+    # As a built catalogue stores and searches (fai_infer/index/whitening.py): fitted on the
+    # catalogue's own garment parts, applied to items and queries alike.
+    whitening = fit(gallery, encoder.info.parts.garment) if ns.whiten and encoder.info.parts \
+        else None
+    stored = (lambda v: v) if whitening is None else whitening.apply
+    gallery = stored(gallery)
 
     ccp = Path(ns.ccp)
     units = ccp_units(ccp, held, val, ns.split)
@@ -235,8 +248,9 @@ def evaluate(ns: argparse.Namespace) -> dict:
         units = units[: ns.limit]
     photos = sorted({u[0] for u in units})
     at = {p: i for i, p in enumerate(photos)}
-    parsed = parse_and_embed(encoder, parser, [ccp / "images" / f"{p}.jpg" for p in photos],
-                             cache / f"ccp-{ns.split}-{key}-{len(photos)}.npz")
+    parsed = as_stored(parse_and_embed(encoder, parser,
+                                       [ccp / "images" / f"{p}.jpg" for p in photos],
+                                       cache / f"ccp-{ns.split}-{key}-{len(photos)}.npz"), stored)
     relevant = [u[2] for u in units]
     owner = np.array([at[u[0]] for u in units])
     queries: dict[str, np.ndarray] = {"whole photo": parsed["whole"][owner]}
@@ -277,9 +291,10 @@ def evaluate(ns: argparse.Namespace) -> dict:
     val_idx = np.flatnonzero(np.array([r["split"] == "val" for r in rows]))
     if ns.limit:
         val_idx = val_idx[: ns.limit]
-    vparsed = parse_and_embed(encoder, parser,
-                              [myntra / "images" / f"{rows[i]['id']}.jpg" for i in val_idx],
-                              cache / f"myntra-val2-{key}-{len(val_idx)}.npz")
+    vparsed = as_stored(parse_and_embed(encoder, parser,
+                                        [myntra / "images" / f"{rows[i]['id']}.jpg"
+                                         for i in val_idx],
+                                        cache / f"myntra-val2-{key}-{len(val_idx)}.npz"), stored)
     packshot: dict = {}
     tc_per = {}
     named = {"whole photo": vparsed["whole"]}
@@ -320,6 +335,7 @@ def evaluate(ns: argparse.Namespace) -> dict:
         "myntra_val_packshots": {**packshot, "queries": int(len(val_idx)),
                                  "colour weight": "model default"},
         "person_share_threshold": ns.person_share,
+        "catalogue whitening": (whitening.describe() if whitening is not None else None),
         "mapping": {t: list(v) for t, v in CCP_TO_MYNTRA.items()},
         "provenance": provenance([encoder.path, parser.path]),
     }
@@ -365,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--myntra", default="../shared/data/myntra")
     ap.add_argument("--cache", default="/tmp/fai-look-eval")
     ap.add_argument("--person-share", type=float, default=PERSON_SHARE)
+    ap.add_argument("--no-whiten", dest="whiten", action="store_false",
+                    help="search the model's own vectors (default: whitened like a built "
+                         "catalogue)")
     ap.add_argument("--split", choices=["test", "val"], default="test",
                     help="CCP photos: test = held apart (report), val = for choosing rules")
     ap.add_argument("--limit", type=int, default=0, help="first N units and val photos (smoke)")
