@@ -1,6 +1,6 @@
 """Garment parser speed: one photo at batch 1, the encoder alone against parser + encoder.
 
-``python -m bench.look_speed [--parser models/fai-parser.onnx] [--photos ../shared/data/ccp/images]``
+``python -m bench.look_speed [--parser PARSER.onnx] [--photos ../shared/data/ccp/images]``
 
 Every row decodes the photo from its file, as a query does; the rows take turns within each
 repeat (same run, same load), and the table reports medians. Rows:

@@ -315,7 +315,8 @@ def test_the_look_panel_outlines_each_garment_and_lists_its_row(shop, tmp_path):
     assert drawn.shape == img.shape
     x0, y0, x1, y1 = boxes["shoes"]
     assert tuple(drawn[y1 - 1, (x0 + x1) // 2]) == GROUP_COLOURS["shoes"]  # its box's edge
-    assert (drawn[y0 + 8 : y1 - 8, x0 + 20 : x1 - 8] == img[y0 + 8 : y1 - 8, x0 + 20 : x1 - 8]).all()
+    inside = (slice(y0 + 8, y1 - 8), slice(x0 + 20, x1 - 8))  # away from the box and its tag
+    assert (drawn[inside] == img[inside]).all()
     assert rows.count('class="fai-look-row"') == 3 and rows.count('class="fai-look-card"') == 6
     assert rows.index(">Top<") < rows.index(">Trousers, skirt or shorts<") < rows.index(">Shoes<")
     assert "/fai/photo/shoes" in rows and str(tmp_path) not in rows
@@ -424,3 +425,16 @@ def test_the_look_panel_in_chromium_at_390_and_1400_px(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_a_dress_is_named_so_that_region_takes_the_name_back(shop):
+    """The parser's whole-body group is called "whole", but region="whole" is the photo: every
+    answer names the group "whole-body", which region= takes back."""
+    img = np.full((240, 160, 3), 255, np.uint8)
+    img[8:24, 60:100], img[24:52, 62:98] = COLOURS["hair"], COLOURS["skin"]
+    img[52:200, 40:120] = COLOURS["whole"]
+    hits = shop.similar(img, k=2, region="whole-body")
+    assert {h.region for h in hits} == {"whole-body"}
+    assert hits[0].to_dict()["region"] == "whole-body"
+    assert shop.look(img, k=1).to_dict()["garments"][0]["group"] == "whole-body"
+    assert {h.region for h in shop.similar(img, k=2, region="whole")} == {WHOLE}

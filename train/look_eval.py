@@ -73,7 +73,8 @@ K = 10
 VIEW_ROWS = {"runtime view, chosen group": "regions", "painted view, chosen group": "painted",
              "unpainted box, chosen group": "crop"}
 AUTO_RULES = {"score": "auto (best region score)", "score+whole": "auto (best of regions+whole)",
-              "largest": "auto (largest region)", "largest+whole": "auto (largest or whole) = runtime"}
+              "largest": "auto (largest region)",
+              "largest+whole": "auto (largest or whole) = runtime"}
 
 
 def read_myntra(data: Path) -> list[dict[str, str]]:
@@ -353,7 +354,8 @@ def print_rows(table: dict) -> None:
 
 
 def print_table(result: dict) -> None:
-    print(f"CCP {result['ccp_split']} garments -> Myntra ({result['ccp_units']['units']} garments in "
+    units = result["ccp_units"]["units"]
+    print(f"CCP {result['ccp_split']} garments -> Myntra ({units} garments in "
           f"{result['ccp_units']['photos']} photos), same kind as the garment:")
     print_rows(result["ccp_to_myntra"])
     print("  by group, P@10 / Hit@10 of: whole photo, " + ", ".join(VIEW_ROWS))

@@ -92,7 +92,8 @@ def answer(service: "ShopService", upload: str | None, k: float = 6
     try:
         look = service.look(upload, k)
     except ImageError as exc:
-        return None, f'<div class="fai-look-none">Cannot use this photo: {html.escape(exc.reason)}</div>'
+        return None, ('<div class="fai-look-none">Cannot use this photo: '
+                      f'{html.escape(exc.reason)}</div>')
     except ValueError as exc:
         return None, f'<div class="fai-look-none">{html.escape(str(exc))}</div>'
     cards = [[service.card(h) for h in row.hits] for row in look.rows]

@@ -3,8 +3,8 @@
 Why: the encoder was trained on packshots (one garment on a plain backdrop) and a whole street
 photo embeds the person, the backdrop and every garment at once. When the parser finds a person
 in a photo, a query may embed one garment instead (``view_of``: the garment's box, for shoes,
-bags and outerwear with everything outside its mask white, like a packshot). A photo without a person (a
-packshot, a product on a table) stays whole, embedded exactly as before.
+bags and outerwear with everything outside its mask white, like a packshot). A photo without a
+person (a packshot, a product on a table) stays whole, embedded exactly as before.
 
 The back end's search is passed in as a function, so this module needs no catalogue class and
 every back end (local, Milvus) shares it through ``BaseCatalog``.
@@ -46,7 +46,13 @@ def region_names(parser: GarmentParser | None) -> tuple[str, ...]:
     """What ``region`` may be: auto, whole (the photo) and the parser's garment groups, the
     whole-body group spelled WHOLE_BODY."""
     groups = parser.garment_groups if parser is not None else ()
-    return (AUTO, WHOLE_CHOICE) + tuple(WHOLE_BODY if g == WHOLE_CHOICE else g for g in groups)
+    return (AUTO, WHOLE_CHOICE) + tuple(region_name(g) for g in groups)
+
+
+def region_name(group: str) -> str:
+    """A group as answers name it: the name ``region=`` takes back (the whole-body group is
+    WHOLE_BODY, since "whole" asks for the whole photo)."""
+    return WHOLE_BODY if group == WHOLE_CHOICE else group
 
 
 def check_region(region: str, parser: GarmentParser | None) -> str:
@@ -74,7 +80,8 @@ def views(parse: Parse, regions: list[Region]) -> list[np.ndarray]:
 
 @dataclass
 class Chosen:
-    """What a photo search embedded (a garment group or WHOLE) and its hits."""
+    """What a photo search embedded (``region_name`` of a garment group, or WHOLE) and its
+    hits."""
 
     region: str
     hits: list[Hit] = field(default_factory=list)
@@ -106,12 +113,13 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
         found = parse.region(region)
         if found is None:
             return whole()
-        return Chosen(region, search(encoder.embed([view_of(parse, found)])[0], k))
+        return Chosen(region_name(region), search(encoder.embed([view_of(parse, found)])[0], k))
     if parse.person_share < person_share or not parse.regions:
         return whole()
     largest = parse.regions[0]  # regions come largest first
     both = encoder.embed([image, view_of(parse, largest)])  # one run at batch 2
-    frame, garment = Chosen(WHOLE, search(both[0], k)), Chosen(largest.group, search(both[1], k))
+    frame = Chosen(WHOLE, search(both[0], k))
+    garment = Chosen(region_name(largest.group), search(both[1], k))
     if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
         return garment
     return frame
@@ -125,7 +133,8 @@ class LookRow:
     hits: list[Hit]
 
     def to_dict(self) -> dict:
-        return {**self.region.to_dict(), "hits": [h.to_dict() for h in self.hits]}
+        return {**self.region.to_dict(), "group": region_name(self.region.group),
+                "hits": [h.to_dict() for h in self.hits]}
 
 
 @dataclass
@@ -156,6 +165,6 @@ def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentPa
     for r, vector in zip(parse.regions, vectors):
         hits = search(vector, k)
         for h in hits:
-            h.region = r.group
+            h.region = region_name(r.group)
         rows.append(LookRow(r, hits))
     return Look(rows, parse.size, photo=parse.photo)

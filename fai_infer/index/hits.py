@@ -21,7 +21,8 @@ class Hit:
     ``confidence`` (0..1) and ``match`` (plain words) put ``score`` on the catalogue's own scale
     (``fai_infer/catalog/confidence.py``); None where the catalogue is too small to have one.
     ``region``: for a photo query, the part of the photo that was embedded (a garment group
-    such as "upper", or "whole photo"); "" for a catalogue item's query."""
+    such as "upper" or "whole-body", as ``region=`` takes it back, or "whole photo"); "" for a
+    catalogue item's query."""
 
     id: str
     score: float
