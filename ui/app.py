@@ -387,7 +387,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                     with gr.Row(elem_classes="fai-grid"):
                         for card in cards:
                             product_card(card)
-        build_look_panel(demo)  # shop the look: its own accordion (ui/look_panel.py)
+        build_look_panel(demo, forget_upload)  # shop the look: its own accordion
 
         basket_outputs = [basket, basket_cards, goes_with, status, clear_btn]
 

@@ -10,7 +10,8 @@ the boxes refer to; product photos are this server's ``/fai/photo/<id>`` links, 
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import cv2
 import numpy as np
@@ -100,10 +101,21 @@ def answer(service: "ShopService", upload: str | None, k: float = 6
     return outlined(look), rows_html(look, cards)
 
 
-def build_look_panel(service: "ShopService") -> None:
+def build_look_panel(service: "ShopService",
+                     forget: Callable[[str], None] | None = None) -> None:
     """The panel, inside the caller's ``gr.Blocks``: closed until a shopper opens it. Shown
-    only when a garment parser is installed."""
+    only when a garment parser is installed. ``forget(path)`` deletes an upload once answered
+    (the page keeps no shopper's photo longer than it takes to use it)."""
     import gradio as gr
+
+    def handle(path: str | None) -> tuple[np.ndarray | None, str]:
+        if path and not Path(path).is_file():
+            return None, '<div class="fai-look-none">Upload the photo again.</div>'
+        try:
+            return answer(service, path)
+        finally:
+            if path and forget is not None:
+                forget(path)
 
     if service.cat.garment_parser() is None:
         return
@@ -117,4 +129,6 @@ def build_look_panel(service: "ShopService") -> None:
                              elem_id="fai-look-outlined")
         go = gr.Button("Shop the look", variant="primary", elem_id="fai-look-go")
         rows = gr.HTML("", elem_id="fai-look-rows", padding=False)
-        go.click(lambda path: answer(service, path), [photo], [shown, rows])
+        # a page event, not an API (POST /api/look is the look's API)
+        go.click(handle, [photo], [shown, rows],
+                 api_visibility="private")
