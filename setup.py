@@ -1,7 +1,7 @@
 """Build hook: a wheel carries what the runtime needs outside the checkout.
 
 pyproject.toml holds the metadata; this only extends build_py so that a built wheel holds
-(1) the shipped default model as package data (``fai_infer/models/``: the checkout keeps it in
+(1) the shipped default model and garment parser as package data (``fai_infer/models/``: the checkout keeps it in
 the top-level ``models/``) and (2) the telemetry start-up hook ``.pth`` at the root of
 site-packages, recorded in the wheel's RECORD so ``pip uninstall`` removes it too.
 """
@@ -15,7 +15,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
-SHIPPED = ("fai-default.onnx",)
+SHIPPED = ("fai-default.onnx", "fai-parser.onnx")
 
 
 class BuildWithModelAndHook(build_py):

@@ -1,6 +1,6 @@
-"""A built wheel works outside the checkout: it carries the default model and the telemetry
-hook, embeds a photo and answers a query from a fresh virtual environment in another folder,
-and `pip uninstall` leaves nothing of it behind.
+"""A built wheel works outside the checkout: it carries the default model, the garment parser
+and the telemetry hook, embeds a photo, answers a query and a look from a fresh virtual
+environment in another folder, and `pip uninstall` leaves nothing of it behind.
 
 The fresh venv sees this environment's third-party packages (numpy, onnxruntime, OpenCV,
 hnswlib) through a path file, so the test needs no download; FAI itself comes only from the
@@ -30,8 +30,10 @@ enc = Encoder()
 vec = enc.embed([sys.argv[1] + "/images/p000.jpg"])
 cat = Catalog.build(sys.argv[1], encoder=enc)
 hits = cat.similar(sys.argv[1] + "/images/p001.jpg", k=3)
+look = cat.look(sys.argv[1] + "/images/p002.jpg", k=2)
 print(json.dumps({"module": fai_infer.__file__, "model": str(enc.path), "dim": int(vec.shape[1]),
-                  "top": hits[0].id}))
+                  "top": hits[0].id, "parser": str(cat.garment_parser().path),
+                  "look": look.to_dict()["message"] or len(look.rows)}))
 """
 
 
@@ -82,6 +84,7 @@ def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
     got = json.loads(run([py, "-c", PROBE, photos], cwd=away, env=env).stdout.strip())
     assert got["module"].startswith(str(fresh_site)), got  # the wheel's copy, not the checkout
     assert got["model"].startswith(str(fresh_site)) and got["dim"] > 0
+    assert got["parser"].startswith(str(fresh_site)) and got["look"]  # the garment parser too
     assert got["top"] == "p001"
     fai = run([env_dir / "bin" / "fai", "--version"], cwd=away, env=env)
     assert fai.stdout.strip()

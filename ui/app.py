@@ -38,6 +38,7 @@ from ui.api_checks import MAX_BASKET  # noqa: E402
 from ui.decode_slots import decode_slot  # noqa: E402
 from ui.guard import (RequestGuard, allowed_hosts, bind_address,  # noqa: E402
                       disable_gradio_cors)
+from ui.look_panel import build_look_panel  # noqa: E402
 from ui.http_api import PATHS as API_PATHS, SHOPPER_PATHS, HttpApi, log_failure  # noqa: E402
 from ui.merchandising import MerchService  # noqa: E402
 from ui.photos import PhotoRoute, photo_url  # noqa: E402
@@ -386,6 +387,7 @@ def build_app(demo: ShopDemo) -> gr.Blocks:
                     with gr.Row(elem_classes="fai-grid"):
                         for card in cards:
                             product_card(card)
+        build_look_panel(demo, forget_upload)  # shop the look: its own accordion
 
         basket_outputs = [basket, basket_cards, goes_with, status, clear_btn]
 

@@ -1,4 +1,5 @@
-"""A plain HTTP API beside Gradio's: ``POST /api/similar`` and ``POST /api/basket`` -> JSON.
+"""A plain HTTP API beside Gradio's: ``POST /api/similar``, ``/api/look`` and ``/api/basket``
+-> JSON.
 
 For a shop's back end that would rather speak curl than gradio_client. It sits behind the same
 ``RequestGuard`` as the page (loopback by default, Host check, the upload cap, no URL inputs),
@@ -9,6 +10,11 @@ one JSON line that names the problem, never a server path or exception text.
     curl -H 'content-type: application/json' -d '{"id": "15970", "k": 5}' .../api/similar
     curl -H 'content-type: application/json' -d '{"ids": ["15970", "39386"]}' .../api/basket
     curl -H 'content-type: application/json' -d '{"id": "15970", "colour": 0}' .../api/similar
+    curl -F image=@outfit.jpg -F k=4 http://127.0.0.1:7860/api/look   # one row per garment
+
+A photo search answers with each hit's ``region`` (what was embedded: a garment group or
+"whole photo"); ``/api/look`` answers ``{"size", "garments": [{group, kind, box, confidence,
+share, hits}], "message"}``, and a photo with no garment has no rows and a message in words.
 
 Every request may carry ``colour`` (0..1: how much colour counts, 0 = this design in any
 colour; models with a colour part only); keys an endpoint does not know are refused by name.
@@ -41,24 +47,28 @@ def log_failure(what: str, exc: BaseException) -> None:
     text = " ".join(str(exc).split())[:300]
     print(f"ui.app: {what} failed: {type(exc).__name__}: {text}", file=sys.stderr, flush=True)
 
-SHOPPER_PATHS = ("/api/similar", "/api/basket")
+SHOPPER_PATHS = ("/api/similar", "/api/look", "/api/basket")
 PATHS = SHOPPER_PATHS + ("/api/tag", "/api/audit", "/api/duplicates")  # with --merchandiser
 TOOL_KEYS = {"/api/tag": ("columns", "where", "limit"), "/api/audit": ("column", "where", "limit"),
              "/api/duplicates": ("threshold", "limit")}
 Search = Callable[[Any, Any, Any, float | None], list[dict]]
+Look = Callable[[str, int, Any, float | None], dict]
 
 
 class HttpApi:
     """ASGI app for :data:`PATHS`; ``similar(upload_path, k, where)``, ``similar_id(id, k,
-    where)`` and ``basket(ids, k, where)`` do the searching."""
+    where)``, ``basket(ids, k, where)`` and ``look(upload_path, k, where)`` do the searching
+    (each also takes the colour weight)."""
 
     def __init__(self, similar: Search, similar_id: Search, basket: Search,
-                 tools: "MerchService | None" = None, max_k: int = 50):
+                 tools: "MerchService | None" = None, max_k: int = 50,
+                 look: Look | None = None):
         self.max_k = max_k
         self.similar = similar
         self.similar_id = similar_id
         self.basket = basket
         self.tools = tools
+        self.look = look
 
     @classmethod
     def for_service(cls, service: "ShopService", tools: "MerchService | None" = None
@@ -67,7 +77,8 @@ class HttpApi:
         and the merchandiser's tools (``ui/merchandising.py``) where given."""
         from ui.service import MAX_K
 
-        return cls(service.answer, service.answer_id, service.answer_basket, tools, MAX_K)
+        return cls(service.answer, service.answer_id, service.answer_basket, tools, MAX_K,
+                   service.answer_look)
 
     def _tool(self, path: str, body: dict) -> list[dict]:
         """tag / audit / duplicates: read-only findings (``ui/merchandising.py``)."""
@@ -97,6 +108,12 @@ class HttpApi:
                 key = "groups" if request.url.path == "/api/duplicates" else (
                     "suggestions" if request.url.path == "/api/tag" else "findings")
                 return JSONResponse({key: found})
+            if request.url.path == "/api/look":
+                if self.look is None:
+                    return JSONResponse({"error": "not found"}, 404)
+                if not request.headers.get("content-type", "").startswith("multipart/"):
+                    raise BadRequest("send the outfit photo as multipart field 'image'")
+                return JSONResponse(await self._upload(request, self.look))
             if request.url.path == "/api/basket":
                 body = await _json(request)
                 check_keys(body, ("ids", "k", "where", "colour"))
@@ -125,7 +142,8 @@ class HttpApi:
             return JSONResponse({"error": "the search failed on the server"}, 500)
         return JSONResponse({"hits": hits})
 
-    async def _upload(self, request: Request) -> list[dict]:
+    async def _upload(self, request: Request, answer: Callable | None = None) -> Any:
+        """A multipart photo request, answered by ``answer`` (default: the photo search)."""
         form = await request.form(max_files=1, max_fields=5)
         check_keys(dict(form), ("image", "k", "where", "colour"))
         k = strict_k(form.get("k") or "10", self.max_k, form=True)
@@ -142,7 +160,8 @@ class HttpApi:
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
-            return await anyio.to_thread.run_sync(self.similar, path, k, where, colour)
+            return await anyio.to_thread.run_sync(answer or self.similar, path, k, where,
+                                                  colour)
         finally:
             os.unlink(path)
 

@@ -38,7 +38,7 @@ _ALLOWED: tuple[tuple[frozenset[str], re.Pattern[str]], ...] = tuple(
         ("POST", rf"{_API}/cancel"),
         ("POST", rf"{_API}/reset/?"),
         ("POST", rf"{_API}/call/[A-Za-z0-9_\-]+/?"),
-        ("GET POST", r"/api/(?:similar|basket)"),
+        ("GET POST", r"/api/(?:similar|look|basket)"),
         ("GET", r"/fai/photo/.+"),
     ))
 MERCHANDISER = re.compile(r"/api/(?:tag|audit|duplicates)")

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from fai_infer.catalog.contract import BaseCatalog, Hit, NotInCatalogue, caption_text
+from fai_infer.catalog.garments import Look
 from fai_infer.catalog.local import Catalog
 from fai_infer.catalog.display import KIND_WORDS, MAX_FILTER_VALUES
 from fai_infer.model.encoder import Encoder
+from fai_infer.model.parser import WORK_SIDE
 from fai_infer.image.preprocess import ImageError, check_decoded_size
 from fai_infer.catalog.sources import list_images, shorten
 from fai_infer.errors import CatalogError
@@ -253,7 +255,7 @@ class ShopService:
         t0 = time.perf_counter()
         if image not in self.cat:
             with decode_slot():  # bounded memory however many upload at once
-                check_upload(image, self.cat.encoder.spec.size)
+                check_upload(image, max(self.cat.encoder.spec.size, WORK_SIDE))
                 hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters),
                                         colour=colour)
         else:
@@ -290,10 +292,28 @@ class ShopService:
         colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         if query not in self.cat:
             with decode_slot():  # bounded memory however many upload at once
-                check_upload(query, self.cat.encoder.spec.size)
+                check_upload(query, max(self.cat.encoder.spec.size, WORK_SIDE))
                 return hits_json(self.cat.similar(query, k=bounded_k(k), where=where,
                                                   colour=colour))
         return hits_json(self.cat.similar(query, k=bounded_k(k), where=where, colour=colour))
+
+    def look(self, upload: str, k: Any, filters: Any = None, colour: Any = None) -> Look:
+        """Shop the look for an upload's local path, checked against the upload budget first
+        and decoded in a decode slot like a photo search."""
+        where = parse_filters(filters or {})
+        colour = self.cat.parts().check_weight(colour)  # before decoding an upload
+        with decode_slot():  # bounded memory however many upload at once
+            check_upload(upload, max(self.cat.encoder.spec.size, WORK_SIDE))
+            return self.cat.look(upload, k=bounded_k(k), where=where, colour=colour)
+
+    def answer_look(self, upload: str, k: Any, filters: Any, colour: Any = None) -> dict:
+        """Shop the look for a checked upload's local path: one row per garment (its region,
+        kind, box on the photo, confidence and JSON hits), or no rows and a message in words."""
+        look = self.look(upload, k, filters, colour)
+        out = look.to_dict()
+        for row, garment in zip(look.rows, out["garments"]):
+            garment["hits"] = hits_json(row.hits)
+        return out
 
     def answer_id(self, item_id: str, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         """Like :meth:`answer` for a catalogue id only (a path is never taken from a client)."""
@@ -347,6 +367,8 @@ def hits_json(hits: list[Hit]) -> list[dict]:
         if h.source:
             row["source"] = h.source
         row["confidence"], row["match"] = h.confidence, h.match
+        if h.region:
+            row["region"] = h.region
         out.append(row)
     return out
 

@@ -30,11 +30,13 @@ from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
 from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
                                           kind_words, label, sample_rows)
 from fai_infer.catalog.display import checked_display, kind_column
+from fai_infer.catalog.garments import AUTO, Look, check_region, search_photo, shop_the_look
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
 from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
 from fai_infer.index.whitening import MIN_ITEMS as WHITEN_MIN_ITEMS, Whitening
+from fai_infer.model.parser import GarmentParser, default_parser_path
 from fai_infer.model.parts import EmbeddingParts
 from fai_infer.image.preprocess import ImageInput
 from fai_infer.progress import Progress
@@ -417,22 +419,88 @@ class BaseCatalog(ABC):
                 raise NotInCatalogue(item)
         return self._to_stored(self.encoder.embed([item]))[0], None
 
+    def garment_parser(self) -> GarmentParser | None:
+        """The garment parser photo queries use: one set on the catalogue (``cat.parser =
+        GarmentParser(path)``), else the default model (loaded once), else None when no
+        parser file is installed (photo queries then embed the whole photo, as before)."""
+        if "parser" not in self.__dict__:
+            try:
+                self.__dict__["parser"] = GarmentParser(default_parser_path())
+            except FileNotFoundError:
+                self.__dict__["parser"] = None
+        return self.__dict__["parser"]
+
+    @property
+    def parser(self) -> GarmentParser | None:
+        return self.garment_parser()
+
+    @parser.setter
+    def parser(self, value: GarmentParser | None) -> None:
+        self.__dict__["parser"] = value
+
     def similar(self, image_or_id: ImageInput | str, k: int = 10,
-                where: Where | None = None, colour: float | None = None) -> list[Hit]:
+                where: Where | None = None, colour: float | None = None,
+                region: str = AUTO) -> list[Hit]:
         """The k catalogue items most like a photo (path, bytes, array) or a catalogue id (which
         is itself left out). ``where`` filters on metadata (``fai_infer.index.filters``: equality,
         ``!=``, ranges) and still gives k hits if k items match. ``colour`` (0..1, None: the
         model's default) weighs the colour part against the garment part (``parts.py``): 0 is
-        "this design in any colour". Each hit carries its confidence and words."""
+        "this design in any colour". Each hit carries its confidence and words.
+
+        ``region`` (photos only): ``auto`` embeds, for a photo of a person, its largest garment
+        or the whole photo, whichever's best match scores higher (``fai_infer/catalog/
+        garments.py``), and a photo without a person (a packshot) whole;
+        ``whole`` always the whole frame; a garment group (``upper``, ``shoes``...) that
+        garment when the photo shows it. Each hit's ``region`` says what was embedded."""
         colour = self._colour(colour)
+        parser = self.garment_parser() if region != "whole" else None
+        region = check_region(region, parser)
         self._before_read()
-        vector, own = self._vector(image_or_id)
-        query = self.parts().reweigh(vector[None], colour)[0]
-        hits = self._rated(self._search(query, k, where, {own} if own else set())[0], colour)
+        own = None
+        if isinstance(image_or_id, str):
+            found = self._stored(image_or_id)
+            if found is not None:
+                own = found[0]
+            elif not looks_like_path(image_or_id):
+                raise NotInCatalogue(image_or_id)
         column = kind_column(self._known_columns())
-        own_kind = self.get(own).metadata.get(column) if own and column else None
-        kind_words(hits, column, own_kind or None)
-        return hits
+        if own is not None:
+            query = self.parts().reweigh(found[1][None], colour)[0]
+            hits = self._rated(self._search(query, k, where, {own})[0], colour)
+            own_kind = self.get(own).metadata.get(column) if column else None
+            kind_words(hits, column, own_kind or None)
+            return hits
+        chosen = search_photo(image_or_id, region, k, self.encoder, parser,
+                              self._photo_searcher(where, colour))
+        for hit in chosen.hits:
+            hit.region = chosen.region
+        kind_words(self._rated(chosen.hits, colour), column, None)
+        return chosen.hits
+
+    def _photo_searcher(self, where: Where | None, colour: float | None):
+        """Model vectors of a photo's views -> hits: whitened as the catalogue stores its
+        items, weighed by ``colour``."""
+        parts = self.parts()
+        return lambda vector, k: self._search(
+            parts.reweigh(self._to_stored(vector[None]), colour)[0], k, where, set())[0]
+
+    def look(self, photo: ImageInput, k: int = 6, where: Where | None = None,
+             colour: float | None = None) -> Look:
+        """Shop the look: one row per garment the parser finds in ``photo`` (region, kind, box,
+        confidence, its k matches). A photo with no garment gets ``message`` ("no garment
+        found in this photo") and no rows; a catalogue without a parser model is an error
+        that says so."""
+        colour = self._colour(colour)
+        parser = self.garment_parser()
+        if parser is None:
+            raise ValueError("shop the look needs a garment parser model and none is "
+                             "installed (FAI_PARSER names one)")
+        self._before_read()
+        look = shop_the_look(photo, k, self.encoder, parser, self._photo_searcher(where, colour))
+        column = kind_column(self._known_columns())
+        for row in look.rows:
+            kind_words(self._rated(row.hits, colour), column, None)
+        return look
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
                           exclude: Iterable[str] = (), colour: float | None = None) -> list[Hit]:

@@ -21,6 +21,7 @@ from fai_infer.cli.util import (EXIT_ERROR, EXIT_USAGE, MAX_K, OneLineParser,  #
                                 count_value, k_value, visible)
 from fai_infer.catalog.display import is_code_column
 from fai_infer.model.encoder import Encoder
+from fai_infer.model.parser import GarmentParser
 from fai_infer.index.filters import Clause, parse_where
 from fai_infer.image.preprocess import ImageError
 from fai_infer.catalog.sources import IMAGE_SUFFIXES
@@ -164,13 +165,14 @@ def cmd_query(a: argparse.Namespace) -> int:
     if where:
         cat.matching(where, limit=0)  # an unknown column or value: one line, before any query
     cat.parts().check_weight(a.colour)  # a model without colour: one line, before any query
+    _use_parser(cat, a)
     results, failed = [], 0
     for kind, query in queries:
         t0 = time.perf_counter()
         try:
             if kind == "id" and query not in cat:
                 raise NotInCatalogue(query)
-            hits = cat.similar(query, k=a.k, where=where, colour=a.colour)
+            hits = cat.similar(query, k=a.k, where=where, colour=a.colour, region=a.region)
         except (ImageError, NotInCatalogue) as exc:
             failed += 1
             results.append({"query": query, "error": str(exc)})
@@ -179,10 +181,39 @@ def cmd_query(a: argparse.Namespace) -> int:
         results.append({"query": query, "ms": round(1000 * (time.perf_counter() - t0), 2),
                         "hits": [h.to_dict() for h in hits]})
         if not a.json:
-            _print_hits(f"{query} ({results[-1]['ms']} ms):", hits, cat)
+            region = f", {hits[0].region}" if hits and hits[0].region else ""
+            _print_hits(f"{query} ({results[-1]['ms']} ms{region}):", hits, cat)
     if a.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     return EXIT_ERROR if failed else 0
+
+
+def _use_parser(cat: BaseCatalog, a: argparse.Namespace) -> None:
+    """--parser FILE for photo queries (default: models/fai-parser.onnx where installed)."""
+    if getattr(a, "parser", None):
+        cat.parser = GarmentParser(a.parser, threads=a.threads)
+
+
+def cmd_look(a: argparse.Namespace) -> int:
+    """One row of matches per garment the parser finds in the photo; no garment is words on
+    stdout (exit 0), a bad photo one line on stderr (exit 1)."""
+    cat = Catalog.open(a.catalog, _encoder(a))
+    where = _parse_where(a.where)
+    if where:
+        cat.matching(where, limit=0)
+    _use_parser(cat, a)
+    look = cat.look(a.photo, k=a.k, where=where, colour=a.colour)
+    if a.json:
+        print(json.dumps({"photo": a.photo, **look.to_dict()}, indent=2, ensure_ascii=False))
+        return 0
+    if not look.rows:
+        print(f"{visible(a.photo)}: {look.message}")
+        return 0
+    for row in look.rows:
+        r = row.region
+        _print_hits(f"{r.kind} ({r.group}, box {','.join(map(str, r.box))}, "
+                    f"confidence {r.confidence:.2f}):", row.hits, cat)
+    return 0
 
 
 def cmd_basket(a: argparse.Namespace) -> int:
@@ -473,7 +504,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filter on metadata, repeatable: gender=Women (one column given twice: "
                         "either value), colour!=Black, price<50, price>=10")
     s.add_argument("--colour", **colour_arg)
+    s.add_argument("--region", default="auto",
+                   help="what a photo query embeds: auto (for a photo of a person, its largest "
+                        "garment or the whole photo, whichever matches better; else the whole "
+                        "photo), whole (the photo), or a garment: upper, lower, whole-body "
+                        "(dresses, jumpsuits), outer, shoes, bag, accessory")
+    s.add_argument("--parser", default=None, help="garment parser ONNX file (default: "
+                                                  "models/fai-parser.onnx, or $FAI_PARSER)")
     s.set_defaults(func=cmd_query)
+
+    s = sub.add_parser("look", parents=[common],
+                       help="shop the look: matches for every garment in an outfit photo")
+    s.add_argument("catalog")
+    s.add_argument("photo", help="a photo of an outfit (a person wearing it)")
+    s.add_argument("-k", type=k_value, default=6, help=f"results per garment, 1..{MAX_K}")
+    s.add_argument("--where", action="append", metavar="COL=VAL",
+                   help="filter on metadata, as for query")
+    s.add_argument("--colour", **colour_arg)
+    s.add_argument("--parser", default=None, help="garment parser ONNX file (default: "
+                                                  "models/fai-parser.onnx, or $FAI_PARSER)")
+    s.set_defaults(func=cmd_look)
 
     s = sub.add_parser("basket", parents=[common], help="items that go with a whole basket")
     s.add_argument("catalog")

@@ -19,7 +19,10 @@ class Hit:
     """One result. ``source``: for basket results, the basket item it was found for (its id,
     or the photo's name for a basket photo that is not a catalogue item); else "".
     ``confidence`` (0..1) and ``match`` (plain words) put ``score`` on the catalogue's own scale
-    (``fai_infer/catalog/confidence.py``); None where the catalogue is too small to have one."""
+    (``fai_infer/catalog/confidence.py``); None where the catalogue is too small to have one.
+    ``region``: for a photo query, the part of the photo that was embedded (a garment group
+    such as "upper" or "whole-body", as ``region=`` takes it back, or "whole photo"); "" for a
+    catalogue item's query."""
 
     id: str
     score: float
@@ -28,6 +31,7 @@ class Hit:
     source: str = ""
     confidence: float | None = None
     match: str | None = None
+    region: str = ""
 
     def to_dict(self) -> dict:
         out = {"id": self.id, "score": round(float(self.score), 6), "path": self.path,
@@ -36,6 +40,8 @@ class Hit:
             out["source"] = self.source
         out["confidence"] = self.confidence
         out["match"] = self.match
+        if self.region:
+            out["region"] = self.region
         return out
 
 

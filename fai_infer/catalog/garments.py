@@ -1,0 +1,170 @@
+"""Which garment of a shopper's photo a search embeds, and the rows of "shop the look".
+
+Why: the encoder was trained on packshots (one garment on a plain backdrop) and a whole street
+photo embeds the person, the backdrop and every garment at once. When the parser finds a person
+in a photo, a query may embed one garment instead (``view_of``: the garment's box, for shoes,
+bags and outerwear with everything outside its mask white, like a packshot). A photo without a
+person (a packshot, a product on a table) stays whole, embedded exactly as before.
+
+The back end's search is passed in as a function, so this module needs no catalogue class and
+every back end (local, Milvus) shares it through ``BaseCatalog``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from fai_infer.image.preprocess import ImageInput
+from fai_infer.index.hits import Hit
+from fai_infer.model.encoder import Encoder
+from fai_infer.model.parser import GarmentParser, Parse, Region, garment_view
+
+WHOLE = "whole photo"  # the region name a whole-frame query reports
+# A photo is "of a person" when this share of it is skin or hair; below it (packshots, a
+# garment laid flat) the whole frame is embedded as before.
+PERSON_SHARE = 0.02
+AUTO, WHOLE_CHOICE = "auto", "whole"
+NO_GARMENT = "no garment found in this photo"
+# ``region="whole"`` means the whole photo (as before the parser), so the parser's whole-body
+# group (dresses, jumpsuits), also named "whole", is asked for by this name.
+WHOLE_BODY = "whole-body"
+
+# Worn garments are searched as photographed (their box, unpainted) and shoes, bags, outerwear
+# and accessories as a packshot (the box, everything outside the mask white): measured on CCP
+# street photos against Myntra (train/look_eval.py), whose apparel photos show a model wearing
+# it and whose shoes and bags are packshots; painting a worn top white loses the model that the
+# catalogue's own photo shows.
+PHOTOGRAPHED_GROUPS = ("upper", "lower", "whole")
+
+Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
+
+
+def region_names(parser: GarmentParser | None) -> tuple[str, ...]:
+    """What ``region`` may be: auto, whole (the photo) and the parser's garment groups, the
+    whole-body group spelled WHOLE_BODY."""
+    groups = parser.garment_groups if parser is not None else ()
+    return (AUTO, WHOLE_CHOICE) + tuple(region_name(g) for g in groups)
+
+
+def region_name(group: str) -> str:
+    """A group as answers name it: the name ``region=`` takes back (the whole-body group is
+    WHOLE_BODY, since "whole" asks for the whole photo)."""
+    return WHOLE_BODY if group == WHOLE_CHOICE else group
+
+
+def check_region(region: str, parser: GarmentParser | None) -> str:
+    """``auto``; ``whole`` -> WHOLE (the photo); a garment group the parser knows -> its group
+    name. Anything else is refused by name (a typo must not silently search the whole photo)."""
+    if region == AUTO:
+        return AUTO
+    if region == WHOLE_CHOICE:
+        return WHOLE
+    if region not in region_names(parser):
+        known = ", ".join(region_names(parser))
+        raise ValueError(f"region {region!r} is not one of {known}"
+                         + ("" if parser else " (no garment parser model is installed)"))
+    return WHOLE_CHOICE if region == WHOLE_BODY else region
+
+
+def view_of(parse: Parse, region: Region) -> np.ndarray:
+    """What the encoder sees of one garment (see PHOTOGRAPHED_GROUPS)."""
+    return garment_view(parse.photo, region, paint=region.group not in PHOTOGRAPHED_GROUPS)
+
+
+def views(parse: Parse, regions: list[Region]) -> list[np.ndarray]:
+    return [view_of(parse, r) for r in regions]
+
+
+@dataclass
+class Chosen:
+    """What a photo search embedded (``region_name`` of a garment group, or WHOLE) and its
+    hits."""
+
+    region: str
+    hits: list[Hit] = field(default_factory=list)
+
+
+def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
+                 parser: GarmentParser | None, search: Searcher,
+                 person_share: float = PERSON_SHARE) -> Chosen:
+    """One photo query; ``region`` as :func:`check_region` returns it.
+
+    WHOLE, or no parser: the whole frame, embedded exactly as before the parser. A garment
+    group: that garment (``view_of``) when the parse finds it, else the whole frame. AUTO: a
+    photo without a person stays whole; for a photo of a person the largest garment and the
+    whole frame are both searched and the one whose best catalogue match scores higher is
+    kept, so the catalogue decides between them (a packshot that the parser mistakes for a
+    person keeps its whole frame, which matches a packshot catalogue best).
+
+    Why the largest garment and not the best-scoring of all (train/look_eval.py, CCP street
+    photos against Myntra): both lift P@10 of one query per photo, but searching every garment
+    lost Hit@10 per garment on the held-apart photos and costs one embedding per garment,
+    while this costs one and lost nothing measurable on any table."""
+    def whole() -> Chosen:
+        return Chosen(WHOLE, search(encoder.embed([image])[0], k))
+
+    if region == WHOLE or parser is None:
+        return whole()
+    parse = parser.parse(image)
+    if region != AUTO:
+        found = parse.region(region)
+        if found is None:
+            return whole()
+        return Chosen(region_name(region), search(encoder.embed([view_of(parse, found)])[0], k))
+    if parse.person_share < person_share or not parse.regions:
+        return whole()
+    largest = parse.regions[0]  # regions come largest first
+    both = encoder.embed([image, view_of(parse, largest)])  # one run at batch 2
+    frame = Chosen(WHOLE, search(both[0], k))
+    garment = Chosen(region_name(largest.group), search(both[1], k))
+    if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
+        return garment
+    return frame
+
+
+@dataclass
+class LookRow:
+    """One garment of a look and its matches."""
+
+    region: Region
+    hits: list[Hit]
+
+    def to_dict(self) -> dict:
+        return {**self.region.to_dict(), "group": region_name(self.region.group),
+                "hits": [h.to_dict() for h in self.hits]}
+
+
+@dataclass
+class Look:
+    """Shop the look: one row per garment found (largest first); ``message`` says why there
+    are none. ``size`` is (height, width) of ``photo``, the decoded photo the boxes refer to
+    (long side at most the parser's working size; not part of ``to_dict``)."""
+
+    rows: list[LookRow]
+    size: tuple[int, int]
+    message: str = ""
+    photo: np.ndarray | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        return {"size": {"height": self.size[0], "width": self.size[1]},
+                "garments": [r.to_dict() for r in self.rows], "message": self.message}
+
+
+def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentParser,
+                  search: Searcher) -> Look:
+    """Every garment the parser finds in the photo, each with its own k matches. A photo with
+    no garment is an answer in words, not an error; undecodable input raises ImageError."""
+    parse = parser.parse(image)
+    if not parse.regions:
+        return Look([], parse.size, NO_GARMENT, parse.photo)
+    vectors = encoder.embed(views(parse, parse.regions))
+    rows = []
+    for r, vector in zip(parse.regions, vectors):
+        hits = search(vector, k)
+        for h in hits:
+            h.region = region_name(r.group)
+        rows.append(LookRow(r, hits))
+    return Look(rows, parse.size, photo=parse.photo)
