@@ -1,4 +1,4 @@
-"""CCP photos and masks for the garment parser: label groups, a split by photo, a cache, augmentation.
+"""CCP photos and masks for the garment parser: groups, a split by photo, a cache, augmentation.
 
 Why groups: CCP labels 58 things per pixel, many of them rare or visually interchangeable
 (pumps vs heels, jumper vs sweater). A shop sells kinds of garment, so the parser predicts ten

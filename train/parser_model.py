@@ -63,7 +63,8 @@ def conv_bn(c_in: int, c_out: int, k: int = 1, groups: int = 1) -> nn.Sequential
 class GarmentParser(nn.Module):
     """(N, 3, S, S) in [-1, 1] -> (N, groups, S/4, S/4) logits."""
 
-    def __init__(self, config: ParserConfig | None = None, backbone: EfficientNetLite | None = None):
+    def __init__(self, config: ParserConfig | None = None,
+                 backbone: EfficientNetLite | None = None):
         super().__init__()
         self.config = config or ParserConfig()
         if self.config.image_size % 32:
