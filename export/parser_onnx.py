@@ -2,7 +2,7 @@
 
 ``python -m export.parser_onnx --checkpoint runs/parser/best.pt --out models/fai-parser.onnx``
 
-Why validated from image files: the runtime feeds onnxruntime what ``fai_infer.preprocess``
+Why validated from image files: the runtime feeds onnxruntime what ``fai_infer.image.preprocess``
 makes of a photo, so parity is checked on exactly that (real CCP photos, batch 1 and 4): the
 largest logit difference and the share of 1/4-resolution pixels whose group agrees are printed,
 and the file is not written when either is off. The metadata (key ``fai_parser``) records the

@@ -86,7 +86,7 @@ def cases(r: Path) -> dict[str, tuple[list[str], int, str]]:
                                         "not in the catalogue: p999"),
         "fai info of a missing catalogue": (FAI + ["info", str(r / "nocat")], 1, "nocat"),
         "fai with a bad model": (FAI + ["info", cat, "--model", str(r / "notes.jpg")], 1,
-                                 "not a loadable ONNX model"),
+                                 "not an ONNX model"),
         "fai unknown command": (FAI + ["serch", cat], 2, "invalid choice"),
         # the demo
         "ui.app --metadata without the id column": (

@@ -15,7 +15,7 @@ order), so the held-apart list is the same on every machine and for every run. A
 bucket of the remaining photos is the validation part that training may look at (checkpoint
 choice); the held-apart photos are never loaded by training at all.
 
-Geometry is the runtime's: photos are letterboxed with ``fai_infer.preprocess.square_resize``
+Geometry is the runtime's: photos are letterboxed with ``fai_infer.image.preprocess.square_resize``
 and masks are placed with the same arithmetic (nearest neighbour), so training, evaluation and
 the kiosk see identical pixels.
 """

@@ -3,7 +3,7 @@
 ``python -m train.parser_eval --model models/fai-parser.onnx --data ../shared/data/ccp``
 
 Why from the ONNX file: the figures describe the file the runtime loads, read the runtime's
-way (``fai_infer.preprocess`` for the input, ``train.parser_output`` for the output), and are
+way (``fai_infer.image.preprocess`` for the input, ``train.parser_output`` for the output), and are
 scored at each photo's own resolution against its original mask, not the letterboxed one.
 Only the held-apart photos are read (the split is recomputed from the photo ids with the
 fractions the model was trained with, recorded in its metadata). Writes docs/eval-parser.json

@@ -6,7 +6,7 @@ head (unused here) and the decoder is a handful of 1x1 convolutions plus one dep
 3x3 at 1/4 resolution. Logits come out at 1/4 of the input size; the caller upsamples them
 (bilinear) to whatever resolution it needs, which is cheaper than doing it inside the graph.
 
-Input is the runtime's preprocessing (``fai_infer.preprocess``): a letterboxed square scaled
+Input is the runtime's preprocessing (``fai_infer.image.preprocess``): a letterboxed square scaled
 to [-1, 1] (mean = std = 0.5), what the ImageNet Lite weights expect.
 """
 
