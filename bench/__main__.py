@@ -9,7 +9,6 @@ well under a minute (a test runs it so it never rots).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shutil
 import tempfile

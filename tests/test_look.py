@@ -438,3 +438,39 @@ def test_a_dress_is_named_so_that_region_takes_the_name_back(shop):
     assert hits[0].to_dict()["region"] == "whole-body"
     assert shop.look(img, k=1).to_dict()["garments"][0]["group"] == "whole-body"
     assert {h.region for h in shop.similar(img, k=2, region="whole")} == {WHOLE}
+
+
+@pytest.mark.parametrize("forge", ["identity", "nan"])
+def test_a_file_that_only_copies_a_parsers_metadata_is_refused(tmp_path, forge):
+    """Found by an outside red team: an Identity graph (3 channels for 10 declared groups) or
+    one multiplying by NaN, with a parser's metadata copied in, loaded and silently found "no
+    garment" in every photo."""
+    real = tmp_path / "real.onnx"
+    colour_rule_parser(real)
+    meta = onnx.load(str(real)).metadata_props
+    if forge == "identity":
+        nodes, out_channels = [helper.make_node("Identity", ["image"], ["logits"])], 3
+        inits = []
+    else:
+        nodes = [helper.make_node("Slice", ["image", "s", "e", "a"], ["one"]),
+                 helper.make_node("Tile", ["one", "r"], ["ten"]),
+                 helper.make_node("Mul", ["ten", "nan"], ["logits"])]
+        out_channels = len(GROUPS)
+        inits = [helper.make_tensor("s", TensorProto.INT64, [1], [0]),
+                 helper.make_tensor("e", TensorProto.INT64, [1], [1]),
+                 helper.make_tensor("a", TensorProto.INT64, [1], [1]),
+                 helper.make_tensor("r", TensorProto.INT64, [4], [1, len(GROUPS), 1, 1]),
+                 helper.make_tensor("nan", TensorProto.FLOAT, [1], [float("nan")])]
+    graph = helper.make_graph(
+        nodes, "forged", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
+                                                        ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT,
+                                       ["batch", out_channels, SIZE, SIZE])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    for prop in meta:
+        model.metadata_props.add(key=prop.key, value=prop.value)
+    forged = tmp_path / f"{forge}.onnx"
+    onnx.save(model, str(forged))
+    with pytest.raises(ValueError, match="does not answer like the garment parser") as info:
+        GarmentParser(forged)
+    assert "\n" not in str(info.value) and str(forged) in str(info.value)

@@ -224,3 +224,19 @@ def test_odd_settings_and_huge_values_are_one_short_line(priced, tmp_path):
     with pytest.raises(ValueError) as err:
         priced.similar("i1", where={"colour": "x" * 100_000})
     assert len(str(err.value)) < 500
+
+
+@pytest.mark.parametrize("text,says", [("", "the CSV is empty"),
+                                       ("article_id,prod_name\n", "a header but no rows")])
+def test_an_empty_or_header_only_csv_is_one_line_not_a_catalogue_without_metadata(
+        tmp_path, text, says):
+    """Found by an outside review: a header-only CSV indexed 20 photos with no metadata,
+    exit 0, where a CSV whose ids match nothing is refused."""
+    from fai_infer.catalog.sources import read_metadata
+    from fai_infer.errors import CatalogError
+
+    csv_path = tmp_path / "articles.csv"
+    csv_path.write_text(text)
+    with pytest.raises(CatalogError, match=says) as info:
+        read_metadata(csv_path, "article_id")
+    assert "\n" not in str(info.value) and str(csv_path) in str(info.value)

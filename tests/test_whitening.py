@@ -88,6 +88,23 @@ def test_round_trip_through_files(tmp_path):
         Whitening.from_arrays({n: np.load(tmp_path / n) for n in w.arrays()}, w.describe(), 8)
 
 
+@pytest.mark.parametrize("forge", ["zero projection", "huge mean", "one dead axis"])
+def test_a_forged_finite_whitening_is_refused(forge):
+    """Found by an outside red team: with the checksums re-sealed, an all-zero projection or
+    a mean of 1e300 was accepted and every photo query scored 0.045 ("no close match")."""
+    w = fit(anisotropic(300, 12), (0, 12))
+    arrays = {k: v.copy() for k, v in w.arrays().items()}
+    mean_name, proj_name = list(arrays)
+    if forge == "zero projection":
+        arrays[proj_name][:] = 0
+    elif forge == "huge mean":
+        arrays[mean_name][:] = 1e300
+    else:
+        arrays[proj_name][:, 0] = 0
+    with pytest.raises(ValueError, match="not what a fit on unit vectors makes"):
+        Whitening.from_arrays(arrays, w.describe(), 12)
+
+
 # -- a local catalogue -------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def encoder():

@@ -45,6 +45,7 @@ from fai_infer.catalog.sources import looks_like_path, photos_by_stem, read_meta
 __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
            "check_model", "checked_embeddings", "model_label", "query_vector", "rows_for"]
 
+_PARSER_LOAD = threading.Lock()  # the default parser is loaded once per catalogue
 ADD_BATCH = 4096  # photos encoded per committed change while indexing or adding
 
 
@@ -424,10 +425,12 @@ class BaseCatalog(ABC):
         GarmentParser(path)``), else the default model (loaded once), else None when no
         parser file is installed (photo queries then embed the whole photo, as before)."""
         if "parser" not in self.__dict__:
-            try:
-                self.__dict__["parser"] = GarmentParser(default_parser_path())
-            except FileNotFoundError:
-                self.__dict__["parser"] = None
+            with _PARSER_LOAD:  # a server's first photo queries arrive together: load once
+                if "parser" not in self.__dict__:
+                    try:
+                        self.__dict__["parser"] = GarmentParser(default_parser_path())
+                    except FileNotFoundError:
+                        self.__dict__["parser"] = None
         return self.__dict__["parser"]
 
     @property

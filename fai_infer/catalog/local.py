@@ -2,11 +2,11 @@
 its store on disk, and answers the catalogue contract (``fai_infer/catalog/contract.py``).
 
 ``Catalog.build(folder)`` indexes photos, ``.similar(image_or_id)`` and
-``.similar_to_basket(items)`` recommend (implemented once in ``api.BaseCatalog``),
+``.similar_to_basket(items)`` recommend (implemented once in ``contract.BaseCatalog``),
 ``.add``/``.remove``/``.add_embeddings``/``.update_metadata`` change it. What it holds is a
-``CatalogState`` (``catalog_state.py``: ids, paths, rows, vectors, ``apply(delta)``); where that
-state stands on disk is a ``Replica`` (``replica.py``: open, refresh, commit, compact). Every
-change is a small delta committed under a cross-process writer lock (``store.py``);
+``CatalogState`` (``store/state.py``: ids, paths, rows, vectors, ``apply(delta)``); where that
+state stands on disk is a ``Replica`` (``store/replica.py``: open, refresh, commit, compact). Every
+change is a small delta committed under a cross-process writer lock (``store/journal.py``);
 ``refresh()`` picks up what other processes committed, and ``live=True`` does so before every
 search. One in-process lock guards the state, so kiosk threads can query while another thread
 changes the catalogue.
@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from fai_infer.catalog.contract import (BaseCatalog, Hit, NotInCatalogue, Skipped,  # noqa: F401 (re-exported)
-                           checked_embeddings, model_label, query_vector, rows_for)
+                                        checked_embeddings, rows_for)
 from fai_infer.store.state import CatalogState
 from fai_infer.store.delta import Delta
 from fai_infer.catalog.display import choose_display, column_order
@@ -32,7 +32,7 @@ from fai_infer.model.encoder import Encoder
 from fai_infer.index.filter_cache import FilterCache
 from fai_infer.index.filters import Where, parse_where
 from fai_infer.index.metadata import MetadataTable
-from fai_infer.store.replica import CATALOG_FORMAT, Replica  # noqa: F401 (re-exported)
+from fai_infer.store.replica import Replica
 from fai_infer.index.search import EXACT_BELOW, exact_top_k
 from fai_infer.model.identity import remembered_path
 from fai_infer.catalog.sources import ids_for, join_metadata, join_report, list_images, read_metadata

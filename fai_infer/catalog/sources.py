@@ -97,12 +97,17 @@ def read_metadata(source: Any, id_column: str) -> dict[str, dict[str, str]]:
     reader = None
     try:
         reader = csv_dict_reader(path)
-        if not reader.fieldnames or id_column not in reader.fieldnames:
+        if not reader.fieldnames:
+            raise CatalogError(f"{path}: the CSV is empty (no header, no rows)")
+        if id_column not in reader.fieldnames:
             raise CatalogError(f"{path}: no {id_column!r} column (columns: "
                                f"{', '.join(shorten(c) for c in reader.fieldnames or [])}); "
                                f"use --id-column")
-        return {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
+        rows = {row[id_column]: {k: (v or "") for k, v in row.items() if k is not None}
                 for row in reader}
+        if not rows:  # indexing on would save a catalogue with no metadata, without a word
+            raise CatalogError(f"{path}: the CSV has a header but no rows")
+        return rows
     except (OSError, csv.Error) as exc:
         where = f" line {reader.line_num}" if reader is not None and reader.line_num else ""
         raise CatalogError(f"{path}: cannot read metadata CSV{where} ({exc})") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from fai_infer.index.vector_index import VectorIndex
-from fai_infer.index.whitening import MIN_ITEMS, fit
+from fai_infer.index.whitening import fit
 from fai_infer.model.parts import EmbeddingParts
 from fai_infer.store.state import CatalogState
 
@@ -28,7 +28,7 @@ def whitening_due(state: CatalogState) -> bool:
 
 def rewhitened(state: CatalogState, parts: EmbeddingParts) -> CatalogState:
     """A compacted copy of ``state`` whose vectors are whitened by a fit on its own live items
-    (the old whitening undone first); fewer than MIN_ITEMS items: stored as the model made
+    (the old whitening undone first); fewer than whitening.MIN_ITEMS items: stored as the model made
     them. ``state`` itself is left as it was (searches on it go on meanwhile)."""
     new = state.compacted()
     vectors = new.index.vectors

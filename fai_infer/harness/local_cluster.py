@@ -29,10 +29,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
 
-from fai_infer.scale.ray_private import (QUIET_ENV, custom_resources,  # noqa: F401
-                                          make_private_dir, remove_private_dir)
+from fai_infer.scale.ray_private import QUIET_ENV, make_private_dir, remove_private_dir
 from fai_infer.errors import CatalogError
 
 RAY_CLI = str(Path(sys.executable).with_name("ray"))

@@ -18,11 +18,9 @@ from typing import Any
 import numpy as np
 
 # Decoding first: it sets OpenCV's pixel limit before cv2 is imported anywhere.
-from fai_infer.image.decode import (DEFAULT_MAX_BYTES, DEFAULT_MAX_DECODED_BYTES,  # noqa: F401
-                              DEFAULT_MAX_PIXELS, ImageError, ImageInput, apply_orientation,
-                              check_decoded_size, check_png_chunks, decode_bytes, describe,
-                              load_rgb)
-from fai_infer.image.header import exif_orientation, header_size  # noqa: F401
+from fai_infer.image.decode import (ImageError, ImageInput, check_decoded_size,  # noqa: F401
+                                    describe, load_rgb)
+from fai_infer.image.header import header_size  # noqa: F401
 import cv2  # noqa: E402
 
 IMPLEMENTATION = 2  # bumped whenever the pixels this module produces change (keys caches)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Sequence
 
-import numpy as np
 
 from fai_infer.index.filters import Clause
 from fai_infer.index.metadata import MetadataTable

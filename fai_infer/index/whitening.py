@@ -44,6 +44,11 @@ def effective_shrinkage(n: int, dims: int, shrinkage: float) -> float:
     return shrinkage * max(1.0, SHRINK_BELOW * dims / max(n, 1))
 
 
+MAX_CONDITION = 1e6
+"""Largest ratio of a stored projection's strongest to weakest scale (a fit's is far below)."""
+MAX_SCALE = 1e4
+"""Largest scale a stored projection may apply (eigenvalues of unit vectors' parts, shrunk)."""
+
 @dataclass(frozen=True)
 class Whitening:
     """``g -> normalise((g - mean) @ proj)`` on the garment span ``[start, stop)`` of stored
@@ -130,6 +135,15 @@ class Whitening:
         if not (np.isfinite(mean).all() and np.isfinite(proj).all()
                 and math.isfinite(shrinkage)):
             raise ValueError("whitening arrays are not finite")
+        # What a fit on unit vectors can make (a forged file with sealed checksums must not
+        # collapse every score): a mean inside the unit ball and a projection of full rank
+        # whose scales stay within what any shrinkage gives.
+        singular = np.linalg.svd(proj, compute_uv=False)
+        if float(np.linalg.norm(mean)) > 1.0 + 1e-3 or shrinkage < 0 or not (
+                singular.min() > singular.max() * MAX_CONDITION ** -1
+                and singular.max() < MAX_SCALE):
+            raise ValueError("whitening arrays are not what a fit on unit vectors makes "
+                             "(mean outside the unit ball, or a singular or extreme projection)")
         return cls(start, stop, mean, proj, shrinkage, fitted_on)
 
 

@@ -221,7 +221,7 @@ def _check(buf: memoryview) -> None:
     for node in nodes:
         if node.op_type in CONTROL_FLOW or node.subgraph:
             raise GraphRefused(f"its graph has control flow ({node.op_type or 'a sub-graph'}"
-                               f"), which an embedding network never needs")
+                               f"), which neither the encoder nor the garment parser ever needs")
         if node.op_type in SHAPE_MAKERS:
             made = _made_elements(node, constants)
             if made is not None and made > MAX_MADE_ELEMENTS:

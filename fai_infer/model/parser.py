@@ -285,6 +285,24 @@ class GarmentParser:
         self.garment_groups = self.meta.garment_groups
         self.min_share = float(min_share)
         self._input = self.session.get_inputs()[0].name
+        self._check_answers()
+
+    def _check_answers(self) -> None:
+        """Run once on a blank square: a file that copies a parser's metadata but answers
+        with other shapes or non-finite logits would otherwise switch "shop the look" off
+        without a word (found by an outside red team)."""
+        size, stride = self.spec.size, self.meta.output_stride
+        want = (1, len(self.groups), size // stride, size // stride)
+        blank = to_tensor(np.full((size, size, 3), 128, np.uint8), self.spec)[None]
+        try:
+            got = self.session.run(None, {self._input: blank})[0]
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path}: does not run as a garment parser "
+                             f"({one_line(exc)})") from None
+        if got.shape != want or not np.isfinite(got).all():
+            raise ValueError(f"{self.path}: does not answer like the garment parser its "
+                             f"metadata describes (logits {tuple(got.shape)}, expected {want}"
+                             f"{'' if np.isfinite(got).all() else ', not finite'})")
 
     def probabilities(self, rgb: np.ndarray, height: int = 0, width: int = 0) -> np.ndarray:
         """(G, height, width) group probabilities of a decoded HxWx3 uint8 RGB photo (default:

@@ -28,8 +28,7 @@ from typing import Iterator
 import numpy as np
 
 from fai_infer import safe_json
-from fai_infer.store.delta import (DELTA_PREFIX, Delta, delta_name, delta_path,  # noqa: F401
-                             is_delta_name)
+from fai_infer.store.delta import Delta, delta_name, is_delta_name  # noqa: F401
 from fai_infer.safe_files import open_regular, read_bounded
 from fai_infer.store.generations import CatalogError, fsync_path
 from fai_infer.store.check import check_delta
