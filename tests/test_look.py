@@ -474,3 +474,38 @@ def test_a_file_that_only_copies_a_parsers_metadata_is_refused(tmp_path, forge):
     with pytest.raises(ValueError, match="does not answer like the garment parser") as info:
         GarmentParser(forged)
     assert "\n" not in str(info.value) and str(forged) in str(info.value)
+
+
+def test_each_look_row_searches_its_groups_kinds_when_the_shop_names_kinds(parser):
+    """A shoes row answers with shoes: with a kind column, each row searches the shop's kinds
+    of its group (by their words: "Sneakers" is shoes, "Vest top" upper), whatever the
+    embedding prefers. An outside review saw belts and a bralette in a shoes row."""
+    from fai_infer.catalog.garments import group_of_kind
+
+    assert [group_of_kind(k) for k in ("Sports Shoes", "Sweatshirts", "Vest top", "Trousers",
+                                       "Dresses", "Handbags", "Belts", "Blazer", "Plant")] == [
+        "shoes", "upper", "upper", "lower", "whole", "bag", "accessory", "outer", None]
+    rng = np.random.default_rng(2)
+    enc = Encoder(SHIPPED)
+    # Three kinds whose packshots look alike (one colour block each: the yellow of the shoes,
+    # so the embedding alone would mix them), and one top.
+    folder_items = {"s1": ("shoes", "Sneakers"), "s2": ("shoes", "Boots"),
+                    "b1": ("shoes", "Belts"), "b2": ("shoes", "Bracelet"),
+                    "t1": ("upper", "T-shirt")}
+    cat = Catalog(enc)
+    vectors = []
+    for item, (group, _) in folder_items.items():
+        img = packshot(group).astype(np.int16) + rng.integers(-20, 20, size=(240, 180, 3))
+        vectors.append(enc.embed([np.clip(img, 0, 255).astype(np.uint8)])[0])
+    cat.add_embeddings(list(folder_items), np.stack(vectors),
+                       metadata=[{"product_type_name": kind} for _, kind in
+                                 folder_items.values()])
+    cat.parser = parser
+    look = cat.look(person()[0], k=4)
+    shoes = next(row for row in look.rows if row.region.group == "shoes")
+    assert {h.metadata["product_type_name"] for h in shoes.hits} <= {"Sneakers", "Boots"}
+    assert len(shoes.hits) == 2
+    # the caller's own choice of kinds stands
+    mine = cat.look(person()[0], k=4, where={"product_type_name": ["Belts", "Sneakers"]})
+    shoes = next(row for row in mine.rows if row.region.group == "shoes")
+    assert {h.metadata["product_type_name"] for h in shoes.hits} == {"Belts", "Sneakers"}

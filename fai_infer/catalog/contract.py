@@ -30,9 +30,10 @@ from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
 from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
                                           kind_words, label, sample_rows)
 from fai_infer.catalog.display import checked_display, kind_column
-from fai_infer.catalog.garments import AUTO, Look, check_region, search_photo, shop_the_look
+from fai_infer.catalog.garments import (AUTO, Look, check_region, kinds_by_group, search_photo,
+                                      shop_the_look)
 from fai_infer.model.encoder import Encoder
-from fai_infer.index.filters import Where
+from fai_infer.index.filters import Clause, Where, parse_where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
 from fai_infer.index.hits import Hit, NotInCatalogue, Skipped
 from fai_infer.index.whitening import MIN_ITEMS as WHITEN_MIN_ITEMS, Whitening
@@ -487,6 +488,20 @@ class BaseCatalog(ABC):
         return lambda vector, k: self._search(
             parts.reweigh(self._to_stored(vector[None]), colour)[0], k, where, set())[0]
 
+    def _group_searchers(self, column: str | None, where: Where | None, colour: float | None):
+        """group -> a searcher over the catalogue's kinds of that group (``garments.
+        kinds_by_group`` on its kind column's values); the plain photo searcher for a group
+        with no such kind, without a kind column, or when ``where`` already names the column
+        (the caller's choice of kinds stands)."""
+        plain = self._photo_searcher(where, colour)
+        if column is None or any(c.column == column for c in parse_where(where)):
+            return lambda group: plain
+        kinds = kinds_by_group(self.columns().get(column, []))
+        clauses = parse_where(where)
+        return lambda group: (self._photo_searcher(
+            clauses + [Clause(column, "in", tuple(v.casefold() for v in kinds[group]))], colour)
+            if group in kinds else plain)
+
     def look(self, photo: ImageInput, k: int = 6, where: Where | None = None,
              colour: float | None = None) -> Look:
         """Shop the look: one row per garment the parser finds in ``photo`` (region, kind, box,
@@ -499,8 +514,9 @@ class BaseCatalog(ABC):
             raise ValueError("shop the look needs a garment parser model and none is "
                              "installed (FAI_PARSER names one)")
         self._before_read()
-        look = shop_the_look(photo, k, self.encoder, parser, self._photo_searcher(where, colour))
         column = kind_column(self._known_columns())
+        look = shop_the_look(photo, k, self.encoder, parser, self._photo_searcher(where, colour),
+                             self._group_searchers(column, where, colour))
         for row in look.rows:
             kind_words(self._rated(row.hits, colour), column, None)
         return look

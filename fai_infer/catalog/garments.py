@@ -41,6 +41,44 @@ PHOTOGRAPHED_GROUPS = ("upper", "lower", "whole")
 
 Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
 
+# Words in a shop's own kind names (its kind column: articleType, product_type_name, ...) that
+# say which parser group sells that kind; checked in this order, so "Sports Shoes" is shoes and
+# "Sweatshirts" upper. A look row searches only its group's kinds when the shop has any, so a
+# shoes row answers with shoes (an outside review found belts and bralettes there): the
+# catalogue's own labels decide, the embedding ranks within them.
+GROUP_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("shoes", ("shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "loafer", "pump",
+               "wedge", "clog", "mule", "slipper", "flip flop", "espadrille", "ballerina",
+               "sock")),
+    ("bag", ("bag", "backpack", "wallet", "purse", "clutch", "tote", "pouch")),
+    ("accessory", ("hat", "cap", "beanie", "belt", "scarf", "scarves", "glove", "sunglass",
+                   "glasses", "eyewear", "watch", "jewel", "necklace", "earring", "bracelet",
+                   "ring", "tie", "hair")),
+    ("outer", ("jacket", "coat", "blazer", "cape", "cardigan", "parka", "gilet", "waistcoat")),
+    ("whole", ("dress", "jumpsuit", "romper", "playsuit", "dungaree", "swimsuit", "swimwear",
+               "saree", "suit")),
+    ("lower", ("trouser", "jean", "short", "skirt", "legging", "tight", "pant", "jogger",
+               "chino", "capri", "culotte", "palazzo", "salwar", "churidar")),
+    ("upper", ("top", "shirt", "blouse", "tee", "sweater", "jumper", "hoodie", "vest", "tank",
+               "polo", "kurta", "tunic", "camisole", "bra", "bodysuit")),
+)
+
+
+def group_of_kind(kind: str) -> str | None:
+    """The parser group a shop's kind name belongs to, by its words; None when none says."""
+    name = kind.casefold()
+    return next((group for group, words in GROUP_WORDS if any(w in name for w in words)), None)
+
+
+def kinds_by_group(kinds: list[str]) -> dict[str, list[str]]:
+    """A shop's kind values grouped by the parser group each belongs to."""
+    out: dict[str, list[str]] = {}
+    for kind in kinds:
+        group = group_of_kind(kind)
+        if group is not None:
+            out.setdefault(group, []).append(kind)
+    return out
+
 
 def region_names(parser: GarmentParser | None) -> tuple[str, ...]:
     """What ``region`` may be: auto, whole (the photo) and the parser's garment groups, the
@@ -154,8 +192,10 @@ class Look:
 
 
 def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentParser,
-                  search: Searcher) -> Look:
-    """Every garment the parser finds in the photo, each with its own k matches. A photo with
+                  search: Searcher, search_for: Callable[[str], Searcher] | None = None
+                  ) -> Look:
+    """Every garment the parser finds in the photo, each with its own k matches (searched
+    with ``search_for(group)`` when given: the catalogue's kinds of that group). A photo with
     no garment is an answer in words, not an error; undecodable input raises ImageError."""
     parse = parser.parse(image)
     if not parse.regions:
@@ -163,7 +203,7 @@ def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentPa
     vectors = encoder.embed(views(parse, parse.regions))
     rows = []
     for r, vector in zip(parse.regions, vectors):
-        hits = search(vector, k)
+        hits = (search_for(r.group) if search_for is not None else search)(vector, k)
         for h in hits:
             h.region = region_name(r.group)
         rows.append(LookRow(r, hits))
