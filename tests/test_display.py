@@ -13,9 +13,11 @@ def test_defaults_skip_ids_and_codes_and_caption_with_the_name():
     filters, caption = default_display(hm_rows(), "article_id")
     assert caption == ["prod_name"]
     # hm_rows' label columns are cycles of i (i % 20, % 11, % 9, % 7, % 4, % 3, % 2), so the
-    # finer ones tell the coarser exactly (i % 9 gives i % 3): those are near-duplicates.
+    # finer ones tell the coarser exactly (i % 9 gives i % 3): near-duplicates when the
+    # coarser tells some of the finer back (i % 3 of i % 9) or their names share a word;
+    # department (i % 20) and garment group (i % 4) are neither, so both stay.
     assert filters == ["product_type_name", "colour_group_name", "section_name",
-                       "department_name"]
+                       "garment_group_name", "department_name"]
     assert len(filters) <= MAX_FILTERS
     myntra = [{"id": str(i), "split": "train", "gender": "Men", "articleType": t,
                "year": "2012", "productDisplayName": f"Shirt {i}"} for i, t in
@@ -82,3 +84,13 @@ def test_a_catalogue_leaves_out_near_duplicate_filters_too(tmp_path):
     csv = write_csv(tmp_path / "m.csv", rows)
     cat = Catalog.build(tmp_path / "shop", csv, "id")
     assert cat.display()["filters"] == ["kind", "tone"]
+
+
+def test_a_finer_column_alone_does_not_make_coarse_ones_duplicates():
+    """Found by CI after the near-duplicate rule: a price column (a value per few rows) tells
+    the gender of every row, so gender and colour were left out and price was the only filter.
+    A near-duplicate must tell the other back too."""
+    rows = [{"gender": ["Women", "Men", "Unisex"][i % 3],
+             "colour": ["Red", "blue", "GREEN"][i % 5 % 3],
+             "price": "n/a" if i % 17 == 0 else f"{(i * 7) % 120}.5"} for i in range(3000)]
+    assert default_display(rows)[0] == ["gender", "colour", "price"]

@@ -74,7 +74,8 @@ def test_a_missing_server_binary_is_one_line_naming_the_extra(tmp_path):
 
 # -- its life -------------------------------------------------------------------------------
 def group_of(pgid: int) -> dict[int, str]:
-    """pid -> command name of every process in a process group (from /proc)."""
+    """pid -> command name of every live process in a process group (from /proc; a zombie,
+    exited and waiting for its new parent to reap it, holds nothing and is left out)."""
     out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -83,7 +84,7 @@ def group_of(pgid: int) -> dict[int, str]:
             continue
         name = text[text.index("(") + 1:text.rindex(")")]
         fields = text[text.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid:
+        if int(fields[2]) == pgid and fields[0] != "Z":
             out[int(stat.parent.name)] = name
     return out
 

@@ -63,3 +63,18 @@ def test_the_lock_is_on_what_the_servers_really_write(tmp_path):
     finally:
         held.close()
     lock_data(first).close()  # free again once the first closed it
+
+
+def test_milvus_own_log_links_are_not_planted_links(tmp_path):
+    """Milvus's glog keeps logs/milvus.INFO as a relative link to its newest log file: a
+    restart on the same --data must not be refused for it (CI found the second server
+    refused), while a link in logs/ to anything else still is."""
+    data = prepared(tmp_path / "d")
+    (data / "logs").mkdir(exist_ok=True)
+    (data / "logs" / "milvus.host.root.log.INFO.20261207").write_text("log")
+    os.symlink("milvus.host.root.log.INFO.20261207", data / "logs" / "milvus.INFO")
+    check_data(data)
+    (tmp_path / "victim").write_text("precious")
+    os.symlink(tmp_path / "victim", data / "logs" / "milvus.WARNING")
+    with pytest.raises(ServerError, match="milvus.WARNING is a symbolic link"):
+        check_data(data)

@@ -294,9 +294,11 @@ def test_shop_page_serves_a_milvus_collection(milvus, big):
     cat, label = load_catalog(AppConfig(milvus=milvus.uri, collection="shop"))
     demo = ShopDemo(cat, label, 5)
     assert "3000 items" in demo.header() and list(demo.filters) == big.display()["filters"]
-    gallery, ids = demo.browse(["Men"], [], [])
+    chosen = [["Men"] if f == "gender" else [] for f in demo.filters]  # one list per filter
+    gallery, ids = demo.browse(*chosen)
     assert ids and all(cat.get(i).metadata["gender"] == "Men" for i in ids)
-    cards, status = demo.similar_to_item("i0005", 5, [], [], [])
+    none = [[] for _ in demo.filters]
+    cards, status = demo.similar_to_item("i0005", 5, *none)
     assert len(cards) == 5 and "More like" in status
-    items, cards, _ = demo.basket_view(["i0005", "i0006"], 4, [], [], [])
+    items, cards, _ = demo.basket_view(["i0005", "i0006"], 4, *none)
     assert len(items) == 2 and len(cards) == 4

@@ -68,8 +68,15 @@ def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
     py = env_dir / "bin" / "python"
     fresh_site = Path(run([py, "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
                           cwd=tmp_path).stdout.strip())
-    # third-party packages from this environment; never the checkout or its editable finder
-    (fresh_site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # third-party packages from this environment, through links to each of them: never the
+    # checkout, its editable finder or its fai dist-info (pip would take the wheel's fai as
+    # already installed and skip it)
+    deps = tmp_path / "deps"
+    deps.mkdir()
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if not entry.name.startswith(("fai", "__editable__", "_fai")):
+            (deps / entry.name).symlink_to(entry)
+    (fresh_site / "deps.pth").write_text(f"{deps}\n")
     env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
     before = {p.relative_to(env_dir) for p in env_dir.rglob("*")}
     run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "-q", wheel],

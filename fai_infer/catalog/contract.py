@@ -48,6 +48,7 @@ __all__ = ["BaseCatalog", "Hit", "NotInCatalogue", "Skipped", "caption_text",
 
 _PARSER_LOAD = threading.Lock()  # the default parser is loaded once per catalogue
 ADD_BATCH = 4096  # photos encoded per committed change while indexing or adding
+MAX_POOL = 4096  # the widest a basket item's search looks when widening skips what it finds
 
 
 # -- input checks shared by every back end ----------------------------------------------------
@@ -606,20 +607,32 @@ class BaseCatalog(ABC):
 
         wide = 4 if kind_column or not same_design else 2  # room for what widening skips
         pool = min(len(self), wide * k + 10 + len(exclude))
+
+        def search_usable(query: np.ndarray) -> tuple[list[Hit], dict[str, np.ndarray]]:
+            # Widening can skip a whole pool (a shop of near-identical photos): look wider,
+            # four times as far each round, until k are usable or there is nothing more.
+            size = pool
+            while True:
+                hits, vecs = self._search(query, size, where, exclude, vectors=True)
+                good = usable(hits, vecs)
+                if len(good) >= k or len(hits) < size or size >= min(len(self), MAX_POOL):
+                    return good, vecs
+                size = min(len(self), MAX_POOL, 4 * size)
+
         if mode == "centroid":
             query = basket.mean(axis=0)
             query /= max(float(np.linalg.norm(query)), 1e-12)
             query = parts.reweigh(query[None], colour)[0]
-            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
-            hits = usable(hits, vecs)[:k]
+            hits, vecs = search_usable(query)
+            hits = hits[:k]
             for h in hits:
                 h.source = names[int(np.argmax(basket @ vecs[h.id]))]
             return self._rated(hits, colour)
         lists: list[list[Hit]] = []
         found: dict[str, np.ndarray] = {}
         for query in parts.reweigh(basket, colour):
-            hits, vecs = self._search(query, pool, where, exclude, vectors=True)
-            lists.append(usable(hits, vecs))
+            hits, vecs = search_usable(query)
+            lists.append(hits)
             found.update(vecs)
         return self._rated(round_robin(lists, found, names, k, float(diversity),
                                        basket.shape[1], kind_column, kinds), colour)

@@ -18,6 +18,9 @@ _CODE_SUFFIXES = ("_id", "_no", "_code", "_nr", "_num", "_sku", "id", "sku", "ea
 _NOT_DISPLAYED = {"split", "path", "file", "filename", "image", "url"}
 KIND_WORDS = ("articletype", "product_type", "type", "category", "kind")  # names of kind columns
 NEAR_DUPLICATE = 0.85  # share of the other column's uncertainty one column removes
+# ... and the coarser must tell something of the finer too: a column with a value per few rows
+# (a price) "tells" every coarse column (a gender) without repeating its fact.
+BACK_DUPLICATE = 0.25
 ROWS_PER_VALUE = 5  # below this a column "determines" others by chance, so it is not compared
 
 
@@ -50,15 +53,32 @@ def determines(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if base >= 1.0 else max(0.0, float((purity - base) / (1.0 - base)))
 
 
+_GENERIC_WORDS = {"name", "no", "id", "code", "nr", "num", "value", "desc"}
+
+
+def name_words(column: str) -> set[str]:
+    """The words of a column's name that say what it is about (colour, product, index)."""
+    words = column.replace("-", "_").replace(" ", "_").casefold().split("_")
+    return {w for w in words if w and w not in _GENERIC_WORDS}
+
+
+def near_duplicates(a: np.ndarray, b: np.ndarray, names: tuple[str, str] = ("", "")) -> bool:
+    """One column tells the other (``determines`` >= NEAR_DUPLICATE), and either the other
+    tells it back (BACK_DUPLICATE) or their names share a word (colour_group_name and
+    perceived_colour_master_name): the same fact twice, not merely a finer column."""
+    forth, back = determines(a, b), determines(b, a)
+    return max(forth, back) >= NEAR_DUPLICATE and (
+        min(forth, back) >= BACK_DUPLICATE or bool(name_words(names[0]) & name_words(names[1])))
+
+
 def distinct_filters(candidates: list[str], codes: Mapping[str, np.ndarray],
                      counts: Mapping[str, int]) -> list[str]:
-    """``candidates`` less near-duplicates: of two columns where either tells the other
-    (``determines`` >= NEAR_DUPLICATE) the one with more values (the finer) stays, ties to
-    the earlier; the survivors keep the CSV's order."""
+    """``candidates`` less near-duplicates (``near_duplicates``): of two, the one with more
+    values (the finer) stays, ties to the earlier; the survivors keep the CSV's order."""
     kept: list[str] = []
     for c in sorted(candidates, key=lambda c: (-counts[c], candidates.index(c))):
-        if c in codes and any(max(determines(codes[c], codes[k]), determines(codes[k], codes[c]))
-                              >= NEAR_DUPLICATE for k in kept if k in codes):
+        if c in codes and any(near_duplicates(codes[c], codes[k], (c, k))
+                              for k in kept if k in codes):
             continue
         kept.append(c)
     return [c for c in candidates if c in kept]

@@ -142,6 +142,17 @@ def check_data(data: Path) -> None:
         raise ServerError(f"--data {data}: not a writable folder ({exc.strerror or exc})") from None
 
 
+def _own_log_link(path: Path, data: Path) -> bool:
+    """Milvus's own logging (glog) keeps ``logs/milvus.INFO`` and friends as relative links to
+    the newest log file beside them: a link under ``logs/`` whose target is a plain name of a
+    regular file in the same folder is the server's, not a planted one."""
+    target = os.readlink(path)
+    if path.parent != data / "logs" or "/" in target or target in ("", ".", ".."):
+        return False
+    beside = path.parent / target
+    return beside.exists() and not beside.is_symlink() and stat.S_ISREG(beside.lstat().st_mode)
+
+
 def _first_odd_entry(data: Path) -> str | None:
     """'REL is a symbolic link' (or a FIFO, device, socket) for the first such entry under
     ``data``, links not followed; None when there are only folders and regular files."""
@@ -149,6 +160,8 @@ def _first_odd_entry(data: Path) -> str | None:
         for name in sorted(dirs) + sorted(files):
             path = Path(top) / name
             mode = path.lstat().st_mode
+            if stat.S_ISLNK(mode) and _own_log_link(path, data):
+                continue
             if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
                 kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
                 return f"{path.relative_to(data)} is {kind}"
