@@ -28,17 +28,23 @@ PACKAGED_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 DEFAULT_MODEL_NAME = "fai-default.onnx"
 
 
-def default_model_path() -> Path:
-    """$FAI_MODEL, else the model shipped in the repository's models/ folder, else the one a
-    wheel installed as package data."""
-    env = os.environ.get("FAI_MODEL")
-    path = Path(env) if env else MODELS_DIR / DEFAULT_MODEL_NAME
-    if not env and not path.is_file() and (PACKAGED_MODELS_DIR / DEFAULT_MODEL_NAME).is_file():
-        path = PACKAGED_MODELS_DIR / DEFAULT_MODEL_NAME
+def shipped_model_path(name: str, env_var: str, what: str, made_by: str) -> Path:
+    """$``env_var``, else ``name`` in the repository's models/ folder, else the copy a wheel
+    installed as package data: where every shipped model file (encoder, parser) is found."""
+    env = os.environ.get(env_var)
+    path = Path(env) if env else MODELS_DIR / name
+    if not env and not path.is_file() and (PACKAGED_MODELS_DIR / name).is_file():
+        path = PACKAGED_MODELS_DIR / name
     if not path.is_file():
-        raise FileNotFoundError(f"default model not found at {path}; pass a model path or set "
-                                f"FAI_MODEL (models are made with python -m export.onnx)")
+        raise FileNotFoundError(f"{what} not found at {path}; pass a {what.split()[-1]} path or "
+                                f"set {env_var} (made with {made_by})")
     return path
+
+
+def default_model_path() -> Path:
+    """$FAI_MODEL, else the shipped default encoder (``shipped_model_path``)."""
+    return shipped_model_path(DEFAULT_MODEL_NAME, "FAI_MODEL", "default model",
+                              "python -m export.onnx")
 
 
 def _bounded_map(pool: ThreadPoolExecutor, fn, items: Iterable, window: int) -> Iterator:

@@ -114,16 +114,10 @@ def group_map(logits: np.ndarray, height: int, width: int, size: int) -> np.ndar
 def default_parser_path() -> Path:
     """$FAI_PARSER, else models/fai-parser.onnx beside the default encoder (the checkout's
     models/, else a wheel's package data): found the way the encoder's default is."""
-    from fai_infer.model.encoder import MODELS_DIR, PACKAGED_MODELS_DIR
+    from fai_infer.model.encoder import shipped_model_path
 
-    env = os.environ.get("FAI_PARSER")
-    path = Path(env) if env else MODELS_DIR / DEFAULT_PARSER_NAME
-    if not env and not path.is_file() and (PACKAGED_MODELS_DIR / DEFAULT_PARSER_NAME).is_file():
-        path = PACKAGED_MODELS_DIR / DEFAULT_PARSER_NAME
-    if not path.is_file():
-        raise FileNotFoundError(f"garment parser not found at {path}; pass a parser path or "
-                                f"set FAI_PARSER (made with python -m export.parser_onnx)")
-    return path
+    return shipped_model_path(DEFAULT_PARSER_NAME, "FAI_PARSER", "garment parser",
+                              "python -m export.parser_onnx")
 
 
 # -- what a parse returns -----------------------------------------------------------------------
