@@ -6,6 +6,7 @@ Tests that need Ray or Milvus skip, naming the missing package, when the extra i
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -56,9 +57,12 @@ def local_ray():
     needs("ray")
     from fai_infer.scale.ray_index import ray_session
 
-    before = listeners()
+    before, path_before = listeners(), os.environ.get("PYTHONPATH")
     with ray_session(None, num_cpus=2) as ray:
         ray.listening_before_fai = before
+        # the workers' PYTHONPATH is set only while Ray starts: a pip or subprocess this
+        # process runs later must not inherit it (it made the wheel test's pip see fai installed)
+        assert os.environ.get("PYTHONPATH") == path_before
         yield ray
 
 

@@ -60,7 +60,8 @@ def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
         pytest.skip("git is needed to copy the checkout's tracked files")
     src = tracked_copy(tmp_path / "src")
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", tmp_path / "dist", "."], cwd=src)
+         "-w", tmp_path / "dist", "."], cwd=src,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_NO_CACHE_DIR": "1"})
     wheel = next((tmp_path / "dist").glob("fai-*.whl"))
 
     env_dir = tmp_path / "fresh"
@@ -78,10 +79,13 @@ def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
             (deps / entry.name).symlink_to(entry)
     (fresh_site / "deps.pth").write_text(f"{deps}\n")
     env = {"PATH": f"{env_dir / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    # pip too runs with nothing of this session's environment (PYTHONPATH, PIP_*, a venv):
+    # in a full run something there made it take the wheel's fai as installed already
+    pip_env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PIP_NO_CACHE_DIR": "1"}
     before = {p.relative_to(env_dir) for p in env_dir.rglob("*")}
-    run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "-q", wheel],
-        cwd=tmp_path)
-    assert (fresh_site / "fai-ort-telemetry-off.pth").is_file()
+    pip = run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", wheel],
+              cwd=tmp_path, env=pip_env)
+    assert (fresh_site / "fai-ort-telemetry-off.pth").is_file(), pip.stdout[-2000:]
 
     photos = tmp_path / "photos"
     write_products(photos, 6)
@@ -97,7 +101,7 @@ def test_wheel_installs_embeds_queries_and_uninstalls_cleanly(tmp_path):
     assert fai.stdout.strip()
 
     run([sys.executable, "-m", "pip", "--python", py, "uninstall", "-y", "-q", "fai"],
-        cwd=tmp_path)
+        cwd=tmp_path, env=pip_env)
     left = {p.relative_to(env_dir) for p in env_dir.rglob("*")} - before
     left = {p for p in left if "__pycache__" not in p.parts and p.name != "deps.pth"}
     assert sorted(map(str, left)) == []

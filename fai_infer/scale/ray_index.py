@@ -39,6 +39,24 @@ BLOCK_ROWS = 256  # rows per Ray block: enough blocks for every actor, small eno
 
 
 @contextmanager
+def workers_import_this_copy() -> Iterator[None]:
+    """PYTHONPATH names this copy of fai_infer (a checkout or a venv) while a local Ray starts,
+    so its workers import what the driver does; restored after, so nothing this process starts
+    later (a pip, a test's subprocess) inherits it."""
+    root = str(Path(__file__).resolve().parents[2])
+    before = os.environ.get("PYTHONPATH")
+    if root not in (before or "").split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, before) if p)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+@contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[Any]:
     """Join ``address`` or start a private local Ray; shut down only what we started."""
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"  # never report usage
@@ -48,12 +66,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         # then every Ray server (GCS, raylet, workers, agents) binds loopback, and a driver
         # finds a cluster that listens on loopback only (local_cluster.LocalCluster).
         os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    if address is None:
-        # Local workers import fai_infer from where this driver does (a checkout or a venv).
-        root = str(Path(__file__).resolve().parents[2])
-        path = os.environ.get("PYTHONPATH", "")
-        if root not in path.split(os.pathsep):
-            os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
     ray = require("ray", "fai index --ray")
     require("ray.data", "fai index --ray")
     if address is not None and not ray.is_initialized():
@@ -70,7 +82,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         common = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
         try:
             if private is not None:  # no usage report, cloud probe, /tmp/ray or ~/.ray left
-                with private_environment(private):
+                with private_environment(private), workers_import_this_copy():
                     ray.init(num_cpus=num_cpus, _node_ip_address="127.0.0.1",
                              object_store_memory=512 * 1024**2,
                              _temp_dir=str(private / "s"), **common)
