@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,7 @@ import onnx
 import torch
 
 from fai_infer.image.preprocess import preprocess
-from train.onnx_graph import fold_pads_into_convs, session
+from train.onnx_graph import session, to_onnx_proto
 from train.parser_data import DEFAULT_DATA, GARMENT_GROUPS, masked_photos, photos_in
 from train.parser_model import GarmentParser, load_parser
 from train.parser_output import METADATA_KEY, parser_metadata
@@ -42,19 +40,9 @@ class ParserExportError(RuntimeError):
 
 
 def to_proto(model: GarmentParser) -> onnx.ModelProto:
-    """torch -> ONNX (TorchScript exporter, fixed S x S input, dynamic batch), Pads folded."""
-    size = model.config.image_size
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message="Constant folding")
-        torch.onnx.export(model, (torch.zeros(1, 3, size, size),), buf, input_names=["image"],
-                          output_names=["logits"],
-                          dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
-                          opset_version=OPSET, dynamo=False, do_constant_folding=True)
-    proto = fold_pads_into_convs(onnx.load_from_string(buf.getvalue()))
-    onnx.checker.check_model(proto)
-    return proto
+    """torch -> ONNX the way the encoder is exported (``train.onnx_graph.to_onnx_proto``):
+    fixed S x S input, dynamic batch, Pads folded; the output is ``logits``."""
+    return to_onnx_proto(model, model.config.image_size, OPSET, output="logits")
 
 
 def parser_meta(ckpt: dict, model: GarmentParser) -> dict:

@@ -78,7 +78,11 @@ def _fold_known_pads(proto: onnx.ModelProto) -> int:
     return len(drop)
 
 
-def to_onnx_proto(model: torch.nn.Module, size: int, opset: int) -> onnx.ModelProto:
+def to_onnx_proto(model: torch.nn.Module, size: int, opset: int,
+                  output: str = "embedding") -> onnx.ModelProto:
+    """A network taking (batch, 3, size, size) ``image`` -> the checked ONNX graph with one
+    output named ``output`` (the encoder's ``embedding``, the parser's ``logits``): the
+    TorchScript exporter, fixed input size, dynamic batch, Pads folded into the convs."""
     buf = io.BytesIO()
     dummy = torch.zeros(1, 3, size, size)
     with warnings.catch_warnings():
@@ -87,8 +91,8 @@ def to_onnx_proto(model: torch.nn.Module, size: int, opset: int) -> onnx.ModelPr
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message="Constant folding")
         torch.onnx.export(model, (dummy,), buf, input_names=["image"],
-                          output_names=["embedding"],
-                          dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}},
+                          output_names=[output],
+                          dynamic_axes={"image": {0: "batch"}, output: {0: "batch"}},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
     proto = fold_pads_into_convs(onnx.load_from_string(buf.getvalue()))
     onnx.checker.check_model(proto)
