@@ -102,6 +102,8 @@ def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, nam
         "colour_weight": str(ckpt["model_config"].get("colour_weight", 0.0)
                              if "colour" in parts else 0.0),
         "input_size": str(spec.size),
+        "catalogue_whitening": "off" if ckpt["model_config"].get("head") == "projection"
+                               else "on",
         "preprocess": json.dumps(spec.to_dict(), sort_keys=True),
         "model_config": json.dumps(ckpt["model_config"], sort_keys=True),
         "train_config": json.dumps(tc, sort_keys=True, default=str),
@@ -111,6 +113,9 @@ def build_metadata(ckpt: dict, model: torch.nn.Module, spec: PreprocessSpec, nam
         "quantization": quantization,
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    names = ckpt["model_config"].get("colour_names")
+    if names and "colour" in parts:
+        meta["colour_names"] = json.dumps(list(names))
     return {META_PREFIX + k: v for k, v in meta.items()}
 
 

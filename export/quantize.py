@@ -118,7 +118,11 @@ def int8_recipe(proto: onnx.ModelProto, recipe: str = "fast",
     weight of a depthwise-separable network (slower, closer to fp32). ``keep_fp32``: node-name
     prefixes also left in fp32 (the layers a per-layer report found to lose the gate,
     export/layer_report.py)."""
-    stem = [n.name for n in proto.graph.node if n.op_type == "Conv"][:1]
+    # The encoder's first conv, not the graph's: after quant_pre_process a colour part's convs
+    # can come first in node order, and the real stem then went int8 (v4's twin missed its gate
+    # by that alone).
+    convs = [n.name for n in proto.graph.node if n.op_type == "Conv"]
+    stem = [c for c in convs if c.startswith("/encoder/")][:1] or convs[:1]
     stem += [n.name for n in proto.graph.node if keep_fp32 and n.name.startswith(keep_fp32)]
     # The colour part (train/colour.py: a soft histogram of the photo's colours) and anything
     # else outside the backbone and its head stay fp32: a handful of cheap element-wise ops

@@ -71,7 +71,7 @@ def test_int8_gate_passes_with_real_calibration(tmp_path):
     assert len(q_bytes) < V2.stat().st_size / 2
 
 
-@pytest.mark.parametrize("pair", [("fai-default.int8.onnx", "fai-default.onnx"),
+@pytest.mark.parametrize("pair", [("fai-lite0-v3.int8.onnx", "fai-lite0-v3.onnx"),
                                   ("fai-lite0-v2.int8.onnx", "fai-lite0-v2.onnx")],
                          ids=["v3", "v2"])
 def test_shipped_int8_default_stays_close_to_its_fp32_on_other_photos(tmp_path, pair):

@@ -253,3 +253,31 @@ def test_choose_defaults_to_the_checkpoints_own_data_and_label_columns(lite_run,
                    "--max-ms", "0", "--cache-dir", str(lite_run / "cache")])
     assert [r["general_weight"] for r in choice["rows"]] == [1.0]
     assert "P@10 colour" in choice["rows"][0]  # the run's label column, not Myntra's
+
+
+def test_init_from_a_projection_head_with_named_colours_keeps_both(lite_run, products,
+                                                                   tmp_path):
+    """v4's shape (train/design_head.py's projection, train/colour_net.py's named colours)
+    survives fine-tuning: train.adapt's path starts from the shipped checkpoint."""
+    from train.__main__ import main
+    from train.compose import compose
+    from train.colour_net import ColourNames
+
+    parent = torch.load(lite_run / "best.pt", map_location="cpu", weights_only=True)
+    features = 1280
+    names = ["Black", "Red", "White"]
+    _, ckpt = compose(parent, {"mean": torch.zeros(features), "weight": torch.randn(16, features),
+                               "pooling": "gem"},
+                      {"names": names, "state": ColourNames(names).state_dict()}, 0.3)
+    torch.save(ckpt, tmp_path / "v4.pt")
+    out = tmp_path / "run"
+    metrics = main(["--init", str(tmp_path / "v4.pt"), "--data", str(products), "--out",
+                    str(out), "--epochs", "1", "--batch-size", "8", "--label-columns", "colour",
+                    "--cache-dir", str(lite_run / "cache"), "--holdout", "0.2"])
+    assert metrics["epochs_run"] == 1
+    got = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
+    assert got["model_config"]["head"] == "projection"
+    assert list(got["model_config"]["colour_names"]) == names
+    assert got["model"]["head.proj.weight"].shape == (16, features)
+    torch.testing.assert_close(got["model"]["colour.classify.weight"],
+                               ckpt["model"]["colour.classify.weight"])  # not trained here

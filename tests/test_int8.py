@@ -22,7 +22,7 @@ from tests.helpers import MYNTRA, ROOT, SHIPPED
 INT8 = SHIPPED.with_name("fai-lite0-v2.int8.onnx")
 FP32 = SHIPPED.with_name("fai-lite0-v2.onnx")  # the fp32 file beside it
 SMALL_INT8 = FP32.with_name("fai-small-64-v2.int8.onnx")
-V3_INT8 = SHIPPED.with_name("fai-default.int8.onnx")  # the default's twin (export/layer_report.py)
+V3_INT8 = SHIPPED.with_name("fai-lite0-v3.int8.onnx")  # v3 twin (export/layer_report.py)
 needs_qemu = pytest.mark.skipif(
     qemu() is None, reason="qemu-x86_64 not installed (apt-get install qemu-user): the AVX2 "
     "int8 kernel path cannot be checked on this CPU")
@@ -175,7 +175,7 @@ def test_no_pair_summed_int8_product_can_saturate_int16(path):
     assert checked >= 4  # the seed family has 5 convs, its stem stays fp32
 
 
-def test_the_default_int8_twin_keeps_the_colour_part_in_fp32():
+def test_the_v3_int8_twin_keeps_the_colour_part_in_fp32():
     """The colour histogram is a fixed computation over pixels: nothing that feeds the
     colour slice of the embedding (fai.embedding_parts) may be quantised."""
     proto = onnx.load(str(V3_INT8))
@@ -234,3 +234,22 @@ def test_a_conv_kept_in_fp32_between_quantised_layers_stays_fp32():
     assert np.abs(run(True) - run(False)).max() > 0.1  # re-quantised behind our back
     assert fp32_islands_stay_fp32(model) == 1
     assert np.abs(run(True) - run(False)).max() < 1e-5
+
+
+def test_the_encoders_stem_stays_fp32_when_another_parts_conv_comes_first():
+    """After quant_pre_process a colour part's convs can come first in node order; the
+    encoder's own stem must still be the conv left in fp32 (v4's twin went int8 there)."""
+    from onnx import TensorProto, helper
+
+    from export.quantize import int8_recipe
+
+    w = onnx.numpy_helper.from_array(np.ones((3, 3, 1, 1), np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="/colour/cells/Conv"),
+             helper.make_node("Conv", ["x", "w"], ["s"], name="/encoder/_conv_stem/Conv"),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="/encoder/_blocks.0/Conv")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 3, 4, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, None)], [w])
+    excluded = int8_recipe(helper.make_model(graph))["nodes_to_exclude"]
+    assert "/encoder/_conv_stem/Conv" in excluded
+    assert "/encoder/_blocks.0/Conv" not in excluded

@@ -237,9 +237,10 @@ def evaluate(ns: argparse.Namespace) -> dict:
     gallery = embed_gallery(encoder, [myntra / "images" / f"{r['id']}.jpg" for r in rows],
                             cache / f"myntra-{enc_key}.npy")
     # As a built catalogue stores and searches (fai_infer/index/whitening.py): fitted on the
-    # catalogue's own garment parts, applied to items and queries alike.
+    # catalogue's own garment parts, applied to items and queries alike, for a model that asks
+    # for it (fai.catalogue_whitening).
     whitening = fit(gallery, encoder.info.parts.garment) if ns.whiten and encoder.info.parts \
-        else None
+        and encoder.info.catalogue_whitening else None
     stored = (lambda v: v) if whitening is None else whitening.apply
     gallery = stored(gallery)
 

@@ -70,6 +70,10 @@ class TrainConfig:
                        "(train/colour.py) that queries weigh against the garment part")
     colour_weight: float = opt(0.25, "default share of the embedding's squared norm for the "
                                "colour part (train.choose picks it; queries may change it)")
+    head: str = opt("split", "ImageNet family: split ([fixed PCA | shop part]) or projection "
+                    "(one learned map; train.design_head makes the shipped one)")
+    colour_names: str = opt("", "ImageNet family, --colour: the learned colour part's names, "
+                            "'|'-separated (train.colour_train); empty: the fixed histogram")
     freeze_blocks: int = opt(0, "ImageNet family: keep the stem and the first N-1 blocks at "
                              "their ImageNet values")
     bn_eval: bool = opt(False, "ImageNet family: keep the backbone's BatchNorm statistics and "
@@ -137,7 +141,9 @@ class TrainConfig:
                            pooling=pooling, embed_dim=self.embed_dim, arch=self.arch,
                            general_dim=self.general_dim if self.arch != "seed" else 0,
                            general_weight=self.general_weight, grey=self.grey,
-                           colour=self.colour, colour_weight=self.colour_weight)
+                           colour=self.colour, colour_weight=self.colour_weight,
+                           head=self.head, colour_names=tuple(
+                               n for n in self.colour_names.split("|") if n))
 
     def preprocess_spec(self) -> PreprocessSpec:
         if self.arch == "seed":
@@ -284,7 +290,7 @@ class Trainer:
             load_imagenet(self.model.encoder)
         feats = self._frozen_features()
         self.teacher = F.normalize(feats, dim=1)
-        if self.model.head.general_dim and not cfg.init:
+        if getattr(self.model.head, "general_dim", 0) and not cfg.init:
             self.model.head.set_general_basis(feats[torch.from_numpy(self.train_idx)])
         frozen = self.model.encoder.frozen_prefix(cfg.freeze_blocks)
         for module in frozen:
@@ -364,7 +370,8 @@ class Trainer:
             raise SystemExit(f"--init {cfg.init}: not a training checkpoint ({exc})") from None
         shape = {k: mc[k] for k in ("arch", "image_size", "width", "norm", "pooling",
                                     "embed_dim", "general_dim", "general_weight", "grey",
-                                    "colour", "colour_weight") if k in mc}
+                                    "colour", "colour_weight", "head") if k in mc}
+        shape["colour_names"] = "|".join(mc.get("colour_names") or ())
         shape.setdefault("arch", "seed")
         return dataclasses.replace(cfg, **shape)
 

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from train.colour import COLOUR_DIM, ColourHistogram
+from train.colour_net import ColourNames
 from train.efficientnet_lite import INPUT_MEAN, INPUT_STD, EfficientNetLite, LiteDecoder, VARIANTS
 
 SEED_CHANNELS = (64, 128, 256, 512, 512)
@@ -43,6 +44,8 @@ class ModelConfig:
     grey: bool = False  # lite: the backbone sees the photo's luma only (garment, not colour)
     colour: bool = False  # lite: append the fixed colour histogram (train/colour.py) after it
     colour_weight: float = 0.25  # share of the squared norm given to the colour part
+    head: str = "split"  # lite: split ([general PCA | shop]) or projection (one learned map)
+    colour_names: tuple[str, ...] = ()  # lite, colour: a learned colour part over these names
 
     def channels(self) -> list[int]:
         return [max(8, int(round(c * self.width))) for c in SEED_CHANNELS]
@@ -52,7 +55,10 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
-        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+        out = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "colour_names" in out:
+            out["colour_names"] = tuple(out["colour_names"])
+        return cls(**out)
 
 
 def conv_block(c_in: int, c_out: int, norm: bool) -> list[nn.Module]:
@@ -198,12 +204,21 @@ class AutoEncoder(nn.Module):
             raise ValueError("grey and colour are options of the ImageNet family, not the seed")
         if not 0.0 < cfg.colour_weight < 1.0:
             raise ValueError(f"colour_weight must be in (0, 1), got {cfg.colour_weight}")
-        self.colour = ColourHistogram() if cfg.colour else None
+        self.colour: nn.Module | None = None
+        if cfg.colour:
+            self.colour = ColourNames(list(cfg.colour_names)) if cfg.colour_names \
+                else ColourHistogram()
         if cfg.arch != "seed":
             self.encoder = EfficientNetLite(cfg.arch)
             self.decoder = LiteDecoder(self.encoder.out_channels)
-            self.head = SplitHead(self.encoder.out_channels, cfg.pooling, cfg.general_dim,
-                                  cfg.embed_dim - cfg.general_dim, cfg.general_weight)
+            if cfg.head == "projection":  # train/design_head.py: trained on design positives
+                self.head = EmbeddingHead(self.encoder.out_channels, 1, cfg.pooling,
+                                          cfg.embed_dim)
+            elif cfg.head == "split":
+                self.head = SplitHead(self.encoder.out_channels, cfg.pooling, cfg.general_dim,
+                                      cfg.embed_dim - cfg.general_dim, cfg.general_weight)
+            else:
+                raise ValueError(f"unknown head {cfg.head!r}: use split or projection")
             return
         ch = cfg.channels()
         enc: list[nn.Module] = []
@@ -238,8 +253,9 @@ class AutoEncoder(nn.Module):
         if isinstance(self.head, SplitHead):
             out = self.head.parts(z)
         else:
-            emb = self.head(z)
-            out = {"embedding": emb, "shop": emb}
+            pooled = self.head.pool(z)
+            emb = F.normalize(self.head.proj(pooled), dim=1)
+            out = {"embedding": emb, "shop": emb, "pooled": pooled}
         out["recon"] = self.decoder(z)
         return out
 
@@ -261,9 +277,13 @@ class EmbeddingModel(nn.Module):
     def parts(self) -> dict[str, list[int]]:
         """Where each part lies in the output: {name: [start, stop]} (what the runtime reads
         to weigh garment against colour at query time)."""
-        garment = self.head.proj.out_features if isinstance(self.head, EmbeddingHead) \
-            else self.head.general_dim + self.head.shop_dim
+        if isinstance(self.head, EmbeddingHead):
+            garment = self.head.proj.out_features
+        else:
+            garment = self.head.general_dim + self.head.shop_dim
         out = {"garment": [0, garment]}
         if self.colour is not None:
-            out["colour"] = [garment, garment + COLOUR_DIM]
+            colour_dim = len(self.colour.names) if isinstance(self.colour, ColourNames) \
+                else COLOUR_DIM
+            out["colour"] = [garment, garment + colour_dim]
         return out

@@ -80,7 +80,9 @@ def rows_html(look: Look, cards: list[list[dict]]) -> str:
             for c in row_cards)
         parts.append(f'<div class="fai-look-row"><div class="fai-look-head">'
                      f'<span class="fai-look-tag" style="background:rgb({r},{g},{b})">{n}'
-                     f'</span>{esc(row.region.kind.capitalize())}</div>'
+                     f'</span>{esc(row.region.kind.capitalize())}'
+                     + (f' <span class="fai-look-colour">({esc(", ".join(row.colour))})</span>'
+                        if row.colour else "") + '</div>'
                      f'<div class="fai-look-strip">{strip}</div></div>')
     return "".join(parts)
 

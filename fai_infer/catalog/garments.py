@@ -20,6 +20,7 @@ import numpy as np
 from fai_infer.image.preprocess import ImageInput
 from fai_infer.index.hits import Hit
 from fai_infer.model.encoder import Encoder
+from fai_infer.model.colour_words import colour_words
 from fai_infer.model.parser import GarmentParser, Parse, Region, garment_view
 
 WHOLE = "whole photo"  # the region name a whole-frame query reports
@@ -169,10 +170,11 @@ class LookRow:
 
     region: Region
     hits: list[Hit]
+    colour: list[str] = field(default_factory=list)  # the garment's colour, in words
 
     def to_dict(self) -> dict:
         return {**self.region.to_dict(), "group": region_name(self.region.group),
-                "hits": [h.to_dict() for h in self.hits]}
+                "colour": self.colour, "hits": [h.to_dict() for h in self.hits]}
 
 
 @dataclass
@@ -206,5 +208,6 @@ def shop_the_look(image: ImageInput, k: int, encoder: Encoder, parser: GarmentPa
         hits = (search_for(r.group) if search_for is not None else search)(vector, k)
         for h in hits:
             h.region = region_name(r.group)
-        rows.append(LookRow(r, hits))
+        rows.append(LookRow(r, hits, colour_words(vector, encoder.info.parts,
+                                                  encoder.info.colour_names)))
     return Look(rows, parse.size, photo=parse.photo)

@@ -190,7 +190,8 @@ class Catalog(BaseCatalog):
         if name is not None:
             cat.set_shop_name(name)
         cat._encode_and_add(paths, ids, join.rows, batch_size, decode_threads, progress)
-        cat.rewhiten()
+        if encoder.info.catalogue_whitening:
+            cat.rewhiten()
         if join.warning:  # counted again over what was indexed, without the skipped files
             report = join_report(cat.ids, meta, source, id_column, id_normalise)
             if report:

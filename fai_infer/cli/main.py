@@ -211,7 +211,8 @@ def cmd_look(a: argparse.Namespace) -> int:
         return 0
     for row in look.rows:
         r = row.region
-        _print_hits(f"{r.kind} ({r.group}, box {','.join(map(str, r.box))}, "
+        colour = f"{', '.join(row.colour)} " if row.colour else ""
+        _print_hits(f"{colour}{r.kind} ({r.group}, box {','.join(map(str, r.box))}, "
                     f"confidence {r.confidence:.2f}):", row.hits, cat)
     return 0
 

@@ -36,6 +36,8 @@ class ModelInfo:
     git_commit: str = ""
     extra: dict[str, str] = field(default_factory=dict)
     parts: EmbeddingParts | None = None  # garment / colour spans; None: one part
+    catalogue_whitening: bool = True  # fai.catalogue_whitening: does a new catalogue whiten?
+    colour_names: tuple[str, ...] = ()  # fai.colour_names: what the colour part's dims mean
 
     @classmethod
     def from_metadata(cls, meta: dict[str, str], source: str) -> "ModelInfo":
@@ -79,16 +81,41 @@ class ModelInfo:
                              f"from the preprocessing size {spec.size}")
         parts = EmbeddingParts.from_metadata(fai.get("embedding_parts"), fai.get("colour_weight"),
                                              dim, source)
+        whitening = fai.get("catalogue_whitening", "on")
+        if whitening not in ("on", "off"):
+            raise ValueError(f"{source}: bad model metadata: fai.catalogue_whitening "
+                             f"{whitening[:20]!r} is neither on nor off")
+        names = _colour_names(fai.get("colour_names"), parts, source)
         return cls(name=fai.get("model_name", "unnamed"), version=fai.get("model_version", "?"),
                    dim=dim, input_size=input_size, preprocess=spec,
                    weights_sha256=fai["weights_sha256"],
                    quantization=fai.get("quantization", "fp32"),
                    training=fai.get("training", ""), git_commit=fai.get("git_commit", ""),
-                   extra=fai, parts=parts)
+                   extra=fai, parts=parts, catalogue_whitening=whitening == "on",
+                   colour_names=names)
 
     def summary(self) -> dict:
         return {"name": self.name, "version": self.version, "dim": self.dim,
                 "input_size": self.input_size, "quantization": self.quantization,
                 "weights_sha256": self.weights_sha256, "training": self.training,
                 "git_commit": self.git_commit,
-                "parts": (self.parts or EmbeddingParts.whole(self.dim)).to_dict()}
+                "parts": (self.parts or EmbeddingParts.whole(self.dim)).to_dict(),
+                "catalogue_whitening": self.catalogue_whitening,
+                "colour_names": list(self.colour_names)}
+
+
+def _colour_names(text: str | None, parts: EmbeddingParts, source: str) -> tuple[str, ...]:
+    """``fai.colour_names``: a JSON list of short names, one per dimension of the colour part
+    (a learned colour part is a distribution over them); anything else is refused."""
+    if not text:
+        return ()
+    try:
+        names = json.loads(text)
+    except (ValueError, RecursionError):
+        names = None
+    width = parts.colour[1] - parts.colour[0] if parts.colour else 0
+    if not isinstance(names, list) or len(names) != width or not all(
+            isinstance(n, str) and 0 < len(n) <= 40 and n.isprintable() for n in names):
+        raise ValueError(f"{source}: bad model metadata: fai.colour_names is not a list of "
+                         f"{width} short names")
+    return tuple(names)

@@ -353,7 +353,8 @@ def build_catalog(table, emb: np.ndarray, encoder: Encoder, id_column: str = "id
             known += [c for c in r if c not in known]
         cat.set_display(filters, caption, known=known)
     cat.add_embeddings(ids, emb[ok], [p for p, good in zip(paths, ok) if good], rows)
-    cat.rewhiten()  # as Catalog.build does: the same photos give the same catalogue
+    if encoder.info.catalogue_whitening:
+        cat.rewhiten()  # as Catalog.build does: the same photos give the same catalogue
     cat.skipped = [Skipped(p, e) for p, e in zip(paths, errors) if e]
     return cat
 
