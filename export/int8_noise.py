@@ -5,7 +5,8 @@ pooled features that vary little between photos; int8 noise there is large relat
 signal, so the twin of such a model missed its gate while the backbone's own int8 error was no
 larger than v3's. This measures that error where it enters the head: the backbone + GeM pooling
 exported, quantised with the shipped recipe (``export/quantize.py``), and run beside fp32 on
-photos from two shops (training splits only). The residual rows (int8 - fp32) are saved for
+photos from two shops: Myntra's train split and the second shop's designs outside its held-apart
+share (labels are never read; the residuals are noise statistics). The rows (int8 - fp32) go to
 ``train.design_head --int8-noise``, which adds them to its inputs so the projection learns to
 ignore what int8 changes.
 """

@@ -159,3 +159,63 @@ def test_bad_colour_metadata_is_one_clear_error(key, value, match):
             "fai.colour_weight": "0.3", key: value}
     with pytest.raises(ValueError, match=match):
         ModelInfo.from_metadata(meta, "m.onnx")
+
+
+def test_a_catalogue_refused_after_a_new_default_names_the_file_that_built_it(tmp_path):
+    """A new default shipped under the old file's name: the refusal must not send the shop
+    back to that name (it holds the new model now) but to the file with the recorded bytes."""
+    import shutil
+
+    import cv2
+
+    from fai_infer import Catalog, CatalogError, Encoder
+    from tests.helpers import export_garment_colour
+
+    models = tmp_path / "models"
+    old = export_garment_colour(tmp_path / "a", 0.3)
+    new = export_garment_colour(tmp_path / "b", 0.2)
+    models.mkdir()
+    shutil.copy(old, models / "fai-default.onnx")
+    folder = tmp_path / "shop" / "images"
+    folder.mkdir(parents=True)
+    for i, colour in enumerate([(200, 30, 30), (30, 30, 200), (30, 160, 40)]):
+        cv2.imwrite(str(folder / f"{i}.png"), product(colour)[:, :, ::-1])
+    cat = Catalog.build(folder.parent, encoder=Encoder(models / "fai-default.onnx"))
+    cat.save(tmp_path / "cat")
+    shutil.copy(old, models / "fai-lite0-v3.onnx")  # the old default kept under a new name
+    shutil.copy(new, models / "fai-default.onnx")  # and the new default in its place
+    with pytest.raises(CatalogError, match="fai-lite0-v3.onnx") as err:
+        Catalog.open(tmp_path / "cat", Encoder(models / "fai-default.onnx"))
+    assert "now holds another model" in str(err.value)
+
+
+def test_info_and_rewhiten_say_the_model_asks_for_no_whitening(tmp_path, capsys):
+    """fai info must not advise whitening a model that turned it off; fai rewhiten still
+    fits one when asked, saying so."""
+    import cv2
+
+    from export.onnx import export
+    from fai_infer import Catalog, Encoder
+    from fai_infer.cli.main import main as fai
+    from train.checkpoint import save_atomic
+
+    model = named_colour_model()
+    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(),
+            "preprocess": garment_colour_spec().to_dict(),
+            "train_config": {"arch": "efficientnet-lite0"}, "epoch": 0}
+    save_atomic(ckpt, tmp_path / "m.pt")
+    export(tmp_path / "m.pt", tmp_path / "m.onnx", log=lambda *a: None)
+    folder = tmp_path / "shop" / "images"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for i in range(70):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.imwrite(str(folder / f"{i}.png"), product(colour)[:, :, ::-1])
+    cat = Catalog.build(folder.parent, encoder=Encoder(tmp_path / "m.onnx"))
+    assert "asks for none" in cat.whitening_info()["whitening_note"]
+    cat.save(tmp_path / "cat")
+    assert fai(["rewhiten", str(tmp_path / "cat"), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert "asks for no catalogue whitening" in capsys.readouterr().err
+    # this untrained model's parts are near-copies: no whitening may be stored, and the
+    # catalogue stays readable (a fit past what a reader accepts used to be written)
+    assert len(Catalog.open(tmp_path / "cat", Encoder(tmp_path / "m.onnx"))) == 70

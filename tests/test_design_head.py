@@ -69,3 +69,15 @@ def test_compose_puts_the_projection_in_the_head_exactly():
         want = torch.nn.functional.normalize((pooled - mean) @ weight.T, dim=1)
         got = model.parts(x)["embedding"]
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-4)
+
+
+def test_the_design_split_keeps_every_design_on_one_side_and_the_sides_apart():
+    from train.shop_eval import design_split
+
+    groups = [f"code{i // 3}" for i in range(3000)]  # three colourways per design
+    apart, choose = design_split(groups, 0.4, 0.15)
+    assert not (apart & choose).any()
+    for side in (apart, choose, ~apart & ~choose):
+        codes = {g for g, s in zip(groups, side) if s}
+        assert all(side[i] for i, g in enumerate(groups) if g in codes)  # whole designs
+    assert 0.35 < apart.mean() < 0.45 and 0.05 < choose.mean() < 0.13

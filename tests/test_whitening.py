@@ -200,3 +200,17 @@ def test_a_compaction_refits_a_whitened_catalogue_once_it_grew(encoder, tmp_path
     plain.save(tmp_path / "plain")
     plain.compact()
     assert Catalog.open(tmp_path / "plain", encoder).info()["whitening"] is None
+
+
+def test_parts_too_alike_to_whiten_get_no_whitening_rather_than_one_a_reader_refuses():
+    """Near-copies (an untrained model, one photo many times) give eigenvalues near zero;
+    flattening them would store scales past what Whitening.from_arrays accepts, and the
+    catalogue would be written but never open again."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=32)
+    vectors = unit(base + 1e-7 * rng.normal(size=(100, 32)))
+    assert fit(vectors, (0, 32)) is None
+    spread = unit(rng.normal(size=(100, 32)))
+    w = fit(spread, (0, 32))
+    assert w is not None
+    Whitening.from_arrays(w.arrays(), w.describe(), 32)  # what is stored can be read back

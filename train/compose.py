@@ -29,11 +29,11 @@ from fai_infer.cli.util import OneLineParser
 from fai_infer.image.preprocess import PreprocessSpec
 from fai_infer.model.parts import EmbeddingParts
 from train.checkpoint import save_atomic
-from train.data import decode_all, detect_id_column, load_catalogue, stable_fraction
+from train.data import decode_all, detect_id_column, load_catalogue
 from train.evaluate import module_embedder, query_indices
 from train.metrics import label_codes, per_query_table
 from train.model import AutoEncoder, EmbeddingModel, ModelConfig
-from train.shop_eval import held_apart_groups, shop_per_query
+from train.shop_eval import design_split, shop_per_query
 
 
 def compose(backbone_ckpt: dict, head: dict, colour: dict, colour_weight: float
@@ -89,9 +89,7 @@ def choose_weight(model: AutoEncoder, spec: PreprocessSpec, data: str, columns: 
     design = None
     if shop:
         hm = load_catalogue(shop, None, detect_id_column(shop, None))
-        groups = hm.column(group_column)
-        keep = ~held_apart_groups(groups, shop_holdout) & np.array(
-            [stable_fraction(str(g), "design-choice") < choice for g in groups])
+        _, keep = design_split(hm.column(group_column), shop_holdout, choice)
         hm, hm_vectors = embedded(model, spec, hm.subset(list(np.flatnonzero(keep))), workers,
                                   cache)
         design = (hm_vectors, hm.column(group_column))
@@ -140,8 +138,11 @@ def main(argv: list[str] | None = None) -> dict:
         spec = replace(spec, size=int(head["size"]))
     model, _ = compose(backbone, head, colour, 0.5)
     columns = tuple(c.strip() for c in a.columns.split(","))
+    split = head.get("split", {})  # the design head's own split: the choice rows are its
     choice = choose_weight(model, spec, a.data, columns, [float(w) for w in a.weights.split(",")],
-                           a.type_slack, a.workers, a.cache, a.shop or None, a.group_column)
+                           a.type_slack, a.workers, a.cache, a.shop or None,
+                           split.get("group_column", a.group_column),
+                           float(split.get("shop_holdout", 0.4)), float(split.get("choice", 0.15)))
     model, ckpt = compose(backbone, head, colour, choice["chosen"])
     ckpt["preprocess"] = spec.to_dict()
     ckpt["compose"] = {"backbone": a.backbone, "head": head.get("chosen"),

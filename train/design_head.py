@@ -39,11 +39,10 @@ from fai_infer.cli.util import OneLineParser
 from fai_infer.index.whitening import fit
 from fai_infer.model.provenance import provenance
 from fai_infer.image.preprocess import PreprocessSpec
-from train.data import AugmentConfig, augment, decode_all, detect_id_column, load_catalogue, \
-    stable_fraction
+from train.data import AugmentConfig, augment, decode_all, detect_id_column, load_catalogue
 from train.evaluate import imagenet_embedder, module_embedder, onnx_embedder, query_indices
 from train.metrics import label_codes, l2_normalise, paired_margin, per_query_table
-from train.shop_eval import held_apart_groups, shop_per_query
+from train.shop_eval import design_split, shop_per_query
 
 SIZE = 224  # v3's chosen test size: the head is trained on what the runtime will feed it
 HM_FIGURES = ("same design Hit@10", "P@10 type")
@@ -257,9 +256,7 @@ def main(argv: list[str] | None = None) -> dict:
     hm_g, my_g = gem(hm_f), gem(my_f)
 
     groups = np.array(hm.column(a.group_column))
-    apart = held_apart_groups(list(groups), a.shop_holdout)
-    choice = ~apart & np.array([stable_fraction(str(g), "design-choice") < a.choice
-                                for g in groups])
+    apart, choice = design_split(list(groups), a.shop_holdout, a.choice)
     train_hm = ~apart & ~choice
     codes = label_codes(list(groups))
     by_group: dict[int, list[int]] = {}
@@ -371,6 +368,8 @@ def main(argv: list[str] | None = None) -> dict:
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"mean": torch.from_numpy(mean), "weight": torch.from_numpy(W.T.copy()),
                 "pooling": "gem", "size": SIZE, "chosen": result["chosen"],
+                "split": {"shop_holdout": a.shop_holdout, "choice": a.choice,
+                          "group_column": a.group_column},
                 "checkpoint": a.checkpoint}, a.out)
     print(json.dumps({"chosen": result["chosen"], new: table[new]}))
     return result

@@ -50,3 +50,15 @@ def held_apart_groups(groups: list[str], fraction: float, salt: str = "shop-hold
     """Boolean mask of rows whose group is held apart (a stable hash of the group, so every
     colour of a design falls on the same side and reruns agree)."""
     return np.array([stable_fraction(str(x), salt) < fraction for x in groups])
+
+
+def design_split(groups: list[str], holdout: float = 0.4, choice: float = 0.15
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(held apart, choose) row masks of a second shop split by design: ``holdout`` of the
+    groups held apart (reported only: :func:`held_apart_groups`), ``choice`` of the others
+    for choices (``train.design_head``'s weights, ``train.compose``'s colour weight); the
+    rest trains. One function, so every step reads the same split."""
+    apart = held_apart_groups(groups, holdout)
+    chosen = ~apart & np.array([stable_fraction(str(g), "design-choice") < choice
+                                for g in groups])
+    return apart, chosen

@@ -38,6 +38,7 @@ CSS = """
 #fai-look-rows .fai-look-card img {width: 132px; height: 176px; object-fit: contain;
   background: #fff; border-radius: 6px; border: 1px solid #e5e5e5}
 #fai-look-rows .fai-look-words {color: #666}
+#fai-look-rows .fai-look-colour {color: #555; font-weight: normal}
 @media (max-width: 640px) {
   #fai-look-rows .fai-look-card {flex: 0 0 108px}
   #fai-look-rows .fai-look-card img {width: 108px; height: 144px}

@@ -328,9 +328,13 @@ class BaseCatalog(ABC):
         w = self._whitening()
         if w is not None:
             return {"whitening": w.describe()}
-        return {"whitening": None, "whitening_note": (
-            f"none: fewer than {WHITEN_MIN_ITEMS} items when last fitted"
-            if len(self) < WHITEN_MIN_ITEMS else "none: not fitted (fai rewhiten fits one)")}
+        if not self.encoder.info.catalogue_whitening:
+            note = "none: the model asks for none (its garment part was trained for search)"
+        elif len(self) < WHITEN_MIN_ITEMS:
+            note = f"none: fewer than {WHITEN_MIN_ITEMS} items when last fitted"
+        else:
+            note = "none: not fitted (fai rewhiten fits one)"
+        return {"whitening": None, "whitening_note": note}
 
     def _default_display(self) -> tuple[list[str], list[str]]:
         """(filters, caption) when none were chosen."""

@@ -313,6 +313,9 @@ def runtime_line(rt: dict) -> str:
 
 def cmd_rewhiten(a: argparse.Namespace) -> int:
     cat = Catalog.open(a.catalog, _encoder(a))
+    if not cat.encoder.info.catalogue_whitening:
+        print(f"note: {model_label(cat.encoder)} asks for no catalogue whitening (it lowered "
+              f"its figures); fitting one because you asked", file=sys.stderr)
     cat.rewhiten()
     info = cat.whitening_info()
     if a.json:

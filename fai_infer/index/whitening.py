@@ -183,6 +183,11 @@ def from_spectrum(sp: Spectrum, shrinkage: float = DEFAULT_SHRINKAGE,
     s = effective_shrinkage(sp.n, width, shrinkage)
     weights = (sp.lam + max(s * float(sp.lam.mean()), 1e-12)) ** -0.5
     kept = width if dims is None else max(1, min(int(dims), width))
+    used = weights[:kept]
+    if not (used.max() < MAX_SCALE and used.min() > used.max() / MAX_CONDITION):
+        # Parts so alike (a few near-copies, an untrained model) that flattening them would
+        # blow noise up past what a stored whitening may hold: a reader would refuse it.
+        return None
     return Whitening(sp.start, sp.stop, sp.mean, sp.vec[:, :kept] * weights[:kept], s, sp.n)
 
 

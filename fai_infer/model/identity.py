@@ -78,6 +78,27 @@ def model_label(source) -> str:
     return label + f" ({shorten(str(quant)) + ', ' if quant else ''}id {ident[:12]})"
 
 
+def built_with_hint(stored: Mapping[str, Any]) -> str:
+    """' (--model; it was PATH)' for a refused catalogue; when PATH now holds other bytes (a
+    newer default was shipped under the same name) the model files beside it are searched for
+    the bytes the catalogue recorded, and the one that has them is named instead."""
+    path = str(stored.get("model_path", "?"))
+    recorded = stored.get("model_file_sha256")
+    if not isinstance(recorded, str) or path == "?":
+        return f" (--model; it was {shorten(path)})"
+    if file_sha256_or_none(path) == recorded:
+        return f" (--model; it was {shorten(path)})"
+    try:
+        siblings = sorted(Path(path).parent.glob("*.onnx"))[:50]
+    except (OSError, ValueError):
+        siblings = []
+    for candidate in siblings:
+        if file_sha256_or_none(candidate) == recorded:
+            return (f" (--model {shorten(str(candidate), 240)}: {shorten(path, 240)} now holds "
+                    f"another model)")
+    return f" (--model; it was {shorten(path)}, which now holds another model or is gone)"
+
+
 def check_model(where: str, stored: Mapping[str, Any], encoder: "Encoder", remedy: str,
                 model_hint: str = "") -> None:
     """Refuse a catalogue the loaded model cannot search, in one line for every back end:

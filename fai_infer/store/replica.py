@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fai_infer.model.identity import check_model
+from fai_infer.model.identity import built_with_hint, check_model
 from fai_infer.buffers import load_with_headroom
 from fai_infer.store.state import CatalogState
 from fai_infer.store.delta import DELTA_PREFIX, Delta, delta_name, delta_path, is_delta_name
@@ -71,7 +71,7 @@ def load_state(root: Path, encoder: Encoder) -> tuple[CatalogState, str, dict]:
     manifest = check_manifest(root, gen, manifest)
     check_model(str(root), manifest, encoder,
                 f"re-index with 'fai index PHOTOS_DIR --out {root}'",
-                f" (--model; it was {shorten(str(manifest.get('model_path', '?')))})")
+                built_with_hint(manifest))
     dim, count = manifest["dim"], manifest["count"]
     try:
         check_npy(gen / "embeddings.npy")  # a forged shape must not allocate terabytes
