@@ -318,7 +318,12 @@ def test_the_look_panel_outlines_each_garment_and_lists_its_row(shop, tmp_path):
     inside = (slice(y0 + 8, y1 - 8), slice(x0 + 20, x1 - 8))  # away from the box and its tag
     assert (drawn[inside] == img[inside]).all()
     assert rows.count('class="fai-look-row"') == 3 and rows.count('class="fai-look-card"') == 6
-    assert rows.index(">Top<") < rows.index(">Trousers, skirt or shorts<") < rows.index(">Shoes<")
+    assert rows.index("</span>Top") < rows.index("</span>Trousers, skirt or shorts") \
+        < rows.index("</span>Shoes")
+    # the shipped model names colours: each row says its garment's colour (or nothing when
+    # no name is likely enough), never more than two names
+    for said in rows.split('class="fai-look-colour">(')[1:]:
+        assert 1 <= said.split(")</span>")[0].count(",") + 1 <= 2
     assert "/fai/photo/shoes" in rows and str(tmp_path) not in rows
     blank = tmp_path / "blank.png"
     cv2.imwrite(str(blank), np.full((80, 60, 3), 255, np.uint8))
