@@ -18,14 +18,13 @@ import json
 import sys
 
 import numpy as np
-import torch
 
 from export.quantize import _embed, preprocessed, quantize_qdq
 from fai_infer.cli.util import OneLineParser
 from fai_infer.image.preprocess import to_tensor
 from train.checkpoint import load_checkpoint
 from train.data import decode_all, detect_id_column, load_catalogue
-from train.model import backbone_input
+from train.design_head import BackbonePooled
 from train.onnx_graph import to_onnx_proto
 from train.shop_eval import held_apart_groups
 
@@ -35,18 +34,8 @@ def pooled_model(checkpoint: str, size: int) -> tuple[bytes, object]:
     from dataclasses import replace
 
     ae, spec, _ = load_checkpoint(checkpoint)
-
-    class Pooled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = ae.encoder
-
-        def forward(self, x):
-            z = self.encoder(backbone_input(x, ae.cfg))
-            return z.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
-
     spec = replace(spec, size=size)
-    return to_onnx_proto(Pooled().eval(), size, 17).SerializeToString(), spec
+    return to_onnx_proto(BackbonePooled(ae).eval(), size, 17).SerializeToString(), spec
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -52,31 +52,36 @@ BATCH = 256
 SHOP_SHARE = 96  # of every batch: design pairs from the second shop, the rest Myntra photos
 
 
+class BackbonePooled(torch.nn.Module):
+    """A checkpoint's backbone on what it sees (luma for a grey model), GeM-pooled (p = 3, as
+    the shipped head pools); ``with_average``: [average | GeM], for the ablation rows."""
+
+    def __init__(self, ae, with_average: bool = False):
+        super().__init__()
+        self.encoder, self.cfg, self.with_average = ae.encoder, ae.cfg, with_average
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from train.model import backbone_input
+
+        z = self.encoder(backbone_input(x, self.cfg))
+        gem = z.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
+        return torch.cat([z.mean(dim=(2, 3)), gem], dim=1) if self.with_average else gem
+
+
 def backbone_pooled(checkpoint: str):
-    """v3's backbone on luma, then [average | GeM p=3] pooled (2 x channels, unnormalised);
-    -> (spec, embed, a key of the backbone's weights: what the cached features depend on)."""
+    """-> (spec, squares -> [average | GeM] features, a key of the backbone's weights: what
+    the cached features depend on)."""
     import hashlib
 
     from train.checkpoint import load_checkpoint
-    from train.model import backbone_input
 
     ae, spec, _ = load_checkpoint(checkpoint)
     digest = hashlib.sha256()
     for name, tensor in sorted(ae.encoder.state_dict().items()):
         digest.update(name.encode() + tensor.contiguous().numpy().tobytes())
-
-    class Pooled(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.encoder = ae.encoder
-
-        def forward(self, x):
-            z = self.encoder(backbone_input(x, ae.cfg))
-            gem = z.clamp(min=1e-6).pow(3).mean(dim=(2, 3)).pow(1 / 3)
-            return torch.cat([z.mean(dim=(2, 3)), gem], dim=1)
-
     spec = PreprocessSpec(size=SIZE, mean=spec.mean, std=spec.std)
-    return spec, module_embedder(Pooled(), spec), digest.hexdigest()[:12]
+    return spec, module_embedder(BackbonePooled(ae, with_average=True), spec), \
+        digest.hexdigest()[:12]
 
 
 def cached(path: Path, make) -> np.ndarray:
