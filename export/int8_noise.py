@@ -41,16 +41,21 @@ def pooled_model(checkpoint: str, size: int) -> tuple[bytes, object]:
 def main(argv: list[str] | None = None) -> dict:
     p = OneLineParser(prog="python -m export.int8_noise", description=__doc__,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--checkpoint", default="models/fai-default.pt")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--checkpoint", default="models/fai-default.pt",
+                   help="checkpoint whose backbone is quantised")
+    p.add_argument("--size", type=int, default=224,
+                   help="input size the runtime feeds")
     p.add_argument("--data", default="../shared/data/myntra", help="calibration + sample")
     p.add_argument("--shop", default="../shared/data/hm-dev", help="a second sample (its "
                    "held-apart designs are never read)")
-    p.add_argument("--group-column", default="product_code")
-    p.add_argument("--shop-holdout", type=float, default=0.4)
+    p.add_argument("--group-column", default="product_code",
+                   help="the shop's design column")
+    p.add_argument("--shop-holdout", type=float, default=0.4,
+                   help="share of the shop's designs held apart (never read)")
     p.add_argument("--count", type=int, default=400, help="photos per shop")
     p.add_argument("--keep-fp32", default="/encoder/_blocks.0/_depthwise_conv/Conv")
-    p.add_argument("--out", default="runs/int8-noise.npy")
+    p.add_argument("--out", default="runs/int8-noise.npy",
+                   help="the residual rows, for train.design_head --int8-noise")
     a = p.parse_args(argv)
     fp32, spec = pooled_model(a.checkpoint, a.size)
     my = load_catalogue(a.data, None, detect_id_column(a.data, None))

@@ -118,14 +118,20 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--head", required=True, help="train.design_head's output")
     p.add_argument("--colour", required=True, help="train.colour_train's output")
     p.add_argument("--data", default="../shared/data/myntra", help="where the weight is chosen")
-    p.add_argument("--columns", default="articleType,baseColour")
+    p.add_argument("--columns", default="articleType,baseColour",
+                   help="the kind column and the colour column of --data")
     p.add_argument("--shop", default="../shared/data/hm-dev",
                    help="the second shop, whose choice designs weigh in ('' to leave it out)")
-    p.add_argument("--group-column", default="product_code")
-    p.add_argument("--weights", default="0.1,0.2,0.3,0.4,0.5,0.6")
-    p.add_argument("--type-slack", type=float, default=0.02)
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--cache", default=".cache")
+    p.add_argument("--group-column", default="product_code",
+                   help="the second shop's design column (the head file's split wins)")
+    p.add_argument("--weights", default="0.1,0.2,0.3,0.4,0.5,0.6",
+                   help="colour weights to choose the default among")
+    p.add_argument("--type-slack", type=float, default=0.02,
+                   help="how far kind P@10 may fall below its colour-0 value")
+    p.add_argument("--workers", type=int, default=2,
+                   help="decoding threads")
+    p.add_argument("--cache", default=".cache",
+                   help="where decoded photos are cached")
     p.add_argument("--out", required=True, help="the composed checkpoint, e.g. models/fai-default.pt")
     a = p.parse_args(argv)
     for path in (a.backbone, a.head, a.colour):

@@ -215,27 +215,37 @@ def parse(argv):
                    help="the checkpoint whose backbone the head sits on (v3's)")
     p.add_argument("--v3-model", default="models/fai-lite0-v3.onnx",
                    help="v3's exported file, for its row in the table ('' to leave it out)")
-    p.add_argument("--data", default="../shared/data/myntra")
-    p.add_argument("--shop", default="../shared/data/hm-dev")
-    p.add_argument("--group-column", default="product_code")
-    p.add_argument("--type-column", default="product_type_name")
+    p.add_argument("--data", default="../shared/data/myntra",
+                   help="Myntra folder (train, holdout to choose, val to report)")
+    p.add_argument("--shop", default="../shared/data/hm-dev",
+                   help="the second shop, split by --group-column")
+    p.add_argument("--group-column", default="product_code",
+                   help="the column naming one design in several colours")
+    p.add_argument("--type-column", default="product_type_name",
+                   help="the second shop's kind column (reported)")
     p.add_argument("--label-column", default="articleType", help="Myntra's kind column")
     p.add_argument("--shop-holdout", type=float, default=0.4,
                    help="share of the shop's groups held apart (reported only)")
     p.add_argument("--choice", type=float, default=0.15,
                    help="share of the other groups that chooses among --type-weights")
     p.add_argument("--dim", type=int, default=512, help="the projection's size")
-    p.add_argument("--type-weights", default="0.3,1.0")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--type-weights", default="0.3,1.0",
+                   help="SupCon weights to choose among (on the choice designs)")
+    p.add_argument("--epochs", type=int, default=20,
+                   help="passes over the cached features")
     p.add_argument("--views", type=int, default=2, help="augmented views per photo")
-    p.add_argument("--cache", default=".cache/design-head")
-    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--cache", default=".cache/design-head",
+                   help="cached features and heads, per backbone")
+    p.add_argument("--workers", type=int, default=2,
+                   help="decoding threads")
     p.add_argument("--int8-noise", default=None, metavar="FILE",
                    help="export.int8_noise's residuals: train the projection to ignore them")
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="--int8-noise rows are multiplied by this (more: a sturdier twin)")
-    p.add_argument("--out", default="runs/design-head.pt")
-    p.add_argument("--json", default="docs/design-head.json")
+    p.add_argument("--out", default="runs/design-head.pt",
+                   help="the chosen projection, for train.compose")
+    p.add_argument("--json", default="docs/design-head.json",
+                   help="the report ('' for none)")
     a = p.parse_args(argv)
     for path in (a.checkpoint, a.v3_model, a.int8_noise):
         if path and not Path(path).is_file():
