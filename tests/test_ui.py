@@ -157,10 +157,14 @@ def save_screenshot(shot: Path, name: str) -> None:
 
 
 def wait_for_cards(page, where: str, n: int) -> None:
+    """At least n cards in ``where``, every photo loaded. The page loads card photos lazily
+    (only near the viewport): a card below the fold would never load, so its photo is asked
+    for eagerly here; the layout decides what is below the fold, not the test."""
     page.wait_for_function(
-        f"document.querySelectorAll('{where} .fai-card img').length >= {n} && "
-        f"[...document.querySelectorAll('{where} .fai-card img')].every(i => i.complete "
-        f"&& i.naturalWidth > 0)", timeout=60_000)
+        f"(() => {{ const imgs = [...document.querySelectorAll('{where} .fai-card img')]; "
+        f"imgs.forEach(i => {{ if (i.loading === 'lazy') i.loading = 'eager'; }}); "
+        f"return imgs.length >= {n} && imgs.every(i => i.complete && i.naturalWidth > 0); }})()",
+        timeout=60_000)
 
 
 @needs_chromium
