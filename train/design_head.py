@@ -40,6 +40,7 @@ from fai_infer.index.whitening import fit
 from fai_infer.model.provenance import provenance
 from fai_infer.image.preprocess import PreprocessSpec
 from train.data import AugmentConfig, augment, decode_all, detect_id_column, load_catalogue
+from train.feature_store import cached_array
 from train.evaluate import imagenet_embedder, module_embedder, onnx_embedder, query_indices
 from train.metrics import label_codes, l2_normalise, paired_margin, per_query_table
 from train.shop_eval import design_split, shop_per_query
@@ -84,23 +85,13 @@ def backbone_pooled(checkpoint: str):
         digest.hexdigest()[:12]
 
 
-def cached(path: Path, make) -> np.ndarray:
-    if path.is_file():
-        return np.load(path)
-    out = make()
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, out)
-    tmp.replace(path)
-    return out
-
-
 def shop_features(name: str, paths: list, embed, views: int, cache: Path, workers: int
                   ) -> dict[str, np.ndarray]:
     """{'clean', 'aug0', ...}: pooled features of every photo and of its augmented views."""
     cache.mkdir(parents=True, exist_ok=True)
     squares, _ = decode_all(paths, PreprocessSpec(size=SIZE), workers, str(cache / "sq"),
                             desc=f"decode {name}")
-    out = {"clean": cached(cache / f"{name}-clean.npy", lambda: embed(squares))}
+    out = {"clean": cached_array(cache / f"{name}-clean.npy", lambda: embed(squares))}
     gen = torch.Generator().manual_seed(0)
     cfg = AugmentConfig(clutter_prob=0.6, colour_cast=0.1, blur_prob=0.5)
     for v in range(views):
@@ -111,7 +102,7 @@ def shop_features(name: str, paths: list, embed, views: int, cache: Path, worker
                 batches.append((augment(x, cfg, gen) * 255).round().byte()
                                .permute(0, 2, 3, 1).numpy())
             return embed(np.concatenate(batches))
-        out[f"aug{v}"] = cached(cache / f"{name}-aug{v}.npy", make)
+        out[f"aug{v}"] = cached_array(cache / f"{name}-aug{v}.npy", make)
     return out
 
 
@@ -325,9 +316,9 @@ def main(argv: list[str] | None = None) -> dict:
     # report on the held-apart designs and Myntra val
     rows = np.flatnonzero(apart)
     grey_spec, grey_embed = imagenet_embedder(grey=True)
-    grey_hm = cached(cache / "hm-frozen-grey.npy", lambda: grey_embed(decode_all(
+    grey_hm = cached_array(cache / "hm-frozen-grey.npy", lambda: grey_embed(decode_all(
         hm.paths, PreprocessSpec(size=SIZE), a.workers, str(cache / "sq"))[0]))
-    grey_my = cached(cache / "my-frozen-grey.npy", lambda: grey_embed(decode_all(
+    grey_my = cached_array(cache / "my-frozen-grey.npy", lambda: grey_embed(decode_all(
         my.paths, PreprocessSpec(size=SIZE), a.workers, str(cache / "sq"))[0]))
     candidates = {
         "frozen Lite0, grey photos": (grey_hm, grey_my),
@@ -346,8 +337,8 @@ def main(argv: list[str] | None = None) -> dict:
         g0, g1 = Encoder(a.v3_model).info.parts.garment
         sq = lambda c: decode_all(c.paths, PreprocessSpec(size=v3_spec.size),  # noqa: E731
                                   a.workers, str(cache / "sq"))[0]
-        candidates = {"v3 garment part": (cached(cache / "hm-v3.npy", lambda: v3_embed(sq(hm))),
-                                          cached(cache / "my-v3.npy", lambda: v3_embed(sq(my)))),
+        candidates = {"v3 garment part": (cached_array(cache / "hm-v3.npy", lambda: v3_embed(sq(hm))),
+                                          cached_array(cache / "my-v3.npy", lambda: v3_embed(sq(my)))),
                       **candidates}
         candidates["v3 garment part"] = tuple(v[:, g0:g1] for v in candidates["v3 garment part"])
     per_row: dict[str, dict[str, np.ndarray]] = {}

@@ -91,3 +91,17 @@ class FeatureStore:
         np.savez(tmp, keys=np.array(keys), features=feats)
         tmp.replace(self.folder / f"chunk-{name}.npz")
         self.rows.update(zip(keys, feats))
+
+
+def cached_array(path: str | Path, make: Callable[[], np.ndarray]) -> np.ndarray:
+    """One array kept in a .npy file: loaded when there, else made and written atomically
+    (a temporary file renamed into place, so an interrupted run leaves no half file)."""
+    path = Path(path)
+    if path.is_file():
+        return np.load(path)
+    out = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(path)
+    return out

@@ -24,7 +24,7 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -32,6 +32,7 @@ from fai_infer.cli.util import OneLineParser
 from fai_infer.model.parts import EmbeddingParts
 from train.data import detect_id_column, load_catalogue
 from fai_infer.index.whitening import from_spectrum, spectrum
+from train.feature_store import cached_array
 from train.evaluate import decode_for, imagenet_embedder, model_parts, module_embedder, \
     onnx_embedder, query_indices
 from train.metrics import label_codes, paired_margin, per_query_table
@@ -80,16 +81,6 @@ class Shop:
     queries: np.ndarray | None = None  # Myntra: val rows; hm-dev: every row with a sibling
 
 
-def _cached(path: Path, fn: Callable[[], np.ndarray]) -> np.ndarray:
-    if path.is_file():
-        return np.load(path)
-    out = fn()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.save(path.with_suffix(".tmp.npy"), out)
-    path.with_suffix(".tmp.npy").replace(path)
-    return out
-
-
 def embed_shop(name: str, cat, models: dict, cache: Path, workers: int) -> dict[str, np.ndarray]:
     """Every model's vectors for ``cat`` (decoded once), each cached as CACHE/NAME-MODEL.npy;
     ``cat`` is narrowed to the photos that decode, the same rows for every model."""
@@ -97,7 +88,7 @@ def embed_shop(name: str, cat, models: dict, cache: Path, workers: int) -> dict[
     out = {}
     for label, (spec, embed) in models.items():
         file = cache / f"{name}-{label.replace(' ', '_')}.npy"
-        out[label] = _cached(file, lambda: embed(squares[spec.size]))
+        out[label] = cached_array(file, lambda: embed(squares[spec.size]))
         print(f"{name}: {label} {out[label].shape}", file=sys.stderr, flush=True)
     (cache / f"{name}-ids.json").write_text(json.dumps(list(cat.ids)))
     return cat, out
