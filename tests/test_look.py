@@ -181,6 +181,35 @@ def test_a_packshot_stays_whole(shop):
     assert shop.similar("upper", k=2)[0].region == ""  # a catalogue id: nothing parsed
 
 
+def test_a_whole_photo_query_averages_the_frame_with_its_centre_crop(shop):
+    """A shopper frames the garment in the middle of a room: the whole-frame query vector is
+    the mean of the frame's and its centre crop's embeddings (QUERY_CENTRE_CROP); a
+    catalogue item's own photo is still answered as itself, at about 1.0."""
+    from fai_infer.catalog.garments import QUERY_CENTRE_CROP, frame_vectors
+    from fai_infer.image.preprocess import centre_crop
+
+    room = np.full((SIZE, SIZE, 3), (90, 140, 60), np.uint8)  # a green room ...
+    room[60:180, 60:180] = cv2.resize(packshot("lower"), (120, 120))  # ... trousers in the middle
+    square = shop.encoder.prepare(room)
+    frame_only = shop.encoder.embed_squares(square[None])[0]
+    cropped = shop.encoder.embed_squares(centre_crop(square, QUERY_CENTRE_CROP)[None])[0]
+    expected = (frame_only + cropped) / np.linalg.norm(frame_only + cropped)
+    assert float(frame_only @ expected) < 0.9999  # the crop really changes the query
+    hits = shop.similar(room, k=5, region="whole")
+    assert {h.region for h in hits} == {WHOLE}
+    assert [h.score for h in hits] == pytest.approx(
+        [float(shop.vector(h.id) @ expected) for h in hits], abs=1e-5)
+    own = shop.similar(packshot("lower"), k=2, region="whole")  # the item's own photo
+    assert own[0].id == "lower" and own[0].score > 0.999
+    rows = frame_vectors(shop.encoder, room, QUERY_CENTRE_CROP, also=packshot("upper"))
+    assert rows.shape[0] == 3 and rows[2] == pytest.approx(
+        shop.encoder.embed([packshot("upper")])[0], abs=1e-5)
+    assert frame_vectors(shop.encoder, room, 0.0).shape[0] == 1  # 0: the frame alone
+    for bad in (-0.1, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="crop_share"):
+            frame_vectors(shop.encoder, room, bad)
+
+
 def test_look_has_one_row_per_garment_and_words_for_none(shop):
     img, boxes = person()
     look = shop.look(img, k=3)

@@ -223,3 +223,21 @@ def test_reduced_decode_leaves_the_embedding_unchanged():
     a = enc.embed([buf])[0]
     b = enc.embed_squares([square_resize(full_rgb, enc.spec)])[0]
     assert float(a @ b) > 0.999
+
+
+def test_centre_crop_keeps_the_middle_at_the_squares_size():
+    from fai_infer.image.preprocess import centre_crop
+
+    square = np.zeros((100, 100, 3), np.uint8)
+    square[:, :] = (0, 0, 255)  # a blue room ...
+    square[20:80, 20:80] = (255, 0, 0)  # ... around a red garment in the middle
+    crop = centre_crop(square, 0.6)
+    assert crop.shape == square.shape and crop.dtype == np.uint8
+    assert np.abs(crop.astype(int) - (255, 0, 0)).max() <= 1  # only the garment is left
+    assert centre_crop(square, 1.0) is square
+    for bad in (0.0, -0.5, 1.5, float("nan")):
+        with pytest.raises(ValueError, match="centre crop share"):
+            centre_crop(square, bad)
+    assert centre_crop(square[:3, :3], 0.01).shape == (3, 3, 3)  # tiny: one pixel at least
+    with pytest.raises(ValueError, match="square HxWx3"):
+        centre_crop(square[:, :50], 0.7)

@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from fai_infer.image.preprocess import PreprocessSpec, square_resize, to_tensor
+from fai_infer.image.preprocess import PreprocessSpec, centre_crop, square_resize, to_tensor
 from train.data import decode_all, detect_id_column, holdout_mask, load_catalogue, unseen_mask
 from train.metrics import (l2_normalise, label_codes, paired_margin, per_query_table,
                            pixel_features, shopper_table)
@@ -180,15 +180,9 @@ def shopper_squares(cat, queries: np.ndarray, size: int, workers: int,
 
 
 def centre_crops(squares: np.ndarray, share: float) -> np.ndarray:
-    """The middle ``share`` of each square, resized back to the square's size: a shopper's
-    photo often has the garment in the middle and a room around it."""
-    import cv2
-
-    n, size = len(squares), squares.shape[1]
-    lo = int(round(size * (1 - share) / 2))
-    hi = size - lo
-    return np.stack([cv2.resize(sq[lo:hi, lo:hi], (size, size), interpolation=cv2.INTER_CUBIC)
-                     for sq in squares]) if n else squares
+    """Each square's centre crop, as the runtime takes it of a query photo
+    (fai_infer.image.preprocess.centre_crop)."""
+    return np.stack([centre_crop(sq, share) for sq in squares]) if len(squares) else squares
 
 
 def decode_for(cat, embedders: dict[str, Embedder], workers: int, cache_dir: str | None,

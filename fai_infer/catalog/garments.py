@@ -4,7 +4,7 @@ Why: the encoder was trained on packshots (one garment on a plain backdrop) and 
 photo embeds the person, the backdrop and every garment at once. When the parser finds a person
 in a photo, a query may embed one garment instead (``view_of``: the garment's box, for shoes,
 bags and outerwear with everything outside its mask white, like a packshot). A photo without a
-person (a packshot, a product on a table) stays whole, embedded exactly as before.
+person (a packshot, a product on a table) stays whole (with its centre crop: ``frame_search``).
 
 The back end's search is passed in as a function, so this module needs no catalogue class and
 every back end (local, Milvus) shares it through ``BaseCatalog``.
@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from fai_infer.image.preprocess import ImageInput
+from fai_infer.image.preprocess import ImageInput, centre_crop
 from fai_infer.index.hits import Hit
 from fai_infer.model.encoder import Encoder
 from fai_infer.model.colour_words import colour_words
@@ -39,6 +39,15 @@ WHOLE_BODY = "whole-body"
 # it and whose shoes and bags are packshots; painting a worn top white loses the model that the
 # catalogue's own photo shows.
 PHOTOGRAPHED_GROUPS = ("upper", "lower", "whole")
+
+# A query photo's whole frame is embedded beside its centre crop (this share of the square)
+# and the two averaged: a shopper frames the garment in the middle, with a room around it.
+# Chosen on Myntra's holdout shopper photos (train.evaluate --split holdout --shopper
+# --centre-crop), reported on val in docs/query-crop.json; 0 embeds the frame alone.
+QUERY_CENTRE_CROP = 0.7
+# A whole frame this close to a catalogue item is that item's own photo (a re-upload, a
+# screenshot of the page): it is answered as it is, its own item first at about 1.0.
+SAME_PHOTO = 0.995
 
 Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
 
@@ -128,10 +137,11 @@ class Chosen:
 
 def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
                  parser: GarmentParser | None, search: Searcher,
-                 person_share: float = PERSON_SHARE) -> Chosen:
+                 person_share: float = PERSON_SHARE,
+                 crop_share: float = QUERY_CENTRE_CROP) -> Chosen:
     """One photo query; ``region`` as :func:`check_region` returns it.
 
-    WHOLE, or no parser: the whole frame, embedded exactly as before the parser. A garment
+    WHOLE, or no parser: the whole frame (with its centre crop, :func:`frame_search`). A garment
     group: that garment (``view_of``) when the parse finds it, else the whole frame. AUTO: a
     photo without a person stays whole; for a photo of a person the largest garment and the
     whole frame are both searched and the one whose best catalogue match scores higher is
@@ -141,9 +151,12 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
     Why the largest garment and not the best-scoring of all (train/look_eval.py, CCP street
     photos against Myntra): both lift P@10 of one query per photo, but searching every garment
     lost Hit@10 per garment on the held-apart photos and costs one embedding per garment,
-    while this costs one and lost nothing measurable on any table."""
+    while this costs one and lost nothing measurable on any table.
+
+    The whole frame is embedded beside its centre crop (``crop_share``: the share kept;
+    QUERY_CENTRE_CROP); a garment's view is already cropped to the garment."""
     def whole() -> Chosen:
-        return Chosen(WHOLE, search(encoder.embed([image])[0], k))
+        return Chosen(WHOLE, frame_search(frame_vectors(encoder, image, crop_share), k, search))
 
     if region == WHOLE or parser is None:
         return whole()
@@ -156,12 +169,38 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
     if parse.person_share < person_share or not parse.regions:
         return whole()
     largest = parse.regions[0]  # regions come largest first
-    both = encoder.embed([image, view_of(parse, largest)])  # one run at batch 2
-    frame = Chosen(WHOLE, search(both[0], k))
-    garment = Chosen(region_name(largest.group), search(both[1], k))
+    vectors = frame_vectors(encoder, image, crop_share, also=view_of(parse, largest))  # one run
+    frame = Chosen(WHOLE, frame_search(vectors[:-1], k, search))
+    garment = Chosen(region_name(largest.group), search(vectors[-1], k))
     if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
         return garment
     return frame
+
+
+def frame_vectors(encoder: Encoder, image: ImageInput, crop_share: float,
+                  also: ImageInput | None = None) -> np.ndarray:
+    """Unit rows from one model run: the whole frame, its centre crop (when ``crop_share`` is
+    below 1), then ``also`` (one more view) if given."""
+    if not 0.0 <= crop_share <= 1.0:
+        raise ValueError(f"crop_share {crop_share!r}: expected a number in [0, 1]")
+    square = encoder.prepare(image)
+    squares = [square]
+    if 0.0 < crop_share < 1.0:
+        squares.append(centre_crop(square, crop_share))
+    if also is not None:
+        squares.append(encoder.prepare(also))
+    return encoder.embed_squares(np.stack(squares))
+
+
+def frame_search(vectors: np.ndarray, k: int, search: Searcher) -> list[Hit]:
+    """Hits for a whole frame: ``vectors`` are the frame's and its centre crop's (or the
+    frame's alone). A frame that matches a catalogue item at SAME_PHOTO or above is that
+    item's own photo, answered as it is; any other is searched as the mean of both views."""
+    hits = search(vectors[0], k)
+    if len(vectors) == 1 or (hits and hits[0].score >= SAME_PHOTO):
+        return hits
+    mean = vectors.sum(axis=0)
+    return search(mean / max(float(np.linalg.norm(mean)), 1e-12), k)
 
 
 @dataclass

@@ -115,3 +115,19 @@ def load_square(source: ImageInput, spec: PreprocessSpec, **limits: int) -> np.n
 def preprocess(source: ImageInput, spec: PreprocessSpec, **limits: int) -> np.ndarray:
     """One input -> float32 CHW tensor ready for the encoder."""
     return to_tensor(load_square(source, spec, **limits), spec)
+
+
+def centre_crop(square: np.ndarray, share: float) -> np.ndarray:
+    """The middle ``share`` of a square uint8 image, resized back to its size: a shopper's
+    photo often holds the garment in the middle and a room around it. One function for the
+    runtime's query views and the evaluation that chose them."""
+    if not 0.0 < share <= 1.0:
+        raise ValueError(f"centre crop share {share!r}: expected a number in (0, 1]")
+    if square.ndim != 3 or square.shape[0] != square.shape[1] or square.shape[2] != 3:
+        raise ValueError(f"centre crop: expected a square HxWx3 image, got {square.shape}")
+    size = square.shape[0]
+    lo = min(int(round(size * (1 - share) / 2)), (size - 1) // 2)
+    if lo == 0:
+        return square
+    middle = square[lo : size - lo, lo : size - lo]
+    return cv2.resize(middle, (size, size), interpolation=cv2.INTER_CUBIC)
