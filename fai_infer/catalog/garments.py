@@ -153,8 +153,9 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
     lost Hit@10 per garment on the held-apart photos and costs one embedding per garment,
     while this costs one and lost nothing measurable on any table.
 
-    The whole frame is embedded beside its centre crop (``crop_share``: the share kept;
-    QUERY_CENTRE_CROP); a garment's view is already cropped to the garment."""
+    A photo searched whole is embedded beside its centre crop (``crop_share``: the share
+    kept; QUERY_CENTRE_CROP); in AUTO a person's largest garment plays that part, and the
+    frame beside it is embedded alone."""
     def whole() -> Chosen:
         return Chosen(WHOLE, frame_search(frame_vectors(encoder, image, crop_share), k, search))
 
@@ -169,7 +170,9 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
     if parse.person_share < person_share or not parse.regions:
         return whole()
     largest = parse.regions[0]  # regions come largest first
-    vectors = frame_vectors(encoder, image, crop_share, also=view_of(parse, largest))  # one run
+    # A person's garment view is the crop that counts here: the frame is embedded alone, as
+    # train/look_eval.py measured this rule, and the query stays at batch 2.
+    vectors = frame_vectors(encoder, image, 0.0, also=view_of(parse, largest))  # one run
     frame = Chosen(WHOLE, frame_search(vectors[:-1], k, search))
     garment = Chosen(region_name(largest.group), search(vectors[-1], k))
     if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
