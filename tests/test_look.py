@@ -213,6 +213,28 @@ def test_a_whole_photo_query_averages_the_frame_with_its_centre_crop(shop):
             frame_vectors(shop.encoder, room, bad)
 
 
+def test_the_page_searches_an_upload_as_the_api_does(shop, tmp_path, monkeypatch):
+    """The shop page's upload box asks the runtime's photo query (garment of a person, frame
+    beside its centre crop), not a plain whole-frame embedding: a page and ``/api/similar``
+    answer one photo alike."""
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "uploads"))
+    from ui.app import ShopDemo
+
+    page = ShopDemo(shop, "shop")
+    img, _ = person()
+    for name, photo in (("outfit.png", img), ("trousers.png", packshot("lower"))):
+        path = tmp_path / "uploads" / "one" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(path), photo[..., ::-1])
+        expected = shop.photo_query(str(path), k=4)
+        cards = page.search_upload(str(path), 4)
+        assert not path.exists()  # the upload is deleted once embedded
+        assert [(c["id"], c["score"]) for c in cards] == [
+            (h.id, round(h.score, 4)) for h in expected.hits]
+    assert expected.region == WHOLE  # a packshot: its frame (and centre crop)
+    assert shop.photo_query(img, k=4).region == "upper"  # a person: the largest garment
+
+
 def test_look_has_one_row_per_garment_and_words_for_none(shop):
     img, boxes = person()
     look = shop.look(img, k=3)

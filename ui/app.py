@@ -213,9 +213,11 @@ class ShopDemo(ShopService):
         self._uploads_lock = threading.Lock()
 
     def upload_vector(self, path: str) -> np.ndarray:
-        """An upload's embedding; its file is deleted once read (whatever the outcome). The
+        """The vector an upload is searched with, chosen as ``/api/similar`` and ``fai similar``
+        choose it (``Catalog.photo_query``: the garment of a photo of a person, a photo's frame
+        beside its centre crop); its file is deleted once read (whatever the outcome). The
         page asks again for the same upload when the toggle, k or a filter changes, so the
-        embedding (not the photo) is remembered, a bounded number of them."""
+        vector (not the photo) is remembered, a bounded number of them."""
         with self._uploads_lock:
             if path in self._uploads:
                 self._uploads.move_to_end(path)
@@ -223,7 +225,7 @@ class ShopDemo(ShopService):
         try:
             with decode_slot():  # bounded memory however many upload at once
                 check_upload(path, self.cat.encoder.spec.size)
-                vector = self.cat.encoder.embed([path])[0]
+                vector = self.cat.photo_query(path, k=1).vector
         finally:
             forget_upload(path)
         with self._uploads_lock:

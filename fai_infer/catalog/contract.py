@@ -30,8 +30,8 @@ from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
 from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
                                           kind_words, label, sample_rows)
 from fai_infer.catalog.display import checked_display, kind_column
-from fai_infer.catalog.garments import (AUTO, Look, check_region, kinds_by_group, search_photo,
-                                      shop_the_look)
+from fai_infer.catalog.garments import (AUTO, Chosen, Look, check_region, kinds_by_group,
+                                      search_photo, shop_the_look)
 from fai_infer.model.encoder import Encoder
 from fai_infer.index.filters import Clause, Where, parse_where
 from fai_infer.model.identity import check_model, model_label  # noqa: F401 (re-exported)
@@ -479,12 +479,27 @@ class BaseCatalog(ABC):
             own_kind = self.get(own).metadata.get(column) if column else None
             kind_words(hits, column, own_kind or None)
             return hits
-        chosen = search_photo(image_or_id, region, k, self.encoder, parser,
+        return self._photo_query(image_or_id, k, where, colour, region, parser).hits
+
+    def photo_query(self, image: ImageInput, k: int = 10, where: Where | None = None,
+                    colour: float | None = None, region: str = AUTO) -> Chosen:
+        """A photo search as :meth:`similar` makes it, with what it embedded: ``region``, the
+        hits and ``vector``, the model vector they answer. A page keeps the vector to ask
+        again with other filters or weights (:meth:`similar_to_vector`) without the photo."""
+        colour = self._colour(colour)
+        parser = self.garment_parser() if region != "whole" else None
+        region = check_region(region, parser)
+        self._before_read()
+        return self._photo_query(image, k, where, colour, region, parser)
+
+    def _photo_query(self, image: ImageInput, k: int, where: Where | None, colour: float,
+                     region: str, parser: GarmentParser | None) -> Chosen:
+        chosen = search_photo(image, region, k, self.encoder, parser,
                               self._photo_searcher(where, colour))
         for hit in chosen.hits:
             hit.region = chosen.region
-        kind_words(self._rated(chosen.hits, colour), column, None)
-        return chosen.hits
+        kind_words(self._rated(chosen.hits, colour), kind_column(self._known_columns()), None)
+        return chosen
 
     def _photo_searcher(self, where: Where | None, colour: float | None):
         """Model vectors of a photo's views -> hits: whitened as the catalogue stores its

@@ -128,11 +128,12 @@ def views(parse: Parse, regions: list[Region]) -> list[np.ndarray]:
 
 @dataclass
 class Chosen:
-    """What a photo search embedded (``region_name`` of a garment group, or WHOLE) and its
-    hits."""
+    """What a photo search embedded (``region_name`` of a garment group, or WHOLE), its hits
+    and the query vector (model space) they answer, which a page keeps to ask again."""
 
     region: str
     hits: list[Hit] = field(default_factory=list)
+    vector: np.ndarray | None = field(default=None, repr=False)  # the model vector searched
 
 
 def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
@@ -157,7 +158,7 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
     kept; QUERY_CENTRE_CROP); in AUTO a person's largest garment plays that part, and the
     frame beside it is embedded alone."""
     def whole() -> Chosen:
-        return Chosen(WHOLE, frame_search(frame_vectors(encoder, image, crop_share), k, search))
+        return frame_search(frame_vectors(encoder, image, crop_share), k, search)
 
     if region == WHOLE or parser is None:
         return whole()
@@ -166,15 +167,16 @@ def search_photo(image: ImageInput, region: str, k: int, encoder: Encoder,
         found = parse.region(region)
         if found is None:
             return whole()
-        return Chosen(region_name(region), search(encoder.embed([view_of(parse, found)])[0], k))
+        vector = encoder.embed([view_of(parse, found)])[0]
+        return Chosen(region_name(region), search(vector, k), vector)
     if parse.person_share < person_share or not parse.regions:
         return whole()
     largest = parse.regions[0]  # regions come largest first
     # A person's garment view is the crop that counts here: the frame is embedded alone, as
     # train/look_eval.py measured this rule, and the query stays at batch 2.
     vectors = frame_vectors(encoder, image, 0.0, also=view_of(parse, largest))  # one run
-    frame = Chosen(WHOLE, frame_search(vectors[:-1], k, search))
-    garment = Chosen(region_name(largest.group), search(vectors[-1], k))
+    frame = frame_search(vectors[:-1], k, search)
+    garment = Chosen(region_name(largest.group), search(vectors[-1], k), vectors[-1])
     if garment.hits and (not frame.hits or garment.hits[0].score > frame.hits[0].score):
         return garment
     return frame
@@ -195,15 +197,16 @@ def frame_vectors(encoder: Encoder, image: ImageInput, crop_share: float,
     return encoder.embed_squares(np.stack(squares))
 
 
-def frame_search(vectors: np.ndarray, k: int, search: Searcher) -> list[Hit]:
-    """Hits for a whole frame: ``vectors`` are the frame's and its centre crop's (or the
+def frame_search(vectors: np.ndarray, k: int, search: Searcher) -> Chosen:
+    """The whole frame's search: ``vectors`` are the frame's and its centre crop's (or the
     frame's alone). A frame that matches a catalogue item at SAME_PHOTO or above is that
     item's own photo, answered as it is; any other is searched as the mean of both views."""
     hits = search(vectors[0], k)
     if len(vectors) == 1 or (hits and hits[0].score >= SAME_PHOTO):
-        return hits
+        return Chosen(WHOLE, hits, vectors[0])
     mean = vectors.sum(axis=0)
-    return search(mean / max(float(np.linalg.norm(mean)), 1e-12), k)
+    mean /= max(float(np.linalg.norm(mean)), 1e-12)
+    return Chosen(WHOLE, search(mean, k), mean)
 
 
 @dataclass
