@@ -5,7 +5,9 @@
 Every row decodes the photo from its file, as a query does; the rows take turns within each
 repeat (same run, same load), and the table reports medians. Rows:
 
-- encoder alone: what a photo query cost before the parser (``similar(photo, region="whole")``);
+- encoder alone: what a photo query cost before the parser and the centre crop;
+- frame + centre crop: a photo searched whole (``similar(photo, region="whole")``, or a photo
+  without a person): the frame and its centre crop at batch 2, without the parser;
 - parser alone: decode, parse, masks and regions;
 - parser + encoder, one garment: ``similar(photo, region=GROUP)`` without the search;
 - auto: the whole photo and its largest garment embedded (``region="auto"`` on a photo of a
@@ -27,7 +29,7 @@ import numpy as np
 from bench.timing import cpu_name, save_json, table
 from fai_infer.model.cpu import cpu_flags
 from fai_infer.model.encoder import Encoder
-from fai_infer.catalog.garments import view_of, views
+from fai_infer.catalog.garments import QUERY_CENTRE_CROP, frame_vectors, view_of, views
 from fai_infer.model.parser import GarmentParser
 
 DEFAULT_PHOTOS = "../shared/data/ccp/images"
@@ -66,6 +68,8 @@ def rows_for(encoder: Encoder, parser: GarmentParser, photo: Path, repeats: int
             encoder.embed(views(parse, parse.regions))
 
     fns = {"encoder alone": lambda: encoder.embed([photo]),
+           "frame + centre crop (searched whole)": lambda: frame_vectors(
+               encoder, photo, QUERY_CENTRE_CROP),
            "parser alone": lambda: parser.parse(photo),
            "parser + encoder, one garment": one_garment,
            "parser + encoder, auto (whole + largest garment)": auto,
