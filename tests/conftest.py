@@ -62,5 +62,26 @@ def saved(tmp_path_factory) -> dict[str, Path]:
     return {"exact": base / "exact", "hnsw": base / "hnsw", "encoder": enc}
 
 
+@pytest.fixture(scope="session")
+def myntra_gallery():
+    """Every third Myntra photo (~3,500, both splits) decoded and embedded once by the shipped
+    model for every test that needs real embeddings (test_quality, test_runtime's recall):
+    (catalogue, encoder, squares, val query rows, embeddings). Skips without the photos."""
+    import numpy as np
+
+    from fai_infer import Encoder
+    from tests.helpers import MYNTRA
+    from train.data import load_catalogue
+
+    if not (MYNTRA / "styles.csv").is_file():
+        pytest.skip(f"shared Myntra photos not found at {MYNTRA} (set FAI_MYNTRA to run this test)")
+    cat = load_catalogue(MYNTRA)
+    cat = cat.subset(list(range(0, len(cat), 3)))
+    enc = Encoder()
+    squares = np.stack([enc.prepare(p) for p in cat.paths])
+    queries = np.array([i for i, s in enumerate(cat.splits) if s == "val"])
+    return cat, enc, squares, queries, enc.embed_squares(squares)
+
+
 # A real Milvus server shared by test_contract.py and test_milvus_server.py (started on first use).
 from tests.milvus_fixtures import milvus_server  # noqa: E402,F401

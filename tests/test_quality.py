@@ -10,17 +10,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.data, pytest.mark.soak, needs_myntra
 
 
 @pytest.fixture(scope="module")
-def gallery():
-    """Every third Myntra photo (~3,500, both splits) decoded and embedded once for the
-    module: (catalogue, encoder, squares, val query rows, embeddings)."""
-    from train.data import load_catalogue
-
-    cat = load_catalogue(MYNTRA)
-    cat = cat.subset(list(range(0, len(cat), 3)))
-    enc = Encoder()
-    squares = np.stack([enc.prepare(p) for p in cat.paths])
-    queries = np.array([i for i, s in enumerate(cat.splits) if s == "val"])
-    return cat, enc, squares, queries, enc.embed_squares(squares)
+def gallery(myntra_gallery):
+    return myntra_gallery
 
 
 def test_shipped_model_beats_raw_pixels_on_held_out_photos(gallery):

@@ -9,7 +9,7 @@ import pytest
 
 from fai_infer import Catalog, CatalogError, Encoder, ImageError
 from fai_infer.index.search import HnswSearch, exact_top_k
-from tests.helpers import (MYNTRA, OTHER_MODEL, ROOT, SHIPPED, catalog_of, needs_myntra,
+from tests.helpers import (OTHER_MODEL, ROOT, SHIPPED, catalog_of, needs_myntra,
                            write_products)
 
 
@@ -140,9 +140,8 @@ def recall_at_10(data: np.ndarray, queries: np.ndarray) -> float:
 @needs_myntra
 @pytest.mark.slow
 @pytest.mark.data
-def test_hnsw_recall_on_real_embeddings(shipped):
-    paths = sorted((MYNTRA / "images").glob("*.jpg"))[::4][:2500]
-    emb = shipped.embed(paths, batch_size=64)
+def test_hnsw_recall_on_real_embeddings(myntra_gallery):
+    emb = myntra_gallery[4][:2500]  # real photos, embedded once for the session (conftest)
     recall = recall_at_10(emb, emb[::25])
     assert recall >= 0.99, recall
 
@@ -176,14 +175,13 @@ def test_cli_index_query_basket_info(tmp_path):
 
 @needs_myntra
 @pytest.mark.slow
-def test_hnsw_recall_at_100k_on_a_clustered_catalogue(shipped):
+def test_hnsw_recall_at_100k_on_a_clustered_catalogue(myntra_gallery):
     """The benchmark's catalogue (real embeddings padded with jittered copies): many near-
     copies of each product. At M=16 recall@10 stalled near 0.95 whatever ef; the default must
     stay far above that."""
     from export.synthetic import scale_embeddings
 
-    paths = sorted((MYNTRA / "images").glob("*.jpg"))[:3000]
-    data = scale_embeddings(shipped.embed(paths, batch_size=64), 100_000)
+    data = scale_embeddings(myntra_gallery[4][:3000], 100_000)
     queries = data[np.random.default_rng(1).integers(0, len(data), 100)]
     assert recall_at_10(data, queries) >= 0.98
 
