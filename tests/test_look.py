@@ -22,6 +22,7 @@ from onnx import TensorProto, helper
 from fai_infer.catalog.garments import NO_GARMENT, PHOTOGRAPHED_GROUPS, WHOLE
 from fai_infer.catalog.local import Catalog
 from fai_infer.errors import ImageError
+from fai_infer.index.hits import NotInCatalogue
 from fai_infer.model.encoder import Encoder
 from fai_infer.model.parser import (METADATA_KEY, GarmentParser, box_of, garment_view)
 from tests.helpers import SHIPPED, call
@@ -233,6 +234,8 @@ def test_the_page_searches_an_upload_as_the_api_does(shop, tmp_path, monkeypatch
             (h.id, round(h.score, 4)) for h in expected.hits]
     assert expected.region == WHOLE  # a packshot: its frame (and centre crop)
     assert shop.photo_query(img, k=4).region == "upper"  # a person: the largest garment
+    with pytest.raises(NotInCatalogue):  # a name is never a file search, as in similar()
+        shop.photo_query("upper")
 
 
 def test_look_has_one_row_per_garment_and_words_for_none(shop):

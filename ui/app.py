@@ -215,17 +215,19 @@ class ShopDemo(ShopService):
     def upload_vector(self, path: str) -> np.ndarray:
         """The vector an upload is searched with, chosen as ``/api/similar`` and ``fai similar``
         choose it (``Catalog.photo_query``: the garment of a photo of a person, a photo's frame
-        beside its centre crop); its file is deleted once read (whatever the outcome). The
-        page asks again for the same upload when the toggle, k or a filter changes, so the
-        vector (not the photo) is remembered, a bounded number of them."""
+        beside its centre crop), at the default weighting without filters; its file is deleted
+        once read (whatever the outcome). The page asks again for the same upload when the
+        toggle, k or a filter changes, so the vector (not the photo) is remembered, a bounded
+        number of them, and searched again as they say."""
         with self._uploads_lock:
             if path in self._uploads:
                 self._uploads.move_to_end(path)
                 return self._uploads[path]
         try:
             with decode_slot():  # bounded memory however many upload at once
-                check_upload(path, self.cat.encoder.spec.size)
+                check_upload(path, self.upload_side())
                 vector = self.cat.photo_query(path, k=1).vector
+                assert vector is not None  # every photo query says what it searched
         finally:
             forget_upload(path)
         with self._uploads_lock:

@@ -255,7 +255,7 @@ class ShopService:
         t0 = time.perf_counter()
         if image not in self.cat:
             with decode_slot():  # bounded memory however many upload at once
-                check_upload(image, max(self.cat.encoder.spec.size, WORK_SIDE))
+                check_upload(image, self.upload_side())
                 hits = self.cat.similar(image, k=bounded_k(k), where=self.where(filters),
                                         colour=colour)
         else:
@@ -285,6 +285,11 @@ class ShopService:
         return (items, [self.card(h) for h in hits],
                 f"Goes with your basket of {len(items)}")
 
+    def upload_side(self) -> int:
+        """The side an upload is checked for: photo queries decode it for the parser
+        (WORK_SIDE) as well as for the encoder, so every door checks the larger."""
+        return max(self.cat.encoder.spec.size, WORK_SIDE)
+
     def answer(self, query: str, k: Any, filters: Any, colour: Any = None) -> list[dict]:
         """One search for any API: ``query`` is a catalogue id or a checked upload's local
         path. Raises ImageError, NotInCatalogue or ValueError with a client-safe message."""
@@ -292,7 +297,7 @@ class ShopService:
         colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         if query not in self.cat:
             with decode_slot():  # bounded memory however many upload at once
-                check_upload(query, max(self.cat.encoder.spec.size, WORK_SIDE))
+                check_upload(query, self.upload_side())
                 return hits_json(self.cat.similar(query, k=bounded_k(k), where=where,
                                                   colour=colour))
         return hits_json(self.cat.similar(query, k=bounded_k(k), where=where, colour=colour))
@@ -303,7 +308,7 @@ class ShopService:
         where = parse_filters(filters or {})
         colour = self.cat.parts().check_weight(colour)  # before decoding an upload
         with decode_slot():  # bounded memory however many upload at once
-            check_upload(upload, max(self.cat.encoder.spec.size, WORK_SIDE))
+            check_upload(upload, self.upload_side())
             return self.cat.look(upload, k=bounded_k(k), where=where, colour=colour)
 
     def answer_look(self, upload: str, k: Any, filters: Any, colour: Any = None) -> dict:

@@ -486,6 +486,8 @@ class BaseCatalog(ABC):
         """A photo search as :meth:`similar` makes it, with what it embedded: ``region``, the
         hits and ``vector``, the model vector they answer. A page keeps the vector to ask
         again with other filters or weights (:meth:`similar_to_vector`) without the photo."""
+        if isinstance(image, str) and not looks_like_path(image):
+            raise NotInCatalogue(image)  # a name, never a file search (as in similar)
         colour = self._colour(colour)
         parser = self.garment_parser() if region != "whole" else None
         region = check_region(region, parser)
