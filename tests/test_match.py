@@ -244,3 +244,27 @@ def test_match_words_never_call_another_kind_similar():
     assert DIFFERENT_KIND not in {h.match for h in plain.similar("i00", k=15)}
     assert raw == [h.confidence for h in cat.similar("i00", k=15)]  # the bar is unchanged
     kind_words(hits, None)  # no kind column: nothing to say
+
+
+def test_a_hits_words_do_not_change_with_how_many_are_asked_for():
+    """The kind a photo shows is voted by its top hits; asking for fewer hits (k=1 on a phone)
+    must not change that vote, so a hit reads the same words at every k (an outside review
+    saw one trouser go "similar" -> "could be" -> "similar" as k went 1 -> 2 -> 5)."""
+    from fai_infer.catalog.confidence import DIFFERENT_KIND
+
+    enc = Encoder(OTHER_MODEL)
+    rng = np.random.default_rng(5)
+    q = rng.normal(size=enc.dim)
+    q /= np.linalg.norm(q)
+    near = q + 0.35 * rng.normal(size=(9, enc.dim)) / np.sqrt(enc.dim)
+    far = rng.normal(size=(50, enc.dim))
+    vectors = np.vstack([q, near, far]).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    kinds = ["Shoes"] + ["Tshirts"] * 9 + [("Jeans", "Bags")[i % 2] for i in range(50)]
+    ids = [f"i{i:02d}" for i in range(len(kinds))]
+    rows = [{"articleType": t} for t in kinds]
+    cat = catalog_of(enc, ids, [f"/nowhere/{i}.jpg" for i in ids], rows, vectors)
+    answers = {k: cat.similar_to_vector(q, k=k) for k in (1, 2, 3, 5, 10)}
+    assert answers[1][0].id == "i00" and answers[10][0].match == DIFFERENT_KIND  # 9 of 10 agree
+    for k, hits in answers.items():
+        assert [(h.id, h.match) for h in hits] == [(h.id, h.match) for h in answers[10][:k]], k

@@ -27,8 +27,8 @@ import numpy as np
 
 from fai_infer.catalog.basket import (design_view, prepare_basket, round_robin,
                                       same_design as is_same_design)
-from fai_infer.catalog.confidence import (NEIGHBOUR_RANK, TOO_FEW, MatchScale, fit_scale,
-                                          kind_words, label, sample_rows)
+from fai_infer.catalog.confidence import (KIND_VOTERS, NEIGHBOUR_RANK, TOO_FEW, MatchScale,
+                                          fit_scale, kind_words, label, sample_rows)
 from fai_infer.catalog.display import checked_display, kind_column
 from fai_infer.catalog.garments import (AUTO, Chosen, Look, check_region, kinds_by_group,
                                       search_photo, shop_the_look)
@@ -496,11 +496,14 @@ class BaseCatalog(ABC):
 
     def _photo_query(self, image: ImageInput, k: int, where: Where | None, colour: float,
                      region: str, parser: GarmentParser | None) -> Chosen:
-        chosen = search_photo(image, region, k, self.encoder, parser,
+        # The photo's kind is voted by its top KIND_VOTERS hits whatever k is, so a hit's
+        # words never change with the page size.
+        chosen = search_photo(image, region, max(k, KIND_VOTERS), self.encoder, parser,
                               self._photo_searcher(where, colour))
         for hit in chosen.hits:
             hit.region = chosen.region
         kind_words(self._rated(chosen.hits, colour), kind_column(self._known_columns()), None)
+        chosen.hits = chosen.hits[:k]
         return chosen
 
     def _photo_searcher(self, where: Where | None, colour: float | None):
@@ -537,10 +540,12 @@ class BaseCatalog(ABC):
                              "installed (FAI_PARSER names one)")
         self._before_read()
         column = kind_column(self._known_columns())
-        look = shop_the_look(photo, k, self.encoder, parser, self._photo_searcher(where, colour),
+        look = shop_the_look(photo, max(k, KIND_VOTERS), self.encoder, parser,
+                             self._photo_searcher(where, colour),
                              self._group_searchers(column, where, colour))
-        for row in look.rows:
+        for row in look.rows:  # words from KIND_VOTERS hits whatever k (see _photo_query)
             kind_words(self._rated(row.hits, colour), column, None)
+            row.hits = row.hits[:k]
         return look
 
     def similar_to_vector(self, vector: np.ndarray, k: int = 10, where: Where | None = None,
@@ -552,9 +557,10 @@ class BaseCatalog(ABC):
         self._before_read()
         query = self._to_stored(query_vector(vector, self.encoder.dim)[None])
         query = self.parts().reweigh(query, colour)[0]
-        hits = self._rated(self._search(query, k, where, set(exclude))[0], colour)
-        kind_words(hits, kind_column(self._known_columns()))
-        return hits
+        hits = self._rated(self._search(query, max(k, KIND_VOTERS), where, set(exclude))[0],
+                           colour)
+        kind_words(hits, kind_column(self._known_columns()))  # voted whatever k is
+        return hits[:k]
 
     def search_vectors(self, vectors: Any, k: int = 10, where: Where | None = None,
                        exclude: Sequence[Iterable[str]] | None = None) -> list[list[Hit]]:
