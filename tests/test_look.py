@@ -547,6 +547,10 @@ def test_each_look_row_searches_its_groups_kinds_when_the_shop_names_kinds(parse
     assert [group_of_kind(k) for k in ("Sports Shoes", "Sweatshirts", "Vest top", "Trousers",
                                        "Dresses", "Handbags", "Belts", "Blazer", "Plant")] == [
         "shoes", "upper", "upper", "lower", "whole", "bag", "accessory", "outer", None]
+    # the head noun and the longest word decide (an outside review saw socks in a shoes row)
+    assert [group_of_kind(k) for k in ("Sneaker Socks", "3p Socks", "Capri Pants", "Capris",
+                                       "Bodysuit", "Shirt Dress", "Flip Flops", "Caps")] == [
+        "accessory", "accessory", "lower", "lower", "upper", "whole", "shoes", "accessory"]
     rng = np.random.default_rng(2)
     enc = Encoder(SHIPPED)
     # Three kinds whose packshots look alike (one colour block each: the yellow of the shoes,

@@ -52,18 +52,17 @@ SAME_PHOTO = 0.995
 Searcher = Callable[[np.ndarray, int], list[Hit]]  # unit query vector, k -> hits, best first
 
 # Words in a shop's own kind names (its kind column: articleType, product_type_name, ...) that
-# say which parser group sells that kind; checked in this order, so "Sports Shoes" is shoes and
-# "Sweatshirts" upper. A look row searches only its group's kinds when the shop has any, so a
-# shoes row answers with shoes (an outside review found belts and bralettes there): the
+# say which parser group sells that kind (``group_of_kind``: the head noun, the longest word).
+# A look row searches only its group's kinds when the shop has any, so a shoes row answers
+# with shoes (an outside review found belts and bralettes there): the
 # catalogue's own labels decide, the embedding ranks within them.
 GROUP_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("shoes", ("shoe", "sneaker", "trainer", "boot", "sandal", "heel", "flat", "loafer", "pump",
-               "wedge", "clog", "mule", "slipper", "flip flop", "espadrille", "ballerina",
-               "sock")),
+               "wedge", "clog", "mule", "slipper", "flip flop", "espadrille", "ballerina")),
     ("bag", ("bag", "backpack", "wallet", "purse", "clutch", "tote", "pouch")),
     ("accessory", ("hat", "cap", "beanie", "belt", "scarf", "scarves", "glove", "sunglass",
                    "glasses", "eyewear", "watch", "jewel", "necklace", "earring", "bracelet",
-                   "ring", "tie", "hair")),
+                   "ring", "tie", "hair", "sock")),
     ("outer", ("jacket", "coat", "blazer", "cape", "cardigan", "parka", "gilet", "waistcoat")),
     ("whole", ("dress", "jumpsuit", "romper", "playsuit", "dungaree", "swimsuit", "swimwear",
                "saree", "suit")),
@@ -75,9 +74,17 @@ GROUP_WORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 
 
 def group_of_kind(kind: str) -> str | None:
-    """The parser group a shop's kind name belongs to, by its words; None when none says."""
-    name = kind.casefold()
-    return next((group for group, words in GROUP_WORDS if any(w in name for w in words)), None)
+    """The parser group a shop's kind name belongs to, by its words; None when none says.
+    The head noun decides: the last word first ("Sneaker Socks" are socks, "Capri Pants"
+    trousers), then the whole name; where several groups' words are found, the longest wins
+    ("Bodysuit" is a top, not a suit; "Capris" are not a cap)."""
+    words = kind.casefold().replace("-", " ").split()
+    for text in ([words[-1]] if len(words) > 1 else []) + [" ".join(words)]:
+        found = [(len(word), -order, group) for order, (group, group_words)
+                 in enumerate(GROUP_WORDS) for word in group_words if word in text]
+        if found:
+            return max(found)[2]
+    return None
 
 
 def kinds_by_group(kinds: list[str]) -> dict[str, list[str]]:
