@@ -277,6 +277,13 @@ def test_fai_look_in_process(shop, parser, tmp_path, capsys):
     assert "top (upper, box" in text and "shoes (shoes, box" in text
     assert main(args + [str(blank)]) == 0
     assert NO_GARMENT in capsys.readouterr().out
+    dress = np.full((240, 160, 3), 255, np.uint8)  # the text names whole-body as region= does
+    dress[8:24, 60:100], dress[24:52, 62:98] = COLOURS["hair"], COLOURS["skin"]
+    dress[52:200, 40:120] = COLOURS["whole"]
+    cv2.imwrite(str(tmp_path / "dress.png"), dress[..., ::-1])
+    assert main(args + [str(tmp_path / "dress.png")]) == 0
+    text = capsys.readouterr().out
+    assert "(whole-body, box" in text and "(whole, box" not in text
     assert main(args + [str(tmp_path / "nope.jpg")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("fai look: error:") and "file not found" in err

@@ -20,6 +20,7 @@ from fai_infer.catalog.local import Catalog, remembered_model
 from fai_infer.cli.util import (EXIT_ERROR, EXIT_USAGE, MAX_K, OneLineParser,  # noqa: F401
                                 count_value, k_value, visible)
 from fai_infer.catalog.display import is_code_column
+from fai_infer.catalog.garments import region_name
 from fai_infer.model.encoder import Encoder
 from fai_infer.model.parser import GarmentParser
 from fai_infer.index.filters import Clause, parse_where
@@ -212,7 +213,8 @@ def cmd_look(a: argparse.Namespace) -> int:
     for row in look.rows:
         r = row.region
         colour = f"{', '.join(row.colour)} " if row.colour else ""
-        _print_hits(f"{colour}{r.kind} ({r.group}, box {','.join(map(str, r.box))}, "
+        _print_hits(f"{colour}{r.kind} ({region_name(r.group)}, box "
+                    f"{','.join(map(str, r.box))}, "
                     f"confidence {r.confidence:.2f}):", row.hits, cat)
     return 0
 
