@@ -337,9 +337,9 @@ def main(argv: list[str] | None = None) -> dict:
         g0, g1 = Encoder(a.v3_model).info.parts.garment
         sq = lambda c: decode_all(c.paths, PreprocessSpec(size=v3_spec.size),  # noqa: E731
                                   a.workers, str(cache / "sq"))[0]
-        candidates = {"v3 garment part": (cached_array(cache / "hm-v3.npy", lambda: v3_embed(sq(hm))),
-                                          cached_array(cache / "my-v3.npy", lambda: v3_embed(sq(my)))),
-                      **candidates}
+        v3_hm = cached_array(cache / "hm-v3.npy", lambda: v3_embed(sq(hm)))
+        v3_my = cached_array(cache / "my-v3.npy", lambda: v3_embed(sq(my)))
+        candidates = {"v3 garment part": (v3_hm, v3_my), **candidates}
         candidates["v3 garment part"] = tuple(v[:, g0:g1] for v in candidates["v3 garment part"])
     per_row: dict[str, dict[str, np.ndarray]] = {}
     for name, (h, m) in candidates.items():
